@@ -1,0 +1,30 @@
+// Greedy k-center (farthest-first traversal) over a float32 embedding.
+#pragma once
+#include <cstdint>
+
+#include "kernels/status.hpp"
+
+namespace scurate {
+
+// Selects `budget` rows of the row-major `x` (n_rows x dim) in farthest-first order.
+//
+// `initial` (n_initial rows, may be empty) are centers already chosen: they are never
+// returned, and the first pick is the row farthest from them. Without them the first pick
+// is `first`. After pick t, `radii[t]` is the covering radius: the largest distance from any
+// row to its nearest center. Ties go to the lowest row index, so the result equals a plain
+// O(n * budget) traversal; distances are accumulated in double precision.
+//
+// The traversal keeps every row in the group of its nearest center and skips, by the
+// triangle inequality, every group and every row that a new center cannot come closer to
+// (Elkan's bound: d(c_j, c_new) >= 2 d(x, c_j) means d(x, c_new) >= d(x, c_j)). Centers
+// are screened with a float partial distance over the widest dimensions before the exact test.
+//
+// Writes `order` (budget entries) and `radii` (budget entries). Runs OpenMP threads;
+// touches no Python object.
+Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, const int64_t* initial,
+               int64_t n_initial, int64_t first, int64_t* order, double* radii);
+
+// Returns a Status naming the first row with a NaN or infinite value, if any.
+Status check_finite(const float* x, int64_t n_rows, int64_t dim, const char* arg);
+
+}  // namespace scurate

@@ -1,0 +1,12 @@
+"""First-party source readers."""
+
+from __future__ import annotations
+
+from scurate import hookimpl
+from scurate.hookspecs import Register
+from scurate.io import H5adSource
+
+
+@hookimpl
+def scurate_register_sources(register: Register) -> None:
+    register(".h5ad", H5adSource, summary="AnnData h5ad, read in place (obs, var, X chunks)")

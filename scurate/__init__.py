@@ -1,0 +1,31 @@
+"""scurate: build single-cell training sets for coverage, not volume."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+from scurate.api import Selection, select, select_to_dir
+from scurate.errors import InputError, OptionError, PluginError, ScurateError
+from scurate.hookspecs import hookimpl
+from scurate.kcenter import covering_radius, farthest_first
+from scurate.select import SelectionContext
+
+try:
+    __version__ = importlib.metadata.version("scurate")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "InputError",
+    "OptionError",
+    "PluginError",
+    "ScurateError",
+    "Selection",
+    "SelectionContext",
+    "__version__",
+    "covering_radius",
+    "farthest_first",
+    "hookimpl",
+    "select",
+    "select_to_dir",
+]

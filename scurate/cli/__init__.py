@@ -1,0 +1,23 @@
+"""The scurate command line: one module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from scurate.cli._errors import user_errors
+from scurate.cli.plugins import plugins
+from scurate.cli.select import select
+
+app = typer.Typer(
+    name="scurate",
+    help="Build single-cell training sets for coverage, not volume.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(user_errors(select))
+app.command()(user_errors(plugins))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,42 @@
+"""scurate plugins: what is installed, what each plugin provides, and what failed."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from scurate.cli._options import AsJson
+from scurate.plugins import discover
+
+
+def plugins(as_json: AsJson = False) -> None:
+    """List installed plugins: name, version, hooks, what they provide, ok or the error.
+
+    Example: scurate plugins --json
+    """
+    found = discover()
+    rows = [
+        {
+            "name": info.name,
+            "version": info.version,
+            "hooks": info.hooks,
+            "provides": info.provides,
+            "ok": info.ok,
+            "error": info.error,
+        }
+        for info in found.info
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table()
+    for column in ("plugin", "version", "provides", "status"):
+        table.add_column(column)
+    for row in rows:
+        provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in row["provides"].items())
+        status = "ok" if row["ok"] else f"failed: {row['error']}"
+        table.add_row(row["name"], row["version"] or "-", provides or "-", status)
+    Console().print(table)

@@ -1,0 +1,92 @@
+"""scurate select: the main job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from scurate import api
+from scurate.cli._options import AsJson, Seed, Sources, progress_on_stderr
+from scurate.errors import OptionError
+from scurate.example import example_sources
+
+Budget = Annotated[int, typer.Option("--budget", "-b", help="Cells to select.", show_default=False)]
+OutDir = Annotated[
+    Path, typer.Option("--out", "-o", help="Folder for manifest.parquet and report.json.")
+]
+Policy = Annotated[str, typer.Option("--policy", help="Selection policy (see `scurate plugins`).")]
+ObsmKey = Annotated[
+    str | None,
+    typer.Option("--obsm-key", help="Use this stored embedding (X_pca, X_scVI, ...)."),
+]
+Embedder = Annotated[
+    str, typer.Option("--embedder", help="Embedder used when no --obsm-key is given.")
+]
+Params = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="Policy parameter key=value (repeatable).", show_default=False),
+]
+Example = Annotated[
+    bool, typer.Option("--example", help="Select from the small example corpus shipped inside.")
+]
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    table = Table(title=f"{report['n_selected']} of {report['n_pool']} cells selected")
+    for column in ("dataset", "pool", "selected", "%"):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    for row in report["datasets"]:
+        table.add_row(
+            row["dataset_id"], str(row["pool"]), str(row["selected"]), f"{100 * row['fraction']:.1f}"
+        )
+    return table
+
+
+def select(
+    sources: Sources = None,
+    budget: Budget = ...,  # type: ignore[assignment]
+    out: OutDir = ...,  # type: ignore[assignment]
+    policy: Policy = "kcenter",
+    obsm_key: ObsmKey = None,
+    embedder: Embedder = "pca",
+    seed: Seed = 0,
+    param: Params = None,
+    example: Example = False,
+    as_json: AsJson = False,
+) -> None:
+    """Select a budgeted, diversity-maximizing set of cells, in priority order.
+
+    Example: scurate select data/*.h5ad --budget 50000 -o out/
+    """
+    paths = list(sources or [])
+    if example:
+        paths.extend(example_sources())
+    if not paths:
+        msg = "no sources: give .h5ad files or folders, or --example"
+        raise OptionError(msg)
+    with progress_on_stderr(enabled=not as_json) as progress:
+        result = api.select_to_dir(
+            paths,
+            budget,
+            out=out,
+            policy=policy,
+            obsm_key=obsm_key,
+            embedder=embedder,
+            seed=seed,
+            params=param or [],
+            progress=progress,
+        )
+    report = result.report
+    if as_json:
+        typer.echo(json.dumps(report, default=str))
+        return
+    console = Console()
+    console.print(summary_table(report))
+    radius = report["covering_radius"]
+    console.print(f"covering radius at the budget: {radius:.4g}  ({report['parameters']['policy']})")
+    console.print(f"wrote {report['outputs']['manifest']} and {report['outputs']['report']}")

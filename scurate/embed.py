@@ -1,0 +1,193 @@
+"""Embeddings: a stored obsm entry, or PCA of log-normalized counts on the shared genes.
+
+The default embedder does what a scanpy user would: scale every cell to 10,000 counts on
+the shared genes, log1p, keep the most variable genes (Seurat-style dispersion, z-scored
+within bins of mean expression), and fit PCA on a seeded sample of cells; then every cell
+is projected chunk by chunk. A source whose X is not integer counts is taken as already
+normalized and used as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from scurate.errors import InputError
+from scurate.genes import GeneSpace, common_genes
+from scurate.io import Source
+
+log = logging.getLogger(__name__)
+
+TARGET_SUM = 1e4
+N_TOP_GENES = 2000
+N_COMPS = 50
+FIT_CELLS = 20_000
+N_BINS = 20
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass
+class Embedding:
+    """One float32 row per cell of every source, in source order, and how it was made."""
+
+    values: NDArray[np.float32]
+    info: dict[str, Any] = field(default_factory=dict)
+    n_counts: NDArray[np.float32] | None = None  # per cell, where X was read
+    n_genes: NDArray[np.int32] | None = None
+
+
+def _check_finite(values: NDArray[np.float32], source: Source, what: str) -> None:
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):
+        row = int(bad[0])
+        msg = (
+            f"{source.path}: {what} row {row} (cell '{source.obs_names[row]}') has NaN or inf"
+            f" ({len(bad)} such rows)"
+        )
+        raise InputError(msg)
+
+
+def from_obsm(sources: Sequence[Source], key: str) -> Embedding:
+    """Stack ``obsm[key]`` of every source; widths must agree and values be finite."""
+    parts: list[NDArray[np.float32]] = []
+    for source in sources:
+        values = source.read_obsm(key)
+        if parts and values.shape[1] != parts[0].shape[1]:
+            msg = (
+                f"{source.path}: obsm['{key}'] has {values.shape[1]} columns but "
+                f"{sources[0].path} has {parts[0].shape[1]}; embeddings must share one space"
+            )
+            raise InputError(msg)
+        _check_finite(values, source, f"obsm['{key}']")
+        parts.append(values)
+    values = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+    return Embedding(values, {"kind": "obsm", "obsm_key": key, "n_dims": int(values.shape[1])})
+
+
+def _log_normalize(chunk: sp.csr_matrix, *, counts: bool) -> sp.csr_matrix:
+    out = sp.csr_matrix(chunk, dtype=np.float32, copy=True)
+    if not counts:
+        return out
+    totals = np.asarray(out.sum(axis=1)).ravel()
+    scale = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+    out.data *= np.repeat(scale, np.diff(out.indptr)).astype(np.float32)
+    np.log1p(out.data, out=out.data)
+    return out
+
+
+def highly_variable(sample: sp.csr_matrix, n_top: int) -> NDArray[np.int64]:
+    """Indices of the ``n_top`` genes of highest normalized dispersion (Seurat flavour)."""
+    n_genes = sample.shape[1]
+    mean = np.asarray(sample.mean(axis=0), dtype=np.float64).ravel()
+    sq = np.asarray(sample.multiply(sample).mean(axis=0), dtype=np.float64).ravel()
+    var = np.maximum(sq - mean**2, 0.0) * sample.shape[0] / max(sample.shape[0] - 1, 1)
+    expressed = mean > 0
+    if n_top >= int(expressed.sum()):
+        return np.flatnonzero(expressed).astype(np.int64)
+    dispersion = np.full(n_genes, -np.inf)
+    dispersion[expressed] = np.log(np.maximum(var[expressed], 1e-12) / mean[expressed])
+    edges = np.quantile(mean[expressed], np.linspace(0, 1, N_BINS + 1))
+    bins = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, N_BINS - 1)
+    score = np.full(n_genes, -np.inf)
+    for b in range(N_BINS):
+        members = expressed & (bins == b)
+        if not members.any():
+            continue
+        d = dispersion[members]
+        sd = d.std()
+        score[members] = (d - d.mean()) / sd if sd > 0 else 0.0
+    order = np.lexsort((np.arange(n_genes), -score))  # ties to the lower gene index
+    return np.sort(order[:n_top]).astype(np.int64)
+
+
+def _pca_fit(
+    dense: NDArray[np.float32], n_comps: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    mean = dense.mean(axis=0, dtype=np.float64)
+    centered = dense.astype(np.float64) - mean
+    cov = centered.T @ centered / max(len(dense) - 1, 1)
+    eigval, eigvec = np.linalg.eigh(cov)
+    top = np.argsort(eigval)[::-1][:n_comps]
+    components = eigvec[:, top]
+    signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(len(top))])
+    components *= np.where(signs == 0, 1.0, signs)
+    explained = np.maximum(eigval[top], 0.0) / max(float(eigval.clip(min=0).sum()), 1e-300)
+    return mean, components, explained
+
+
+def pca_embedding(
+    sources: Sequence[Source],
+    *,
+    rng: np.random.Generator,
+    progress: Progress = _no_progress,
+    n_comps: int = N_COMPS,
+    n_top_genes: int = N_TOP_GENES,
+    fit_cells: int = FIT_CELLS,
+) -> Embedding:
+    """PCA of log-normalized counts on the genes all sources share (see the module doc)."""
+    space: GeneSpace = common_genes(sources)
+    counts = [s.x_is_counts() for s in sources]
+    sizes = np.array([s.n_obs for s in sources])
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    total = int(offsets[-1])
+    n_fit = min(total, fit_cells)
+    picked = np.zeros(total, dtype=bool)
+    picked[rng.choice(total, size=n_fit, replace=False)] = True
+
+    parts: list[sp.csr_matrix] = []
+    for k, source in enumerate(sources):
+        mask = picked[offsets[k] : offsets[k + 1]]
+        for start, chunk in source.iter_x():
+            rows = np.flatnonzero(mask[start : start + chunk.shape[0]])
+            if len(rows):
+                parts.append(_log_normalize(chunk[rows] @ space.projections[k], counts=counts[k]))
+            progress("embed: fit sample", int(offsets[k]) + start + chunk.shape[0], total)
+    sample = sp.vstack(parts).tocsr()
+    genes = highly_variable(sample, n_top_genes)
+    k_comps = max(1, min(n_comps, len(genes), n_fit - 1))
+    dense = np.asarray(sample[:, genes].todense(), dtype=np.float32)
+    mean, components, explained = _pca_fit(dense, k_comps)
+    loadings = components.astype(np.float32)
+    center = (mean @ components).astype(np.float32)
+
+    values = np.empty((total, k_comps), dtype=np.float32)
+    n_counts = np.empty(total, dtype=np.float32)
+    n_genes = np.empty(total, dtype=np.int32)
+    for k, source in enumerate(sources):
+        for start, chunk in source.iter_x():
+            at = int(offsets[k]) + start
+            stop = at + chunk.shape[0]
+            n_counts[at:stop] = np.asarray(chunk.sum(axis=1)).ravel()
+            n_genes[at:stop] = np.diff(sp.csr_matrix(chunk > 0).indptr)
+            normed = _log_normalize(chunk @ space.projections[k], counts=counts[k])
+            values[at:stop] = normed[:, genes] @ loadings - center
+            progress("embed: project", stop, total)
+        _check_finite(values[offsets[k] : offsets[k + 1]], source, "X")
+
+    normalized = [s.dataset_id for s, c in zip(sources, counts) if not c]
+    if normalized:
+        log.info("X used as already normalized in: %s", ", ".join(normalized))
+    info = {
+        "kind": "pca",
+        "gene_id_kind": space.kind,
+        "n_genes_shared": len(space.genes),
+        "genes_found_in": {s.dataset_id: w for s, w in zip(sources, space.found_in)},
+        "n_highly_variable": len(genes),
+        "n_dims": k_comps,
+        "fit_cells": n_fit,
+        "explained_variance_ratio": [round(float(e), 6) for e in explained],
+        "normalized_sources": normalized,
+        "target_sum": TARGET_SUM,
+    }
+    return Embedding(values, info, n_counts, n_genes)

@@ -1,0 +1,253 @@
+"""Reading sources: h5ad files and folders of them, obs without X, X in row chunks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from scurate.errors import InputError
+
+CHUNK_ROWS = 8192  # rows of X or obsm read at a time: memory stays bounded whatever the size
+
+
+@dataclass(frozen=True)
+class GeneTable:
+    """A source's genes: its var_names and the string columns of its var."""
+
+    names: NDArray[np.object_]
+    columns: Mapping[str, NDArray[np.object_]]
+
+
+class Source(Protocol):
+    """What scurate needs of a source; a source-reader plugin returns one of these."""
+
+    path: Path
+    dataset_id: str
+    n_obs: int
+    n_vars: int
+    obs_names: NDArray[np.object_]
+
+    def read_obs(self) -> pd.DataFrame: ...
+    def read_genes(self) -> GeneTable: ...
+    def obsm_keys(self) -> list[str]: ...
+    def read_obsm(self, key: str) -> NDArray[np.float32]: ...
+    def iter_x(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, sp.csr_matrix]]: ...
+    def x_is_counts(self) -> bool: ...
+
+
+@contextlib.contextmanager
+def reading(path: Path, what: str = "") -> Iterator[None]:
+    """Turn a failure to read ``path`` into one line that names it (and what was being read)."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        part = f" {what}" if what else ""
+        msg = f"{path}: cannot read{part} as h5ad ({type(exc).__name__}: {exc})"
+        raise InputError(msg) from exc
+
+
+def _read_strings(dataset: Any) -> NDArray[np.object_]:
+    from anndata.io import read_elem
+
+    values = read_elem(dataset)
+    if isinstance(values, pd.Categorical):
+        values = np.asarray(values.astype(str))
+    return np.asarray(values, dtype=object)
+
+
+class H5adSource:
+    """An .h5ad file read in place with h5py: nothing is loaded until it is asked for."""
+
+    suffix = ".h5ad"
+
+    def __init__(self, path: Path, dataset_id: str) -> None:
+        self.path = Path(path)
+        self.dataset_id = dataset_id
+        if self.path.stat().st_size == 0:
+            msg = f"{self.path}: the file is empty"
+            raise InputError(msg)
+        with reading(self.path), h5py.File(self.path, "r") as f:
+            for part in ("obs", "var"):
+                if part not in f:
+                    msg = f"{self.path}: not an h5ad file (no '{part}' group)"
+                    raise InputError(msg)
+            self.obs_names = _read_strings(f["obs"][f["obs"].attrs["_index"]])
+            self.n_obs = len(self.obs_names)
+            self.n_vars = len(f["var"][f["var"].attrs["_index"]])
+            self._x_kind = self._layout(f)
+        if self.n_obs == 0:
+            msg = f"{self.path}: has no cells"
+            raise InputError(msg)
+        names = pd.Index(self.obs_names)
+        if not names.is_unique:
+            dup = names[names.duplicated()][0]
+            count = int((names == dup).sum())
+            msg = f"{self.path}: obs names are not unique ('{dup}' appears {count} times)"
+            raise InputError(msg)
+
+    @staticmethod
+    def _layout(f: h5py.File) -> str | None:
+        if "X" not in f:
+            return None
+        x = f["X"]
+        if isinstance(x, h5py.Dataset):
+            return "dense"
+        encoding = x.attrs.get("encoding-type", "")
+        if encoding in ("csr_matrix", "csc_matrix"):
+            return str(encoding)[:3]
+        return f"unsupported ({encoding or 'unknown encoding'})"
+
+    def read_obs(self) -> pd.DataFrame:
+        """obs as a pandas DataFrame indexed by obs name; X is not touched."""
+        from anndata.io import read_elem
+
+        with reading(self.path, "obs"), h5py.File(self.path, "r") as f:
+            obs = read_elem(f["obs"])
+        assert isinstance(obs, pd.DataFrame)
+        return obs
+
+    def read_genes(self) -> GeneTable:
+        with reading(self.path, "var"), h5py.File(self.path, "r") as f:
+            var = f["var"]
+            index = var.attrs["_index"]
+            names = _read_strings(var[index])
+            columns = {}
+            for key in var:
+                if key in (index, "__categories"):
+                    continue
+                item = var[key]
+                is_categorical = isinstance(item, h5py.Group) and "categories" in item
+                if is_categorical or (isinstance(item, h5py.Dataset) and item.dtype.kind in "OSU"):
+                    values = _read_strings(item)
+                    if values.ndim == 1 and len(values) == len(names):
+                        columns[key] = values
+        return GeneTable(names, columns)
+
+    def obsm_keys(self) -> list[str]:
+        with reading(self.path, "obsm"), h5py.File(self.path, "r") as f:
+            return sorted(f["obsm"]) if "obsm" in f else []
+
+    def read_obsm(self, key: str) -> NDArray[np.float32]:
+        keys = self.obsm_keys()
+        if key not in keys:
+            has = ", ".join(keys) if keys else "no obsm entries"
+            msg = f"{self.path}: obsm has no '{key}' (has: {has})"
+            raise InputError(msg)
+        with reading(self.path, f"obsm['{key}']"), h5py.File(self.path, "r") as f:
+            item = f["obsm"][key]
+            if not isinstance(item, h5py.Dataset) or item.ndim != 2 or item.dtype.kind not in "fiu":
+                msg = f"{self.path}: obsm['{key}'] is not a 2-D numeric array"
+                raise InputError(msg)
+            out = np.empty(item.shape, dtype=np.float32)
+            for start in range(0, item.shape[0], CHUNK_ROWS):
+                out[start : start + CHUNK_ROWS] = item[start : start + CHUNK_ROWS]
+        return out
+
+    def _require_x(self) -> str:
+        if self._x_kind is None:
+            msg = f"{self.path}: has no X (give --obsm-key to use a stored embedding)"
+            raise InputError(msg)
+        if self._x_kind.startswith("unsupported"):
+            msg = f"{self.path}: X is {self._x_kind}; expected a dense, CSR or CSC matrix"
+            raise InputError(msg)
+        return self._x_kind
+
+    def iter_x(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, sp.csr_matrix]]:
+        """Yield ``(first_row, csr_chunk)`` over X. CSR and dense X are read chunk by chunk;
+        CSC X cannot be sliced by rows cheaply and is read whole once."""
+        kind = self._require_x()
+        with reading(self.path, "X"), h5py.File(self.path, "r") as f:
+            x = f["X"]
+            if kind == "csc":
+                from anndata.io import sparse_dataset
+
+                whole = sp.csr_matrix(sparse_dataset(x).to_memory())
+                for start in range(0, self.n_obs, chunk_rows):
+                    yield start, whole[start : start + chunk_rows]
+                return
+            if kind == "dense":
+                for start in range(0, self.n_obs, chunk_rows):
+                    yield start, sp.csr_matrix(x[start : start + chunk_rows])
+                return
+            indptr = x["indptr"][:].astype(np.int64)
+            data, indices = x["data"], x["indices"]
+            for start in range(0, self.n_obs, chunk_rows):
+                stop = min(start + chunk_rows, self.n_obs)
+                lo, hi = int(indptr[start]), int(indptr[stop])
+                yield (
+                    start,
+                    sp.csr_matrix(
+                        (data[lo:hi], indices[lo:hi], indptr[start : stop + 1] - lo),
+                        shape=(stop - start, self.n_vars),
+                    ),
+                )
+
+    def x_is_counts(self) -> bool:
+        """True when the first chunk of X holds only non-negative integers (raw counts)."""
+        for _, chunk in self.iter_x(chunk_rows=2048):
+            data = chunk.data
+            return bool(np.all(data >= 0) and np.all(data == np.round(data)))
+        return True
+
+
+def open_sources(
+    paths: Sequence[str | os.PathLike[str]], readers: Mapping[str, Any] | None = None
+) -> list[Source]:
+    """Open files and folders of sources (searched recursively, in sorted order).
+
+    ``dataset_id`` is the file stem, made unique with ``-2``, ``-3``... where stems repeat.
+    ``readers`` maps a file suffix to an opener ``(path, dataset_id) -> Source``.
+    """
+    readers = dict(readers or {H5adSource.suffix: H5adSource})
+    suffixes = tuple(readers)
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
+            if not found:
+                msg = f"{path}: no {'/'.join(suffixes)} files in this folder"
+                raise InputError(msg)
+            files.extend(found)
+        elif path.is_file():
+            if not path.name.endswith(suffixes):
+                msg = f"{path}: not a known source format (known: {', '.join(suffixes)})"
+                raise InputError(msg)
+            files.append(path)
+        else:
+            msg = f"{path}: no such file or folder"
+            raise InputError(msg)
+    if not files:
+        msg = "no sources given"
+        raise InputError(msg)
+    sources: list[Source] = []
+    taken: set[str] = set()
+    for path in files:
+        suffix = next(s for s in suffixes if path.name.endswith(s))
+        stem = path.name[: -len(suffix)]
+        dataset_id, n = stem, 1
+        while dataset_id in taken:
+            n += 1
+            dataset_id = f"{stem}-{n}"
+        taken.add(dataset_id)
+        try:
+            sources.append(readers[suffix](path, dataset_id))
+        except FileNotFoundError as exc:
+            msg = f"{path}: no such file or folder"
+            raise InputError(msg) from exc
+        except PermissionError as exc:
+            msg = f"{path}: cannot read ({exc.strerror})"
+            raise InputError(msg) from exc
+    return sources

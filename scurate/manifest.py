@@ -1,0 +1,97 @@
+"""The manifest: one row per cell of the pool. The only place its columns are defined.
+
+| column | meaning |
+|---|---|
+| cell_id | ``dataset_id/obs_name``, unique across the run |
+| dataset_id | the source file's stem, made unique |
+| source | the source file's path as given |
+| row | the cell's row in its source |
+| organism ... suspension_type | canonical metadata after the CELLxGENE schema (null until a harmonizer fills it) |
+| *_ontology_term_id | the ontology term of each canonical field where mapped, else null |
+| n_counts, n_genes | total counts and genes detected in X (null where X was not read) |
+| exact_dup_of | cell_id of the kept copy of an exact duplicate (null until scored) |
+| near_dup_group | near-duplicate group id (null until scored) |
+| density, novelty | local density and distance to a reference corpus (null until scored) |
+| selected | whether the cell is in the selection |
+| selection_rank | 0-based priority order of a selected cell; null for the rest |
+| weight | how many pool cells a selected cell stands for (null until computed) |
+| policy | the policy that selected the cell; null for the rest |
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from scurate.errors import InputError
+
+CANONICAL_FIELDS = (
+    "organism",
+    "tissue",
+    "cell_type",
+    "assay",
+    "disease",
+    "sex",
+    "development_stage",
+    "donor_id",
+    "suspension_type",
+)
+# fields with an ontology term (donor_id has none)
+ONTOLOGY_FIELDS = tuple(f for f in CANONICAL_FIELDS if f != "donor_id")
+
+MANIFEST_SCHEMA = pl.Schema(
+    {
+        "cell_id": pl.String,
+        "dataset_id": pl.String,
+        "source": pl.String,
+        "row": pl.UInt32,
+        **{name: pl.String for name in CANONICAL_FIELDS},
+        **{f"{name}_ontology_term_id": pl.String for name in ONTOLOGY_FIELDS},
+        "n_counts": pl.Float32,
+        "n_genes": pl.UInt32,
+        "exact_dup_of": pl.String,
+        "near_dup_group": pl.Int64,
+        "density": pl.Float32,
+        "novelty": pl.Float32,
+        "selected": pl.Boolean,
+        "selection_rank": pl.UInt32,
+        "weight": pl.Float32,
+        "policy": pl.String,
+    }
+)
+
+
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every manifest column in its order and type; columns no stage filled are typed nulls."""
+    return frame.select(
+        [
+            (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in MANIFEST_SCHEMA.items()
+        ]
+    )
+
+
+def scan_manifest(path: Path) -> pl.LazyFrame:
+    """Lazily read a manifest, checking that it has every column."""
+    try:
+        lf = pl.scan_parquet(path)
+        columns = lf.collect_schema()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        msg = f"{path}: cannot read as parquet ({type(exc).__name__}: {exc})"
+        raise InputError(msg) from exc
+    if missing := set(MANIFEST_SCHEMA) - set(columns):
+        msg = f"{path}: not a scurate manifest (missing: {', '.join(sorted(missing))})"
+        raise InputError(msg)
+    return lf
+
+
+def read_manifest(path: Path) -> pl.DataFrame:
+    return scan_manifest(path).collect()
+
+
+def write_manifest(frame: pl.DataFrame, path: Path) -> None:
+    """Write to a temporary name and rename, so a manifest that exists is complete."""
+    tmp = path.with_name(f".{path.name}.partial")
+    conform(frame).write_parquet(tmp, statistics=False)
+    tmp.replace(path)

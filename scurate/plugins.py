@@ -1,0 +1,173 @@
+"""Plugin discovery: entry points of the ``scurate`` group, where one failure never hides the
+others, and the registries that each hook fills."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from scurate import hookspecs
+from scurate.errors import PluginError
+
+ENTRY_POINT_GROUP = "scurate"
+KINDS = {
+    "policies": "scurate_register_policies",
+    "harmonizers": "scurate_register_harmonizers",
+    "embedders": "scurate_register_embedders",
+    "sources": "scurate_register_sources",
+}
+SINGULAR = {"policies": "policy", "harmonizers": "harmonizer", "embedders": "embedder",
+            "sources": "source reader"}
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that failed to load or whose hook raised, with its error on one line."""
+
+    plugin: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"plugin '{self.plugin}' failed ({self.error})"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One thing a plugin registered: a policy, harmonizer, embedder or source reader."""
+
+    name: str
+    plugin: str
+    obj: Any
+    summary: str = ""
+
+
+@dataclass
+class PluginInfo:
+    """What ``scurate plugins`` shows for one plugin."""
+
+    name: str
+    version: str | None
+    hooks: list[str] = field(default_factory=list)
+    provides: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _distribution_version(ep: importlib.metadata.EntryPoint) -> str | None:
+    dist = ep.dist
+    return None if dist is None else dist.version
+
+
+def load_plugins(
+    extra: dict[str, object] | None = None,
+) -> tuple[pluggy.PluginManager, list[PluginFailure], dict[str, str | None]]:
+    """Register every entry point of the ``scurate`` group (and ``extra`` modules by name).
+
+    Returns the plugin manager, the plugins that failed to load, and each plugin's
+    distribution version.
+    """
+    pm = pluggy.PluginManager("scurate")
+    pm.add_hookspecs(hookspecs)
+    failures: list[PluginFailure] = []
+    versions: dict[str, str | None] = {}
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if pm.has_plugin(ep.name):
+            continue  # the same distribution seen twice on sys.path
+        versions[ep.name] = _distribution_version(ep)
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # noqa: BLE001 - a plugin must not take the others down
+            failures.append(PluginFailure(ep.name, f"{type(exc).__name__}: {exc}"))
+    for name, module in (extra or {}).items():
+        versions.setdefault(name, None)
+        try:
+            pm.register(module, name=name)
+        except Exception as exc:  # noqa: BLE001
+            failures.append(PluginFailure(name, f"{type(exc).__name__}: {exc}"))
+    return pm, failures, versions
+
+
+def _register(
+    found: dict[str, Registered], plugin: str, name: str, obj: Any, *, summary: str = ""
+) -> None:
+    if not isinstance(name, str) or not name:
+        msg = f"registered a name that is not a non-empty string: {name!r}"
+        raise TypeError(msg)
+    if not callable(obj):
+        msg = f"registered '{name}' as {type(obj).__name__}, which is not callable"
+        raise TypeError(msg)
+    if name in found:
+        msg = f"'{name}' is already registered by plugin '{found[name].plugin}'"
+        raise ValueError(msg)
+    found[name] = Registered(name, plugin, obj, summary)
+
+
+def collect(
+    pm: pluggy.PluginManager, hook: str
+) -> tuple[dict[str, Registered], list[PluginFailure]]:
+    """Call one hook plugin by plugin, so that an error names the plugin that raised it."""
+    found: dict[str, Registered] = {}
+    failures: list[PluginFailure] = []
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        register: Callable[..., None] = functools.partial(_register, found, impl.plugin_name)
+        try:
+            impl.function(register=register)
+        except Exception as exc:  # noqa: BLE001 - a plugin must not take the others down
+            failures.append(PluginFailure(impl.plugin_name, f"{type(exc).__name__}: {exc}"))
+    return found, failures
+
+
+@dataclass
+class Plugins:
+    """Everything the installed plugins provide, and what failed on the way."""
+
+    registries: dict[str, dict[str, Registered]]
+    failures: list[PluginFailure]
+    info: list[PluginInfo]
+
+    def get(self, kind: str, name: str, *, option: str) -> Registered:
+        """The registered ``name`` of ``kind``, or a one-line error naming ``option``."""
+        registry = self.registries[kind]
+        if name in registry:
+            return registry[name]
+        for failure in self.failures:
+            if failure.plugin == name:
+                msg = f"{option} '{name}': {failure}"
+                raise PluginError(msg)
+        available = ", ".join(sorted(registry)) or "none"
+        broken = "".join(f"; {f}" for f in self.failures)
+        msg = f"{option} '{name}' is not a registered {SINGULAR[kind]} (available: {available}){broken}"
+        raise PluginError(msg)
+
+
+def discover(extra: dict[str, object] | None = None) -> Plugins:
+    """Load every plugin and collect what each hook registers."""
+    pm, failures, versions = load_plugins(extra)
+    infos = {
+        name: PluginInfo(name, versions.get(name))
+        for name, _ in pm.list_name_plugin()
+        if name is not None
+    }
+    for failure in failures:
+        infos[failure.plugin] = PluginInfo(failure.plugin, versions.get(failure.plugin))
+        infos[failure.plugin].error = failure.error
+    registries: dict[str, dict[str, Registered]] = {}
+    for kind, hook in KINDS.items():
+        found, hook_failures = collect(pm, hook)
+        registries[kind] = found
+        failures.extend(hook_failures)
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            infos[impl.plugin_name].hooks.append(hook)
+        for item in found.values():
+            infos[item.plugin].provides.setdefault(kind, []).append(item.name)
+        for failure in hook_failures:
+            infos[failure.plugin].error = failure.error
+    return Plugins(registries, failures, sorted(infos.values(), key=lambda i: i.name))

@@ -1,0 +1,113 @@
+"""The native k-center against a plain numpy farthest-first traversal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scurate import _core
+
+
+def reference_kcenter(
+    x: np.ndarray, budget: int, initial: np.ndarray | None = None, first: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """O(n * budget) farthest-first traversal in float64; ties to the lowest row."""
+    x64 = x.astype(np.float64)
+    d2 = np.full(len(x), np.inf)
+    for r in [] if initial is None else initial:
+        d2 = np.minimum(d2, ((x64 - x64[r]) ** 2).sum(1))
+    if initial is not None:
+        d2[initial] = -1.0
+    order, radii = [], []
+    for t in range(budget):
+        p = first if t == 0 and (initial is None or len(initial) == 0) else int(np.argmax(d2))
+        d2 = np.minimum(d2, ((x64 - x64[p]) ** 2).sum(1))
+        d2[p] = -1.0
+        order.append(p)
+        radii.append(np.sqrt(max(d2.max(), 0.0)))
+    return np.array(order, dtype=np.int64), np.array(radii)
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int, n_clusters: int) -> np.ndarray:
+    centers = rng.normal(scale=5.0, size=(n_clusters, dim))
+    sizes = rng.dirichlet(np.full(n_clusters, 0.5))
+    labels = rng.choice(n_clusters, size=n, p=sizes)
+    scales = rng.uniform(0.2, 1.5, size=n_clusters)[labels, None]
+    return (centers[labels] + rng.normal(size=(n, dim)) * scales).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_matches_numpy_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, dim = int(rng.integers(200, 3000)), int(rng.integers(2, 40))
+    x = clustered(rng, n, dim, int(rng.integers(1, 30)))
+    budget = int(rng.integers(1, min(n, 300)))
+    first = int(rng.integers(n))
+    order, radii = _core.kcenter(x, budget, first=first)
+    ref_order, ref_radii = reference_kcenter(x, budget, first=first)
+    np.testing.assert_array_equal(order, ref_order)
+    np.testing.assert_allclose(radii, ref_radii, rtol=1e-9)
+    assert np.all(np.diff(radii) <= 0), "the covering radius never grows"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_initial_rows_count_as_covered(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    x = clustered(rng, 1500, 8, 12)
+    initial = rng.choice(1500, size=int(rng.integers(1, 40)), replace=False).astype(np.int64)
+    order, radii = _core.kcenter(x, 100, initial=initial)
+    ref_order, ref_radii = reference_kcenter(x, 100, initial=initial)
+    np.testing.assert_array_equal(order, ref_order)
+    np.testing.assert_allclose(radii, ref_radii, rtol=1e-9)
+    assert not set(order) & set(initial)
+
+
+def test_duplicated_rows_and_ties_go_to_the_lowest_index() -> None:
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(50, 4)).astype(np.float32)
+    x = np.concatenate([base, base, base[:10]])  # every row has copies
+    order, radii = _core.kcenter(x, len(x), first=5)
+    ref_order, ref_radii = reference_kcenter(x, len(x), first=5)
+    np.testing.assert_array_equal(order, ref_order)
+    np.testing.assert_allclose(radii, ref_radii, rtol=1e-9, atol=1e-12)
+    assert sorted(order) == list(range(len(x)))
+    assert radii[-1] == 0.0
+
+
+def test_prefix_is_the_smaller_selection() -> None:
+    x = clustered(np.random.default_rng(3), 2000, 10, 20)
+    big, _ = _core.kcenter(x, 200, first=11)
+    small, _ = _core.kcenter(x, 50, first=11)
+    np.testing.assert_array_equal(big[:50], small)
+
+
+def test_bad_inputs_name_the_argument() -> None:
+    x = np.zeros((10, 3), dtype=np.float32)
+    with pytest.raises(TypeError, match="x: expected C-contiguous float32, got float64"):
+        _core.kcenter(x.astype(np.float64), 2)
+    with pytest.raises(TypeError, match="not contiguous: use np.ascontiguousarray"):
+        _core.kcenter(np.zeros((3, 10), dtype=np.float32).T, 2)
+    with pytest.raises(ValueError, match="x: expected a 2-D array, got 1-D"):
+        _core.kcenter(np.zeros(10, dtype=np.float32), 2)
+    with pytest.raises(ValueError, match="budget: 11 is more than the 10 rows"):
+        _core.kcenter(x, 11)
+    with pytest.raises(ValueError, match="budget: must be >= 0"):
+        _core.kcenter(x, -1)
+    with pytest.raises(ValueError, match=r"initial\[1\] = 3 is repeated"):
+        _core.kcenter(x, 2, initial=np.array([3, 3], dtype=np.int64))
+    with pytest.raises(ValueError, match=r"initial\[0\] = 10 is out of range"):
+        _core.kcenter(x, 2, initial=np.array([10], dtype=np.int64))
+    with pytest.raises(TypeError, match="initial: expected C-contiguous int64"):
+        _core.kcenter(x, 2, initial=np.array([1], dtype=np.int32))
+    with pytest.raises(ValueError, match="first: 12 is out of range"):
+        _core.kcenter(x, 2, first=12)
+    bad = x.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(ValueError, match="x: row 4 contains NaN or inf"):
+        _core.kcenter(bad, 2)
+    assert len(_core.kcenter(x, 0)[0]) == 0
+
+
+def test_core_reports_its_build() -> None:
+    assert isinstance(_core.has_cuda, bool)
+    assert _core.max_threads() >= 1
