@@ -112,17 +112,36 @@ def highly_variable(sample: sp.csr_matrix, n_top: int) -> NDArray[np.int64]:
 
 
 def _pca_fit(
-    dense: NDArray[np.float32], n_comps: int
+    sample: sp.csr_matrix, n_comps: int, rng: np.random.Generator, n_iter: int = 6
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    mean = dense.mean(axis=0, dtype=np.float64)
-    centered = dense.astype(np.float64) - mean
-    cov = centered.T @ centered / max(len(dense) - 1, 1)
-    eigval, eigvec = np.linalg.eigh(cov)
-    top = np.argsort(eigval)[::-1][:n_comps]
-    components = eigvec[:, top]
-    signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(len(top))])
+    """Mean, components (genes x n_comps) and explained variance ratios of ``sample``.
+
+    Randomized subspace iteration (Halko et al. 2011) with the centering kept implicit, so the
+    sparse sample is never densified and no genes x genes matrix is decomposed.
+    """
+    n, h = sample.shape
+    x = sample.astype(np.float64)
+    mean = np.asarray(x.mean(axis=0)).ravel()
+    ones = np.ones(n)
+
+    def times(m: NDArray[np.float64]) -> NDArray[np.float64]:  # (X - 1 mean) @ m
+        return np.asarray(x @ m) - np.outer(ones, mean @ m)
+
+    def times_t(m: NDArray[np.float64]) -> NDArray[np.float64]:  # (X - 1 mean).T @ m
+        return np.asarray(x.T @ m) - np.outer(mean, ones @ m)
+
+    width = min(n_comps + 20, h, n)
+    q, _ = np.linalg.qr(times(rng.standard_normal((h, width))))
+    for _ in range(n_iter):
+        z, _ = np.linalg.qr(times_t(q))
+        q, _ = np.linalg.qr(times(z))
+    _, sing, vt = np.linalg.svd(times_t(q).T, full_matrices=False)
+    components = vt[:n_comps].T.copy()
+    signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(components.shape[1])])
     components *= np.where(signs == 0, 1.0, signs)
-    explained = np.maximum(eigval[top], 0.0) / max(float(eigval.clip(min=0).sum()), 1e-300)
+    sq = np.asarray(x.multiply(x).sum(axis=0)).ravel()
+    total_var = float(np.maximum(sq - n * mean**2, 0.0).sum())
+    explained = sing[:n_comps] ** 2 / max(total_var, 1e-300)
     return mean, components, explained
 
 
@@ -156,8 +175,7 @@ def pca_embedding(
     sample = sp.vstack(parts).tocsr()
     genes = highly_variable(sample, n_top_genes)
     k_comps = max(1, min(n_comps, len(genes), n_fit - 1))
-    dense = np.asarray(sample[:, genes].todense(), dtype=np.float32)
-    mean, components, explained = _pca_fit(dense, k_comps)
+    mean, components, explained = _pca_fit(sample[:, genes].tocsr(), k_comps, rng)
     loadings = components.astype(np.float32)
     center = (mean @ components).astype(np.float32)
 

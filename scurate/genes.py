@@ -1,7 +1,7 @@
 """A common gene space across sources whose gene identifiers differ in kind.
 
 Each source's genes are found as Ensembl ids (in var_names or a var column, version suffix
-dropped) and/or symbols (var_names that are not Ensembl ids, or a symbol column). Sources
+dropped) and/or symbols (a symbol column, or var_names that are not Ensembl ids). Sources
 meet on Ensembl ids when all of them have ids, else on symbols when all of them have
 symbols; a symbol that repeats within a source has its counts summed.
 """
@@ -56,12 +56,15 @@ class GeneKeys:
 
 
 def gene_keys(genes: GeneTable) -> GeneKeys:
-    """Find where a source keeps Ensembl ids and symbols: var_names first, then var columns."""
+    """Find where a source keeps Ensembl ids and symbols.
+
+    Ensembl ids: var_names, else the first id column. Symbols: the first symbol column (it
+    keeps duplicated symbols that var_names made unique), else var_names that are not ids.
+    """
     ensembl = ensembl_from = symbols = symbols_from = None
-    if _share_ensembl(genes.names) > MAJORITY:
+    names_are_ids = _share_ensembl(genes.names) > MAJORITY
+    if names_are_ids:
         ensembl, ensembl_from = _clean(genes.names, ensembl=True), "var_names"
-    else:
-        symbols, symbols_from = _clean(genes.names, ensembl=False), "var_names"
     lowered = {k.lower(): k for k in genes.columns}
     if ensembl is None:
         for name in ENSEMBL_COLUMNS:
@@ -69,12 +72,13 @@ def gene_keys(genes: GeneTable) -> GeneKeys:
             if col is not None and _share_ensembl(genes.columns[col]) > MAJORITY:
                 ensembl, ensembl_from = _clean(genes.columns[col], ensembl=True), f"var['{col}']"
                 break
-    if symbols is None:
-        for name in SYMBOL_COLUMNS:
-            col = lowered.get(name)
-            if col is not None and _share_ensembl(genes.columns[col]) <= MAJORITY:
-                symbols, symbols_from = _clean(genes.columns[col], ensembl=False), f"var['{col}']"
-                break
+    for name in SYMBOL_COLUMNS:
+        col = lowered.get(name)
+        if col is not None and _share_ensembl(genes.columns[col]) <= MAJORITY:
+            symbols, symbols_from = _clean(genes.columns[col], ensembl=False), f"var['{col}']"
+            break
+    if symbols is None and not names_are_ids:
+        symbols, symbols_from = _clean(genes.names, ensembl=False), "var_names"
     return GeneKeys(ensembl, ensembl_from, symbols, symbols_from)
 
 

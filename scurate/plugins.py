@@ -61,27 +61,30 @@ class PluginInfo:
         return self.error is None
 
 
-def _distribution_version(ep: importlib.metadata.EntryPoint) -> str | None:
-    dist = ep.dist
-    return None if dist is None else dist.version
+@dataclass
+class Loaded:
+    """The plugin manager after discovery, with what failed and where each plugin came from."""
+
+    pm: pluggy.PluginManager
+    failures: list[PluginFailure]
+    versions: dict[str, str | None]
+    first_party: frozenset[str]  # plugins shipped in scurate's own distribution
 
 
-def load_plugins(
-    extra: dict[str, object] | None = None,
-) -> tuple[pluggy.PluginManager, list[PluginFailure], dict[str, str | None]]:
-    """Register every entry point of the ``scurate`` group (and ``extra`` modules by name).
-
-    Returns the plugin manager, the plugins that failed to load, and each plugin's
-    distribution version.
-    """
+def load_plugins(extra: dict[str, object] | None = None) -> Loaded:
+    """Register every entry point of the ``scurate`` group, and ``extra`` modules by name."""
     pm = pluggy.PluginManager("scurate")
     pm.add_hookspecs(hookspecs)
     failures: list[PluginFailure] = []
     versions: dict[str, str | None] = {}
+    first_party: set[str] = set()
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        if pm.has_plugin(ep.name):
+        if pm.has_plugin(ep.name) or ep.name in versions:
             continue  # the same distribution seen twice on sys.path
-        versions[ep.name] = _distribution_version(ep)
+        dist = ep.dist
+        versions[ep.name] = None if dist is None else dist.version
+        if dist is not None and dist.name == "scurate":
+            first_party.add(ep.name)
         try:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # noqa: BLE001 - a plugin must not take the others down
@@ -92,7 +95,7 @@ def load_plugins(
             pm.register(module, name=name)
         except Exception as exc:  # noqa: BLE001
             failures.append(PluginFailure(name, f"{type(exc).__name__}: {exc}"))
-    return pm, failures, versions
+    return Loaded(pm, failures, versions, frozenset(first_party))
 
 
 def _register(
@@ -111,12 +114,20 @@ def _register(
 
 
 def collect(
-    pm: pluggy.PluginManager, hook: str
+    pm: pluggy.PluginManager, hook: str, first: frozenset[str] = frozenset()
 ) -> tuple[dict[str, Registered], list[PluginFailure]]:
-    """Call one hook plugin by plugin, so that an error names the plugin that raised it."""
+    """Call one hook plugin by plugin, so that an error names the plugin that raised it.
+
+    Plugins named in ``first`` (scurate's own) register first, then the others by name, so a
+    third-party plugin cannot take a built-in name.
+    """
     found: dict[str, Registered] = {}
     failures: list[PluginFailure] = []
-    for impl in getattr(pm.hook, hook).get_hookimpls():
+    impls = sorted(
+        getattr(pm.hook, hook).get_hookimpls(),
+        key=lambda i: (i.plugin_name not in first, i.plugin_name),
+    )
+    for impl in impls:
         register: Callable[..., None] = functools.partial(_register, found, impl.plugin_name)
         try:
             impl.function(register=register)
@@ -150,7 +161,8 @@ class Plugins:
 
 def discover(extra: dict[str, object] | None = None) -> Plugins:
     """Load every plugin and collect what each hook registers."""
-    pm, failures, versions = load_plugins(extra)
+    loaded = load_plugins(extra)
+    pm, failures, versions = loaded.pm, loaded.failures, loaded.versions
     infos = {
         name: PluginInfo(name, versions.get(name))
         for name, _ in pm.list_name_plugin()
@@ -161,7 +173,7 @@ def discover(extra: dict[str, object] | None = None) -> Plugins:
         infos[failure.plugin].error = failure.error
     registries: dict[str, dict[str, Registered]] = {}
     for kind, hook in KINDS.items():
-        found, hook_failures = collect(pm, hook)
+        found, hook_failures = collect(pm, hook, loaded.first_party)
         registries[kind] = found
         failures.extend(hook_failures)
         for impl in getattr(pm.hook, hook).get_hookimpls():

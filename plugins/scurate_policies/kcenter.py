@@ -12,7 +12,7 @@ def kcenter(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     """Farthest-first traversal from a seeded first cell; records the covering radius.
 
     Parameters (``--param``): ``first=random`` (default) starts from a random cell,
-    ``first=central`` from the cell nearest the mean, so the run depends on no seed.
+    ``first=central`` from the cell nearest the mean, so the first pick depends on no seed.
     """
     how = ctx.param("first", "random")
     if how == "random":

@@ -1,0 +1,90 @@
+"""Seeded builders of real h5ad files for the tests (a few thousand cells at most)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+N_GENES = 300
+
+
+def gene_symbols(n: int = N_GENES) -> np.ndarray:
+    return np.array([f"SG{i:04d}" for i in range(1, n + 1)], dtype=object)
+
+
+def ensembl_ids(n: int = N_GENES) -> np.ndarray:
+    return np.array([f"ENSG9{i:010d}" for i in range(1, n + 1)], dtype=object)
+
+
+def type_programs(rng: np.random.Generator, n_types: int, n_genes: int = N_GENES) -> np.ndarray:
+    """Per cell type, relative expression over genes: a shared background plus markers."""
+    base = rng.gamma(0.6, 1.0, size=n_genes)
+    programs = np.tile(base, (n_types, 1))
+    for t in range(n_types):
+        markers = rng.choice(n_genes, size=25, replace=False)
+        programs[t, markers] *= rng.uniform(8, 20, size=25)
+    return programs / programs.sum(axis=1, keepdims=True)
+
+
+def make_counts(
+    rng: np.random.Generator, programs: np.ndarray, types: np.ndarray, depth: float = 2000.0
+) -> sp.csr_matrix:
+    libsize = rng.lognormal(np.log(depth), 0.3, size=len(types))
+    return sp.csr_matrix(rng.poisson(programs[types] * libsize[:, None]).astype(np.float32))
+
+
+def make_adata(
+    rng: np.random.Generator,
+    programs: np.ndarray,
+    type_names: Sequence[str],
+    counts_per_type: Sequence[int],
+    *,
+    prefix: str,
+    genes: np.ndarray | None = None,
+) -> ad.AnnData:
+    """An AnnData of raw counts with ``counts_per_type[t]`` cells of type ``t``."""
+    types = np.repeat(np.arange(len(counts_per_type)), counts_per_type)
+    x = make_counts(rng, programs, types)
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(np.asarray(type_names)[types])},
+        index=[f"{prefix}{i:05d}" for i in range(len(types))],
+    )
+    var = pd.DataFrame(index=gene_symbols(programs.shape[1]) if genes is None else genes)
+    return ad.AnnData(x, obs=obs, var=var)
+
+
+TYPES = ("T", "B", "NK", "Mono", "pDC")
+
+
+@pytest.fixture
+def programs() -> np.ndarray:
+    return type_programs(np.random.default_rng(42), len(TYPES))
+
+
+@pytest.fixture
+def two_labs(tmp_path: Path, programs: np.ndarray) -> list[Path]:
+    """lab_a: symbols in var_names, 8 rare pDCs; lab_b: Ensembl ids with a version in
+    var_names and symbols in var['gene_symbols'], genes shuffled, 90 % of them."""
+    rng = np.random.default_rng(0)
+    a = make_adata(rng, programs, TYPES, [300, 200, 150, 240, 8], prefix="a_")
+    b = make_adata(rng, programs, TYPES, [250, 150, 100, 200, 0], prefix="b_")
+    keep = np.sort(rng.choice(N_GENES, size=int(0.9 * N_GENES), replace=False))
+    keep = rng.permutation(keep)
+    b = b[:, keep].copy()
+    b.var["gene_symbols"] = b.var_names.to_numpy()
+    b.var_names = [f"{e}.{i % 7 + 1}" for i, e in enumerate(ensembl_ids()[keep])]
+    paths = [tmp_path / "lab_a.h5ad", tmp_path / "lab_b.h5ad"]
+    a.write_h5ad(paths[0])
+    b.write_h5ad(paths[1])
+    return paths
+
+
+def write_h5ad(adata: ad.AnnData, path: Path) -> Path:
+    adata.write_h5ad(path)
+    return path

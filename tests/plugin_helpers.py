@@ -1,0 +1,68 @@
+"""Install plugins for real: a module plus a dist-info folder on sys.path, found through the
+``scurate`` entry-point group exactly as a pip-installed plugin is."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+def install_plugin(
+    monkeypatch: pytest.MonkeyPatch, site: Path, *, dist: str, module: str, ep_name: str, code: str
+) -> None:
+    site.mkdir(exist_ok=True)
+    (site / f"{module}.py").write_text(textwrap.dedent(code))
+    info = site / f"{dist.replace('-', '_')}-0.3.dist-info"  # as pip names it
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[scurate]\n{ep_name} = {module}\n")
+    monkeypatch.syspath_prepend(str(site))
+
+
+BY_DATASET = """
+    import numpy as np
+    from scurate import hookimpl
+
+    def by_dataset(ctx, budget):
+        # round-robin over datasets, in row order within each
+        groups = [np.flatnonzero(ctx.manifest["dataset_id"].to_numpy() == d)
+                  for d in ctx.manifest["dataset_id"].unique(maintain_order=True)]
+        order = [g[i] for i in range(max(map(len, groups))) for g in groups if i < len(g)]
+        return np.array(order[:budget])
+
+    @hookimpl
+    def scurate_register_policies(register):
+        register("by-dataset", by_dataset, summary="alternate datasets")
+"""
+
+BROKEN_IMPORT = """
+    import scurate_missing_dependency_for_tests
+"""
+
+BROKEN_HOOK = """
+    from scurate import hookimpl
+
+    @hookimpl
+    def scurate_register_policies(register):
+        raise RuntimeError("no licence key configured")
+"""
+
+TAKES_KCENTER = """
+    from scurate import hookimpl
+
+    @hookimpl
+    def scurate_register_policies(register):
+        register("kcenter", lambda ctx, budget: list(range(budget)))
+"""
+
+BAD_OUTPUT = """
+    from scurate import hookimpl
+
+    @hookimpl
+    def scurate_register_policies(register):
+        register("repeats", lambda ctx, budget: [0] * budget)
+        register("short", lambda ctx, budget: list(range(budget - 1)))
+        register("raises", lambda ctx, budget: 1 / 0)
+"""

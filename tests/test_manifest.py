@@ -1,0 +1,44 @@
+"""The manifest schema, typed nulls, atomic writes and the reader's check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from scurate.errors import InputError
+from scurate.manifest import MANIFEST_SCHEMA, conform, read_manifest, scan_manifest, write_manifest
+
+
+def test_every_design_column_is_in_the_schema() -> None:
+    design = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
+    if not design.exists():
+        pytest.skip("../shared/DESIGN.md is not beside this checkout")
+    section = design.read_text().split("## Manifest", 1)[1].split("##", 1)[0]
+    import re
+
+    named = set(re.findall(r"`([a-z_*]+)`", section)) - {"*_ontology_term_id"}
+    assert named <= set(MANIFEST_SCHEMA), named - set(MANIFEST_SCHEMA)
+
+
+def test_conform_fills_typed_nulls_in_order() -> None:
+    frame = conform(pl.DataFrame({"row": [0, 1], "cell_id": ["d/a", "d/b"], "extra": [1, 2]}))
+    assert frame.schema == MANIFEST_SCHEMA
+    assert frame["cell_type"].null_count() == 2 and frame["novelty"].dtype == pl.Float32
+
+
+def test_write_is_atomic_and_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.parquet"
+    write_manifest(pl.DataFrame({"cell_id": ["d/a"], "selected": [True]}), path)
+    assert read_manifest(path)["cell_id"].to_list() == ["d/a"]
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.parquet"]
+
+
+def test_a_foreign_parquet_is_refused(tmp_path: Path) -> None:
+    pl.DataFrame({"cell_id": ["x"]}).write_parquet(tmp_path / "other.parquet")
+    with pytest.raises(InputError, match="other.parquet: not a scurate manifest \\(missing: assay"):
+        scan_manifest(tmp_path / "other.parquet")
+    (tmp_path / "junk.parquet").write_text("nope")
+    with pytest.raises(InputError, match="junk.parquet: cannot read as parquet"):
+        scan_manifest(tmp_path / "junk.parquet")

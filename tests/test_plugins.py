@@ -1,0 +1,79 @@
+"""Plugin discovery through real entry points; one broken plugin never hides the others."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from scurate import hookspecs
+from scurate.errors import PluginError
+from scurate.plugins import discover, load_plugins
+from tests.plugin_helpers import (
+    BROKEN_HOOK,
+    BROKEN_IMPORT,
+    BY_DATASET,
+    TAKES_KCENTER,
+    install_plugin,
+)
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_first_party_plugins_are_found_through_entry_points() -> None:
+    found = discover()
+    assert not found.failures
+    assert {"kcenter", "random"} <= set(found.registries["policies"])
+    assert "pca" in found.registries["embedders"]
+    assert ".h5ad" in found.registries["sources"]
+    assert found.registries["policies"]["kcenter"].plugin == "policies"
+    loaded = load_plugins()
+    assert not loaded.failures
+    assert loaded.first_party == {"embedders", "policies", "sources"}
+    loaded.pm.check_pending()
+
+
+def test_an_installed_plugin_is_discovered(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    install_plugin(monkeypatch, tmp_path / "site", dist="scurate-by-dataset", module="scurate_by_dataset", ep_name="by-dataset", code=BY_DATASET)
+    found = discover()
+    policy = found.get("policies", "by-dataset", option="--policy")
+    assert policy.plugin == "by-dataset" and policy.summary == "alternate datasets"
+    info = {i.name: i for i in found.info}["by-dataset"]
+    assert info.version == "0.3" and info.provides == {"policies": ["by-dataset"]} and info.ok
+
+
+def test_a_broken_plugin_is_named_and_hides_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    install_plugin(monkeypatch, site, dist="scurate-broken", module="scurate_broken", ep_name="broken", code=BROKEN_IMPORT)
+    install_plugin(monkeypatch, site, dist="scurate-grumpy", module="scurate_grumpy", ep_name="grumpy", code=BROKEN_HOOK)
+    found = discover()
+    errors = {f.plugin: f.error for f in found.failures}
+    assert errors["broken"] == "ModuleNotFoundError: No module named 'scurate_missing_dependency_for_tests'"
+    assert errors["grumpy"] == "RuntimeError: no licence key configured"
+    assert found.get("policies", "kcenter", option="--policy").plugin == "policies"
+    with pytest.raises(PluginError) as err:
+        found.get("policies", "broken", option="--policy")
+    assert str(err.value) == (
+        "--policy 'broken': plugin 'broken' failed "
+        "(ModuleNotFoundError: No module named 'scurate_missing_dependency_for_tests')"
+    )
+    with pytest.raises(PluginError, match=r"--policy 'nope' is not a registered policy \(available: kcenter, random\); plugin 'broken' failed"):
+        found.get("policies", "nope", option="--policy")
+
+
+def test_a_taken_name_names_both_plugins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    install_plugin(monkeypatch, tmp_path / "site", dist="scurate-copycat", module="scurate_copycat", ep_name="copycat", code=TAKES_KCENTER)
+    found = discover()
+    errors = {f.plugin: f.error for f in found.failures}
+    # scurate's own plugins register first, so 'copycat' (earlier by name) cannot take kcenter
+    assert errors == {"copycat": "ValueError: 'kcenter' is already registered by plugin 'policies'"}
+
+
+def test_every_hook_is_documented_in_the_readme() -> None:
+    hooks = [name for name in dir(hookspecs) if name.startswith("scurate_register_")]
+    assert len(hooks) == 4
+    text = README.read_text()
+    section = text[text.index("## Write a policy") :]
+    for hook in hooks:
+        assert re.search(rf"`{hook}\b", section), f"{hook} is not in the README's plugin section"
