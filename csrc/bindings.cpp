@@ -1,8 +1,7 @@
 // The only file that sees Python: validate, release the GIL, compute, return.
+#include <omp.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
-
-#include <omp.h>
 
 #include <cstdint>
 #include <string>

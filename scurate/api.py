@@ -87,7 +87,7 @@ def _embed(
     if obsm_key is not None:
         return from_obsm(sources, obsm_key)
     chosen = plugins.get("embedders", embedder, option="--embedder")
-    embedding = chosen.obj(sources, rng=rng, progress=progress)
+    embedding: Embedding = chosen.obj(sources, rng=rng, progress=progress)
     n = sum(s.n_obs for s in sources)
     values = getattr(embedding, "values", None)
     if not isinstance(values, np.ndarray) or values.ndim != 2 or values.shape[0] != n:

@@ -125,10 +125,12 @@ def _pca_fit(
     ones = np.ones(n)
 
     def times(m: NDArray[np.float64]) -> NDArray[np.float64]:  # (X - 1 mean) @ m
-        return np.asarray(x @ m) - np.outer(ones, mean @ m)
+        out: NDArray[np.float64] = np.asarray(x @ m) - np.outer(ones, mean @ m)
+        return out
 
     def times_t(m: NDArray[np.float64]) -> NDArray[np.float64]:  # (X - 1 mean).T @ m
-        return np.asarray(x.T @ m) - np.outer(mean, ones @ m)
+        out: NDArray[np.float64] = np.asarray(x.T @ m) - np.outer(mean, ones @ m)
+        return out
 
     width = min(n_comps + 20, h, n)
     q, _ = np.linalg.qr(times(rng.standard_normal((h, width))))
@@ -193,14 +195,14 @@ def pca_embedding(
             progress("embed: project", stop, total)
         _check_finite(values[offsets[k] : offsets[k + 1]], source, "X")
 
-    normalized = [s.dataset_id for s, c in zip(sources, counts) if not c]
+    normalized = [s.dataset_id for s, c in zip(sources, counts, strict=True) if not c]
     if normalized:
         log.info("X used as already normalized in: %s", ", ".join(normalized))
     info = {
         "kind": "pca",
         "gene_id_kind": space.kind,
         "n_genes_shared": len(space.genes),
-        "genes_found_in": {s.dataset_id: w for s, w in zip(sources, space.found_in)},
+        "genes_found_in": {s.dataset_id: w for s, w in zip(sources, space.found_in, strict=True)},
         "n_highly_variable": len(genes),
         "n_dims": k_comps,
         "fit_cells": n_fit,

@@ -20,10 +20,27 @@ from scurate.errors import InputError
 from scurate.io import GeneTable, Source
 
 ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
-ENSEMBL_COLUMNS = ("gene_ids", "gene_id", "ensembl_id", "ensembl_ids", "ensembl", "feature_id",
-                   "gene_ensembl_id", "ensembl_gene_id")
-SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "feature_name", "gene_name", "gene_names",
-                  "symbol", "symbols", "gene", "name")
+ENSEMBL_COLUMNS = (
+    "gene_ids",
+    "gene_id",
+    "ensembl_id",
+    "ensembl_ids",
+    "ensembl",
+    "feature_id",
+    "gene_ensembl_id",
+    "ensembl_gene_id",
+)
+SYMBOL_COLUMNS = (
+    "gene_symbols",
+    "gene_symbol",
+    "feature_name",
+    "gene_name",
+    "gene_names",
+    "symbol",
+    "symbols",
+    "gene",
+    "name",
+)
 MAJORITY = 0.5  # a column holds Ensembl ids when more than this share of its values are ids
 
 
@@ -105,8 +122,10 @@ def common_genes(sources: Sequence[Source]) -> GeneSpace:
         per_source = [k.symbols for k in keys]
         found_in = [k.symbols_from or "" for k in keys]
     else:
-        only_ids = [s.path.name for s, k in zip(sources, keys) if k.symbols is None]
-        only_symbols = [s.path.name for s, k in zip(sources, keys) if k.ensembl is None]
+        only_ids = [s.path.name for s, k in zip(sources, keys, strict=True) if k.symbols is None]
+        only_symbols = [
+            s.path.name for s, k in zip(sources, keys, strict=True) if k.ensembl is None
+        ]
         msg = (
             "sources share no genes: "
             f"{', '.join(only_ids)} name genes by Ensembl id only and "
@@ -124,7 +143,7 @@ def common_genes(sources: Sequence[Source]) -> GeneSpace:
     genes = np.array(sorted(shared), dtype=object)
     position = {g: j for j, g in enumerate(genes)}
     projections = []
-    for source, ids in zip(sources, per_source):
+    for source, ids in zip(sources, per_source, strict=True):
         rows = [i for i, g in enumerate(ids) if g in position]  # type: ignore[arg-type]
         cols = [position[ids[i]] for i in rows]  # type: ignore[index]
         projections.append(

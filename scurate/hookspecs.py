@@ -53,7 +53,8 @@ def scurate_register_harmonizers(register: Register) -> None:
 def scurate_register_embedders(register: Register) -> None:
     """Register embedders: call ``register(name, embedder, summary=...)``.
 
-    ``embedder(sources: Sequence[Source], *, rng: numpy.random.Generator) -> Embedding``
+    ``embedder(sources: Sequence[Source], *, rng: numpy.random.Generator, progress) ->
+    Embedding`` (``progress(stage, done, total)`` reports how far it got)
     returns one float32 row per cell of every source, in source order, on one shared space.
     ``scurate select --embedder NAME`` uses it; without ``--obsm-key`` the default is ``pca``.
     """

@@ -25,7 +25,7 @@ def flat_index(base: NDArray[np.float32]) -> Any:
     """An exact L2 index over ``base``, moved to the GPU when one is available."""
     import faiss
 
-    index = faiss.IndexFlatL2(base.shape[1])
+    index: Any = faiss.IndexFlatL2(base.shape[1])
     if gpu_count() > 0:
         index = faiss.index_cpu_to_all_gpus(index)
         log.info("FAISS: using %d GPU(s)", gpu_count())
@@ -33,7 +33,9 @@ def flat_index(base: NDArray[np.float32]) -> Any:
     return index
 
 
-def nearest_distance(base: NDArray[np.float32], queries: NDArray[np.float32]) -> NDArray[np.float32]:
+def nearest_distance(
+    base: NDArray[np.float32], queries: NDArray[np.float32]
+) -> NDArray[np.float32]:
     """Euclidean distance from each query row to its nearest ``base`` row (exact)."""
     index = flat_index(base)
     out = np.empty(len(queries), dtype=np.float32)

@@ -6,7 +6,7 @@
 | dataset_id | the source file's stem, made unique |
 | source | the source file's path as given |
 | row | the cell's row in its source |
-| organism ... suspension_type | canonical metadata after the CELLxGENE schema (null until a harmonizer fills it) |
+| organism ... suspension_type | canonical metadata, CELLxGENE schema (null until harmonized) |
 | *_ontology_term_id | the ontology term of each canonical field where mapped, else null |
 | n_counts, n_genes | total counts and genes detected in X (null where X was not read) |
 | exact_dup_of | cell_id of the kept copy of an exact duplicate (null until scored) |

@@ -21,8 +21,12 @@ KINDS = {
     "embedders": "scurate_register_embedders",
     "sources": "scurate_register_sources",
 }
-SINGULAR = {"policies": "policy", "harmonizers": "harmonizer", "embedders": "embedder",
-            "sources": "source reader"}
+SINGULAR = {
+    "policies": "policy",
+    "harmonizers": "harmonizer",
+    "embedders": "embedder",
+    "sources": "source reader",
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,9 @@ def load_plugins(extra: dict[str, object] | None = None) -> Loaded:
     failures: list[PluginFailure] = []
     versions: dict[str, str | None] = {}
     first_party: set[str] = set()
-    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep in sorted(
+        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
+    ):
         if pm.has_plugin(ep.name) or ep.name in versions:
             continue  # the same distribution seen twice on sys.path
         dist = ep.dist
@@ -155,7 +161,10 @@ class Plugins:
                 raise PluginError(msg)
         available = ", ".join(sorted(registry)) or "none"
         broken = "".join(f"; {f}" for f in self.failures)
-        msg = f"{option} '{name}' is not a registered {SINGULAR[kind]} (available: {available}){broken}"
+        msg = (
+            f"{option} '{name}' is not a registered {SINGULAR[kind]} "
+            f"(available: {available}){broken}"
+        )
         raise PluginError(msg)
 
 

@@ -14,8 +14,17 @@ import polars as pl
 from scurate.manifest import MANIFEST_SCHEMA
 
 REPORT_VERSION = 1
-VERSIONED = ("scurate", "numpy", "scipy", "anndata", "h5py", "polars", "pluggy", "faiss-cpu",
-             "faiss-gpu")
+VERSIONED = (
+    "scurate",
+    "numpy",
+    "scipy",
+    "anndata",
+    "h5py",
+    "polars",
+    "pluggy",
+    "faiss-cpu",
+    "faiss-gpu",
+)
 
 
 def versions() -> dict[str, str]:

@@ -67,7 +67,7 @@ def run_policy(policy: Registered, ctx: SelectionContext, budget: int) -> NDArra
         result = policy.obj(ctx, budget)
     except ScurateError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a plugin's bug is reported by name, in one line
+    except Exception as exc:
         msg = f"{who} failed: {type(exc).__name__}: {exc}"
         raise PluginError(msg) from exc
     order = np.asarray(result)

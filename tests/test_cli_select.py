@@ -9,11 +9,10 @@ import anndata as ad
 import numpy as np
 import polars as pl
 import pytest
-from typer.testing import CliRunner
-
 from scurate.cli import app
 from scurate.manifest import MANIFEST_SCHEMA, read_manifest
 from tests.plugin_helpers import BAD_OUTPUT, BROKEN_IMPORT, install_plugin
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -74,15 +73,36 @@ def test_json_and_stored_embedding(tmp_path: Path) -> None:
         adata.obsm["X_scVI"] = rng.normal(size=(100, 10)).astype(np.float32)
         adata.write_h5ad(tmp_path / f"{name}.h5ad")
         paths.append(tmp_path / f"{name}.h5ad")
-    code, stdout, _ = run("select", *paths, "-b", "10", "-o", tmp_path / "out", "--obsm-key", "X_scVI", "--policy", "random", "--json")
+    code, stdout, _ = run(
+        "select",
+        *paths,
+        "-b",
+        "10",
+        "-o",
+        tmp_path / "out",
+        "--obsm-key",
+        "X_scVI",
+        "--policy",
+        "random",
+        "--json",
+    )
     assert code == 0
     summary = json.loads(stdout)
     assert summary["n_selected"] == 10 and summary["embedding"]["kind"] == "obsm"
     assert summary["parameters"]["policy"] == "random"
 
 
-def test_plugins_lists_first_party_and_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    install_plugin(monkeypatch, tmp_path / "site", dist="scurate-broken", module="scurate_broken", ep_name="broken", code=BROKEN_IMPORT)
+def test_plugins_lists_first_party_and_json(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    install_plugin(
+        monkeypatch,
+        tmp_path / "site",
+        dist="scurate-broken",
+        module="scurate_broken",
+        ep_name="broken",
+        code=BROKEN_IMPORT,
+    )
     code, stdout, _ = run("plugins", "--json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(stdout)}
@@ -94,7 +114,10 @@ def test_plugins_lists_first_party_and_json(monkeypatch: pytest.MonkeyPatch, tmp
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    fails_in_one_line(["select", tmp_path / "gone.h5ad", "-b", "5", "-o", tmp_path / "o"], "gone.h5ad: no such file or folder")
+    fails_in_one_line(
+        ["select", tmp_path / "gone.h5ad", "-b", "5", "-o", tmp_path / "o"],
+        "gone.h5ad: no such file or folder",
+    )
 
 
 def test_truncated_file(two_labs: list[Path], tmp_path: Path) -> None:
@@ -106,34 +129,74 @@ def test_truncated_file(two_labs: list[Path], tmp_path: Path) -> None:
 
 def test_empty_file(tmp_path: Path) -> None:
     (tmp_path / "empty.h5ad").touch()
-    fails_in_one_line(["select", tmp_path / "empty.h5ad", "-b", "5", "-o", tmp_path / "o"], "empty.h5ad: the file is empty")
+    fails_in_one_line(
+        ["select", tmp_path / "empty.h5ad", "-b", "5", "-o", tmp_path / "o"],
+        "empty.h5ad: the file is empty",
+    )
 
 
 def test_budget_above_pool(two_labs: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    fails_in_one_line(["select", *two_labs, "-b", "9999999", "-o", out], "--budget 9999999 is more than the 1598 cells")
+    fails_in_one_line(
+        ["select", *two_labs, "-b", "9999999", "-o", out],
+        "--budget 9999999 is more than the 1598 cells",
+    )
     assert not (out / "manifest.parquet").exists()
 
 
 def test_unknown_policy(two_labs: list[Path], tmp_path: Path) -> None:
-    fails_in_one_line(["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "best"], "--policy 'best' is not a registered policy (available: kcenter, random)")
+    fails_in_one_line(
+        ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "best"],
+        "--policy 'best' is not a registered policy (available: kcenter, random)",
+    )
 
 
-def test_broken_plugin_is_named(monkeypatch: pytest.MonkeyPatch, two_labs: list[Path], tmp_path: Path) -> None:
-    install_plugin(monkeypatch, tmp_path / "site", dist="scurate-broken", module="scurate_broken", ep_name="broken", code=BROKEN_IMPORT)
-    fails_in_one_line(["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "broken"], "--policy 'broken': plugin 'broken' failed (ModuleNotFoundError")
+def test_broken_plugin_is_named(
+    monkeypatch: pytest.MonkeyPatch, two_labs: list[Path], tmp_path: Path
+) -> None:
+    install_plugin(
+        monkeypatch,
+        tmp_path / "site",
+        dist="scurate-broken",
+        module="scurate_broken",
+        ep_name="broken",
+        code=BROKEN_IMPORT,
+    )
+    fails_in_one_line(
+        ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "broken"],
+        "--policy 'broken': plugin 'broken' failed (ModuleNotFoundError",
+    )
     code, _, _ = run("select", *two_labs, "-b", "5", "-o", tmp_path / "o2", "--policy", "random")
     assert code == 0, "the other plugins keep working"
 
 
-def test_policy_returning_repeats(monkeypatch: pytest.MonkeyPatch, two_labs: list[Path], tmp_path: Path) -> None:
-    install_plugin(monkeypatch, tmp_path / "site", dist="scurate-sloppy", module="scurate_sloppy", ep_name="sloppy", code=BAD_OUTPUT)
-    for policy, needle in [("repeats", "returned the same row more than once"), ("short", "returned 4 rows for a budget of 5"), ("raises", "failed: ZeroDivisionError")]:
-        fails_in_one_line(["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", policy], f"policy '{policy}' (plugin 'sloppy') {needle}")
+def test_policy_returning_repeats(
+    monkeypatch: pytest.MonkeyPatch, two_labs: list[Path], tmp_path: Path
+) -> None:
+    install_plugin(
+        monkeypatch,
+        tmp_path / "site",
+        dist="scurate-sloppy",
+        module="scurate_sloppy",
+        ep_name="sloppy",
+        code=BAD_OUTPUT,
+    )
+    for policy, needle in [
+        ("repeats", "returned the same row more than once"),
+        ("short", "returned 4 rows for a budget of 5"),
+        ("raises", "failed: ZeroDivisionError"),
+    ]:
+        fails_in_one_line(
+            ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", policy],
+            f"policy '{policy}' (plugin 'sloppy') {needle}",
+        )
 
 
 def test_missing_obsm_key(two_labs: list[Path], tmp_path: Path) -> None:
-    fails_in_one_line(["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--obsm-key", "X_scVI"], "lab_a.h5ad: obsm has no 'X_scVI'")
+    fails_in_one_line(
+        ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--obsm-key", "X_scVI"],
+        "lab_a.h5ad: obsm has no 'X_scVI'",
+    )
 
 
 def test_embedding_widths_differ(tmp_path: Path) -> None:
@@ -141,7 +204,21 @@ def test_embedding_widths_differ(tmp_path: Path) -> None:
         adata = ad.AnnData(np.zeros((20, 2), dtype=np.float32))
         adata.obsm["X_pca"] = np.ones((20, width), dtype=np.float32)
         adata.write_h5ad(tmp_path / f"{name}.h5ad")
-    fails_in_one_line(["select", tmp_path / "a.h5ad", tmp_path / "b.h5ad", "-b", "5", "-o", tmp_path / "o", "--obsm-key", "X_pca"], "b.h5ad: obsm['X_pca'] has 12 columns but", "has 10")
+    fails_in_one_line(
+        [
+            "select",
+            tmp_path / "a.h5ad",
+            tmp_path / "b.h5ad",
+            "-b",
+            "5",
+            "-o",
+            tmp_path / "o",
+            "--obsm-key",
+            "X_pca",
+        ],
+        "b.h5ad: obsm['X_pca'] has 12 columns but",
+        "has 10",
+    )
 
 
 def test_nan_rows(tmp_path: Path) -> None:
@@ -149,7 +226,10 @@ def test_nan_rows(tmp_path: Path) -> None:
     adata.obsm["X_pca"] = np.ones((20, 4), dtype=np.float32)
     adata.obsm["X_pca"][7, 1] = np.nan
     adata.write_h5ad(tmp_path / "a.h5ad")
-    fails_in_one_line(["select", tmp_path / "a.h5ad", "-b", "5", "-o", tmp_path / "o", "--obsm-key", "X_pca"], "a.h5ad: obsm['X_pca'] row 7 (cell '7') has NaN or inf")
+    fails_in_one_line(
+        ["select", tmp_path / "a.h5ad", "-b", "5", "-o", tmp_path / "o", "--obsm-key", "X_pca"],
+        "a.h5ad: obsm['X_pca'] row 7 (cell '7') has NaN or inf",
+    )
 
 
 def test_duplicated_obs_names(two_labs: list[Path], tmp_path: Path) -> None:
@@ -160,22 +240,52 @@ def test_duplicated_obs_names(two_labs: list[Path], tmp_path: Path) -> None:
     with h5py.File(dup, "r+") as f:  # repeat one barcode in place
         names = f["obs"]["_index"]
         names[3] = names[2]
-    fails_in_one_line(["select", dup, "-b", "5", "-o", tmp_path / "o"], "dup.h5ad: obs names are not unique ('a_00002' appears 2 times)")
+    fails_in_one_line(
+        ["select", dup, "-b", "5", "-o", tmp_path / "o"],
+        "dup.h5ad: obs names are not unique ('a_00002' appears 2 times)",
+    )
 
 
 def test_no_shared_genes(tmp_path: Path) -> None:
     import pandas as pd
 
-    ad.AnnData(np.ones((5, 2), dtype=np.float32), var=pd.DataFrame(index=["ENSG00000000003", "ENSG00000000005"])).write_h5ad(tmp_path / "human.h5ad")
-    ad.AnnData(np.ones((5, 2), dtype=np.float32), var=pd.DataFrame(index=["Gcg", "Ins1"])).write_h5ad(tmp_path / "mouse.h5ad")
-    fails_in_one_line(["select", tmp_path / "human.h5ad", tmp_path / "mouse.h5ad", "-b", "3", "-o", tmp_path / "o"], "sources share no genes: human.h5ad name genes by Ensembl id only and mouse.h5ad by symbol only")
+    ad.AnnData(
+        np.ones((5, 2), dtype=np.float32),
+        var=pd.DataFrame(index=["ENSG00000000003", "ENSG00000000005"]),
+    ).write_h5ad(tmp_path / "human.h5ad")
+    ad.AnnData(
+        np.ones((5, 2), dtype=np.float32), var=pd.DataFrame(index=["Gcg", "Ins1"])
+    ).write_h5ad(tmp_path / "mouse.h5ad")
+    fails_in_one_line(
+        [
+            "select",
+            tmp_path / "human.h5ad",
+            tmp_path / "mouse.h5ad",
+            "-b",
+            "3",
+            "-o",
+            tmp_path / "o",
+        ],
+        "sources share no genes: human.h5ad name genes by Ensembl id only and "
+        "mouse.h5ad by symbol only",
+    )
 
 
 def test_no_sources_and_bad_param(two_labs: list[Path], tmp_path: Path) -> None:
-    fails_in_one_line(["select", "-b", "3", "-o", tmp_path / "o"], "no sources: give .h5ad files or folders, or --example")
-    fails_in_one_line(["select", *two_labs, "-b", "3", "-o", tmp_path / "o", "--param", "first"], "--param 'first': expected key=value")
+    fails_in_one_line(
+        ["select", "-b", "3", "-o", tmp_path / "o"],
+        "no sources: give .h5ad files or folders, or --example",
+    )
+    fails_in_one_line(
+        ["select", *two_labs, "-b", "3", "-o", tmp_path / "o", "--param", "first"],
+        "--param 'first': expected key=value",
+    )
 
 
 def test_out_is_a_file(two_labs: list[Path], tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("x")
-    fails_in_one_line(["select", *two_labs, "-b", "3", "-o", tmp_path / "taken"], "-o", "exists and is not a folder")
+    fails_in_one_line(
+        ["select", *two_labs, "-b", "3", "-o", tmp_path / "taken"],
+        "-o",
+        "exists and is not a folder",
+    )

@@ -8,7 +8,6 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
 from scurate.embed import from_obsm, highly_variable, pca_embedding
 from scurate.errors import InputError
 from scurate.io import open_sources
@@ -33,7 +32,9 @@ def test_obsm_is_stacked_in_source_order(tmp_path: Path) -> None:
 def test_obsm_widths_must_agree(tmp_path: Path) -> None:
     a = with_obsm(tmp_path / "a.h5ad", np.zeros((4, 3), dtype=np.float32))
     b = with_obsm(tmp_path / "b.h5ad", np.zeros((4, 5), dtype=np.float32))
-    with pytest.raises(InputError, match=r"b.h5ad: obsm\['X_pca'\] has 5 columns but .*a.h5ad has 3"):
+    with pytest.raises(
+        InputError, match=r"b.h5ad: obsm\['X_pca'\] has 5 columns but .*a.h5ad has 3"
+    ):
         from_obsm(open_sources([a, b]), "X_pca")
 
 
@@ -42,7 +43,9 @@ def test_obsm_nan_rows_name_the_cell(tmp_path: Path) -> None:
     values[4, 2] = np.nan
     values[5, 0] = np.inf
     path = with_obsm(tmp_path / "a.h5ad", values)
-    with pytest.raises(InputError, match=r"obsm\['X_pca'\] row 4 \(cell '4'\) has NaN or inf \(2 such rows\)"):
+    with pytest.raises(
+        InputError, match=r"obsm\['X_pca'\] row 4 \(cell '4'\) has NaN or inf \(2 such rows\)"
+    ):
         from_obsm(open_sources([path]), "X_pca")
 
 

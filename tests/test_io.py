@@ -9,7 +9,6 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
 from scurate.errors import InputError
 from scurate.io import H5adSource, open_sources
 
@@ -79,9 +78,13 @@ def test_truncated_h5ad(two_labs: list[Path], tmp_path: Path) -> None:
     cut = tmp_path / "cut.h5ad"
     data = two_labs[0].read_bytes()
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError) as err:
+
+    def read_all() -> None:
         for source in open_sources([cut]):
             list(source.iter_x())
+
+    with pytest.raises(InputError) as err:
+        read_all()
     assert "cannot read" in one_line(err, cut)
 
 

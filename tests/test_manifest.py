@@ -6,7 +6,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from scurate.errors import InputError
 from scurate.manifest import MANIFEST_SCHEMA, conform, read_manifest, scan_manifest, write_manifest
 

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from scurate import hookspecs
 from scurate.errors import PluginError
 from scurate.plugins import discover, load_plugins
@@ -35,7 +34,14 @@ def test_first_party_plugins_are_found_through_entry_points() -> None:
 
 
 def test_an_installed_plugin_is_discovered(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    install_plugin(monkeypatch, tmp_path / "site", dist="scurate-by-dataset", module="scurate_by_dataset", ep_name="by-dataset", code=BY_DATASET)
+    install_plugin(
+        monkeypatch,
+        tmp_path / "site",
+        dist="scurate-by-dataset",
+        module="scurate_by_dataset",
+        ep_name="by-dataset",
+        code=BY_DATASET,
+    )
     found = discover()
     policy = found.get("policies", "by-dataset", option="--policy")
     assert policy.plugin == "by-dataset" and policy.summary == "alternate datasets"
@@ -43,13 +49,32 @@ def test_an_installed_plugin_is_discovered(monkeypatch: pytest.MonkeyPatch, tmp_
     assert info.version == "0.3" and info.provides == {"policies": ["by-dataset"]} and info.ok
 
 
-def test_a_broken_plugin_is_named_and_hides_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_broken_plugin_is_named_and_hides_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     site = tmp_path / "site"
-    install_plugin(monkeypatch, site, dist="scurate-broken", module="scurate_broken", ep_name="broken", code=BROKEN_IMPORT)
-    install_plugin(monkeypatch, site, dist="scurate-grumpy", module="scurate_grumpy", ep_name="grumpy", code=BROKEN_HOOK)
+    install_plugin(
+        monkeypatch,
+        site,
+        dist="scurate-broken",
+        module="scurate_broken",
+        ep_name="broken",
+        code=BROKEN_IMPORT,
+    )
+    install_plugin(
+        monkeypatch,
+        site,
+        dist="scurate-grumpy",
+        module="scurate_grumpy",
+        ep_name="grumpy",
+        code=BROKEN_HOOK,
+    )
     found = discover()
     errors = {f.plugin: f.error for f in found.failures}
-    assert errors["broken"] == "ModuleNotFoundError: No module named 'scurate_missing_dependency_for_tests'"
+    assert (
+        errors["broken"]
+        == "ModuleNotFoundError: No module named 'scurate_missing_dependency_for_tests'"
+    )
     assert errors["grumpy"] == "RuntimeError: no licence key configured"
     assert found.get("policies", "kcenter", option="--policy").plugin == "policies"
     with pytest.raises(PluginError) as err:
@@ -58,12 +83,23 @@ def test_a_broken_plugin_is_named_and_hides_nothing(monkeypatch: pytest.MonkeyPa
         "--policy 'broken': plugin 'broken' failed "
         "(ModuleNotFoundError: No module named 'scurate_missing_dependency_for_tests')"
     )
-    with pytest.raises(PluginError, match=r"--policy 'nope' is not a registered policy \(available: kcenter, random\); plugin 'broken' failed"):
+    with pytest.raises(
+        PluginError,
+        match=r"--policy 'nope' is not a registered policy \(available: kcenter, random\); "
+        r"plugin 'broken' failed",
+    ):
         found.get("policies", "nope", option="--policy")
 
 
 def test_a_taken_name_names_both_plugins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    install_plugin(monkeypatch, tmp_path / "site", dist="scurate-copycat", module="scurate_copycat", ep_name="copycat", code=TAKES_KCENTER)
+    install_plugin(
+        monkeypatch,
+        tmp_path / "site",
+        dist="scurate-copycat",
+        module="scurate_copycat",
+        ep_name="copycat",
+        code=TAKES_KCENTER,
+    )
     found = discover()
     errors = {f.plugin: f.error for f in found.failures}
     # scurate's own plugins register first, so 'copycat' (earlier by name) cannot take kcenter

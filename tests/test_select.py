@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
 import scurate
 from scurate.errors import OptionError, PluginError
 from scurate.plugins import Registered
@@ -27,13 +26,18 @@ def context(n: int = 50) -> SelectionContext:
         (lambda ctx, b: [0] * b, "returned the same row more than once"),
         (lambda ctx, b: list(range(b - 1)), "returned 4 rows for a budget of 5"),
         (lambda ctx, b: [0, 1, 2, 3, 50], r"returned rows outside 0..49"),
-        (lambda ctx, b: np.zeros((b, 2), dtype=int), r"returned int64 of shape \(5, 2\); expected 1-D integer rows"),
+        (
+            lambda ctx, b: np.zeros((b, 2), dtype=int),
+            r"returned int64 of shape \(5, 2\); expected 1-D integer rows",
+        ),
         (lambda ctx, b: 1 / 0, "failed: ZeroDivisionError: division by zero"),
     ],
 )
 def test_a_policy_output_is_checked_and_the_plugin_named(returned: object, message: str) -> None:
     policy = Registered("sloppy", "sloppy-plugin", returned)
-    with pytest.raises(PluginError, match=rf"^policy 'sloppy' \(plugin 'sloppy-plugin'\) {message}"):
+    with pytest.raises(
+        PluginError, match=rf"^policy 'sloppy' \(plugin 'sloppy-plugin'\) {message}"
+    ):
         run_policy(policy, context(), 5)
 
 

@@ -6,13 +6,13 @@
 namespace scurate {
 
 class Status {
-public:
+  public:
     Status() = default;
     static Status error(std::string message) { return Status(std::move(message)); }
     bool ok() const { return message_.empty(); }
     const std::string& message() const { return message_; }
 
-private:
+  private:
     explicit Status(std::string message) : message_(std::move(message)) {}
     std::string message_;
 };

@@ -28,7 +28,7 @@ def progress_on_stderr(*, enabled: bool) -> Iterator[Progress]:
         yield lambda stage, done, total: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
 
     bars = Progress(
         "[progress.description]{task.description}",
@@ -38,7 +38,7 @@ def progress_on_stderr(*, enabled: bool) -> Iterator[Progress]:
         console=Console(stderr=True),
         transient=True,
     )
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def update(stage: str, done: int, total: int) -> None:
         if stage not in tasks:

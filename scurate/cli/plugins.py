@@ -35,8 +35,8 @@ def plugins(as_json: AsJson = False) -> None:
     table = Table()
     for column in ("plugin", "version", "provides", "status"):
         table.add_column(column)
-    for row in rows:
-        provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in row["provides"].items())
-        status = "ok" if row["ok"] else f"failed: {row['error']}"
-        table.add_row(row["name"], row["version"] or "-", provides or "-", status)
+    for info in found.info:
+        provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in info.provides.items())
+        status = "ok" if info.ok else f"failed: {info.error}"
+        table.add_row(info.name, info.version or "-", provides or "-", status)
     Console().print(table)

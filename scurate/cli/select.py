@@ -42,7 +42,10 @@ def summary_table(report: dict[str, Any]) -> Table:
         table.add_column(column, justify="left" if column == "dataset" else "right")
     for row in report["datasets"]:
         table.add_row(
-            row["dataset_id"], str(row["pool"]), str(row["selected"]), f"{100 * row['fraction']:.1f}"
+            row["dataset_id"],
+            str(row["pool"]),
+            str(row["selected"]),
+            f"{100 * row['fraction']:.1f}",
         )
     return table
 
@@ -88,5 +91,7 @@ def select(
     console = Console()
     console.print(summary_table(report))
     radius = report["covering_radius"]
-    console.print(f"covering radius at the budget: {radius:.4g}  ({report['parameters']['policy']})")
+    console.print(
+        f"covering radius at the budget: {radius:.4g}  ({report['parameters']['policy']})"
+    )
     console.print(f"wrote {report['outputs']['manifest']} and {report['outputs']['report']}")
