@@ -1,0 +1,47 @@
+"""Checks on the real datasets in ../shared/data (skipped where the folder is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+import scurate
+from scurate.errors import InputError
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BARON = DATA / "baron_mouse_pancreas" / "baron_mouse_pancreas.h5ad"
+CELLBENCH = DATA / "cellbench_lung_celllines" / "cellbench_lung_celllines.h5ad"
+
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(not BARON.exists() or not CELLBENCH.exists(), reason="no ../shared/data"),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_baron_cell_type_is_in_the_first_300_ranks(seed: int) -> None:
+    types = ad.read_h5ad(BARON, backed="r").obs["assigned_cluster"].astype(str).to_numpy()
+    selection = scurate.select([BARON], 300, seed=seed)
+    rows = selection.selected["row"].to_numpy()
+    assert set(types[rows]) == set(types), "the 6-cell schwann and 7-cell T cells included"
+    assert selection.report["embedding"]["gene_id_kind"] == "symbol"
+
+
+def test_cellbench_meets_on_ensembl_ids() -> None:
+    selection = scurate.select([CELLBENCH], 100)
+    assert selection.report["embedding"]["gene_id_kind"] == "ensembl"
+    assert selection.report["n_selected"] == 100
+    lines = ad.read_h5ad(CELLBENCH, backed="r").obs["cell_line_demuxlet"].astype(str).to_numpy()
+    assert len(set(lines[selection.selected["row"].to_numpy()])) == len(set(lines))
+    assert np.isfinite(selection.report["covering_radius"])
+
+
+def test_mouse_symbols_and_human_ids_share_no_genes() -> None:
+    with pytest.raises(InputError) as err:
+        scurate.select([CELLBENCH, BARON], 100)
+    assert str(err.value) == (
+        "sources share no genes: cellbench_lung_celllines.h5ad name genes by Ensembl id only "
+        "and baron_mouse_pancreas.h5ad by symbol only"
+    )
