@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <utility>
@@ -59,20 +61,62 @@ private:
     std::vector<Best> tree_;
 };
 
-constexpr int64_t kChunk = 4096;  // rows per OpenMP task when scanning groups
-constexpr int64_t kLead = 8;      // leading dimensions kept contiguous for a cheap lower bound
+constexpr int64_t kChunk = 4096;  // candidate records per OpenMP task when scanning groups
+constexpr int kLead = 8;          // leading dimensions kept in each record for a cheap lower bound
+
+// One member of a group: its squared distance to the group's center, its row, and its
+// coordinates on the kLead widest dimensions. The scan of a group reads these records
+// sequentially; only rows that pass both cheap tests read their full row of `x`.
+struct Rec {
+    double d2;
+    int64_t row;
+    float lead[kLead];
+};
+
+// Order within a group: ascending distance, ties by descending row. The back is then the
+// group's farthest row (lowest index among ties), and the rows a new center might come closer
+// to (Elkan: 4 d2 > d(c, p)^2) are a suffix, found by binary search.
+inline bool rec_less(const Rec& a, const Rec& b) {
+    return a.d2 < b.d2 || (a.d2 == b.d2 && a.row > b.row);
+}
+
+// Sorts `v` with up to `threads` OpenMP threads: sorted pieces, then rounds of pairwise
+// merges. `tmp` is scratch. The result is the unique sorted order, whatever the thread count.
+void parallel_sort(std::vector<Rec>& v, std::vector<Rec>& tmp, int threads) {
+    const int64_t n = static_cast<int64_t>(v.size());
+    int pieces = 1;
+    while (pieces < threads && n / (2 * pieces) >= 32768) pieces *= 2;
+    if (pieces == 1) {
+        std::sort(v.begin(), v.end(), rec_less);
+        return;
+    }
+    std::vector<int64_t> bound(pieces + 1);
+    for (int s = 0; s <= pieces; ++s) bound[s] = n * s / pieces;
+#pragma omp parallel for schedule(static, 1) num_threads(pieces)
+    for (int s = 0; s < pieces; ++s) std::sort(v.begin() + bound[s], v.begin() + bound[s + 1], rec_less);
+    tmp.resize(n);
+    std::vector<Rec>* src = &v;
+    std::vector<Rec>* dst = &tmp;
+    for (int width = 1; width < pieces; width *= 2) {
+#pragma omp parallel for schedule(static, 1) num_threads(pieces / (2 * width))
+        for (int s = 0; s < pieces; s += 2 * width) {
+            const int64_t a = bound[s], b = bound[s + width], c = bound[s + 2 * width];
+            std::merge(src->begin() + a, src->begin() + b, src->begin() + b, src->begin() + c,
+                       dst->begin() + a, rec_less);
+        }
+        std::swap(src, dst);
+    }
+    if (src != &v) v.swap(tmp);
+}
 
 class Traversal {
 public:
     Traversal(const float* x, int64_t n, int64_t dim, int64_t capacity)
-        : x_(x), n_(n), dim_(dim), d2_(n, std::numeric_limits<double>::infinity()),
-          slot_of_(n, -1), tournament_(capacity) {
+        : x_(x), n_(n), dim_(dim), slot_of_(n, 0), tournament_(capacity) {
         dims_ = dims_by_variance();
         n_lead_ = std::min<int64_t>(dim_, kLead);
-        lead_.resize(n_ * n_lead_);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n_; ++i)
-            for (int64_t k = 0; k < n_lead_; ++k) lead_[i * n_lead_ + k] = x_[i * dim_ + dims_[k]];
+        threads_ = omp_get_max_threads();
+        groups_.reserve(capacity);
     }
 
     // Makes row p a center: every row that p comes closer to moves into p's group.
@@ -84,8 +128,6 @@ public:
             next_center(p, slot);
         }
         centers_.push_back(p);
-        slot_of_[p] = slot;
-        d2_[p] = -1.0;  // a center is covered and never picked again
         for (int64_t k = 0; k < dim_; ++k) centers_by_variance_.push_back(x_[p * dim_ + dims_[k]]);
     }
 
@@ -125,39 +167,38 @@ private:
         return order;
     }
 
+    // The record of row i at distance d2; leading dimensions past dim_ are zero on every row.
+    void fill(Rec& r, int64_t i, double d2) const {
+        r.d2 = d2;
+        r.row = i;
+        const float* a = row(i);
+        for (int k = 0; k < kLead; ++k) r.lead[k] = k < n_lead_ ? a[dims_[k]] : 0.0f;
+    }
+
     void first_center(int64_t p) {
-        members_.emplace_back();
-        std::vector<int64_t>& all = members_.back();
-        all.reserve(n_ - 1);
-        for (int64_t i = 0; i < n_; ++i)
-            if (i != p) all.push_back(i);
+        groups_.emplace_back();
+        std::vector<Rec>& all = groups_.back();
+        all.resize(n_ - 1);
         const float* c = row(p);
-        Best best;
-#pragma omp parallel
-        {
-            Best local;
-#pragma omp for schedule(static) nowait
-            for (int64_t i = 0; i < n_; ++i) {
-                if (i == p) continue;
-                d2_[i] = dist2(row(i), c, dim_);
-                slot_of_[i] = 0;
-                local.offer(d2_[i], i);
-            }
-#pragma omp critical
-            best.offer(local);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n_; ++i) {
+            if (i == p) continue;
+            fill(all[i < p ? i : i - 1], i, dist2(row(i), c, dim_));
         }
-        set_best(0, best);
+        parallel_sort(all, sort_tmp_, threads_);
+        set_best(0);
     }
 
     // Groups whose farthest member might come closer to p (Elkan: d(c_j, p) < 2 max_j), in
     // slot order. A float partial distance over the widest dimensions rejects most centers
     // after a few of them; the survivors get the exact test.
-    void affected_groups(int64_t p, int64_t home, std::vector<int64_t>& groups,
-                         std::vector<double>& cc2) const {
+    void affected_groups(int64_t p, int64_t home) {
         const int64_t m = static_cast<int64_t>(centers_.size());
-        std::vector<float> q(dim_);
-        for (int64_t k = 0; k < dim_; ++k) q[k] = x_[p * dim_ + dims_[k]];
-        std::vector<double> d(m, -1.0);  // exact squared distance where affected, else -1
+        q_.resize(dim_);
+        for (int64_t k = 0; k < dim_; ++k) q_[k] = x_[p * dim_ + dims_[k]];
+        cc2_all_.assign(m, -1.0);  // exact squared distance where affected, else -1
+        const float* q = q_.data();
+        double* d = cc2_all_.data();
 #pragma omp parallel for schedule(static) if (m > 2048)
         for (int64_t j = 0; j < m; ++j) {
             const double far = group_far_[j];
@@ -177,104 +218,139 @@ private:
             const double e = dist2(row(centers_[j]), row(p), dim_);
             if (j == home || e < 4.0 * far) d[j] = e;
         }
+        affected_.clear();
+        cc2_.clear();
         for (int64_t j = 0; j < m; ++j) {
             if (d[j] >= 0.0) {
-                groups.push_back(j);
-                cc2.push_back(d[j]);
+                affected_.push_back(j);
+                cc2_.push_back(d[j]);
             }
         }
     }
+
+    // A chunk of one group's candidate suffix, scanned by one task.
+    struct Task {
+        int64_t group;  // position in affected_
+        int64_t begin, end;
+        int64_t keep;  // records kept, compacted to the front of [begin, end)
+    };
 
     void next_center(int64_t p, int64_t slot) {
         const int64_t home = slot_of_[p];
-        std::vector<int64_t> groups;
-        std::vector<double> cc2;
-        affected_groups(p, home, groups, cc2);
-        const int64_t ng = static_cast<int64_t>(groups.size());
+        affected_groups(p, home);
+        const int64_t ng = static_cast<int64_t>(affected_.size());
 
-        // One task per chunk of each affected group's members; flags: 0 stays, 1 moves to p,
-        // 2 is p itself.
-        std::vector<int64_t> offset(ng + 1, 0);
-        for (int64_t g = 0; g < ng; ++g)
-            offset[g + 1] = offset[g] + static_cast<int64_t>(members_[groups[g]].size());
-        std::vector<std::pair<int64_t, int64_t>> tasks;  // (group position, first member)
-        for (int64_t g = 0; g < ng; ++g)
-            for (int64_t b = 0; b < offset[g + 1] - offset[g]; b += kChunk) tasks.emplace_back(g, b);
-        if (static_cast<int64_t>(flag_.size()) < offset[ng]) flag_.resize(offset[ng]);
-        uint8_t* flag = flag_.data();
+        // The candidates of each affected group are the suffix with 4 d2 > d(c, p)^2; p itself
+        // is in its home group's suffix unless it sits on its center (then it is erased here).
+        tasks_.clear();
+        int64_t n_cand = 0;
+        for (int64_t g = 0; g < ng; ++g) {
+            std::vector<Rec>& mem = groups_[affected_[g]];
+            const double bound = cc2_[g];
+            if (affected_[g] == home && !(bound > 0.0)) {
+                auto it = std::find_if(mem.begin(), mem.end(),
+                                       [p](const Rec& r) { return r.row == p; });
+                if (it != mem.end()) mem.erase(it);
+            }
+            const int64_t s = std::partition_point(mem.begin(), mem.end(),
+                                                   [bound](const Rec& r) {
+                                                       return !(bound < 4.0 * r.d2);
+                                                   }) -
+                              mem.begin();
+            const int64_t e = static_cast<int64_t>(mem.size());
+            for (int64_t b = s; b < e; b += kChunk)
+                tasks_.push_back(Task{g, b, std::min<int64_t>(b + kChunk, e), 0});
+            n_cand += e - s;
+        }
+        const int64_t nt = static_cast<int64_t>(tasks_.size());
+#ifdef KC_STATS
+        st_cand += n_cand;
+        st_groups += ng;
+        for (int64_t g = 0; g < ng; ++g) st_members += groups_[affected_[g]].size();
+#endif
+        if (static_cast<int64_t>(task_out_.size()) < nt) task_out_.resize(nt);
+
         const float* c = row(p);
-        const float* c_lead = lead_.data() + p * n_lead_;
-        const int64_t nt = static_cast<int64_t>(tasks.size());
-#pragma omp parallel for schedule(dynamic, 1) if (offset[ng] > 2 * kChunk)
+        float c_lead[kLead];
+        for (int k = 0; k < kLead; ++k) c_lead[k] = k < n_lead_ ? c[dims_[k]] : 0.0f;
+#pragma omp parallel for schedule(dynamic, 1) if (n_cand > 2 * kChunk)
         for (int64_t t = 0; t < nt; ++t) {
-            const int64_t g = tasks[t].first;
-            const std::vector<int64_t>& mem = members_[groups[g]];
-            const int64_t end = std::min<int64_t>(tasks[t].second + kChunk, mem.size());
-            const double bound = cc2[g];
-            for (int64_t m = tasks[t].second; m < end; ++m) {
-                const int64_t i = mem[m];
-                uint8_t f = 0;
-                if (i == p) {
-                    f = 2;
-                } else if (bound < 4.0 * d2_[i] && !lead_excludes(i, c_lead)) {
-                    const double d = dist2(row(i), c, dim_);
-                    if (d < d2_[i]) {
-                        d2_[i] = d;
-                        f = 1;
+            Task& task = tasks_[t];
+            Rec* mem = groups_[affected_[task.group]].data();
+            std::vector<Rec>& out = task_out_[t];
+            out.clear();
+            int64_t keep = task.begin;
+            for (int64_t m = task.begin; m < task.end; ++m) {
+                const Rec& r = mem[m];
+                if (r.row == p) continue;  // the new center leaves its group
+                if (!lead_excludes(r, c_lead)) {
+#ifdef KC_STATS
+#pragma omp atomic
+                    st_lead++;
+#endif
+                    const double d = dist2(row(r.row), c, dim_);
+                    if (d < r.d2) {
+                        out.push_back(r);
+                        out.back().d2 = d;
+                        slot_of_[r.row] = slot;
+                        continue;
                     }
                 }
-                flag[offset[g] + m] = f;
+                if (keep != m) mem[keep] = r;
+                ++keep;
             }
+            task.keep = keep - task.begin;
         }
 
-        // Compact each affected group and collect what moved, in group order.
-        if (static_cast<int64_t>(moved_.size()) < ng) moved_.resize(ng);
-        for (int64_t g = 0; g < ng; ++g) moved_[g].clear();
-        std::vector<std::vector<int64_t>>& moved = moved_;
-        std::vector<Best> best(ng);
-#pragma omp parallel for schedule(dynamic, 1) if (offset[ng] > 2 * kChunk)
-        for (int64_t g = 0; g < ng; ++g) {
-            std::vector<int64_t>& mem = members_[groups[g]];
-            size_t keep = 0;
-            for (size_t m = 0; m < mem.size(); ++m) {
-                const uint8_t f = flag[offset[g] + m];
-                if (f == 0) {
-                    best[g].offer(d2_[mem[m]], mem[m]);
-                    mem[keep++] = mem[m];
-                } else if (f == 1) {
-                    moved[g].push_back(mem[m]);
-                }
+        // Close the gaps each chunk left behind; the kept records stay in order.
+        int64_t n_moved = 0;
+        for (int64_t t = 0; t < nt;) {
+            const int64_t g = tasks_[t].group;
+            std::vector<Rec>& mem = groups_[affected_[g]];
+            int64_t dst = tasks_[t].begin;
+            for (; t < nt && tasks_[t].group == g; ++t) {
+                if (dst != tasks_[t].begin)
+                    std::memmove(mem.data() + dst, mem.data() + tasks_[t].begin,
+                                 tasks_[t].keep * sizeof(Rec));
+                dst += tasks_[t].keep;
+                n_moved += static_cast<int64_t>(task_out_[t].size());
             }
-            mem.resize(keep);
+            mem.resize(dst);
+            if (mem.capacity() > 4096 && mem.capacity() > 4 * mem.size())
+                std::vector<Rec>(mem).swap(mem);  // give back memory of a group that shrank
         }
-        size_t n_moved = 0;
-        for (int64_t g = 0; g < ng; ++g) n_moved += moved[g].size();
-        members_.emplace_back();
-        std::vector<int64_t>& mine = members_.back();
-        mine.reserve(n_moved);
-        Best mine_best;
-        for (int64_t g = 0; g < ng; ++g) {
-            for (int64_t i : moved[g]) {
-                slot_of_[i] = slot;
-                mine_best.offer(d2_[i], i);
-            }
-            mine.insert(mine.end(), moved[g].begin(), moved[g].end());
-            set_best(groups[g], best[g]);
+        for (int64_t g = 0; g < ng; ++g) set_best(affected_[g]);
+
+        groups_.emplace_back();
+        std::vector<Rec>& mine = groups_.back();
+        mine.resize(n_moved);
+        int64_t at = 0;
+        for (int64_t t = 0; t < nt; ++t) {
+            std::copy(task_out_[t].begin(), task_out_[t].end(), mine.begin() + at);
+            at += static_cast<int64_t>(task_out_[t].size());
         }
-        set_best(slot, mine_best);
+        parallel_sort(mine, sort_tmp_, threads_);
+        set_best(slot);
+#ifdef KC_STATS
+        st_moved += n_moved;
+        if (slot % 1000 == 0 || slot < 10 || slot == 100)
+            fprintf(stderr, "slot %ld groups %ld members %ld cand %ld lead %ld moved %ld\n", slot, st_groups, st_members, st_cand, st_lead, st_moved);
+#endif
     }
 
-    // True when the leading dimensions alone put row i at least as far from the new center as
-    // its own: a lower bound read from 32 bytes instead of the whole row.
-    bool lead_excludes(int64_t i, const float* c_lead) const {
-        const float* a = lead_.data() + i * n_lead_;
+    // True when the leading dimensions alone put the row at least as far from the new center
+    // as its own: a lower bound read from the record instead of the whole row.
+    static bool lead_excludes(const Rec& r, const float* c_lead) {
         float s = 0.0f;
-        for (int64_t k = 0; k < n_lead_; ++k) s += (a[k] - c_lead[k]) * (a[k] - c_lead[k]);
-        return static_cast<double>(s) * (1.0 - 1e-4) >= d2_[i];
+        for (int k = 0; k < kLead; ++k) s += (r.lead[k] - c_lead[k]) * (r.lead[k] - c_lead[k]);
+        return static_cast<double>(s) * (1.0 - 1e-4) >= r.d2;
     }
 
-    void set_best(int64_t slot, const Best& b) {
+    void set_best(int64_t slot) {
         if (static_cast<int64_t>(group_far_.size()) <= slot) group_far_.resize(slot + 1);
+        Best b;
+        const std::vector<Rec>& mem = groups_[slot];
+        if (!mem.empty()) b.offer(mem.back().d2, mem.back().row);
         group_far_[slot] = b.d2;
         tournament_.set(slot, b);
     }
@@ -282,18 +358,25 @@ private:
 private:
     const float* x_;
     int64_t n_, dim_;
-    std::vector<int64_t> dims_;        // dimensions by decreasing variance
+    int threads_ = 1;
+    std::vector<int64_t> dims_;  // dimensions by decreasing variance
     int64_t n_lead_ = 0;
-    std::vector<float> lead_;          // each row's first n_lead_ dimensions in dims_ order
-    std::vector<double> d2_;           // squared distance to the nearest center; -1 for centers
-    std::vector<int64_t> slot_of_;     // the group (center slot) each row belongs to
-    std::vector<int64_t> centers_;     // the row of each center slot
-    std::vector<std::vector<int64_t>> members_;  // rows of each group, the center excluded
-    std::vector<double> group_far_;        // farthest squared distance in each group
-    std::vector<uint8_t> flag_;                  // scratch of next_center, kept to reuse pages
-    std::vector<std::vector<int64_t>> moved_;    // scratch of next_center
+    std::vector<int64_t> slot_of_;             // the group (center slot) each row belongs to
+    std::vector<int64_t> centers_;             // the row of each center slot
+    std::vector<std::vector<Rec>> groups_;     // members of each group, sorted by rec_less
+    std::vector<double> group_far_;            // farthest squared distance in each group
     std::vector<float> centers_by_variance_;  // center coordinates, dimensions in dims_ order
     Tournament tournament_;
+    // Scratch of next_center, kept so that no step allocates.
+    std::vector<float> q_;
+    std::vector<double> cc2_all_, cc2_;
+    std::vector<int64_t> affected_;
+    std::vector<Task> tasks_;
+    std::vector<std::vector<Rec>> task_out_;
+    std::vector<Rec> sort_tmp_;
+#ifdef KC_STATS
+    int64_t st_cand = 0, st_groups = 0, st_members = 0, st_lead = 0, st_moved = 0;
+#endif
 };
 
 }  // namespace
