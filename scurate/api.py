@@ -17,6 +17,7 @@ from scurate import manifest as mf
 from scurate import report as rp
 from scurate.embed import Embedding, from_obsm
 from scurate.errors import InputError, PluginError
+from scurate.index import exact_search_affordable, nearest_distance
 from scurate.io import Source, open_sources
 from scurate.kcenter import covering_radius
 from scurate.plugins import Plugins, discover
@@ -170,8 +171,12 @@ def select(
     radii = ctx.info.get("covering_radius")
     if not isinstance(radii, list) or len(radii) != budget:
         radii = None
-    with _timed(timings, "covering_radius"):
+    with _timed(timings, "coverage"):
         radius = radii[-1] if radii else covering_radius(embedding.values, order)
+        mean_distance = None
+        if exact_search_affordable(pool, budget, embedding.values.shape[1]):
+            nearest = nearest_distance(embedding.values[order], embedding.values)
+            mean_distance = float(nearest.mean(dtype=np.float64))
     rank = np.full(pool, -1, dtype=np.int64)
     rank[order] = np.arange(budget)
     manifest = manifest.with_columns(
@@ -196,6 +201,7 @@ def select(
         parameters=parameters,
         embedding=embedding.info,
         covering_radius=radius,
+        mean_distance=mean_distance,
         radii=radii,
         policy_info=ctx.info,
         timings=timings,

@@ -33,6 +33,15 @@ def flat_index(base: NDArray[np.float32]) -> Any:
     return index
 
 
+# exact search costs n_queries * n_base * dims; above this on the CPU the report skips it
+CPU_EXACT_LIMIT = 2e11
+
+
+def exact_search_affordable(n_queries: int, n_base: int, dims: int) -> bool:
+    """Whether an exact nearest-neighbour pass is cheap enough to run by default."""
+    return gpu_count() > 0 or n_queries * n_base * dims <= CPU_EXACT_LIMIT
+
+
 def nearest_distance(
     base: NDArray[np.float32], queries: NDArray[np.float32]
 ) -> NDArray[np.float32]:

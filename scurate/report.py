@@ -62,6 +62,7 @@ def build_report(
     parameters: dict[str, Any],
     embedding: dict[str, Any],
     covering_radius: float | None,
+    mean_distance: float | None,
     radii: list[float] | None,
     policy_info: dict[str, Any],
     timings: dict[str, float],
@@ -75,6 +76,9 @@ def build_report(
         "datasets": per_dataset(manifest),
         "covering_radius": None if covering_radius is None else round(covering_radius, 6),
         "covering_radius_curve": radius_curve(radii or []),
+        # mean distance of a pool cell to its nearest selected cell (FAISS, exact); null when
+        # that search would be too costly on the CPU
+        "mean_distance_to_selected": None if mean_distance is None else round(mean_distance, 6),
         "embedding": embedding,
         "policy_info": {k: v for k, v in policy_info.items() if k != "covering_radius"},
         "manifest_columns": list(MANIFEST_SCHEMA),

@@ -80,3 +80,18 @@ def test_central_first_pick_is_the_cell_nearest_the_mean() -> None:
     ctx.params = {"first": "middle"}
     with pytest.raises(OptionError, match="--param first=middle: expected 'random' or 'central'"):
         kcenter(ctx, 10)
+
+
+def test_nearest_distance_matches_numpy() -> None:
+    from scurate.index import nearest_distance
+
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(40, 6)).astype(np.float32)
+    queries = rng.normal(size=(300, 6)).astype(np.float32)
+    expected = np.sqrt(((queries[:, None, :] - base[None]) ** 2).sum(-1).min(1))
+    np.testing.assert_allclose(nearest_distance(base, queries), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_report_has_the_mean_distance_to_the_selection(two_labs: list[Path]) -> None:
+    report = scurate.select(two_labs, 30).report
+    assert 0 < report["mean_distance_to_selected"] < report["covering_radius"]
