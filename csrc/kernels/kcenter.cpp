@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <cstdio>
 #include <limits>
 #include <string>
 #include <utility>
@@ -14,32 +13,73 @@
 namespace scurate {
 namespace {
 
-inline double dist2(const float* a, const float* b, int64_t dim) {
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t k = 0; k < dim; ++k) {
+// Distances are summed in double over dimensions in decreasing-variance order, four lanes at a
+// time, the lanes combined as (a0 + a1) + (a2 + a3). Every term is >= 0 and rounding is
+// monotone, so the combined partial sum after any block never exceeds the final sum: a scan can
+// stop as soon as the partial sum reaches a bound, and the decision is exact.
+constexpr int kLanes = 4;
+constexpr int kLead = 8;  // leading dimensions, stored apart from the rest for a cheap first test
+
+#if defined(__GNUC__) || defined(__clang__)
+// GCC and Clang vector extensions: one AVX register of doubles where the target has one.
+typedef double Lanes __attribute__((vector_size(4 * sizeof(double))));
+typedef float Floats4 __attribute__((vector_size(4 * sizeof(float))));
+inline Lanes zero_lanes() { return Lanes{0.0, 0.0, 0.0, 0.0}; }
+inline void add_sq(Lanes& acc, const float* a, const float* b) {
+    Floats4 fa, fb;
+    std::memcpy(&fa, a, sizeof fa);
+    std::memcpy(&fb, b, sizeof fb);
+    const Lanes t = __builtin_convertvector(fa, Lanes) - __builtin_convertvector(fb, Lanes);
+    acc += t * t;
+}
+inline void prefetch(const void* p) { __builtin_prefetch(p); }
+#else
+struct Lanes {
+    double v[kLanes];
+    double operator[](int k) const { return v[k]; }
+};
+inline Lanes zero_lanes() { return Lanes{{0.0, 0.0, 0.0, 0.0}}; }
+inline void add_sq(Lanes& acc, const float* a, const float* b) {
+    for (int k = 0; k < kLanes; ++k) {
         const double t = static_cast<double>(a[k]) - static_cast<double>(b[k]);
-        s += t * t;
+        acc.v[k] += t * t;
     }
-    return s;
+}
+inline void prefetch(const void*) {}
+#endif
+// Prefetches the n floats at p, one cache line at a time.
+inline void prefetch_row(const float* p, int64_t n) {
+    const char* b = reinterpret_cast<const char*>(p);
+    const int64_t bytes = n * static_cast<int64_t>(sizeof(float));
+    for (int64_t off = 0; off < bytes; off += 64) prefetch(b + off);
+    if (bytes > 0) prefetch(b + bytes - 1);
+}
+inline double total(const Lanes& a) { return (a[0] + a[1]) + (a[2] + a[3]); }
+
+// Squared distance between two points stored as (lead, tail) in variance order; `n_tail` is a
+// multiple of kLanes (padded with zeros).
+inline double vdist2(const float* lead_a, const float* tail_a, const float* lead_b,
+                     const float* tail_b, int64_t n_tail) {
+    Lanes acc = zero_lanes();
+    for (int k = 0; k < kLead; k += kLanes) add_sq(acc, lead_a + k, lead_b + k);
+    for (int64_t k = 0; k < n_tail; k += kLanes) add_sq(acc, tail_a + k, tail_b + k);
+    return total(acc);
 }
 
-// The farthest row of a group: largest squared distance, ties to the lowest row index.
+// The farthest row of a group: largest squared distance, ties to the lowest row index; `slot`
+// is the group it belongs to.
 struct Best {
     double d2 = -1.0;
     int64_t row = std::numeric_limits<int64_t>::max();
-    void offer(double d, int64_t r) {
-        if (d > d2 || (d == d2 && r < row)) {
-            d2 = d;
-            row = r;
-        }
+    int64_t slot = -1;
+    void offer(const Best& o) {
+        if (o.d2 > d2 || (o.d2 == d2 && o.row < row)) *this = o;
     }
-    void offer(const Best& o) { offer(o.d2, o.row); }
 };
 
 // A tournament tree over center slots, so the farthest row overall is found in O(log k).
 class Tournament {
-public:
+  public:
     explicit Tournament(int64_t capacity) {
         size_ = 1;
         while (size_ < capacity) size_ <<= 1;
@@ -55,86 +95,154 @@ public:
         }
     }
     const Best& top() const { return tree_[1]; }
+    const Best& leaf(int64_t slot) const { return tree_[slot + size_]; }
 
-private:
+  private:
     int64_t size_;
     std::vector<Best> tree_;
 };
 
-constexpr int64_t kChunk = 4096;  // candidate records per OpenMP task when scanning groups
-constexpr int kLead = 8;          // leading dimensions kept in each record for a cheap lower bound
-
-// One member of a group: its squared distance to the group's center, its row, and its
-// coordinates on the kLead widest dimensions. The scan of a group reads these records
-// sequentially; only rows that pass both cheap tests read their full row of `x`.
-struct Rec {
+// A row on its way into a new group: its new distance, its row and where its coordinates are.
+struct Key {
     double d2;
     int64_t row;
-    float lead[kLead];
+    const float* coords;  // kLead + n_tail floats in variance order
 };
 
 // Order within a group: ascending distance, ties by descending row. The back is then the
 // group's farthest row (lowest index among ties), and the rows a new center might come closer
 // to (Elkan: 4 d2 > d(c, p)^2) are a suffix, found by binary search.
-inline bool rec_less(const Rec& a, const Rec& b) {
+inline bool key_less(const Key& a, const Key& b) {
     return a.d2 < b.d2 || (a.d2 == b.d2 && a.row > b.row);
 }
 
 // Sorts `v` with up to `threads` OpenMP threads: sorted pieces, then rounds of pairwise
-// merges. `tmp` is scratch. The result is the unique sorted order, whatever the thread count.
-void parallel_sort(std::vector<Rec>& v, std::vector<Rec>& tmp, int threads) {
+// merges. The order is total (rows are distinct), so the result does not depend on threads.
+void parallel_sort(std::vector<Key>& v, std::vector<Key>& tmp, int threads) {
     const int64_t n = static_cast<int64_t>(v.size());
     int pieces = 1;
-    while (pieces < threads && n / (2 * pieces) >= 32768) pieces *= 2;
+    while (pieces < threads && n / (2 * pieces) >= 16384) pieces *= 2;
     if (pieces == 1) {
-        std::sort(v.begin(), v.end(), rec_less);
+        std::sort(v.begin(), v.end(), key_less);
         return;
     }
     std::vector<int64_t> bound(pieces + 1);
     for (int s = 0; s <= pieces; ++s) bound[s] = n * s / pieces;
 #pragma omp parallel for schedule(static, 1) num_threads(pieces)
-    for (int s = 0; s < pieces; ++s) std::sort(v.begin() + bound[s], v.begin() + bound[s + 1], rec_less);
+    for (int s = 0; s < pieces; ++s)
+        std::sort(v.begin() + bound[s], v.begin() + bound[s + 1], key_less);
     tmp.resize(n);
-    std::vector<Rec>* src = &v;
-    std::vector<Rec>* dst = &tmp;
+    std::vector<Key>* src = &v;
+    std::vector<Key>* dst = &tmp;
     for (int width = 1; width < pieces; width *= 2) {
 #pragma omp parallel for schedule(static, 1) num_threads(pieces / (2 * width))
         for (int s = 0; s < pieces; s += 2 * width) {
             const int64_t a = bound[s], b = bound[s + width], c = bound[s + 2 * width];
             std::merge(src->begin() + a, src->begin() + b, src->begin() + b, src->begin() + c,
-                       dst->begin() + a, rec_less);
+                       dst->begin() + a, key_less);
         }
         std::swap(src, dst);
     }
     if (src != &v) v.swap(tmp);
 }
 
+// An allocator that leaves new elements uninitialized: group arrays are written right after
+// they grow, and zeroing them first would be one more pass over fresh memory.
+template <class T>
+struct NoInit : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = NoInit<U>;
+    };
+    NoInit() = default;
+    template <class U>
+    NoInit(const NoInit<U>&) noexcept {}
+    template <class U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... A>
+    void construct(U* p, A&&... a) {
+        ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+    }
+};
+template <class T>
+using Array = std::vector<T, NoInit<T>>;
+
+// The members of one center, as a structure of arrays sorted by key_less, so that a scan
+// reads sequentially only what each test needs: the distance and the leading dimensions of
+// every candidate, the rest of the row only for candidates the leading dimensions cannot
+// exclude. A row that leaves becomes a hole (row -1, leading coordinates +inf, which no test
+// lets through) and holes are compacted away once they are a quarter of the group.
+struct Group {
+    Array<double> d2;
+    Array<int64_t> row;
+    Array<float> lead;  // kLead per member
+    Array<float> tail;  // n_tail per member
+    int64_t holes = 0;
+    int64_t size() const { return static_cast<int64_t>(d2.size()); }
+};
+
+constexpr int64_t kChunk = 8192;             // candidates per OpenMP task when scanning groups
+constexpr int64_t kBlock = 512;              // centers screened together
+constexpr int64_t kParallelCenters = 16384;  // centers above which screening is threaded
+constexpr int64_t kMinChunk = 256;           // candidates per task at the least
+constexpr int64_t kAhead = 8;                // rows prefetched ahead in the second pass of a scan
+constexpr int64_t kParallelCopy = 65536;     // members above which a copy is split among threads
+
 class Traversal {
-public:
+  public:
     Traversal(const float* x, int64_t n, int64_t dim, int64_t capacity)
-        : x_(x), n_(n), dim_(dim), slot_of_(n, 0), tournament_(capacity) {
+        : x_(x), n_(n), dim_(dim), tournament_(capacity) {
         dims_ = dims_by_variance();
-        n_lead_ = std::min<int64_t>(dim_, kLead);
-        threads_ = omp_get_max_threads();
+        n_tail_ = std::max<int64_t>(0, dim_ - kLead);
+        n_tail_ = (n_tail_ + kLanes - 1) / kLanes * kLanes;
+        stride_ = kLead + n_tail_;
+        threads_ = std::max(1, omp_get_max_threads());
+        out_d2_.resize(threads_);
+        out_row_.resize(threads_);
+        out_coords_.resize(threads_);
+        pass_idx_.assign(threads_, std::vector<int64_t>(kChunk));
+        pass_acc_.assign(threads_, std::vector<Lanes>(kChunk));
         groups_.reserve(capacity);
+        capacity_ = capacity;
+        center_lead_.assign(kLead * capacity, 0.0f);
+        center_limit_.assign(capacity, -1.0f);
+        screened_.resize(threads_);
     }
 
-    // Makes row p a center: every row that p comes closer to moves into p's group.
-    void add_center(int64_t p) {
+    // Until stop_tracking, remembers the group of every row, so that add_center can take rows
+    // whose group the caller does not know (the initial centers).
+    void track_rows() { slot_of_.assign(n_, 0); }
+    void stop_tracking() { std::vector<int64_t>().swap(slot_of_); }
+
+    // Makes row p a center: every row that p comes closer to moves into p's group. `home` is
+    // p's group (farthest().slot), or -1 while rows are tracked.
+    void add_center(int64_t p, int64_t home) {
         const int64_t slot = static_cast<int64_t>(centers_.size());
+        centers_.push_back(p);
+        center_coords_.resize((slot + 1) * stride_);
+        gather(p, center_coords_.data() + slot * stride_);
+        for (int k = 0; k < kLead; ++k)
+            center_lead_[k * capacity_ + slot] = center_coords_[slot * stride_ + k];
         if (slot == 0) {
             first_center(p);
         } else {
-            next_center(p, slot);
+            next_center(p, slot, home < 0 ? slot_of_[p] : home);
         }
-        centers_.push_back(p);
-        for (int64_t k = 0; k < dim_; ++k) centers_by_variance_.push_back(x_[p * dim_ + dims_[k]]);
     }
 
     const Best& farthest() const { return tournament_.top(); }
 
-private:
+  private:
     const float* row(int64_t i) const { return x_ + i * dim_; }
+    const float* center(int64_t j) const { return center_coords_.data() + j * stride_; }
+
+    // Row i's coordinates in variance order, zero-padded to stride_.
+    void gather(int64_t i, float* out) const {
+        const float* a = row(i);
+        for (int64_t k = 0; k < stride_; ++k) out[k] = k < dim_ ? a[dims_[k]] : 0.0f;
+    }
 
     // Dimensions by decreasing variance, so a partial distance over the first ones is a
     // tight lower bound of the whole.
@@ -167,216 +275,358 @@ private:
         return order;
     }
 
-    // The record of row i at distance d2; leading dimensions past dim_ are zero on every row.
-    void fill(Rec& r, int64_t i, double d2) const {
-        r.d2 = d2;
-        r.row = i;
-        const float* a = row(i);
-        for (int k = 0; k < kLead; ++k) r.lead[k] = k < n_lead_ ? a[dims_[k]] : 0.0f;
+    // Fills a new group from keys sorted by key_less, splitting the copy among threads.
+    void fill_group(Group& g, const std::vector<Key>& keys, int64_t slot) {
+        const int64_t m = static_cast<int64_t>(keys.size());
+        g.d2.resize(m);
+        g.row.resize(m);
+        g.lead.resize(m * kLead);
+        g.tail.resize(m * n_tail_);
+        g.holes = 0;
+        const bool tracking = !slot_of_.empty();
+#pragma omp parallel for schedule(static) if (m > kParallelCopy)
+        for (int64_t i = 0; i < m; ++i) {
+            if (i + kAhead < m) prefetch_row(keys[i + kAhead].coords, stride_);
+            const Key& k = keys[i];
+            g.d2[i] = k.d2;
+            g.row[i] = k.row;
+            if (tracking) slot_of_[k.row] = slot;
+            std::memcpy(&g.lead[i * kLead], k.coords, kLead * sizeof(float));
+            std::memcpy(&g.tail[i * n_tail_], k.coords + kLead, n_tail_ * sizeof(float));
+        }
     }
 
     void first_center(int64_t p) {
-        groups_.emplace_back();
-        std::vector<Rec>& all = groups_.back();
-        all.resize(n_ - 1);
-        const float* c = row(p);
+        // Every other row joins group 0; its coordinates go through one scratch buffer.
+        std::vector<float>& coords = out_coords_[0];
+        coords.resize(n_ * stride_);
+        keys_.resize(n_ - 1);
+        const float* c = center(0);
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < n_; ++i) {
             if (i == p) continue;
-            fill(all[i < p ? i : i - 1], i, dist2(row(i), c, dim_));
+            float* a = coords.data() + i * stride_;
+            gather(i, a);
+            keys_[i < p ? i : i - 1] = Key{vdist2(a, a + kLead, c, c + kLead, n_tail_), i, a};
         }
-        parallel_sort(all, sort_tmp_, threads_);
+        parallel_sort(keys_, sort_tmp_, threads_);
+        groups_.emplace_back();
+        fill_group(groups_.back(), keys_, 0);
+        if (!slot_of_.empty()) slot_of_[p] = -1;
         set_best(0);
+        std::vector<float>().swap(coords);  // n * dim floats: too big to keep as scratch
     }
 
     // Groups whose farthest member might come closer to p (Elkan: d(c_j, p) < 2 max_j), in
-    // slot order. A float partial distance over the widest dimensions rejects most centers
-    // after a few of them; the survivors get the exact test.
-    void affected_groups(int64_t p, int64_t home) {
-        const int64_t m = static_cast<int64_t>(centers_.size());
-        q_.resize(dim_);
-        for (int64_t k = 0; k < dim_; ++k) q_[k] = x_[p * dim_ + dims_[k]];
-        cc2_all_.assign(m, -1.0);  // exact squared distance where affected, else -1
-        const float* q = q_.data();
-        double* d = cc2_all_.data();
-#pragma omp parallel for schedule(static) if (m > 2048)
-        for (int64_t j = 0; j < m; ++j) {
-            const double far = group_far_[j];
-            if (j != home) {
-                if (!(far > 0.0)) continue;
-                const float limit = static_cast<float>(4.0 * far * (1.0 + 1e-4)) + 1e-30f;
-                const float* c = centers_by_variance_.data() + j * dim_;
-                float partial = 0.0f;
-                bool out = false;
-                for (int64_t k0 = 0; k0 < dim_ && !out; k0 += 8) {
-                    const int64_t k1 = std::min<int64_t>(k0 + 8, dim_);
-                    for (int64_t k = k0; k < k1; ++k) partial += (c[k] - q[k]) * (c[k] - q[k]);
-                    out = partial > limit;
+    // slot order, with d(c_j, p)^2. A float partial distance over the leading dimensions,
+    // vectorized across centers, rejects most centers; the survivors get the exact test.
+    void affected_groups(int64_t slot, int64_t home) {
+        const float* q = center(slot);
+        const int team = slot > kParallelCenters ? threads_ : 1;
+        const int64_t n_blocks = (slot + kBlock - 1) / kBlock;
+        for (std::vector<int64_t>& v : screened_) v.clear();
+#pragma omp parallel num_threads(team) if (team > 1)
+        {
+            std::vector<int64_t>& mine = screened_[omp_get_thread_num()];
+            float s[kBlock];
+            // Static schedule: thread t gets the t-th run of blocks, so the lists concatenate
+            // in slot order.
+#pragma omp for schedule(static) nowait
+            for (int64_t b = 0; b < n_blocks; ++b) {
+                const int64_t j0 = b * kBlock;
+                const int64_t jn = std::min(kBlock, slot - j0);
+                for (int64_t j = 0; j < jn; ++j) s[j] = 0.0f;
+                for (int k = 0; k < kLead; ++k) {
+                    const float* lk = center_lead_.data() + k * capacity_ + j0;
+                    const float qk = q[k];
+#pragma omp simd
+                    for (int64_t j = 0; j < jn; ++j) s[j] += (lk[j] - qk) * (lk[j] - qk);
                 }
-                if (out) continue;
+                const float* lim = center_limit_.data() + j0;
+                for (int64_t j = 0; j < jn; ++j)
+                    if (s[j] <= lim[j] || j0 + j == home) mine.push_back(j0 + j);
             }
-            const double e = dist2(row(centers_[j]), row(p), dim_);
-            if (j == home || e < 4.0 * far) d[j] = e;
+        }
+        survivors_.clear();
+        for (const std::vector<int64_t>& v : screened_)
+            survivors_.insert(survivors_.end(), v.begin(), v.end());
+        const int64_t ns = static_cast<int64_t>(survivors_.size());
+        cc2_all_.resize(ns);
+        double* d = cc2_all_.data();
+#pragma omp parallel for schedule(static) if (ns > 1024)
+        for (int64_t i = 0; i < ns; ++i) {
+            if (i + kAhead < ns) prefetch_row(center(survivors_[i + kAhead]), stride_);
+            const int64_t j = survivors_[i];
+            const float* c = center(j);
+            const double e = vdist2(c, c + kLead, q, q + kLead, n_tail_);
+            // The slack keeps rounding from excluding a group that sits exactly on the bound.
+            d[i] = (j == home || e * (1.0 - 1e-9) < 4.0 * group_far_[j]) ? e : -1.0;
         }
         affected_.clear();
         cc2_.clear();
-        for (int64_t j = 0; j < m; ++j) {
-            if (d[j] >= 0.0) {
-                affected_.push_back(j);
-                cc2_.push_back(d[j]);
+        for (int64_t i = 0; i < ns; ++i) {
+            if (d[i] >= 0.0) {
+                affected_.push_back(survivors_[i]);
+                cc2_.push_back(d[i]);
             }
         }
+    }
+
+    // The first index of the ascending d2[0, n) with 4 d2 > bound. Candidates are usually most
+    // of a group, so the search gallops from the front: its first probes share the cache lines
+    // that the scan reads next, where a plain binary search misses the cache at every step.
+    static int64_t first_candidate(const double* d2, int64_t n, double bound) {
+        int64_t lo = 0, hi = 1;  // d2[lo - 1] is not a candidate; d2[hi - 1] is unknown
+        while (hi <= n && !(4.0 * d2[hi - 1] > bound)) {
+            lo = hi;
+            hi *= 2;
+        }
+        hi = std::min(hi, n);
+        return std::partition_point(d2 + lo, d2 + hi,
+                                    [bound](double v) { return !(4.0 * v > bound); }) -
+               d2;
     }
 
     // A chunk of one group's candidate suffix, scanned by one task.
     struct Task {
-        int64_t group;  // position in affected_
+        int64_t group;  // slot
         int64_t begin, end;
-        int64_t keep;  // records kept, compacted to the front of [begin, end)
+        int64_t left;  // rows that left (became holes)
     };
 
-    void next_center(int64_t p, int64_t slot) {
-        const int64_t home = slot_of_[p];
-        affected_groups(p, home);
-        const int64_t ng = static_cast<int64_t>(affected_.size());
-
-        // The candidates of each affected group are the suffix with 4 d2 > d(c, p)^2; p itself
-        // is in its home group's suffix unless it sits on its center (then it is erased here).
-        tasks_.clear();
-        int64_t n_cand = 0;
-        for (int64_t g = 0; g < ng; ++g) {
-            std::vector<Rec>& mem = groups_[affected_[g]];
-            const double bound = cc2_[g];
-            if (affected_[g] == home && !(bound > 0.0)) {
-                auto it = std::find_if(mem.begin(), mem.end(),
-                                       [p](const Rec& r) { return r.row == p; });
-                if (it != mem.end()) mem.erase(it);
-            }
-            const int64_t s = std::partition_point(mem.begin(), mem.end(),
-                                                   [bound](const Rec& r) {
-                                                       return !(bound < 4.0 * r.d2);
-                                                   }) -
-                              mem.begin();
-            const int64_t e = static_cast<int64_t>(mem.size());
-            for (int64_t b = s; b < e; b += kChunk)
-                tasks_.push_back(Task{g, b, std::min<int64_t>(b + kChunk, e), 0});
-            n_cand += e - s;
-        }
-        const int64_t nt = static_cast<int64_t>(tasks_.size());
-#ifdef KC_STATS
-        st_cand += n_cand;
-        st_groups += ng;
-        for (int64_t g = 0; g < ng; ++g) st_members += groups_[affected_[g]].size();
-#endif
-        if (static_cast<int64_t>(task_out_.size()) < nt) task_out_.resize(nt);
-
-        const float* c = row(p);
-        float c_lead[kLead];
-        for (int k = 0; k < kLead; ++k) c_lead[k] = k < n_lead_ ? c[dims_[k]] : 0.0f;
-#pragma omp parallel for schedule(dynamic, 1) if (n_cand > 2 * kChunk)
-        for (int64_t t = 0; t < nt; ++t) {
-            Task& task = tasks_[t];
-            Rec* mem = groups_[affected_[task.group]].data();
-            std::vector<Rec>& out = task_out_[t];
-            out.clear();
-            int64_t keep = task.begin;
-            for (int64_t m = task.begin; m < task.end; ++m) {
-                const Rec& r = mem[m];
-                if (r.row == p) continue;  // the new center leaves its group
-                if (!lead_excludes(r, c_lead)) {
-#ifdef KC_STATS
-#pragma omp atomic
-                    st_lead++;
-#endif
-                    const double d = dist2(row(r.row), c, dim_);
-                    if (d < r.d2) {
-                        out.push_back(r);
-                        out.back().d2 = d;
-                        slot_of_[r.row] = slot;
-                        continue;
-                    }
-                }
-                if (keep != m) mem[keep] = r;
-                ++keep;
-            }
-            task.keep = keep - task.begin;
-        }
-
-        // Close the gaps each chunk left behind; the kept records stay in order.
-        int64_t n_moved = 0;
-        for (int64_t t = 0; t < nt;) {
-            const int64_t g = tasks_[t].group;
-            std::vector<Rec>& mem = groups_[affected_[g]];
-            int64_t dst = tasks_[t].begin;
-            for (; t < nt && tasks_[t].group == g; ++t) {
-                if (dst != tasks_[t].begin)
-                    std::memmove(mem.data() + dst, mem.data() + tasks_[t].begin,
-                                 tasks_[t].keep * sizeof(Rec));
-                dst += tasks_[t].keep;
-                n_moved += static_cast<int64_t>(task_out_[t].size());
-            }
-            mem.resize(dst);
-            if (mem.capacity() > 4096 && mem.capacity() > 4 * mem.size())
-                std::vector<Rec>(mem).swap(mem);  // give back memory of a group that shrank
-        }
-        for (int64_t g = 0; g < ng; ++g) set_best(affected_[g]);
-
-        groups_.emplace_back();
-        std::vector<Rec>& mine = groups_.back();
-        mine.resize(n_moved);
-        int64_t at = 0;
-        for (int64_t t = 0; t < nt; ++t) {
-            std::copy(task_out_[t].begin(), task_out_[t].end(), mine.begin() + at);
-            at += static_cast<int64_t>(task_out_[t].size());
-        }
-        parallel_sort(mine, sort_tmp_, threads_);
-        set_best(slot);
-#ifdef KC_STATS
-        st_moved += n_moved;
-        if (slot % 1000 == 0 || slot < 10 || slot == 100)
-            fprintf(stderr, "slot %ld groups %ld members %ld cand %ld lead %ld moved %ld\n", slot, st_groups, st_members, st_cand, st_lead, st_moved);
-#endif
+    // Makes member m of group g a hole.
+    void make_hole(Group& g, int64_t m) const {
+        g.row[m] = -1;
+        for (int k = 0; k < kLead; ++k)
+            g.lead[m * kLead + k] = std::numeric_limits<float>::infinity();
     }
 
-    // True when the leading dimensions alone put the row at least as far from the new center
-    // as its own: a lower bound read from the record instead of the whole row.
-    static bool lead_excludes(const Rec& r, const float* c_lead) {
-        float s = 0.0f;
-        for (int k = 0; k < kLead; ++k) s += (r.lead[k] - c_lead[k]) * (r.lead[k] - c_lead[k]);
-        return static_cast<double>(s) * (1.0 - 1e-4) >= r.d2;
+    void next_center(int64_t p, int64_t slot, int64_t home) {
+        if (!slot_of_.empty()) slot_of_[p] = -1;
+        {
+            // p leaves its group; when picked as the farthest row it is the group's back.
+            Group& g = groups_[home];
+            int64_t m = g.size() - 1;
+            while (m >= 0 && g.row[m] != p) --m;
+            make_hole(g, m);
+            ++g.holes;
+        }
+        affected_groups(slot, home);
+        const int64_t ng = static_cast<int64_t>(affected_.size());
+
+        // Candidates of each affected group: rows with 4 d2 > d(c, p)^2 (Elkan), a suffix. The
+        // slack keeps rounding from excluding a row that sits on the bound.
+        const float* c = center(slot);
+        ranges_.clear();
+        int64_t n_cand = 0;
+        for (int64_t a = 0; a < ng; ++a) {
+            // Late in a traversal many small groups are visited, each a few cold cache misses:
+            // fetch the group records, then their distances, ahead of use.
+            if (a + 2 * kAhead < ng) prefetch(&groups_[affected_[a + 2 * kAhead]]);
+            if (a + kAhead < ng) {
+                const Group& h = groups_[affected_[a + kAhead]];
+                if (h.size() > 0) prefetch(h.d2.data());
+            }
+            const Group& g = groups_[affected_[a]];
+            if (g.size() == 0) continue;
+            const double elkan = cc2_[a] * (1.0 - 1e-9);
+            const int64_t s = first_candidate(g.d2.data(), g.size(), elkan);
+            if (s < g.size()) ranges_.push_back(Task{affected_[a], s, g.size(), 0});
+            n_cand += g.size() - s;
+        }
+        // Chunks small enough to share among threads, large enough to amortize a task.
+        const int64_t chunk = std::clamp<int64_t>(n_cand / (8 * threads_), kMinChunk, kChunk);
+        tasks_.clear();
+        for (const Task& r : ranges_)
+            for (int64_t b = r.begin; b < r.end; b += chunk)
+                tasks_.push_back(Task{r.group, b, std::min<int64_t>(b + chunk, r.end), 0});
+        const int64_t nt = static_cast<int64_t>(tasks_.size());
+        for (int t = 0; t < threads_; ++t) {
+            out_d2_[t].clear();
+            out_row_[t].clear();
+            out_coords_[t].clear();
+        }
+
+        const float* ct = c + kLead;
+        const int64_t n_tail = n_tail_;
+#pragma omp parallel for schedule(dynamic, 1) if (n_cand > 2 * kMinChunk)
+        for (int64_t t = 0; t < nt; ++t) {
+            if (t + 2 < nt) {
+                const Task& next = tasks_[t + 2];
+                const Group& h = groups_[next.group];
+                prefetch(h.lead.data() + next.begin * kLead);
+                prefetch(h.d2.data() + next.begin);
+                prefetch(h.tail.data() + next.begin * n_tail);
+            }
+            Task& task = tasks_[t];
+            Group& g = groups_[task.group];
+            const int tid = omp_get_thread_num();
+            std::vector<double>& od2 = out_d2_[tid];
+            std::vector<int64_t>& orow = out_row_[tid];
+            std::vector<float>& ocoords = out_coords_[tid];
+            const double* d2 = g.d2.data();
+            const float* lead = g.lead.data();
+            const float* tail = g.tail.data();
+            // Pass 1 reads only distances and leading dimensions (sequentially) and keeps the
+            // rows they cannot exclude, with their partial sums; holes never pass (+inf).
+            int64_t* idx = pass_idx_[tid].data();
+            Lanes* part = pass_acc_[tid].data();
+            int64_t np = 0;
+            for (int64_t m = task.begin; m < task.end; ++m) {
+                Lanes acc = zero_lanes();
+                add_sq(acc, lead + m * kLead, c);
+                add_sq(acc, lead + m * kLead + kLanes, c + kLanes);
+                idx[np] = m;
+                part[np] = acc;
+                np += total(acc) < d2[m];
+            }
+            // Pass 2 finishes those rows on the rest of their dimensions, prefetching the rows
+            // ahead: they are increasing addresses but too sparse for the hardware prefetcher.
+            int64_t left = 0;
+            for (int64_t j = 0; j < np; ++j) {
+                if (j + kAhead < np) prefetch_row(tail + idx[j + kAhead] * n_tail, n_tail);
+                const int64_t m = idx[j];
+                const double dm = d2[m];
+                Lanes acc = part[j];
+                const float* tm = tail + m * n_tail;
+                bool stays = false;
+                for (int64_t k = 0; k < n_tail; k += 2 * kLanes) {
+                    add_sq(acc, tm + k, ct + k);
+                    if (k + kLanes < n_tail) add_sq(acc, tm + k + kLanes, ct + k + kLanes);
+                    if (total(acc) >= dm) {
+                        stays = true;
+                        break;
+                    }
+                }
+                if (stays) continue;
+                od2.push_back(total(acc));
+                orow.push_back(g.row[m]);
+                ocoords.insert(ocoords.end(), lead + m * kLead, lead + (m + 1) * kLead);
+                ocoords.insert(ocoords.end(), tm, tm + n_tail);
+                make_hole(g, m);
+                ++left;
+            }
+            task.left = left;
+        }
+
+        // Only groups that lost rows (and p's home) changed. Their holes at the back are dropped,
+        // so that the back is the group's farthest row; groups that are a quarter holes are
+        // compacted.
+        changed_.clear();
+        changed_.push_back(home);
+        for (int64_t t = 0; t < nt; ++t) {
+            if (tasks_[t].left == 0) continue;
+            groups_[tasks_[t].group].holes += tasks_[t].left;
+            if (changed_.back() != tasks_[t].group) changed_.push_back(tasks_[t].group);
+        }
+        std::sort(changed_.begin(), changed_.end());
+        changed_.erase(std::unique(changed_.begin(), changed_.end()), changed_.end());
+        compact_.clear();
+        for (int64_t j : changed_) {
+            Group& g = groups_[j];
+            int64_t m = g.size();
+            while (m > 0 && g.row[m - 1] < 0) --m;
+            if (m < g.size()) {
+                g.holes -= g.size() - m;
+                g.d2.resize(m);
+                g.row.resize(m);
+                g.lead.resize(m * kLead);
+                g.tail.resize(m * n_tail_);
+            }
+            if (g.holes > 0 && 4 * g.holes >= g.size()) compact_.push_back(j);
+        }
+        const int64_t nc = static_cast<int64_t>(compact_.size());
+#pragma omp parallel for schedule(dynamic, 1) if (nc > 1)
+        for (int64_t i = 0; i < nc; ++i) compact(groups_[compact_[i]]);
+
+        // The rows that moved, sorted, form p's group.
+        keys_.clear();
+        for (int t = 0; t < threads_; ++t) {
+            const int64_t m = static_cast<int64_t>(out_d2_[t].size());
+            for (int64_t i = 0; i < m; ++i)
+                keys_.push_back(
+                    Key{out_d2_[t][i], out_row_[t][i], out_coords_[t].data() + i * stride_});
+        }
+        parallel_sort(keys_, sort_tmp_, threads_);
+        groups_.emplace_back();
+        fill_group(groups_.back(), keys_, slot);
+        for (int64_t j : changed_) set_best(j);
+        set_best(slot);
+    }
+
+    // Removes the holes of a group in place, keeping the order; a group left with much more
+    // memory than it needs gives it back.
+    void compact(Group& g) const {
+        const int64_t m = g.size();
+        int64_t w = 0;
+        for (int64_t i = 0; i < m; ++i) {
+            if (g.row[i] < 0) continue;
+            if (w != i) {
+                g.d2[w] = g.d2[i];
+                g.row[w] = g.row[i];
+                std::memcpy(&g.lead[w * kLead], &g.lead[i * kLead], kLead * sizeof(float));
+                std::memcpy(&g.tail[w * n_tail_], &g.tail[i * n_tail_], n_tail_ * sizeof(float));
+            }
+            ++w;
+        }
+        g.d2.resize(w);
+        g.row.resize(w);
+        g.lead.resize(w * kLead);
+        g.tail.resize(w * n_tail_);
+        g.holes = 0;
+        if (g.d2.capacity() > 1024 && g.d2.capacity() > 3 * static_cast<size_t>(w)) {
+            g.d2.shrink_to_fit();
+            g.row.shrink_to_fit();
+            g.lead.shrink_to_fit();
+            g.tail.shrink_to_fit();
+        }
     }
 
     void set_best(int64_t slot) {
         if (static_cast<int64_t>(group_far_.size()) <= slot) group_far_.resize(slot + 1);
         Best b;
-        const std::vector<Rec>& mem = groups_[slot];
-        if (!mem.empty()) b.offer(mem.back().d2, mem.back().row);
+        const Group& g = groups_[slot];
+        if (g.size() > 0) b = Best{g.d2.back(), g.row.back(), slot};
         group_far_[slot] = b.d2;
-        tournament_.set(slot, b);
+        // A float bound on 4 far (relative slack far above float rounding; +inf past the float
+        // range); -1 for a group with no row farther than 0, which no center can improve.
+        const double limit = 4.0 * b.d2 * (1.0 + 1e-4);
+        center_limit_[slot] = !(b.d2 > 0.0) ? -1.0f
+                              : limit < std::numeric_limits<float>::max()
+                                  ? static_cast<float>(limit) + 1e-30f
+                                  : std::numeric_limits<float>::infinity();
+        const Best& old = tournament_.leaf(slot);
+        if (b.d2 != old.d2 || b.row != old.row) tournament_.set(slot, b);
     }
 
-private:
+  private:
     const float* x_;
     int64_t n_, dim_;
     int threads_ = 1;
-    std::vector<int64_t> dims_;  // dimensions by decreasing variance
-    int64_t n_lead_ = 0;
-    std::vector<int64_t> slot_of_;             // the group (center slot) each row belongs to
-    std::vector<int64_t> centers_;             // the row of each center slot
-    std::vector<std::vector<Rec>> groups_;     // members of each group, sorted by rec_less
-    std::vector<double> group_far_;            // farthest squared distance in each group
-    std::vector<float> centers_by_variance_;  // center coordinates, dimensions in dims_ order
+    std::vector<int64_t> dims_;         // dimensions by decreasing variance
+    int64_t n_tail_ = 0;                // dimensions after the leading ones, padded to kLanes
+    int64_t stride_ = 0;                // kLead + n_tail_
+    std::vector<int64_t> slot_of_;      // while tracking: each row's group; -1 for centers
+    std::vector<int64_t> centers_;      // the row of each center slot
+    std::vector<float> center_coords_;  // each center's coordinates in variance order
+    std::vector<Group> groups_;         // members of each center
+    std::vector<double> group_far_;     // farthest squared distance in each group
     Tournament tournament_;
-    // Scratch of next_center, kept so that no step allocates.
-    std::vector<float> q_;
+    // Scratch of next_center, kept so that steps do not allocate.
     std::vector<double> cc2_all_, cc2_;
-    std::vector<int64_t> affected_;
-    std::vector<Task> tasks_;
-    std::vector<std::vector<Rec>> task_out_;
-    std::vector<Rec> sort_tmp_;
-#ifdef KC_STATS
-    int64_t st_cand = 0, st_groups = 0, st_members = 0, st_lead = 0, st_moved = 0;
-#endif
+    int64_t capacity_ = 0;             // center slots
+    std::vector<float> center_lead_;   // leading coordinates of the centers, dimension-major
+    std::vector<float> center_limit_;  // per center slot: see set_best
+    std::vector<std::vector<int64_t>> screened_;  // per thread
+    std::vector<int64_t> survivors_;
+    std::vector<int64_t> affected_, compact_, changed_;
+    std::vector<Task> tasks_, ranges_;
+    std::vector<std::vector<double>> out_d2_;  // rows that moved, per thread
+    std::vector<std::vector<int64_t>> out_row_;
+    std::vector<std::vector<float>> out_coords_;
+    std::vector<Key> keys_, sort_tmp_;
+    std::vector<std::vector<int64_t>> pass_idx_;  // rows past the first test, per thread
+    std::vector<std::vector<Lanes>> pass_acc_;    // and their partial sums
 };
 
 }  // namespace
@@ -423,10 +673,13 @@ Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, cons
     if (Status st = check_finite(x, n_rows, dim, "x"); !st.ok()) return st;
 
     Traversal tr(x, n_rows, dim, n_initial + budget);
-    for (int64_t s = 0; s < n_initial; ++s) tr.add_center(initial[s]);
+    if (n_initial > 0) tr.track_rows();
+    for (int64_t s = 0; s < n_initial; ++s) tr.add_center(initial[s], -1);
+    tr.stop_tracking();
     for (int64_t t = 0; t < budget; ++t) {
-        const int64_t p = (t == 0 && n_initial == 0) ? first : tr.farthest().row;
-        tr.add_center(p);
+        const bool seed = t == 0 && n_initial == 0;
+        const int64_t p = seed ? first : tr.farthest().row;
+        tr.add_center(p, seed ? -1 : tr.farthest().slot);
         order[t] = p;
         radii[t] = std::sqrt(std::max(tr.farthest().d2, 0.0));
     }

@@ -18,6 +18,9 @@ namespace scurate {
 // triangle inequality, every group and every row that a new center cannot come closer to
 // (Elkan's bound: d(c_j, c_new) >= 2 d(x, c_j) means d(x, c_new) >= d(x, c_j)). Centers
 // are screened with a float partial distance over the widest dimensions before the exact test.
+// Each group stores its members' distances and coordinates (dimensions by decreasing variance)
+// contiguously, sorted by distance, so a scan reads memory sequentially and stops a row's
+// distance as soon as its partial sum rules it out.
 //
 // Writes `order` (budget entries) and `radii` (budget entries). Runs OpenMP threads;
 // touches no Python object.
