@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 from scurate.cli import app
 from scurate.manifest import MANIFEST_SCHEMA, read_manifest
-from tests.plugin_helpers import BAD_OUTPUT, BROKEN_IMPORT, install_plugin
 from typer.testing import CliRunner
+
+from plugin_helpers import BAD_OUTPUT, BROKEN_IMPORT, install_plugin
 
 runner = CliRunner()
 

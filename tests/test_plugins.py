@@ -9,7 +9,8 @@ import pytest
 from scurate import hookspecs
 from scurate.errors import PluginError
 from scurate.plugins import discover, load_plugins
-from tests.plugin_helpers import (
+
+from plugin_helpers import (
     BROKEN_HOOK,
     BROKEN_IMPORT,
     BY_DATASET,
