@@ -54,7 +54,10 @@ def reading(path: Path, what: str = "") -> Iterator[None]:
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
         part = f" {what}" if what else ""
-        msg = f"{path}: cannot read{part} as h5ad ({type(exc).__name__}: {exc})"
+        if not path.exists():
+            msg = f"{path}: no longer exists (removed or moved while scurate was reading{part})"
+        else:
+            msg = f"{path}: cannot read{part} as h5ad ({type(exc).__name__}: {exc})"
         raise InputError(msg) from exc
 
 

@@ -66,3 +66,18 @@ BAD_OUTPUT = """
         register("short", lambda ctx, budget: list(range(budget - 1)))
         register("raises", lambda ctx, budget: 1 / 0)
 """
+
+VANISHING = """
+    from scurate import hookimpl
+    from scurate.io import H5adSource
+
+    class VanishingSource(H5adSource):
+        # an h5ad whose file is removed once its obs and genes have been read
+        def iter_x(self, chunk_rows=8192):
+            self.path.unlink(missing_ok=True)
+            return super().iter_x(chunk_rows)
+
+    @hookimpl
+    def scurate_register_sources(register):
+        register(".h5vanish", VanishingSource, summary="h5ad removed while it is read")
+"""

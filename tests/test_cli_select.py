@@ -13,7 +13,7 @@ from scurate.cli import app
 from scurate.manifest import MANIFEST_SCHEMA, read_manifest
 from typer.testing import CliRunner
 
-from plugin_helpers import BAD_OUTPUT, BROKEN_IMPORT, install_plugin
+from plugin_helpers import BAD_OUTPUT, BROKEN_IMPORT, VANISHING, install_plugin
 
 runner = CliRunner()
 
@@ -191,6 +191,27 @@ def test_policy_returning_repeats(
             ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", policy],
             f"policy '{policy}' (plugin 'sloppy') {needle}",
         )
+
+
+def test_source_removed_midway(
+    monkeypatch: pytest.MonkeyPatch, two_labs: list[Path], tmp_path: Path
+) -> None:
+    install_plugin(
+        monkeypatch,
+        tmp_path / "site",
+        dist="scurate-vanishing",
+        module="scurate_vanishing",
+        ep_name="vanishing",
+        code=VANISHING,
+    )
+    moving = tmp_path / "lab_b.h5vanish"
+    moving.write_bytes(two_labs[1].read_bytes())
+    out = tmp_path / "o"
+    fails_in_one_line(
+        ["select", two_labs[0], moving, "-b", "5", "-o", out],
+        "lab_b.h5vanish: no longer exists (removed or moved while scurate was reading X)",
+    )
+    assert not moving.exists() and not out.exists()
 
 
 def test_missing_obsm_key(two_labs: list[Path], tmp_path: Path) -> None:
