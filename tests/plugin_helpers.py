@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 
-def install_plugin(
-    monkeypatch: pytest.MonkeyPatch, site: Path, *, dist: str, module: str, ep_name: str, code: str
-) -> None:
+def install_plugin(monkeypatch: pytest.MonkeyPatch, site: Path, name: str, code: str) -> None:
+    """Install ``code`` as module ``scurate_<name>`` of distribution ``scurate-<name>``, with the
+    entry point ``<name>`` in the ``scurate`` group."""
+    dist, module, ep_name = f"scurate-{name}", f"scurate_{name.replace('-', '_')}", name
     site.mkdir(exist_ok=True)
     (site / f"{module}.py").write_text(textwrap.dedent(code))
     info = site / f"{dist.replace('-', '_')}-0.3.dist-info"  # as pip names it

@@ -96,14 +96,7 @@ def test_json_and_stored_embedding(tmp_path: Path) -> None:
 def test_plugins_lists_first_party_and_json(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    install_plugin(
-        monkeypatch,
-        tmp_path / "site",
-        dist="scurate-broken",
-        module="scurate_broken",
-        ep_name="broken",
-        code=BROKEN_IMPORT,
-    )
+    install_plugin(monkeypatch, tmp_path / "site", "broken", BROKEN_IMPORT)
     code, stdout, _ = run("plugins", "--json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(stdout)}
@@ -155,14 +148,7 @@ def test_unknown_policy(two_labs: list[Path], tmp_path: Path) -> None:
 def test_broken_plugin_is_named(
     monkeypatch: pytest.MonkeyPatch, two_labs: list[Path], tmp_path: Path
 ) -> None:
-    install_plugin(
-        monkeypatch,
-        tmp_path / "site",
-        dist="scurate-broken",
-        module="scurate_broken",
-        ep_name="broken",
-        code=BROKEN_IMPORT,
-    )
+    install_plugin(monkeypatch, tmp_path / "site", "broken", BROKEN_IMPORT)
     fails_in_one_line(
         ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "broken"],
         "--policy 'broken': plugin 'broken' failed (ModuleNotFoundError",
@@ -174,14 +160,7 @@ def test_broken_plugin_is_named(
 def test_policy_returning_repeats(
     monkeypatch: pytest.MonkeyPatch, two_labs: list[Path], tmp_path: Path
 ) -> None:
-    install_plugin(
-        monkeypatch,
-        tmp_path / "site",
-        dist="scurate-sloppy",
-        module="scurate_sloppy",
-        ep_name="sloppy",
-        code=BAD_OUTPUT,
-    )
+    install_plugin(monkeypatch, tmp_path / "site", "sloppy", BAD_OUTPUT)
     for policy, needle in [
         ("repeats", "returned the same row more than once"),
         ("short", "returned 4 rows for a budget of 5"),
@@ -196,14 +175,7 @@ def test_policy_returning_repeats(
 def test_source_removed_midway(
     monkeypatch: pytest.MonkeyPatch, two_labs: list[Path], tmp_path: Path
 ) -> None:
-    install_plugin(
-        monkeypatch,
-        tmp_path / "site",
-        dist="scurate-vanishing",
-        module="scurate_vanishing",
-        ep_name="vanishing",
-        code=VANISHING,
-    )
+    install_plugin(monkeypatch, tmp_path / "site", "vanishing", VANISHING)
     moving = tmp_path / "lab_b.h5vanish"
     moving.write_bytes(two_labs[1].read_bytes())
     out = tmp_path / "o"

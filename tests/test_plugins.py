@@ -35,14 +35,7 @@ def test_first_party_plugins_are_found_through_entry_points() -> None:
 
 
 def test_an_installed_plugin_is_discovered(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    install_plugin(
-        monkeypatch,
-        tmp_path / "site",
-        dist="scurate-by-dataset",
-        module="scurate_by_dataset",
-        ep_name="by-dataset",
-        code=BY_DATASET,
-    )
+    install_plugin(monkeypatch, tmp_path / "site", "by-dataset", BY_DATASET)
     found = discover()
     policy = found.get("policies", "by-dataset", option="--policy")
     assert policy.plugin == "by-dataset" and policy.summary == "alternate datasets"
@@ -54,22 +47,8 @@ def test_a_broken_plugin_is_named_and_hides_nothing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     site = tmp_path / "site"
-    install_plugin(
-        monkeypatch,
-        site,
-        dist="scurate-broken",
-        module="scurate_broken",
-        ep_name="broken",
-        code=BROKEN_IMPORT,
-    )
-    install_plugin(
-        monkeypatch,
-        site,
-        dist="scurate-grumpy",
-        module="scurate_grumpy",
-        ep_name="grumpy",
-        code=BROKEN_HOOK,
-    )
+    install_plugin(monkeypatch, site, "broken", BROKEN_IMPORT)
+    install_plugin(monkeypatch, site, "grumpy", BROKEN_HOOK)
     found = discover()
     errors = {f.plugin: f.error for f in found.failures}
     assert (
@@ -93,14 +72,7 @@ def test_a_broken_plugin_is_named_and_hides_nothing(
 
 
 def test_a_taken_name_names_both_plugins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    install_plugin(
-        monkeypatch,
-        tmp_path / "site",
-        dist="scurate-copycat",
-        module="scurate_copycat",
-        ep_name="copycat",
-        code=TAKES_KCENTER,
-    )
+    install_plugin(monkeypatch, tmp_path / "site", "copycat", TAKES_KCENTER)
     found = discover()
     errors = {f.plugin: f.error for f in found.failures}
     # scurate's own plugins register first, so 'copycat' (earlier by name) cannot take kcenter
