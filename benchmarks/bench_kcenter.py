@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scurate.index import nearest_distance
 
 import _data
 
@@ -248,21 +249,6 @@ def preflight(method: str, workdir: Path, timeout: float) -> str | None:
     return None
 
 
-def nearest_distances(
-    x: NDArray[np.float32], sel: NDArray[np.int64], chunk: int = 65536
-) -> NDArray[np.float32]:
-    """Euclidean distance of every row of ``x`` to its nearest row in ``x[sel]`` (faiss, exact)."""
-    import faiss
-
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(np.ascontiguousarray(x[sel]))
-    out = np.empty(x.shape[0], dtype=np.float32)
-    for s in range(0, x.shape[0], chunk):
-        d2, _ = index.search(x[s : s + chunk], 1)
-        out[s : s + chunk] = d2[:, 0]
-    return np.sqrt(np.maximum(out, 0.0))
-
-
 def entropy_bits(labels: NDArray[np.int64]) -> float:
     """Shannon entropy (bits) of the label mix."""
     counts = np.bincount(labels)
@@ -274,7 +260,7 @@ def quality(
     x: NDArray[np.float32], lab: NDArray[np.int64], sel: NDArray[np.int64]
 ) -> dict[str, Any]:
     """Coverage and cell-type numbers of one selection."""
-    dist = nearest_distances(x, sel)
+    dist = nearest_distance(x[sel], x)  # scurate's exact FAISS search
     sizes = np.bincount(lab)
     present = np.flatnonzero(sizes)
     hit = np.zeros(sizes.size, dtype=bool)
