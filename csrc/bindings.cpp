@@ -7,7 +7,10 @@
 #include <string>
 #include <utility>
 
+#include "kernels/dedup.hpp"
 #include "kernels/kcenter.hpp"
+#include "kernels/kcenter_covered.hpp"
+#include "kernels/neighbors.hpp"
 
 namespace py = pybind11;
 
@@ -65,6 +68,133 @@ void check_finite(const py::array& x, const std::string& arg) {
     if (!st.ok()) throw py::value_error(st.message());
 }
 
+// ---- duplicate and neighbour scoring ----
+
+template <class Index, class Value>
+int64_t hash_typed(const carray<int64_t>& indptr, const py::array& indices, const py::array& data,
+                   const carray<int32_t>& gene_map, uint64_t* hashes, uint32_t* nnz) {
+    auto idx = expect<Index>(indices, "indices", 1);
+    auto val = expect<Value>(data, "data", 1);
+    if (idx.shape(0) != val.shape(0))
+        throw py::value_error("indices and data: lengths differ (" + std::to_string(idx.shape(0)) +
+                              " and " + std::to_string(val.shape(0)) + ")");
+    int64_t nonintegral = 0;
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::hash_count_rows<Index, Value>(indptr.data(), indptr.shape(0) - 1, idx.data(),
+                                                    val.data(), val.shape(0), gene_map.data(),
+                                                    gene_map.shape(0), hashes, nnz, &nonintegral);
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+    return nonintegral;
+}
+
+template <class Index>
+int64_t hash_values(const carray<int64_t>& indptr, const py::array& indices, const py::array& data,
+                    const carray<int32_t>& gene_map, uint64_t* hashes, uint32_t* nnz) {
+    const auto dt = data.dtype();
+    if (dt.is(py::dtype::of<float>()))
+        return hash_typed<Index, float>(indptr, indices, data, gene_map, hashes, nnz);
+    if (dt.is(py::dtype::of<double>()))
+        return hash_typed<Index, double>(indptr, indices, data, gene_map, hashes, nnz);
+    if (dt.is(py::dtype::of<int16_t>()))
+        return hash_typed<Index, int16_t>(indptr, indices, data, gene_map, hashes, nnz);
+    if (dt.is(py::dtype::of<int32_t>()))
+        return hash_typed<Index, int32_t>(indptr, indices, data, gene_map, hashes, nnz);
+    if (dt.is(py::dtype::of<int64_t>()))
+        return hash_typed<Index, int64_t>(indptr, indices, data, gene_map, hashes, nnz);
+    if (dt.is(py::dtype::of<uint16_t>()))
+        return hash_typed<Index, uint16_t>(indptr, indices, data, gene_map, hashes, nnz);
+    if (dt.is(py::dtype::of<uint32_t>()))
+        return hash_typed<Index, uint32_t>(indptr, indices, data, gene_map, hashes, nnz);
+    if (dt.is(py::dtype::of<uint64_t>()))
+        return hash_typed<Index, uint64_t>(indptr, indices, data, gene_map, hashes, nnz);
+    throw py::type_error("data: expected a float, int or uint array, got " +
+                         std::string(py::str(dt)));
+}
+
+py::tuple hash_count_rows(const py::array& indptr, const py::array& indices, const py::array& data,
+                          const py::array& gene_map) {
+    auto ptr = expect<int64_t>(indptr, "indptr", 1);
+    auto map = expect<int32_t>(gene_map, "gene_map", 1);
+    if (ptr.shape(0) < 1) throw py::value_error("indptr: must have at least one entry");
+    const py::ssize_t n_rows = ptr.shape(0) - 1;
+    py::array_t<uint64_t> hashes(n_rows);
+    py::array_t<uint32_t> nnz(n_rows);
+    int64_t nonintegral = 0;
+    if (indices.dtype().is(py::dtype::of<int32_t>())) {
+        nonintegral = hash_values<int32_t>(ptr, indices, data, map, hashes.mutable_data(),
+                                           nnz.mutable_data());
+    } else if (indices.dtype().is(py::dtype::of<int64_t>())) {
+        nonintegral = hash_values<int64_t>(ptr, indices, data, map, hashes.mutable_data(),
+                                           nnz.mutable_data());
+    } else {
+        throw py::type_error("indices: expected int32 or int64, got " +
+                             std::string(py::str(indices.dtype())));
+    }
+    return py::make_tuple(hashes, nnz, nonintegral);
+}
+
+py::tuple knn_summary(const py::array& d2, const py::array& labels, int64_t first_row,
+                      int64_t n_mean) {
+    auto dist = expect<float>(d2, "d2", 2);
+    auto lab = expect<int64_t>(labels, "labels", 2);
+    if (dist.shape(0) != lab.shape(0) || dist.shape(1) != lab.shape(1))
+        throw py::value_error("d2 and labels: shapes differ");
+    const py::ssize_t n = dist.shape(0);
+    py::array_t<int64_t> nn_row(n);
+    py::array_t<float> nn_dist(n);
+    py::array_t<float> mean_dist(n);
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::knn_summary(dist.data(), lab.data(), n, dist.shape(1), first_row, n_mean,
+                                  nn_row.mutable_data(), nn_dist.mutable_data(),
+                                  mean_dist.mutable_data());
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+    return py::make_tuple(nn_row, nn_dist, mean_dist);
+}
+
+py::array_t<int64_t> union_find(int64_t n_nodes, const py::array& a, const py::array& b) {
+    auto ea = expect<int64_t>(a, "a", 1);
+    auto eb = expect<int64_t>(b, "b", 1);
+    if (ea.shape(0) != eb.shape(0)) throw py::value_error("a and b: lengths differ");
+    if (n_nodes < 0) throw py::value_error("n_nodes: must be >= 0");
+    py::array_t<int64_t> group(n_nodes);
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::union_find(n_nodes, ea.data(), eb.data(), ea.shape(0), group.mutable_data());
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+    return group;
+}
+
+std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter_covered(const py::array& x,
+                                                                     const py::array& covered,
+                                                                     int64_t budget) {
+    auto emb = expect<float>(x, "x", 2);
+    auto cov = expect<float>(covered, "covered", 1);
+    if (cov.shape(0) != emb.shape(0))
+        throw py::value_error("covered: has " + std::to_string(cov.shape(0)) + " entries for " +
+                              std::to_string(emb.shape(0)) + " rows of x");
+    if (budget < 0) throw py::value_error("budget: must be >= 0, got " + std::to_string(budget));
+    py::array_t<int64_t> order(budget);
+    py::array_t<double> radii(budget);
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::check_finite(emb.data(), emb.shape(0), emb.shape(1), "x");
+        if (st.ok())
+            st = scurate::kcenter_covered(emb.data(), emb.shape(0), emb.shape(1), cov.data(),
+                                          budget, order.mutable_data(), radii.mutable_data());
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+    return {order, radii};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -82,4 +212,24 @@ the covering radius (float64, the largest distance of any row to its nearest pic
 first pick is ``first``. Ties go to the lowest row index.)doc");
     m.def("check_finite", &check_finite, py::arg("x"), py::arg("arg") = "x",
           "Raise ValueError naming the first row of x with NaN or inf.");
+
+    // duplicate and neighbour scoring
+    m.def("hash_count_rows", &hash_count_rows, py::arg("indptr"), py::arg("indices"),
+          py::arg("data"), py::arg("gene_map"),
+          R"doc(Hash each CSR row as the multiset of its nonzero (gene_map[column], count) pairs.
+
+indptr is int64 (n_rows + 1, relative to indices/data), indices int32/int64, data any int or
+float type, gene_map int32 per column (-1 leaves a column out). Returns (hashes uint64,
+nnz uint32: pairs hashed per row, n_nonintegral: values that are negative or not whole).)doc");
+    m.def("knn_summary", &knn_summary, py::arg("d2"), py::arg("labels"), py::arg("first_row"),
+          py::arg("n_mean"),
+          R"doc(Per query row of a pool-against-itself kNN result (squared L2, FAISS layout;
+query i is pool row first_row + i, its own entry skipped): (nearest other row int64,
+its distance float32, mean distance over the first n_mean other neighbours float32).)doc");
+    m.def("union_find", &union_find, py::arg("n_nodes"), py::arg("a"), py::arg("b"),
+          "Components of the graph with edges (a[e], b[e]): the smallest node of each "
+          "component of two nodes or more, -1 for a node on its own.");
+    m.def("kcenter_covered", &kcenter_covered, py::arg("x"), py::arg("covered"), py::arg("budget"),
+          R"doc(Farthest-first traversal where row i starts at distance covered[i] (float32, to a
+reference corpus outside x; inf for none). Returns (order, radii) as kcenter does.)doc");
 }
