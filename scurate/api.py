@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,13 @@ import polars as pl
 
 from scurate import manifest as mf
 from scurate import report as rp
-from scurate.embed import Embedding, from_obsm
-from scurate.errors import InputError, PluginError
+from scurate import stages
+from scurate.dedup import MIN_GENES
+from scurate.errors import InputError, OptionError
 from scurate.index import exact_search_affordable, nearest_distance
-from scurate.io import Source, open_sources
 from scurate.kcenter import covering_radius
-from scurate.plugins import Plugins, discover
-from scurate.select import SelectionContext, check_budget, parse_params, run_policy
+from scurate.scoring import dataset_overlap, keep_mask
+from scurate.select import SelectionContext, parse_params, run_policy
 
 Progress = Callable[[str, int, int], None]
 
@@ -46,58 +45,6 @@ class Selection:
         return self.report
 
 
-@contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    yield
-    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
-
-
-def _pool_manifest(sources: Sequence[Source], embedding: Embedding) -> pl.DataFrame:
-    frames = []
-    for source in sources:
-        names = source.obs_names.astype(str)
-        frames.append(
-            pl.DataFrame(
-                {
-                    "cell_id": np.char.add(f"{source.dataset_id}/", names),
-                    "dataset_id": np.full(source.n_obs, source.dataset_id),
-                    "source": np.full(source.n_obs, str(source.path)),
-                    "row": np.arange(source.n_obs, dtype=np.uint32),
-                }
-            )
-        )
-    frame = pl.concat(frames)
-    if embedding.n_counts is not None and embedding.n_genes is not None:
-        frame = frame.with_columns(
-            pl.Series("n_counts", embedding.n_counts, dtype=pl.Float32),
-            pl.Series("n_genes", embedding.n_genes.astype(np.uint32), dtype=pl.UInt32),
-        )
-    return mf.conform(frame)
-
-
-def _embed(
-    plugins: Plugins,
-    sources: Sequence[Source],
-    *,
-    obsm_key: str | None,
-    embedder: str,
-    rng: np.random.Generator,
-    progress: Progress,
-) -> Embedding:
-    if obsm_key is not None:
-        return from_obsm(sources, obsm_key)
-    chosen = plugins.get("embedders", embedder, option="--embedder")
-    embedding: Embedding = chosen.obj(sources, rng=rng, progress=progress)
-    n = sum(s.n_obs for s in sources)
-    values = getattr(embedding, "values", None)
-    if not isinstance(values, np.ndarray) or values.ndim != 2 or values.shape[0] != n:
-        msg = f"embedder '{chosen.name}' (plugin '{chosen.plugin}') did not return {n} rows"
-        raise PluginError(msg)
-    embedding.values = np.ascontiguousarray(values, dtype=np.float32)
-    return embedding
-
-
 def select(
     sources: Sequence[str | os.PathLike[str]],
     budget: int,
@@ -108,6 +55,11 @@ def select(
     seed: int = 0,
     params: Mapping[str, str] | Sequence[str] | None = None,
     progress: Progress | None = None,
+    reference: Sequence[str | os.PathLike[str]] | None = None,
+    keep_duplicates: bool = False,
+    near_dup_eps: float | None = None,
+    index_factory: str | None = None,
+    dup_min_genes: int = MIN_GENES,
 ) -> Selection:
     """Select ``budget`` cells that cover the sources, in priority order.
 
@@ -129,50 +81,83 @@ def select(
         Policy parameters, as a mapping or as ``"key=value"`` strings.
     progress
         Called as ``progress(stage, done, total)`` while the run goes.
+    reference
+        A corpus the team already has: one folder written by ``scurate index build``, or h5ad
+        files and folders. Cells are embedded with the reference's model, ``novelty`` is each
+        cell's distance to its nearest reference cell, and ``kcenter`` starts with the
+        reference already covered.
+    keep_duplicates
+        Let the policy choose exact copies and every member of a near-duplicate group (by
+        default it sees the kept copy and one cell per group).
+    near_dup_eps
+        Distance under which cells are near duplicates (default: from the data, see
+        :mod:`scurate.scoring`).
+    index_factory
+        FAISS index-factory string for the neighbour search (default: exact ``Flat`` while
+        affordable, else IVF).
+    dup_min_genes
+        Fewest nonzero genes for a cell to be called an exact duplicate.
 
     Returns
     -------
-    The pool's manifest, with ``selected``, ``selection_rank`` and ``policy`` filled, and the
-    report (counts per dataset, covering radius, parameters, versions, timings).
+    The pool's manifest, with scores, ``selected``, ``selection_rank`` and ``policy`` filled,
+    and the report (counts per dataset, duplicates and overlap, covering radius, parameters,
+    versions, timings).
     """
     progress = progress or _quiet
-    timings: dict[str, float] = {}
     given = dict(params) if isinstance(params, Mapping) else parse_params(params or [])
-    with _timed(timings, "open"):
-        plugins = discover()
-        readers = {name: item.obj for name, item in plugins.registries["sources"].items()}
-        if not readers:
-            msg = "no source reader is registered (is scurate installed?)" + "".join(
-                f"; {f}" for f in plugins.failures
-            )
-            raise PluginError(msg)
-        opened = open_sources(sources, readers)
-        pool = sum(s.n_obs for s in opened)
-        check_budget(budget, pool)
-        chosen = plugins.get("policies", policy, option="--policy")
     embed_seed, policy_seed = np.random.SeedSequence(seed).spawn(2)
-    with _timed(timings, "embed"):
-        embedding = _embed(
-            plugins,
-            opened,
-            obsm_key=obsm_key,
-            embedder=embedder,
-            rng=np.random.default_rng(embed_seed),
-            progress=progress,
-        )
-    manifest = _pool_manifest(opened, embedding)
-    ctx = SelectionContext(
-        embedding.values, manifest, np.random.default_rng(policy_seed), params=given
+    pool_data = stages.scored_pool(
+        sources,
+        obsm_key=obsm_key,
+        embedder=embedder,
+        seed=seed,
+        embed_seed=embed_seed,
+        reference=reference,
+        near_dup_eps=near_dup_eps,
+        index_factory=index_factory,
+        dup_min_genes=dup_min_genes,
+        progress=progress,
+        budget=budget,
+        policy=policy,
     )
-    with _timed(timings, "select"):
+    manifest, embedding, scores, ref = (
+        pool_data.manifest,
+        pool_data.embedding,
+        pool_data.scores,
+        pool_data.reference,
+    )
+    timings, chosen, pool = pool_data.timings, pool_data.policy, manifest.height
+    assert chosen is not None  # asked for by name above
+    keep = (
+        np.ones(pool, dtype=bool)
+        if keep_duplicates
+        else keep_mask(scores.exact_dup_of, scores.near_dup_group)
+    )
+    candidates = np.flatnonzero(keep)
+    if budget > len(candidates):
+        msg = (
+            f"--budget {budget} is more than the {len(candidates)} cells left after setting "
+            f"aside {pool - len(candidates)} duplicates (--keep-duplicates keeps them)"
+        )
+        raise OptionError(msg)
+    ctx = SelectionContext(
+        np.ascontiguousarray(embedding.values[candidates]),
+        manifest[candidates] if len(candidates) < pool else manifest,
+        np.random.default_rng(policy_seed),
+        params=given,
+        covered=None if scores.novelty is None else scores.novelty[candidates],
+    )
+    with stages.timed(timings, "select"):
         progress("select", 0, budget)
-        order = run_policy(chosen, ctx, budget)
+        order = candidates[run_policy(chosen, ctx, budget)]
         progress("select", budget, budget)
     radii = ctx.info.get("covering_radius")
     if not isinstance(radii, list) or len(radii) != budget:
         radii = None
-    with _timed(timings, "coverage"):
-        radius = radii[-1] if radii else covering_radius(embedding.values, order)
+    with stages.timed(timings, "coverage"):
+        whole_pool = len(candidates) == pool and ref is None
+        radius = radii[-1] if radii and whole_pool else covering_radius(embedding.values, order)
         mean_distance = None
         if exact_search_affordable(pool, budget, embedding.values.shape[1]):
             nearest = nearest_distance(embedding.values[order], embedding.values)
@@ -193,8 +178,13 @@ def select(
         "policy_plugin": chosen.plugin,
         "params": given,
         "obsm_key": obsm_key,
-        "embedder": None if obsm_key else embedder,
+        "embedder": None if obsm_key or ref else embedder,
         "seed": seed,
+        "reference": [str(r) for r in reference] if reference else None,
+        "keep_duplicates": keep_duplicates,
+        "near_dup_eps": near_dup_eps,
+        "index_factory": index_factory,
+        "dup_min_genes": dup_min_genes,
     }
     report = rp.build_report(
         manifest=manifest,
@@ -206,6 +196,29 @@ def select(
         policy_info=ctx.info,
         timings=timings,
     )
+    report["covering_radius_curve_over"] = (
+        "the pool"
+        if whole_pool
+        else "the cells the policy chose from" + (" and the reference" if ref else "")
+    )
+    report["scores"] = scores.info
+    report["duplicates"] = {
+        "set_aside": 0 if keep_duplicates else pool - len(candidates),
+        "exact_copies": int((scores.exact_dup_of >= 0).sum()),
+        "in_near_dup_groups": int((scores.near_dup_group >= 0).sum()),
+        "kept_in_pool": keep_duplicates,
+    }
+    report["overlap"] = dataset_overlap(
+        manifest["dataset_id"].to_numpy(), scores.exact_dup_of, scores.near_dup_group
+    )
+    set_aside = (
+        manifest.with_columns(pl.Series("kept", keep))
+        .group_by("dataset_id")
+        .agg((~pl.col("kept")).sum().alias("duplicates_set_aside"))
+    )
+    aside = dict(set_aside.iter_rows())
+    for row in report["datasets"]:
+        row["duplicates_set_aside"] = int(aside.get(row["dataset_id"], 0))
     return Selection(mf.conform(manifest), report)
 
 

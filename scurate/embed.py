@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate.errors import InputError
-from scurate.genes import GeneSpace, common_genes
+from scurate.genes import GeneSpace, common_genes, onto_genes
 from scurate.io import Source
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,20 @@ def _pca_fit(
     return mean, components, explained
 
 
-def pca_embedding(
+@dataclass
+class PcaModel:
+    """What projects any source onto a fitted PCA: the gene list it was fitted on, its variable
+    genes, loadings and center. Saved with a reference index so new cells meet it in one space."""
+
+    genes: NDArray[np.object_]  # gene keys of the fitted space
+    kind: str  # "ensembl" or "symbol"
+    variable: NDArray[np.int64]  # indices into genes
+    loadings: NDArray[np.float32]  # (len(variable), n_dims)
+    center: NDArray[np.float32]  # (n_dims,)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_pca(
     sources: Sequence[Source],
     *,
     rng: np.random.Generator,
@@ -155,8 +168,8 @@ def pca_embedding(
     n_comps: int = N_COMPS,
     n_top_genes: int = N_TOP_GENES,
     fit_cells: int = FIT_CELLS,
-) -> Embedding:
-    """PCA of log-normalized counts on the genes all sources share (see the module doc)."""
+) -> PcaModel:
+    """Fit the PCA of log-normalized counts on a seeded sample of the cells of ``sources``."""
     space: GeneSpace = common_genes(sources)
     counts = [s.x_is_counts() for s in sources]
     sizes = np.array([s.n_obs for s in sources])
@@ -178,26 +191,6 @@ def pca_embedding(
     genes = highly_variable(sample, n_top_genes)
     k_comps = max(1, min(n_comps, len(genes), n_fit - 1))
     mean, components, explained = _pca_fit(sample[:, genes].tocsr(), k_comps, rng)
-    loadings = components.astype(np.float32)
-    center = (mean @ components).astype(np.float32)
-
-    values = np.empty((total, k_comps), dtype=np.float32)
-    n_counts = np.empty(total, dtype=np.float32)
-    n_genes = np.empty(total, dtype=np.int32)
-    for k, source in enumerate(sources):
-        for start, chunk in source.iter_x():
-            at = int(offsets[k]) + start
-            stop = at + chunk.shape[0]
-            n_counts[at:stop] = np.asarray(chunk.sum(axis=1)).ravel()
-            n_genes[at:stop] = np.diff(sp.csr_matrix(chunk > 0).indptr)
-            normed = _log_normalize(chunk @ space.projections[k], counts=counts[k])
-            values[at:stop] = normed[:, genes] @ loadings - center
-            progress("embed: project", stop, total)
-        _check_finite(values[offsets[k] : offsets[k + 1]], source, "X")
-
-    normalized = [s.dataset_id for s, c in zip(sources, counts, strict=True) if not c]
-    if normalized:
-        log.info("X used as already normalized in: %s", ", ".join(normalized))
     info = {
         "kind": "pca",
         "gene_id_kind": space.kind,
@@ -207,7 +200,84 @@ def pca_embedding(
         "n_dims": k_comps,
         "fit_cells": n_fit,
         "explained_variance_ratio": [round(float(e), 6) for e in explained],
-        "normalized_sources": normalized,
         "target_sum": TARGET_SUM,
     }
+    return PcaModel(
+        genes=space.genes,
+        kind=space.kind,
+        variable=genes,
+        loadings=components.astype(np.float32),
+        center=(mean @ components).astype(np.float32),
+        info=info,
+    )
+
+
+def project(
+    sources: Sequence[Source],
+    model: PcaModel,
+    *,
+    space: GeneSpace | None = None,
+    progress: Progress = _no_progress,
+) -> Embedding:
+    """Every cell of ``sources`` on the model's components, chunk by chunk.
+
+    ``space`` maps the sources onto the model's genes; by default found with
+    :func:`scurate.genes.onto_genes` (genes a source lacks count as zero).
+    """
+    space = space or onto_genes(sources, model.genes, model.kind)
+    counts = [s.x_is_counts() for s in sources]
+    sizes = np.array([s.n_obs for s in sources])
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    total = int(offsets[-1])
+    values = np.empty((total, model.loadings.shape[1]), dtype=np.float32)
+    n_counts = np.empty(total, dtype=np.float32)
+    n_genes = np.empty(total, dtype=np.int32)
+    for k, source in enumerate(sources):
+        for start, chunk in source.iter_x():
+            at = int(offsets[k]) + start
+            stop = at + chunk.shape[0]
+            n_counts[at:stop] = np.asarray(chunk.sum(axis=1)).ravel()
+            n_genes[at:stop] = np.diff(sp.csr_matrix(chunk > 0).indptr)
+            normed = _log_normalize(chunk @ space.projections[k], counts=counts[k])
+            values[at:stop] = normed[:, model.variable] @ model.loadings - model.center
+            progress("embed: project", stop, total)
+        _check_finite(values[offsets[k] : offsets[k + 1]], source, "X")
+    normalized = [s.dataset_id for s, c in zip(sources, counts, strict=True) if not c]
+    if normalized:
+        log.info("X used as already normalized in: %s", ", ".join(normalized))
+    variable = set(model.variable.tolist())
+    missing = {
+        s.dataset_id: len(variable - set(np.unique(p.indices).tolist()))
+        for s, p in zip(sources, space.projections, strict=True)
+    }
+    info = {
+        **model.info,
+        "genes_found_in": {s.dataset_id: w for s, w in zip(sources, space.found_in, strict=True)},
+        "normalized_sources": normalized,
+        "variable_genes_missing": {k: v for k, v in missing.items() if v},
+    }
     return Embedding(values, info, n_counts, n_genes)
+
+
+def pca_embedding(
+    sources: Sequence[Source],
+    *,
+    rng: np.random.Generator,
+    progress: Progress = _no_progress,
+    n_comps: int = N_COMPS,
+    n_top_genes: int = N_TOP_GENES,
+    fit_cells: int = FIT_CELLS,
+) -> Embedding:
+    """PCA of log-normalized counts on the genes all sources share (see the module doc)."""
+    model = fit_pca(
+        sources,
+        rng=rng,
+        progress=progress,
+        n_comps=n_comps,
+        n_top_genes=n_top_genes,
+        fit_cells=fit_cells,
+    )
+    space = common_genes(sources)
+    embedding = project(sources, model, space=space, progress=progress)
+    embedding.info.pop("variable_genes_missing", None)
+    return embedding

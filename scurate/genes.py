@@ -153,3 +153,37 @@ def common_genes(sources: Sequence[Source]) -> GeneSpace:
             )
         )
     return GeneSpace(genes, kind, projections, found_in)
+
+
+def onto_genes(sources: Sequence[Source], genes: NDArray[np.object_], kind: str) -> GeneSpace:
+    """Map each source onto a fixed gene list of identifier ``kind`` (a reference's genes).
+
+    Genes a source lacks stay zero; a source that names no genes of that kind stops the run
+    with one line naming it.
+    """
+    position = {g: j for j, g in enumerate(genes)}
+    projections, found_in = [], []
+    for source in sources:
+        keys = gene_keys(source.read_genes())
+        ids, where = (
+            (keys.ensembl, keys.ensembl_from)
+            if kind == "ensembl"
+            else (keys.symbols, keys.symbols_from)
+        )
+        if ids is None:
+            what = "Ensembl id" if kind == "ensembl" else "symbol"
+            msg = f"{source.path}: names no genes by {what}, which the reference uses"
+            raise InputError(msg)
+        rows = [i for i, g in enumerate(ids) if g in position]
+        if not rows:
+            msg = f"{source.path}: shares none of the reference's {len(genes)} genes"
+            raise InputError(msg)
+        cols = [position[ids[i]] for i in rows]
+        projections.append(
+            sp.csr_matrix(
+                (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                shape=(source.n_vars, len(genes)),
+            )
+        )
+        found_in.append(where or "")
+    return GeneSpace(np.asarray(genes, dtype=object), kind, projections, found_in)

@@ -14,8 +14,10 @@ def farthest_first(
     *,
     initial: NDArray[np.int64] | None = None,
     first: int = 0,
+    covered: NDArray[np.float32] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Pick ``budget`` rows, each the farthest from all picked before (and from ``initial``).
+    """Pick ``budget`` rows, each the farthest from all picked before (and from ``initial``,
+    or from a reference corpus when ``covered`` is given).
 
     Parameters
     ----------
@@ -26,7 +28,11 @@ def farthest_first(
     initial
         Rows already chosen: they count as covered and are never returned.
     first
-        The first pick when ``initial`` is empty.
+        The first pick when ``initial`` is empty and no ``covered`` is given.
+    covered
+        Each row's distance to a reference corpus outside ``embeddings`` (inf for none): the
+        traversal starts as if that corpus were already picked, so the first pick is the row
+        farthest from it. Cannot be combined with ``initial``.
 
     Returns
     -------
@@ -35,6 +41,11 @@ def farthest_first(
     traversal, ties going to the lowest row.
     """
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if covered is not None:
+        if initial is not None:
+            msg = "farthest_first: give initial or covered, not both"
+            raise ValueError(msg)
+        return _core.kcenter_covered(x, np.ascontiguousarray(covered, dtype=np.float32), budget)
     seeds = None if initial is None else np.ascontiguousarray(initial, dtype=np.int64)
     return _core.kcenter(x, budget, initial=seeds, first=first)
 

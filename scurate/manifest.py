@@ -9,9 +9,12 @@
 | organism ... suspension_type | canonical metadata, CELLxGENE schema (null until harmonized) |
 | *_ontology_term_id | the ontology term of each canonical field where mapped, else null |
 | n_counts, n_genes | total counts and genes detected in X (null where X was not read) |
-| exact_dup_of | cell_id of the kept copy of an exact duplicate (null until scored) |
-| near_dup_group | near-duplicate group id (null until scored) |
-| density, novelty | local density and distance to a reference corpus (null until scored) |
+| exact_dup_of | cell_id of the kept copy when the cell is an exact copy of another (raw counts
+  equal on the genes both files measured; see scurate.dedup), else null |
+| near_dup_group | the smallest pool row of the cell's near-duplicate group, null outside any |
+| density | neighbourhood density relative to the pool's median (1 = typical; see scoring) |
+| novelty | distance to the nearest cell of the reference corpus (null without --reference) |
+| nearest_reference | cell_id of that reference cell |
 | selected | whether the cell is in the selection |
 | selection_rank | 0-based priority order of a selected cell; null for the rest |
 | weight | how many pool cells a selected cell stands for (null until computed) |
@@ -54,6 +57,7 @@ MANIFEST_SCHEMA = pl.Schema(
         "near_dup_group": pl.Int64,
         "density": pl.Float32,
         "novelty": pl.Float32,
+        "nearest_reference": pl.String,
         "selected": pl.Boolean,
         "selection_rank": pl.UInt32,
         "weight": pl.Float32,

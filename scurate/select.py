@@ -31,6 +31,10 @@ class SelectionContext:
     info
         Diagnostics a policy may leave for the report (``"covering_radius"``: the radius after
         each pick, as a sequence of floats).
+    covered
+        With ``--reference``: float32, each pool cell's distance to its nearest reference cell
+        (the corpus the team already has), so a policy can treat that corpus as already
+        covered. None without a reference.
     """
 
     embeddings: NDArray[np.float32]
@@ -38,6 +42,7 @@ class SelectionContext:
     rng: np.random.Generator
     params: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    covered: NDArray[np.float32] | None = None
 
     @property
     def n_cells(self) -> int:

@@ -12,7 +12,14 @@ def kcenter(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
 
     Parameters (``--param``): ``first=random`` (default) starts from a random cell,
     ``first=central`` from the cell nearest the mean, so the first pick depends on no seed.
+    With a reference corpus (``ctx.covered``), the corpus counts as already picked: the first
+    pick is the cell farthest from it, and ``first`` does not apply.
     """
+    if ctx.covered is not None:
+        order, radii = farthest_first(ctx.embeddings, budget, covered=ctx.covered)
+        ctx.info["covering_radius"] = radii.tolist()
+        ctx.info["starts_from"] = "the reference corpus"
+        return order
     how = ctx.param("first", "random")
     if how == "random":
         first = int(ctx.rng.integers(ctx.n_cells))

@@ -1,0 +1,286 @@
+"""Exact duplicates: the same cells deposited twice, found on their raw counts across sources.
+
+Every cell's nonzero (gene, count) pairs are hashed in the native core while X streams by in
+chunks, on the genes that every counts source measured (so a file filtered to a subset of
+another's genes, or with its genes in another order, hashes alike). Genes meet as Ensembl ids
+when every source has them, else as symbols; a symbol that names two columns of any source is
+left out, since its counts cannot be told apart. Rows whose hashes match are then compared
+themselves, on every gene both of their files measured: a hash collision, or two cells that
+differ on a gene only their two files share, is never merged.
+
+A cell is called a duplicate only when it has at least ``MIN_GENES`` nonzero genes on the
+hashed space. Below that, identical rows are as likely to be two near-empty droplets of ambient
+RNA (a handful of counts on the most abundant transcripts) as one cell deposited twice: with 5
+counts spread over the top 20 ambient genes, two droplets of one run match by chance far more
+often than with 20 detected genes, where the count of possible rows is astronomically larger
+than any corpus. Typical QC already drops cells under 200 genes; 20 keeps the rule safe for
+lightly filtered data without claiming more than the counts can show.
+
+Which copy is kept (its ``cell_id`` is written to ``exact_dup_of`` of the others): the copy in
+the source that measured the most genes (it carries the most information), then the larger
+dataset (a superset atlas keeps its cells and its per-lineage subsets are marked), then the
+earlier source in the order the sources were opened (folders are searched in sorted order),
+then the lower row.
+
+Sources whose X holds values that are not non-negative whole numbers are not counts and are
+skipped; the report lists them with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from scurate import _core
+from scurate.errors import InputError
+from scurate.genes import GeneKeys, gene_keys
+from scurate.io import Source
+
+MIN_GENES = 20
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass
+class ExactDuplicates:
+    """Per pool row, the pool row of its kept copy (-1 where it is no copy), and details."""
+
+    dup_of: NDArray[np.int64]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Space:
+    """Genes of each source on one union key space, and the hashed (shared) part of it."""
+
+    kind: str
+    union_size: int
+    columns: list[NDArray[np.int64]]  # per source: union id of each column, -1 if left out
+    measured: list[NDArray[np.bool_]]  # per source: which union ids it measured
+    hashed: NDArray[np.int64]  # union ids every participating source measured
+    n_ambiguous: int
+
+
+def _key_space(keys: Sequence[GeneKeys]) -> tuple[str, list[NDArray[np.object_]]] | None:
+    if all(k.ensembl is not None for k in keys):
+        return "ensembl", [k.ensembl for k in keys]  # type: ignore[misc]
+    if all(k.symbols is not None for k in keys):
+        return "symbol", [k.symbols for k in keys]  # type: ignore[misc]
+    return None
+
+
+def _gene_space(kind: str, per_source: Sequence[NDArray[np.object_]]) -> _Space:
+    ambiguous: set[str] = set()
+    for keys in per_source:
+        seen: set[str] = set()
+        for key in keys:
+            if key is None:
+                continue
+            if key in seen:
+                ambiguous.add(key)
+            seen.add(key)
+    union = sorted({k for keys in per_source for k in keys if k is not None} - ambiguous)
+    position = {k: i for i, k in enumerate(union)}
+    columns, measured = [], []
+    for keys in per_source:
+        cols = np.array([position.get(k, -1) if k is not None else -1 for k in keys], np.int64)
+        mask = np.zeros(len(union), dtype=bool)
+        mask[cols[cols >= 0]] = True
+        columns.append(cols)
+        measured.append(mask)
+    shared = np.logical_and.reduce(measured) if measured else np.zeros(0, bool)
+    return _Space(kind, len(union), columns, measured, np.flatnonzero(shared), len(ambiguous))
+
+
+def _hash_source(
+    source: Source, gene_map: NDArray[np.int32], progress: Progress, done: int, total: int
+) -> tuple[NDArray[np.uint64], NDArray[np.uint32], int]:
+    hashes = np.empty(source.n_obs, dtype=np.uint64)
+    nnz = np.empty(source.n_obs, dtype=np.uint32)
+    nonintegral = 0
+    for start, chunk in source.iter_x():
+        stop = start + chunk.shape[0]
+        h, n, bad = _core.hash_count_rows(
+            chunk.indptr.astype(np.int64, copy=False),
+            np.ascontiguousarray(chunk.indices),
+            np.ascontiguousarray(chunk.data),
+            gene_map,
+        )
+        hashes[start:stop], nnz[start:stop] = h, n
+        nonintegral += bad
+        progress("duplicates: hash", done + stop, total)
+    return hashes, nnz, nonintegral
+
+
+def _read_rows(
+    source: Source, rows: NDArray[np.int64], columns: NDArray[np.int64], width: int
+) -> sp.csr_matrix:
+    """The given rows of ``source`` (sorted) on the union key space, as float64 CSR."""
+    keep = columns >= 0
+    projection = sp.csr_matrix(
+        (np.ones(int(keep.sum())), (np.flatnonzero(keep), columns[keep])),
+        shape=(len(columns), width),
+    )
+    parts = []
+    for start, chunk in source.iter_x():
+        lo, hi = np.searchsorted(rows, [start, start + chunk.shape[0]])
+        if hi > lo:
+            parts.append(sp.csr_matrix(chunk[rows[lo:hi] - start], dtype=np.float64) @ projection)
+    return sp.vstack(parts).tocsr()
+
+
+def find_exact_duplicates(
+    sources: Sequence[Source],
+    *,
+    min_genes: int = MIN_GENES,
+    progress: Progress = _no_progress,
+) -> ExactDuplicates:
+    """Exact copies among the cells of ``sources`` (see the module doc for the rules)."""
+    if min_genes < 1:
+        msg = f"--dup-min-genes {min_genes}: must be at least 1"
+        raise InputError(msg)
+    sizes = np.array([s.n_obs for s in sources], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    dup_of = np.full(int(offsets[-1]), -1, dtype=np.int64)
+    skipped: dict[str, str] = {}
+    taking: list[int] = []
+    for k, source in enumerate(sources):
+        try:
+            counts = source.x_is_counts()
+        except InputError as exc:
+            skipped[source.dataset_id] = str(exc)
+            continue
+        if counts:
+            taking.append(k)
+        else:
+            skipped[source.dataset_id] = "X is not integer counts"
+    info: dict[str, Any] = {"min_genes": min_genes, "skipped_sources": skipped}
+    keys = [gene_keys(sources[k].read_genes()) for k in taking]
+    chosen = _key_space(keys) if taking else None
+    if chosen is None:
+        if taking:
+            info["not_searched"] = "the counts sources share no kind of gene identifier"
+        info.update(n_duplicates=0, n_candidates=0, n_hash_matches_rejected=0)
+        return ExactDuplicates(dup_of, info)
+    space = _gene_space(*chosen)
+    hashed_id = np.full(space.union_size, -1, dtype=np.int32)
+    hashed_id[space.hashed] = np.arange(len(space.hashed), dtype=np.int32)
+
+    total = int(sum(sizes[k] for k in taking))
+    rows_g, hash_g, nnz_g, src_g = [], [], [], []
+    done = 0
+    for j, k in enumerate(taking):
+        source = sources[k]
+        gene_map = np.where(space.columns[j] >= 0, hashed_id[space.columns[j]], -1)
+        hashes, nnz, nonintegral = _hash_source(
+            source, gene_map.astype(np.int32), progress, done, total
+        )
+        done += source.n_obs
+        if nonintegral:
+            skipped[source.dataset_id] = (
+                f"X is not integer counts ({nonintegral} values are negative or not whole)"
+            )
+            continue
+        rows_g.append(np.arange(offsets[k], offsets[k + 1], dtype=np.int64))
+        hash_g.append(hashes)
+        nnz_g.append(nnz)
+        src_g.append(np.full(source.n_obs, j, dtype=np.int64))
+    info.update(
+        gene_id_kind=space.kind,
+        n_genes_hashed=len(space.hashed),
+        n_ambiguous_genes_left_out=space.n_ambiguous,
+        sources_searched=[
+            sources[k].dataset_id for k in taking if sources[k].dataset_id not in skipped
+        ],
+    )
+    if not rows_g:
+        info.update(n_duplicates=0, n_candidates=0, n_hash_matches_rejected=0)
+        return ExactDuplicates(dup_of, info)
+    rows = np.concatenate(rows_g)
+    hashes = np.concatenate(hash_g)
+    nnz = np.concatenate(nnz_g)
+    src = np.concatenate(src_g)
+    eligible = nnz >= min_genes
+    info["n_below_min_genes"] = int((~eligible).sum())
+    rows, hashes, src = rows[eligible], hashes[eligible], src[eligible]
+    n_measured = np.array([int(m.sum()) for m in space.measured])
+    n_obs = np.array([sources[k].n_obs for k in taking])
+    # sort by hash, then by the keep rule, so the first row of each run of equal hashes is kept
+    order = np.lexsort((rows, src, -n_obs[src], -n_measured[src], hashes))
+    rows, hashes, src = rows[order], hashes[order], src[order]
+    starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
+    run_len = np.diff(np.r_[starts, len(hashes)])
+    in_group = np.repeat(run_len >= 2, run_len)
+    cand_rows, cand_src = rows[in_group], src[in_group]
+    cand_run = np.repeat(np.arange(len(starts)), run_len)[in_group]
+    info["n_candidates"] = len(cand_rows)
+    rejected = _confirm(sources, taking, space, offsets, cand_rows, cand_src, cand_run, dup_of)
+    info["n_hash_matches_rejected"] = rejected
+    info["n_duplicates"] = int((dup_of >= 0).sum())
+    return ExactDuplicates(dup_of, info)
+
+
+def _confirm(
+    sources: Sequence[Source],
+    taking: Sequence[int],
+    space: _Space,
+    offsets: NDArray[np.int64],
+    rows: NDArray[np.int64],
+    src: NDArray[np.int64],
+    run: NDArray[np.int64],
+    dup_of: NDArray[np.int64],
+) -> int:
+    """Compare candidate rows to the kept row of their hash run; fill ``dup_of``.
+
+    Rows of a run that differ from its kept row form a new run (their own kept row first) and
+    are compared again, until no run has two rows left. Returns how many comparisons found
+    equal hashes but different rows.
+    """
+    if len(rows) == 0:
+        return 0
+    position = np.argsort(rows)
+    sorted_rows = rows[position]
+    parts = []
+    for j, k in enumerate(taking):
+        mine = sorted_rows[(sorted_rows >= offsets[k]) & (sorted_rows < offsets[k + 1])]
+        if len(mine):
+            parts.append(
+                _read_rows(sources[k], mine - offsets[k], space.columns[j], space.union_size)
+            )
+    table = sp.vstack(parts).tocsr()  # candidate rows in increasing pool row
+
+    def content(r: NDArray[np.int64]) -> sp.csr_matrix:
+        return table[np.searchsorted(sorted_rows, r)]
+
+    rejected = 0
+    while len(rows):
+        first = np.r_[True, run[1:] != run[:-1]]
+        kept_at = np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
+        others = ~first
+        a, b = rows[kept_at[others]], rows[others]
+        sa, sb = src[kept_at[others]], src[others]
+        same = np.zeros(len(a), dtype=bool)
+        for pa, pb in {(int(x), int(y)) for x, y in zip(sa, sb, strict=True)}:
+            pick = (sa == pa) & (sb == pb)
+            mask = sp.diags((space.measured[pa] & space.measured[pb]).astype(np.float64))
+            diff = (content(a[pick]) - content(b[pick])) @ mask
+            diff.eliminate_zeros()
+            same[pick] = np.diff(diff.indptr) == 0
+        dup_of[b[same]] = a[same]
+        left = np.flatnonzero(others)[~same]
+        rejected += len(left)
+        rows, src, run = rows[left], src[left], run[left]
+        if len(rows) == 0:
+            break
+        keep = np.r_[run[1:] == run[:-1], False] | np.r_[False, run[1:] == run[:-1]]
+        rows, src, run = rows[keep], src[keep], run[keep]
+    return rejected

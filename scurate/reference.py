@@ -1,0 +1,236 @@
+"""A reference corpus: cells a team already has, indexed once, that new cells are scored against.
+
+``scurate index build CORPUS -o corpus.idx`` writes a folder:
+
+| file | what |
+|---|---|
+| ``scurate-index.json`` | format version, cell count, dimensions, how cells were embedded |
+| ``index.faiss`` | the FAISS index of the corpus's embeddings |
+| ``cells.parquet`` | ``cell_id`` and ``dataset_id`` of each indexed cell, in index order |
+| ``pca.npz`` | the PCA model (genes, variable genes, loadings, center), when PCA embedded it |
+
+New cells are embedded with the reference's own model (as scArches or Symphony map a query
+onto a reference), so that their distance to the nearest reference cell (``novelty``) is
+measured in one space. With ``--obsm-key``, the reference and the new cells must both carry
+that key, of the same width.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from scurate.embed import Embedding, PcaModel, fit_pca, from_obsm, project
+from scurate.errors import InputError
+from scurate.index import SEARCH_CHUNK, build_index
+from scurate.io import Source, open_sources
+
+INDEX_VERSION = 1
+MARKER = "scurate-index.json"
+
+Progress = Any
+
+
+@dataclass
+class Reference:
+    """An indexed corpus and what embeds new cells onto it."""
+
+    index: Any
+    cell_ids: NDArray[np.object_]
+    dataset_ids: NDArray[np.object_]
+    n_dims: int
+    model: PcaModel | None  # None when the corpus was embedded from obsm
+    obsm_key: str | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def embed(self, sources: Sequence[Source], *, progress: Progress = None) -> Embedding:
+        """The new cells of ``sources`` on this reference's embedding."""
+        if self.obsm_key is not None:
+            embedding = from_obsm(sources, self.obsm_key)
+        else:
+            assert self.model is not None
+            embedding = project(sources, self.model, progress=progress or _quiet)
+            embedding.info["model"] = "the reference's PCA"
+        if embedding.values.shape[1] != self.n_dims:
+            msg = (
+                f"--reference: its cells have {self.n_dims} dimensions but the new cells have "
+                f"{embedding.values.shape[1]}"
+            )
+            raise InputError(msg)
+        return embedding
+
+    def nearest(self, values: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Distance from each row to its nearest reference cell, and that cell's position."""
+        dist = np.empty(len(values), dtype=np.float32)
+        where = np.empty(len(values), dtype=np.int64)
+        for start in range(0, len(values), SEARCH_CHUNK):
+            block = np.ascontiguousarray(values[start : start + SEARCH_CHUNK], dtype=np.float32)
+            d2, labels = self.index.search(block, 1)
+            dist[start : start + len(block)] = np.sqrt(np.maximum(d2[:, 0], 0.0))
+            where[start : start + len(block)] = labels[:, 0]
+        return dist, where
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def build_reference(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    readers: dict[str, Any] | None = None,
+    obsm_key: str | None = None,
+    seed: int = 0,
+    index_factory: str | None = None,
+    progress: Progress = None,
+) -> Reference:
+    """Embed the corpus (PCA fitted on it, or a stored obsm key) and index it with FAISS."""
+    progress = progress or _quiet
+    sources = open_sources(paths, readers)
+    if obsm_key is not None:
+        embedding = from_obsm(sources, obsm_key)
+        model = None
+    else:
+        model = fit_pca(sources, rng=np.random.default_rng(seed), progress=progress)
+        embedding = project(sources, model, progress=progress)
+    index, index_info = build_index(embedding.values, factory=index_factory)
+    cell_ids = np.concatenate(
+        [np.char.add(f"{s.dataset_id}/", s.obs_names.astype(str)) for s in sources]
+    ).astype(object)
+    datasets = np.concatenate([np.full(s.n_obs, s.dataset_id, dtype=object) for s in sources])
+    info = {
+        "index_version": INDEX_VERSION,
+        "n_cells": len(cell_ids),
+        "n_dims": int(embedding.values.shape[1]),
+        "obsm_key": obsm_key,
+        "seed": seed,
+        "index": index_info,
+        "sources": [str(s.path) for s in sources],
+        "datasets": sorted({str(d) for d in datasets}),
+        "embedding": {k: v for k, v in embedding.info.items() if k != "genes_found_in"},
+    }
+    return Reference(
+        index, cell_ids, datasets, int(embedding.values.shape[1]), model, obsm_key, info
+    )
+
+
+def save_reference(ref: Reference, out: str | os.PathLike[str]) -> Path:
+    """Write the reference folder under a temporary name, then rename it into place."""
+    import faiss
+
+    target = Path(out)
+    if target.exists() and not (target / MARKER).exists():
+        msg = f"-o {target}: exists and is not a scurate index; choose another path"
+        raise InputError(msg)
+    tmp = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    index = ref.index
+    if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
+        index = faiss.index_gpu_to_cpu(index)
+    faiss.write_index(index, str(tmp / "index.faiss"))
+    pl.DataFrame(
+        {"cell_id": ref.cell_ids.astype(str), "dataset_id": ref.dataset_ids.astype(str)}
+    ).write_parquet(tmp / "cells.parquet")
+    if ref.model is not None:
+        np.savez(
+            tmp / "pca.npz",
+            genes=ref.model.genes.astype(str),
+            kind=np.array(ref.model.kind),
+            variable=ref.model.variable,
+            loadings=ref.model.loadings,
+            center=ref.model.center,
+        )
+    meta = dict(ref.info)
+    if ref.model is not None:
+        meta["model_info"] = ref.model.info
+    (tmp / MARKER).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return target
+
+
+def is_index(path: str | os.PathLike[str]) -> bool:
+    return (Path(path) / MARKER).is_file()
+
+
+def load_reference(path: str | os.PathLike[str]) -> Reference:
+    """Read a folder written by :func:`save_reference`, or one line naming what is wrong."""
+    import faiss
+
+    folder = Path(path)
+    try:
+        meta = json.loads((folder / MARKER).read_text())
+        version = meta.get("index_version")
+        if version != INDEX_VERSION:
+            msg = f"{folder}: index format {version}; this scurate reads {INDEX_VERSION}"
+            raise InputError(msg)
+        index = faiss.read_index(str(folder / "index.faiss"))
+        cells = pl.read_parquet(folder / "cells.parquet")
+        model = None
+        if meta.get("obsm_key") is None:
+            with np.load(folder / "pca.npz", allow_pickle=False) as z:
+                model = PcaModel(
+                    genes=z["genes"].astype(object),
+                    kind=str(z["kind"]),
+                    variable=z["variable"].astype(np.int64),
+                    loadings=z["loadings"].astype(np.float32),
+                    center=z["center"].astype(np.float32),
+                    info=meta.get("model_info", {}),
+                )
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, pl.exceptions.PolarsError) as exc:
+        msg = f"{folder}: cannot read the scurate index ({type(exc).__name__}: {exc})"
+        raise InputError(msg) from exc
+    if index.ntotal != cells.height:
+        msg = f"{folder}: index.faiss holds {index.ntotal} cells but cells.parquet {cells.height}"
+        raise InputError(msg)
+    return Reference(
+        index,
+        cells["cell_id"].to_numpy().astype(object),
+        cells["dataset_id"].to_numpy().astype(object),
+        int(meta["n_dims"]),
+        model,
+        meta.get("obsm_key"),
+        meta,
+    )
+
+
+def open_reference(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    readers: dict[str, Any] | None = None,
+    obsm_key: str | None = None,
+    seed: int = 0,
+    index_factory: str | None = None,
+    progress: Progress = None,
+) -> Reference:
+    """A saved index (one folder written by ``scurate index build``), or a corpus of h5ad
+    files and folders indexed now."""
+    if len(paths) == 1 and is_index(paths[0]):
+        ref = load_reference(paths[0])
+        if obsm_key != ref.obsm_key:
+            how = f"obsm['{ref.obsm_key}']" if ref.obsm_key else "PCA of its counts"
+            given = f"--obsm-key {obsm_key}" if obsm_key else "no --obsm-key"
+            msg = f"--reference {paths[0]}: it was embedded with {how}, but {given} was given"
+            raise InputError(msg)
+        return ref
+    return build_reference(
+        paths,
+        readers=readers,
+        obsm_key=obsm_key,
+        seed=seed,
+        index_factory=index_factory,
+        progress=progress,
+    )

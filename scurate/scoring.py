@@ -1,0 +1,300 @@
+"""Neighbour scores on the embedding: near duplicates, local density, and dataset overlap.
+
+One FAISS search of the pool against itself (``K_NEIGHBOURS`` nearest other cells per cell;
+an exact flat index while ``n^2 d`` stays affordable, an IVF index above that, or any
+index-factory string the user gives) feeds three native reductions:
+
+- ``near_dup_group``: cells closer than ``eps`` to each other are joined by union-find (with
+  the edges between exact copies), and each group of two or more is named by its smallest
+  pool row. The default ``eps`` is ``EPS_FRACTION`` of the median distance from a cell to its
+  nearest other cell (exact copies left out of that median). In 50 PCA dimensions two
+  distinct cells are rarely closer than half that median, so groups hold cells that differ by
+  little more than noise; ``scurate score`` writes the whole distribution to choose another.
+- ``density``: the median over the pool of the mean distance to the ``K_NEIGHBOURS`` nearest
+  other cells, divided by the cell's own mean distance. 1 is a typical neighbourhood, 2 one
+  whose cells are twice as close. Unitless, so it reads the same on any embedding.
+- the overlap between datasets: for each pair, how many cells of one have an exact copy, or
+  a near duplicate, in the other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from scurate import _core
+from scurate.dedup import MIN_GENES, find_exact_duplicates
+from scurate.errors import OptionError
+from scurate.index import SEARCH_CHUNK, build_index, even_rows
+from scurate.io import Source
+from scurate.reference import Reference
+
+K_NEIGHBOURS = 10
+EPS_FRACTION = 0.25
+EPS_SAMPLE = 10_000  # cells whose nearest-neighbour distance sets the default eps
+CONTAINED = 0.5  # a dataset at least this much inside another is called out in the summary
+DISTRIBUTION_QUANTILES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass
+class NeighbourScores:
+    """Per pool row: nearest other row and its distance, density, near-duplicate group."""
+
+    nn_row: NDArray[np.int64]
+    nn_dist: NDArray[np.float32]
+    density: NDArray[np.float32]
+    near_dup_group: NDArray[np.int64]  # smallest row of the group; -1 outside any group
+    eps: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def neighbour_scores(
+    embeddings: NDArray[np.float32],
+    *,
+    exact_dup_of: NDArray[np.int64] | None = None,
+    eps: float | None = None,
+    k: int = K_NEIGHBOURS,
+    index_factory: str | None = None,
+    progress: Progress = _no_progress,
+) -> NeighbourScores:
+    """Search the pool against itself and reduce the neighbour lists (see the module doc)."""
+    if eps is not None and not (math.isfinite(eps) and eps >= 0):
+        msg = f"--near-dup-eps {eps}: must be a distance >= 0"
+        raise OptionError(msg)
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    n = x.shape[0]
+    k_search = min(k + 1, n)  # +1: a cell finds itself
+    index, index_info = build_index(x, factory=index_factory)
+    median_nn = _median_nn(index, x, k_search)
+    chosen = EPS_FRACTION * median_nn if eps is None else float(eps)
+    if eps is not None and chosen > median_nn:
+        msg = (
+            f"--near-dup-eps {eps}: above the median distance of a cell to its nearest other "
+            f"cell ({median_nn:.4g}); most cells would be called near duplicates"
+        )
+        raise OptionError(msg)
+    nn_row = np.full(n, -1, dtype=np.int64)
+    nn_dist = np.full(n, np.nan, dtype=np.float32)
+    mean_dist = np.full(n, np.nan, dtype=np.float32)
+    edges_a: list[NDArray[np.int64]] = []
+    edges_b: list[NDArray[np.int64]] = []
+    limit = np.float32(chosen) ** 2
+    for start in range(0, n, SEARCH_CHUNK):
+        block = x[start : start + SEARCH_CHUNK]
+        d2, labels = index.search(block, k_search)
+        labels = labels.astype(np.int64, copy=False)
+        stop = start + len(block)
+        nn_row[start:stop], nn_dist[start:stop], mean_dist[start:stop] = _core.knn_summary(
+            d2, labels, start, k
+        )
+        close = (d2 <= limit) & (labels >= 0) & (labels != np.arange(start, stop)[:, None])
+        rows, cols = np.nonzero(close)
+        edges_a.append(rows.astype(np.int64) + start)
+        edges_b.append(labels[rows, cols])
+        progress("scores: neighbours", stop, n)
+    a, b = np.concatenate(edges_a), np.concatenate(edges_b)
+    if exact_dup_of is not None:
+        copies = np.flatnonzero(exact_dup_of >= 0)
+        a, b = np.r_[a, copies], np.r_[b, exact_dup_of[copies]]
+    group = _core.union_find(n, a, b)
+    typical = float(np.nanmedian(mean_dist)) if n > 1 else 1.0
+    floor = max(typical * 1e-3, np.finfo(np.float32).tiny)
+    density = (typical / np.maximum(mean_dist, floor)).astype(np.float32)
+    info = {
+        "k": k,
+        "index": index_info,
+        "eps": chosen,
+        "eps_rule": (
+            "given with --near-dup-eps"
+            if eps is not None
+            else f"{EPS_FRACTION} x the median distance of a cell to its nearest other cell"
+            f" ({median_nn:.4g}; over up to {EPS_SAMPLE:,} evenly spread cells, exact copies"
+            " left out)"
+        ),
+        "median_nn_distance": median_nn,
+        "nn_distance_quantiles": {
+            str(q): float(v)
+            for q, v in zip(
+                DISTRIBUTION_QUANTILES,
+                np.nanquantile(nn_dist, DISTRIBUTION_QUANTILES) if n > 1 else [0.0] * 11,
+                strict=True,
+            )
+        },
+        "n_near_dup_groups": len(np.unique(group[group >= 0])),
+        "n_in_near_dup_groups": int((group >= 0).sum()),
+        "density_rule": f"median mean-distance to {k} nearest / the cell's own",
+    }
+    return NeighbourScores(nn_row, nn_dist, density, group, chosen, info)
+
+
+def _median_nn(index: Any, x: NDArray[np.float32], k_search: int) -> float:
+    """Median distance of a cell to its nearest other cell that is not an exact copy, over
+    up to ``EPS_SAMPLE`` evenly spread cells."""
+    rows = even_rows(len(x), EPS_SAMPLE)
+    d2, labels = index.search(np.ascontiguousarray(x[rows]), k_search)
+    other = (labels >= 0) & (labels != rows[:, None]) & (d2 > 0)
+    has = other.any(axis=1)
+    first = np.argmax(other, axis=1)
+    nearest = np.sqrt(np.maximum(d2[np.arange(len(rows)), first][has], 0.0))
+    return float(np.median(nearest)) if len(nearest) else 0.0
+
+
+def keep_mask(
+    exact_dup_of: NDArray[np.int64], near_dup_group: NDArray[np.int64]
+) -> NDArray[np.bool_]:
+    """The pool selection chooses from: no exact copy, and one cell per near-duplicate group
+    (its smallest row that is not an exact copy)."""
+    keep = exact_dup_of < 0
+    grouped = np.flatnonzero((near_dup_group >= 0) & keep)
+    if len(grouped):
+        groups = near_dup_group[grouped]
+        order = np.lexsort((grouped, groups))
+        first = np.r_[True, groups[order][1:] != groups[order][:-1]]
+        keep[grouped] = False
+        keep[grouped[order][first]] = True
+    return keep
+
+
+def dataset_overlap(
+    dataset_id: Sequence[str] | NDArray[np.object_],
+    exact_dup_of: NDArray[np.int64],
+    near_dup_group: NDArray[np.int64] | None,
+) -> list[dict[str, Any]]:
+    """For each ordered pair (B, A): cells of B with an exact copy in A, and cells of B with
+    no exact copy in A but a near duplicate there; sorted by the share of B that is in A."""
+    n = len(exact_dup_of)
+    rows = np.arange(n)
+    frame = pl.DataFrame(
+        {
+            "row": rows,
+            "dataset": np.asarray(dataset_id, dtype=object).astype(str),
+            "exact": np.where(exact_dup_of >= 0, exact_dup_of, rows),
+            "near": near_dup_group if near_dup_group is not None else np.full(n, -1),
+        }
+    )
+    sizes = dict(frame.group_by("dataset").len().iter_rows())
+
+    def pairs(key: str) -> pl.DataFrame:
+        grouped = frame.filter(pl.col(key) >= 0)
+        grouped = grouped.filter(pl.col(key).is_duplicated())
+        other = grouped.select(pl.col(key), pl.col("dataset").alias("in_dataset")).unique()
+        return (
+            grouped.join(other, on=key)
+            .filter(pl.col("dataset") != pl.col("in_dataset"))
+            .select("row", "dataset", "in_dataset")
+            .unique()
+        )
+
+    exact = pairs("exact")
+    near = pairs("near").join(exact, on=["row", "dataset", "in_dataset"], how="anti")
+    counts = (
+        exact.group_by("dataset", "in_dataset")
+        .len("exact")
+        .join(
+            near.group_by("dataset", "in_dataset").len("near"),
+            on=["dataset", "in_dataset"],
+            how="full",
+            coalesce=True,
+        )
+        .fill_null(0)
+    )
+    out = []
+    for dataset, in_dataset, n_exact, n_near in counts.iter_rows():
+        total = sizes[dataset]
+        fraction = (n_exact + n_near) / total
+        out.append(
+            {
+                "dataset": dataset,
+                "in_dataset": in_dataset,
+                "exact": int(n_exact),
+                "near": int(n_near),
+                "n_cells": int(total),
+                "fraction": round(fraction, 4),
+                "contained": fraction >= CONTAINED,
+            }
+        )
+    out.sort(key=lambda r: (-r["fraction"], r["dataset"], r["in_dataset"]))
+    return out
+
+
+def overlap_line(entry: dict[str, Any]) -> str:
+    """``lab_c: 9 % of its cells are in lab_a (60 exact, 0 near)``."""
+    return (
+        f"{entry['dataset']}: {100 * entry['fraction']:.0f} % of its cells are in "
+        f"{entry['in_dataset']} ({entry['exact']:,} exact, {entry['near']:,} near)"
+    )
+
+
+@dataclass
+class PoolScores:
+    """Every score of the pool, ready for the manifest, and what the report says of them."""
+
+    exact_dup_of: NDArray[np.int64]  # pool row of the kept copy, -1 for none
+    near_dup_group: NDArray[np.int64]
+    density: NDArray[np.float32]
+    novelty: NDArray[np.float32] | None  # distance to the nearest reference cell
+    nearest_reference: NDArray[np.object_] | None  # that cell's id
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def score_pool(
+    sources: Sequence[Source],
+    embeddings: NDArray[np.float32],
+    *,
+    reference: Reference | None = None,
+    near_dup_eps: float | None = None,
+    index_factory: str | None = None,
+    dup_min_genes: int = MIN_GENES,
+    progress: Progress = _no_progress,
+    timings: dict[str, float] | None = None,
+) -> PoolScores:
+    """Exact copies on the counts, then neighbour scores and novelty on the embedding."""
+    import time
+
+    timings = timings if timings is not None else {}
+    start = time.perf_counter()
+    exact = find_exact_duplicates(sources, min_genes=dup_min_genes, progress=progress)
+    timings["duplicates"] = time.perf_counter() - start
+    start = time.perf_counter()
+    near = neighbour_scores(
+        embeddings,
+        exact_dup_of=exact.dup_of,
+        eps=near_dup_eps,
+        index_factory=index_factory,
+        progress=progress,
+    )
+    timings["neighbours"] = time.perf_counter() - start
+    novelty = nearest_reference = None
+    info: dict[str, Any] = {"exact": exact.info, "near": near.info}
+    if reference is not None:
+        start = time.perf_counter()
+        novelty, where = reference.nearest(embeddings)
+        nearest_reference = reference.cell_ids[where]
+        info["novelty"] = {
+            "reference_cells": len(reference.cell_ids),
+            "quantiles": {
+                str(q): float(v)
+                for q, v in zip(
+                    DISTRIBUTION_QUANTILES,
+                    np.quantile(novelty, DISTRIBUTION_QUANTILES),
+                    strict=True,
+                )
+            },
+            "median_nn_distance_in_pool": near.info["median_nn_distance"],
+        }
+        timings["novelty"] = time.perf_counter() - start
+    return PoolScores(
+        exact.dup_of, near.near_dup_group, near.density, novelty, nearest_reference, info
+    )
