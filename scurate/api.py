@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from scurate import manifest as mf
 from scurate import report as rp
@@ -201,25 +202,172 @@ def select(
         if whole_pool
         else "the cells the policy chose from" + (" and the reference" if ref else "")
     )
-    report["scores"] = scores.info
-    report["duplicates"] = {
-        "set_aside": 0 if keep_duplicates else pool - len(candidates),
-        "exact_copies": int((scores.exact_dup_of >= 0).sum()),
-        "in_near_dup_groups": int((scores.near_dup_group >= 0).sum()),
-        "kept_in_pool": keep_duplicates,
-    }
-    report["overlap"] = dataset_overlap(
-        manifest["dataset_id"].to_numpy(), scores.exact_dup_of, scores.near_dup_group
-    )
-    set_aside = (
+    report.update(_score_report(pool_data, keep))
+    report["duplicates"]["kept_in_pool"] = keep_duplicates
+    for row in report["datasets"]:
+        row["duplicates_set_aside"] = report["duplicates"]["set_aside_per_dataset"].get(
+            row["dataset_id"], 0
+        )
+    return Selection(mf.conform(manifest), report)
+
+
+def _score_report(pool_data: stages.ScoredPool, keep: NDArray[np.bool_]) -> dict[str, Any]:
+    """What the report says of the scores: rules, counts, overlap, duplicates set aside."""
+    scores, manifest = pool_data.scores, pool_data.manifest
+    aside = dict(
         manifest.with_columns(pl.Series("kept", keep))
         .group_by("dataset_id")
-        .agg((~pl.col("kept")).sum().alias("duplicates_set_aside"))
+        .agg((~pl.col("kept")).sum())
+        .iter_rows()
     )
-    aside = dict(set_aside.iter_rows())
-    for row in report["datasets"]:
-        row["duplicates_set_aside"] = int(aside.get(row["dataset_id"], 0))
-    return Selection(mf.conform(manifest), report)
+    return {
+        "scores": scores.info,
+        "duplicates": {
+            "exact_copies": int((scores.exact_dup_of >= 0).sum()),
+            "in_near_dup_groups": int((scores.near_dup_group >= 0).sum()),
+            "set_aside": int((~keep).sum()),
+            "set_aside_per_dataset": {k: int(v) for k, v in aside.items()},
+        },
+        "overlap": dataset_overlap(
+            manifest["dataset_id"].to_numpy(), scores.exact_dup_of, scores.near_dup_group
+        ),
+    }
+
+
+@dataclass
+class Scores:
+    """``score``'s result: the pool's manifest with scores, the nearest-neighbour table, and the
+    report (rules, distance distribution, duplicates, overlap between datasets)."""
+
+    manifest: pl.DataFrame
+    neighbours: pl.DataFrame
+    report: dict[str, Any]
+
+
+def score(
+    sources: Sequence[str | os.PathLike[str]],
+    *,
+    obsm_key: str | None = None,
+    embedder: str = "pca",
+    seed: int = 0,
+    reference: Sequence[str | os.PathLike[str]] | None = None,
+    near_dup_eps: float | None = None,
+    index_factory: str | None = None,
+    dup_min_genes: int = MIN_GENES,
+    progress: Progress | None = None,
+) -> Scores:
+    """Score every cell without selecting: the analysis mode behind ``scurate score``.
+
+    The parameters are those of :func:`select`. ``neighbours`` has each cell's nearest other
+    cell and its distance, the distribution a near-duplicate threshold is chosen from.
+    """
+    embed_seed, _ = np.random.SeedSequence(seed).spawn(2)
+    pool_data = stages.scored_pool(
+        sources,
+        obsm_key=obsm_key,
+        embedder=embedder,
+        seed=seed,
+        embed_seed=embed_seed,
+        reference=reference,
+        near_dup_eps=near_dup_eps,
+        index_factory=index_factory,
+        dup_min_genes=dup_min_genes,
+        progress=progress or _quiet,
+    )
+    manifest, scores = pool_data.manifest, pool_data.scores
+    ids = manifest["cell_id"].to_numpy()
+    has = scores.nn_row >= 0
+    neighbours = pl.DataFrame(
+        {
+            "cell_id": ids,
+            "dataset_id": manifest["dataset_id"],
+            "nn_distance": scores.nn_dist,
+        }
+    ).with_columns(
+        pl.when(pl.Series(has))
+        .then(pl.Series(ids[np.maximum(scores.nn_row, 0)]))
+        .alias("nn_cell_id")
+    )
+    keep = keep_mask(scores.exact_dup_of, scores.near_dup_group)
+    report = {
+        "report_version": rp.REPORT_VERSION,
+        "parameters": {
+            "sources": [str(s) for s in sources],
+            "obsm_key": obsm_key,
+            "embedder": None if obsm_key or reference else embedder,
+            "seed": seed,
+            "reference": [str(r) for r in reference] if reference else None,
+            "near_dup_eps": near_dup_eps,
+            "index_factory": index_factory,
+            "dup_min_genes": dup_min_genes,
+        },
+        "n_pool": manifest.height,
+        "datasets": rp.per_dataset(manifest),
+        **_score_report(pool_data, keep),
+        "embedding": pool_data.embedding.info,
+        "timings_s": {k: round(v, 4) for k, v in pool_data.timings.items()},
+        "versions": rp.versions(),
+    }
+    return Scores(mf.conform(manifest), neighbours, report)
+
+
+def score_to_dir(
+    sources: Sequence[str | os.PathLike[str]],
+    *,
+    out: str | os.PathLike[str],
+    **options: Any,
+) -> Scores:
+    """``score``, then write ``manifest.parquet``, ``neighbours.parquet`` and ``report.json``
+    into ``out`` (each under a temporary name, then renamed)."""
+    out_dir = _out_dir(out)
+    scored = score(sources, **options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scored.report["outputs"] = {
+        "manifest": str(out_dir / "manifest.parquet"),
+        "neighbours": str(out_dir / "neighbours.parquet"),
+        "report": str(out_dir / "report.json"),
+    }
+    mf.write_manifest(scored.manifest, out_dir / "manifest.parquet")
+    tmp = out_dir / ".neighbours.parquet.partial"
+    scored.neighbours.write_parquet(tmp)
+    tmp.replace(out_dir / "neighbours.parquet")
+    rp.write_json(scored.report, out_dir / "report.json")
+    return scored
+
+
+def build_index(
+    corpus: Sequence[str | os.PathLike[str]],
+    *,
+    out: str | os.PathLike[str],
+    obsm_key: str | None = None,
+    seed: int = 0,
+    index_factory: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Embed and index a corpus once, for ``select --reference``; returns its description."""
+    from scurate.plugins import discover
+    from scurate.reference import build_reference, save_reference
+
+    plugins = discover()
+    readers = {name: item.obj for name, item in plugins.registries["sources"].items()}
+    ref = build_reference(
+        corpus,
+        readers=readers,
+        obsm_key=obsm_key,
+        seed=seed,
+        index_factory=index_factory,
+        progress=progress,
+    )
+    path = save_reference(ref, out)
+    return {**ref.info, "path": str(path)}
+
+
+def _out_dir(out: str | os.PathLike[str]) -> Path:
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        msg = f"-o {out_dir}: exists and is not a folder"
+        raise InputError(msg)
+    return out_dir
 
 
 def select_to_dir(
@@ -234,10 +382,7 @@ def select_to_dir(
     Each file is written under a temporary name and renamed, so an interrupted run never
     leaves a manifest that looks complete.
     """
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        msg = f"-o {out_dir}: exists and is not a folder"
-        raise InputError(msg)
+    out_dir = _out_dir(out)
     selection = select(sources, budget, **options)
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)

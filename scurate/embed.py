@@ -157,6 +157,7 @@ class PcaModel:
     variable: NDArray[np.int64]  # indices into genes
     loadings: NDArray[np.float32]  # (len(variable), n_dims)
     center: NDArray[np.float32]  # (n_dims,)
+    mean: NDArray[np.float32]  # (len(variable),) log-normalized mean of each variable gene
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -208,6 +209,7 @@ def fit_pca(
         variable=genes,
         loadings=components.astype(np.float32),
         center=(mean @ components).astype(np.float32),
+        mean=mean.astype(np.float32),
         info=info,
     )
 
@@ -222,7 +224,9 @@ def project(
     """Every cell of ``sources`` on the model's components, chunk by chunk.
 
     ``space`` maps the sources onto the model's genes; by default found with
-    :func:`scurate.genes.onto_genes` (genes a source lacks count as zero).
+    :func:`scurate.genes.onto_genes`. A variable gene a source did not measure is taken at
+    the model's mean (it moves the cell nowhere), not at zero, which would read as "not
+    expressed" and push every cell of that source away from the reference.
     """
     space = space or onto_genes(sources, model.genes, model.kind)
     counts = [s.x_is_counts() for s in sources]
@@ -233,13 +237,17 @@ def project(
     n_counts = np.empty(total, dtype=np.float32)
     n_genes = np.empty(total, dtype=np.int32)
     for k, source in enumerate(sources):
+        measured = np.zeros(len(model.genes), dtype=bool)
+        measured[np.unique(space.projections[k].indices)] = True
+        unmeasured = ~measured[model.variable]
+        shift = model.center - model.mean[unmeasured] @ model.loadings[unmeasured]
         for start, chunk in source.iter_x():
             at = int(offsets[k]) + start
             stop = at + chunk.shape[0]
             n_counts[at:stop] = np.asarray(chunk.sum(axis=1)).ravel()
             n_genes[at:stop] = np.diff(sp.csr_matrix(chunk > 0).indptr)
             normed = _log_normalize(chunk @ space.projections[k], counts=counts[k])
-            values[at:stop] = normed[:, model.variable] @ model.loadings - model.center
+            values[at:stop] = normed[:, model.variable] @ model.loadings - shift
             progress("embed: project", stop, total)
         _check_finite(values[offsets[k] : offsets[k + 1]], source, "X")
     normalized = [s.dataset_id for s, c in zip(sources, counts, strict=True) if not c]

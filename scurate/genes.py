@@ -158,8 +158,8 @@ def common_genes(sources: Sequence[Source]) -> GeneSpace:
 def onto_genes(sources: Sequence[Source], genes: NDArray[np.object_], kind: str) -> GeneSpace:
     """Map each source onto a fixed gene list of identifier ``kind`` (a reference's genes).
 
-    Genes a source lacks stay zero; a source that names no genes of that kind stops the run
-    with one line naming it.
+    A source that names no genes of that kind, or none of the list, stops the run with one
+    line naming it.
     """
     position = {g: j for j, g in enumerate(genes)}
     projections, found_in = [], []

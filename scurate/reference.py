@@ -149,6 +149,7 @@ def save_reference(ref: Reference, out: str | os.PathLike[str]) -> Path:
             variable=ref.model.variable,
             loadings=ref.model.loadings,
             center=ref.model.center,
+            mean=ref.model.mean,
         )
     meta = dict(ref.info)
     if ref.model is not None:
@@ -186,6 +187,7 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
                     variable=z["variable"].astype(np.int64),
                     loadings=z["loadings"].astype(np.float32),
                     center=z["center"].astype(np.float32),
+                    mean=z["mean"].astype(np.float32),
                     info=meta.get("model_info", {}),
                 )
     except InputError:

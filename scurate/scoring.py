@@ -246,6 +246,8 @@ class PoolScores:
     density: NDArray[np.float32]
     novelty: NDArray[np.float32] | None  # distance to the nearest reference cell
     nearest_reference: NDArray[np.object_] | None  # that cell's id
+    nn_row: NDArray[np.int64]  # nearest other pool row (-1 for none)
+    nn_dist: NDArray[np.float32]  # its distance
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -296,5 +298,12 @@ def score_pool(
         }
         timings["novelty"] = time.perf_counter() - start
     return PoolScores(
-        exact.dup_of, near.near_dup_group, near.density, novelty, nearest_reference, info
+        exact.dup_of,
+        near.near_dup_group,
+        near.density,
+        novelty,
+        nearest_reference,
+        near.nn_row,
+        near.nn_dist,
+        info,
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from scurate.cli._errors import user_errors
+from scurate.cli.index import app as index_app
 from scurate.cli.plugins import plugins
+from scurate.cli.score import score
 from scurate.cli.select import select
 
 app = typer.Typer(
@@ -16,6 +18,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(user_errors(select))
+app.command()(user_errors(score))
+app.add_typer(index_app, name="index")
 app.command()(user_errors(plugins))
 
 

@@ -16,6 +16,44 @@ Sources = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seeds every random choice.")]
+ObsmKey = Annotated[
+    str | None,
+    typer.Option("--obsm-key", help="Use this stored embedding (X_pca, X_scVI, ...)."),
+]
+Embedder = Annotated[
+    str, typer.Option("--embedder", help="Embedder used when no --obsm-key is given.")
+]
+Reference = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--reference",
+        help="A corpus you already have: a folder from `scurate index build`, or .h5ad files "
+        "or folders (repeatable). Scores novelty against it; kcenter starts with it covered.",
+        show_default=False,
+    ),
+]
+NearDupEps = Annotated[
+    float | None,
+    typer.Option(
+        "--near-dup-eps",
+        help="Distance under which cells are near duplicates (default: a quarter of the "
+        "median nearest-neighbour distance; `scurate score` shows the distribution).",
+        show_default=False,
+    ),
+]
+IndexFactory = Annotated[
+    str | None,
+    typer.Option(
+        "--index-factory",
+        help="FAISS index-factory string for neighbour search (default: Flat while exact "
+        "search is affordable, else IVF).",
+        show_default=False,
+    ),
+]
+DupMinGenes = Annotated[
+    int,
+    typer.Option("--dup-min-genes", help="Fewest nonzero genes to call a cell an exact copy."),
+]
 
 Progress = Callable[[str, int, int], None]
 

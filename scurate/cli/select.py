@@ -11,25 +11,39 @@ from rich.console import Console
 from rich.table import Table
 
 from scurate import api
-from scurate.cli._options import AsJson, Seed, Sources, progress_on_stderr
+from scurate.cli._options import (
+    AsJson,
+    DupMinGenes,
+    Embedder,
+    IndexFactory,
+    NearDupEps,
+    ObsmKey,
+    Reference,
+    Seed,
+    Sources,
+    progress_on_stderr,
+)
+from scurate.dedup import MIN_GENES
 from scurate.errors import OptionError
 from scurate.example import example_sources
+from scurate.scoring import overlap_line
 
 Budget = Annotated[int, typer.Option("--budget", "-b", help="Cells to select.", show_default=False)]
 OutDir = Annotated[
     Path, typer.Option("--out", "-o", help="Folder for manifest.parquet and report.json.")
 ]
 Policy = Annotated[str, typer.Option("--policy", help="Selection policy (see `scurate plugins`).")]
-ObsmKey = Annotated[
-    str | None,
-    typer.Option("--obsm-key", help="Use this stored embedding (X_pca, X_scVI, ...)."),
-]
-Embedder = Annotated[
-    str, typer.Option("--embedder", help="Embedder used when no --obsm-key is given.")
-]
 Params = Annotated[
     list[str] | None,
     typer.Option("--param", help="Policy parameter key=value (repeatable).", show_default=False),
+]
+KeepDuplicates = Annotated[
+    bool,
+    typer.Option(
+        "--keep-duplicates",
+        help="Let the policy choose exact copies and every near duplicate (by default it sees "
+        "one kept copy and one cell per near-duplicate group).",
+    ),
 ]
 Example = Annotated[
     bool, typer.Option("--example", help="Select from the small example corpus shipped inside.")
@@ -38,16 +52,30 @@ Example = Annotated[
 
 def summary_table(report: dict[str, Any]) -> Table:
     table = Table(title=f"{report['n_selected']} of {report['n_pool']} cells selected")
-    for column in ("dataset", "pool", "selected", "%"):
+    for column in ("dataset", "pool", "duplicates", "selected", "%"):
         table.add_column(column, justify="left" if column == "dataset" else "right")
+    contained = {r["dataset"]: r for r in report.get("overlap", []) if r["contained"]}
     for row in report["datasets"]:
+        name = row["dataset_id"]
+        if name in contained:
+            name += f" (in {contained[name]['in_dataset']})"
         table.add_row(
-            row["dataset_id"],
+            name,
             str(row["pool"]),
+            str(row.get("duplicates_set_aside", 0)),
             str(row["selected"]),
             f"{100 * row['fraction']:.1f}",
         )
     return table
+
+
+def overlap_lines(report: dict[str, Any], most: int = 5) -> list[str]:
+    """The largest overlaps between datasets, one line each (at least 1 % of a dataset)."""
+    shown = [r for r in report.get("overlap", []) if r["fraction"] >= 0.01]
+    lines = [overlap_line(r) for r in shown[:most]]
+    if len(shown) > most:
+        lines.append(f"... and {len(shown) - most} more pairs in report.json (overlap)")
+    return lines
 
 
 def select(
@@ -59,6 +87,11 @@ def select(
     embedder: Embedder = "pca",
     seed: Seed = 0,
     param: Params = None,
+    reference: Reference = None,
+    keep_duplicates: KeepDuplicates = False,
+    near_dup_eps: NearDupEps = None,
+    index_factory: IndexFactory = None,
+    dup_min_genes: DupMinGenes = MIN_GENES,
     example: Example = False,
     as_json: AsJson = False,
 ) -> None:
@@ -83,6 +116,11 @@ def select(
             seed=seed,
             params=param or [],
             progress=progress,
+            reference=reference,
+            keep_duplicates=keep_duplicates,
+            near_dup_eps=near_dup_eps,
+            index_factory=index_factory,
+            dup_min_genes=dup_min_genes,
         )
     report = result.report
     if as_json:
@@ -90,6 +128,8 @@ def select(
         return
     console = Console()
     console.print(summary_table(report))
+    for line in overlap_lines(report):
+        console.print(line)
     radius = report["covering_radius"]
     console.print(
         f"covering radius at the budget: {radius:.4g}  ({report['parameters']['policy']})"
