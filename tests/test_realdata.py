@@ -45,3 +45,33 @@ def test_mouse_symbols_and_human_ids_share_no_genes() -> None:
         "sources share no genes: cellbench_lung_celllines.h5ad name genes by Ensembl id only "
         "and baron_mouse_pancreas.h5ad by symbol only"
     )
+
+
+def test_a_redeposited_baron_subset_is_found_and_nothing_else(tmp_path: Path) -> None:
+    """Baron's own cells are all distinct (its repeated barcodes are different cells); a
+    re-deposit of 300 of them, genes shuffled and 10 % dropped, CSC, renamed, is found whole."""
+    import scipy.sparse as sp
+    from scurate.dedup import find_exact_duplicates
+    from scurate.io import open_sources
+
+    baron = ad.read_h5ad(BARON)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(baron.n_obs, 300, replace=False))
+    genes = rng.permutation(np.sort(rng.choice(baron.n_vars, int(0.9 * baron.n_vars), False)))
+    copy = baron[rows][:, genes].copy()
+    copy.X = sp.csc_matrix(copy.X.astype(np.float64))
+    copy.obs_names = [f"redeposit_{i}" for i in range(300)]
+    copy.write_h5ad(tmp_path / "baron_again.h5ad")
+    sources = open_sources([BARON, tmp_path / "baron_again.h5ad"])
+    result = find_exact_duplicates(sources)
+    assert result.dup_of[: baron.n_obs].max() == -1
+    assert result.dup_of[baron.n_obs :].tolist() == rows.tolist()
+    assert result.info["n_hash_matches_rejected"] == 0
+
+
+def test_no_near_duplicates_in_real_data_at_the_default_eps() -> None:
+    for path in (BARON, CELLBENCH):
+        scored = scurate.api.score([path])
+        near = scored.report["scores"]["near"]
+        assert near["n_in_near_dup_groups"] == 0
+        assert near["nn_distance_quantiles"]["0.0"] > 1.5 * near["eps"]
