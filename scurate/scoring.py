@@ -31,13 +31,12 @@ from numpy.typing import NDArray
 from scurate import _core
 from scurate.dedup import MIN_GENES, find_exact_duplicates
 from scurate.errors import OptionError
-from scurate.index import SEARCH_CHUNK, build_index, even_rows
+from scurate.index import SEARCH_CHUNK, build_index
 from scurate.io import Source
 from scurate.reference import Reference
 
 K_NEIGHBOURS = 10
 EPS_FRACTION = 0.25
-EPS_SAMPLE = 10_000  # cells whose nearest-neighbour distance sets the default eps
 CONTAINED = 0.5  # a dataset at least this much inside another is called out in the summary
 DISTRIBUTION_QUANTILES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 
@@ -77,7 +76,25 @@ def neighbour_scores(
     n = x.shape[0]
     k_search = min(k + 1, n)  # +1: a cell finds itself
     index, index_info = build_index(x, factory=index_factory)
-    median_nn = _median_nn(index, x, k_search)
+    nn_row = np.full(n, -1, dtype=np.int64)
+    nn_dist = np.full(n, np.nan, dtype=np.float32)
+    mean_dist = np.full(n, np.nan, dtype=np.float32)
+    # One search. The default eps needs the pool's median, known only at the end, so each
+    # block keeps the edges under a bound of its own (half its median, which is above a
+    # quarter of the pool's wherever blocks look alike) and a block whose bound falls short
+    # of the final eps is searched again.
+    blocks: list[tuple[int, int, float, NDArray[np.int64], NDArray[np.int64]]] = []
+    for start in range(0, n, SEARCH_CHUNK):
+        stop = min(start + SEARCH_CHUNK, n)
+        d2, labels = index.search(x[start:stop], k_search)
+        labels = labels.astype(np.int64, copy=False)
+        nn_row[start:stop], nn_dist[start:stop], mean_dist[start:stop] = _core.knn_summary(
+            d2, labels, start, k
+        )
+        bound = float(eps) if eps is not None else 0.5 * _positive_median(nn_dist[start:stop])
+        blocks.append((start, stop, bound, *_edges(d2, labels, start, bound)))
+        progress("scores: neighbours", stop, n)
+    median_nn = _positive_median(nn_dist)
     chosen = EPS_FRACTION * median_nn if eps is None else float(eps)
     if eps is not None and chosen > median_nn:
         msg = (
@@ -85,25 +102,17 @@ def neighbour_scores(
             f"cell ({median_nn:.4g}); most cells would be called near duplicates"
         )
         raise OptionError(msg)
-    nn_row = np.full(n, -1, dtype=np.int64)
-    nn_dist = np.full(n, np.nan, dtype=np.float32)
-    mean_dist = np.full(n, np.nan, dtype=np.float32)
     edges_a: list[NDArray[np.int64]] = []
     edges_b: list[NDArray[np.int64]] = []
-    limit = np.float32(chosen) ** 2
-    for start in range(0, n, SEARCH_CHUNK):
-        block = x[start : start + SEARCH_CHUNK]
-        d2, labels = index.search(block, k_search)
-        labels = labels.astype(np.int64, copy=False)
-        stop = start + len(block)
-        nn_row[start:stop], nn_dist[start:stop], mean_dist[start:stop] = _core.knn_summary(
-            d2, labels, start, k
-        )
-        close = (d2 <= limit) & (labels >= 0) & (labels != np.arange(start, stop)[:, None])
-        rows, cols = np.nonzero(close)
-        edges_a.append(rows.astype(np.int64) + start)
-        edges_b.append(labels[rows, cols])
-        progress("scores: neighbours", stop, n)
+    searched_again = 0
+    for start, stop, bound, ea, eb in blocks:
+        if bound < chosen:
+            d2, labels = index.search(x[start:stop], k_search)
+            ea, eb = _edges(d2, labels.astype(np.int64, copy=False), start, chosen)
+            searched_again += 1
+        keep = np.linalg.norm(x[ea] - x[eb], axis=1) <= chosen if len(ea) else np.zeros(0, bool)
+        edges_a.append(ea[keep])
+        edges_b.append(eb[keep])
     a, b = np.concatenate(edges_a), np.concatenate(edges_b)
     if exact_dup_of is not None:
         copies = np.flatnonzero(exact_dup_of >= 0)
@@ -120,10 +129,10 @@ def neighbour_scores(
             "given with --near-dup-eps"
             if eps is not None
             else f"{EPS_FRACTION} x the median distance of a cell to its nearest other cell"
-            f" ({median_nn:.4g}; over up to {EPS_SAMPLE:,} evenly spread cells, exact copies"
-            " left out)"
+            f" ({median_nn:.4g}, exact copies left out)"
         ),
         "median_nn_distance": median_nn,
+        "blocks_searched_again": searched_again,
         "nn_distance_quantiles": {
             str(q): float(v)
             for q, v in zip(
@@ -139,16 +148,20 @@ def neighbour_scores(
     return NeighbourScores(nn_row, nn_dist, density, group, chosen, info)
 
 
-def _median_nn(index: Any, x: NDArray[np.float32], k_search: int) -> float:
-    """Median distance of a cell to its nearest other cell that is not an exact copy, over
-    up to ``EPS_SAMPLE`` evenly spread cells."""
-    rows = even_rows(len(x), EPS_SAMPLE)
-    d2, labels = index.search(np.ascontiguousarray(x[rows]), k_search)
-    other = (labels >= 0) & (labels != rows[:, None]) & (d2 > 0)
-    has = other.any(axis=1)
-    first = np.argmax(other, axis=1)
-    nearest = np.sqrt(np.maximum(d2[np.arange(len(rows)), first][has], 0.0))
-    return float(np.median(nearest)) if len(nearest) else 0.0
+def _positive_median(values: NDArray[np.float32]) -> float:
+    """Median of the finite values above zero (exact copies sit at zero), or 0."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    return float(np.median(positive)) if len(positive) else 0.0
+
+
+def _edges(
+    d2: NDArray[np.float32], labels: NDArray[np.int64], start: int, bound: float
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(query row, neighbour row) of a search block for neighbours within ``bound``."""
+    own = np.arange(start, start + len(labels))[:, None]
+    close = (d2 <= np.float32(bound) ** 2) & (labels >= 0) & (labels != own)
+    rows, cols = np.nonzero(close)
+    return rows.astype(np.int64) + start, labels[rows, cols]
 
 
 def keep_mask(
