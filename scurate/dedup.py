@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 from scurate import _core
 from scurate.errors import InputError
 from scurate.genes import GeneKeys, gene_keys
-from scurate.io import Source
+from scurate.io import Source, prefetched
 
 MIN_GENES = 20
 
@@ -107,7 +107,7 @@ def _hash_source(
     hashes = np.empty(source.n_obs, dtype=np.uint64)
     nnz = np.empty(source.n_obs, dtype=np.uint32)
     nonintegral = 0
-    for start, chunk in source.iter_x():
+    for start, chunk in prefetched(source.iter_x()):
         stop = start + chunk.shape[0]
         h, n, bad = _core.hash_count_rows(
             chunk.indptr.astype(np.int64, copy=False),
@@ -130,12 +130,17 @@ def _read_rows(
         (np.ones(int(keep.sum())), (np.flatnonzero(keep), columns[keep])),
         shape=(len(columns), width),
     )
-    parts = []
-    for start, chunk in source.iter_x():
-        lo, hi = np.searchsorted(rows, [start, start + chunk.shape[0]])
-        if hi > lo:
-            parts.append(sp.csr_matrix(chunk[rows[lo:hi] - start], dtype=np.float64) @ projection)
-    return sp.vstack(parts).tocsr()
+    read_rows = getattr(source, "read_rows", None)
+    if read_rows is not None:
+        picked = read_rows(rows)
+    else:  # a source plugin without row access: one pass, keeping the rows asked for
+        parts = []
+        for start, chunk in source.iter_x():
+            lo, hi = np.searchsorted(rows, [start, start + chunk.shape[0]])
+            if hi > lo:
+                parts.append(chunk[rows[lo:hi] - start])
+        picked = sp.vstack(parts, format="csr")
+    return sp.csr_matrix(picked, dtype=np.float64) @ projection
 
 
 def find_exact_duplicates(

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import h5py
 import numpy as np
@@ -18,6 +18,8 @@ from numpy.typing import NDArray
 from scurate.errors import InputError
 
 CHUNK_ROWS = 8192  # rows of X or obsm read at a time: memory stays bounded whatever the size
+T = TypeVar("T")
+ROW_GAP = 32  # read_rows: candidate rows closer than this are read in one slice
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Source(Protocol):
     def read_obsm(self, key: str) -> NDArray[np.float32]: ...
     def iter_x(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, sp.csr_matrix]]: ...
     def x_is_counts(self) -> bool: ...
+
+    # Optional: ``read_rows(rows) -> csr_matrix`` reads a few scattered rows of X quickly
+    # (duplicate confirmation uses it where present, else one pass of iter_x).
 
 
 @contextlib.contextmanager
@@ -197,6 +202,46 @@ class H5adSource:
                     ),
                 )
 
+    def read_rows(self, rows: NDArray[np.int64]) -> sp.csr_matrix:
+        """The given rows of X (sorted, distinct) as CSR, in that order.
+
+        CSR X is read row run by row run (rows less than ``ROW_GAP`` apart share one read), so
+        a few thousand scattered rows cost milliseconds rather than a pass over the file;
+        dense and CSC X go through :meth:`iter_x`.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        kind = self._require_x()
+        if kind != "csr":
+            parts = []
+            for start, chunk in self.iter_x():
+                lo, hi = np.searchsorted(rows, [start, start + chunk.shape[0]])
+                if hi > lo:
+                    parts.append(chunk[rows[lo:hi] - start])
+            return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, self.n_vars))
+        with reading(self.path, "X"), h5py.File(self.path, "r") as f:
+            x = f["X"]
+            indptr = x["indptr"][:].astype(np.int64)
+            data_ds, indices_ds = x["data"], x["indices"]  # looked up once: each lookup costs
+            data_parts, index_parts, lengths = [], [], []
+            breaks = np.flatnonzero(np.diff(rows) > ROW_GAP) + 1
+            for run in np.split(rows, breaks):
+                if len(run) == 0:
+                    continue
+                lo, hi = int(indptr[run[0]]), int(indptr[run[-1] + 1])
+                data, indices = data_ds[lo:hi], indices_ds[lo:hi]
+                for r in run:
+                    a, b = int(indptr[r]) - lo, int(indptr[r + 1]) - lo
+                    data_parts.append(data[a:b])
+                    index_parts.append(indices[a:b])
+                    lengths.append(b - a)
+        ptr = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+        if not data_parts:
+            return sp.csr_matrix((0, self.n_vars))
+        return sp.csr_matrix(
+            (np.concatenate(data_parts), np.concatenate(index_parts), ptr),
+            shape=(len(rows), self.n_vars),
+        )
+
     def x_is_counts(self) -> bool:
         """True when the first chunk of X holds only non-negative integers (raw counts)."""
         for _, chunk in self.iter_x(chunk_rows=2048):
@@ -254,3 +299,43 @@ def open_sources(
             msg = f"{path}: cannot read ({exc.strerror})"
             raise InputError(msg) from exc
     return sources
+
+
+def prefetched(chunks: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``chunks`` with the next ones read in a background thread, so reading a file
+    overlaps with native work on the current chunk (which releases the GIL). Errors raised
+    while reading come out here, in the caller's thread."""
+    import queue
+    import threading
+
+    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in chunks:
+                if stop.is_set():
+                    return
+                items.put(("item", item))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            items.put(("error", exc))
+            return
+        items.put(("done", None))
+
+    thread = threading.Thread(target=produce, daemon=True, name="scurate-prefetch")
+    thread.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

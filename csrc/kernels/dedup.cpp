@@ -23,12 +23,13 @@ template <class Value>
 inline bool as_count(Value v, uint64_t* count) {
     if constexpr (std::is_floating_point_v<Value>) {
         const double d = static_cast<double>(v);
-        if (!(d >= 0.0) || d != std::floor(d) || d >= 18446744073709551616.0) {
-            *count = d > 0.0 && d < 18446744073709551616.0 ? static_cast<uint64_t>(d) : 0;
+        if (!(d >= 0.0 && d < 9.2e18)) {  // negative, NaN, inf or beyond int64
+            *count = 0;
             return false;
         }
-        *count = static_cast<uint64_t>(d);
-        return true;
+        const int64_t whole = static_cast<int64_t>(d);  // truncates toward zero
+        *count = static_cast<uint64_t>(whole);
+        return static_cast<double>(whole) == d;
     } else {
         if constexpr (std::is_signed_v<Value>) {
             if (v < 0) {
