@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import anndata as ad
@@ -120,3 +121,36 @@ def test_missing_obsm_key_names_what_is_there(two_labs: list[Path]) -> None:
     with pytest.raises(InputError) as err:
         H5adSource(two_labs[0], "lab_a").read_obsm("X_scVI")
     assert "obsm has no 'X_scVI' (has: no obsm entries)" in one_line(err, two_labs[0])
+
+
+@pytest.mark.parametrize("layout", ["csr", "csc", "dense"])
+def test_read_rows_returns_exactly_those_rows(tmp_path: Path, layout: str) -> None:
+    rng = np.random.default_rng(3)
+    x = sp.random(3000, 30, density=0.2, format="csr", random_state=rng, dtype=np.float32)
+    stored = {"csr": x, "csc": x.tocsc(), "dense": x.toarray()}[layout]
+    ad.AnnData(stored).write_h5ad(tmp_path / "x.h5ad")
+    source = H5adSource(tmp_path / "x.h5ad", "x")
+    # scattered rows, runs of neighbours, the first and the last row
+    rows = np.unique(np.r_[0, rng.choice(3000, 40, replace=False), np.arange(500, 540), 2999])
+    got = source.read_rows(rows)
+    assert got.shape == (len(rows), 30)
+    np.testing.assert_array_equal(got.toarray(), x[rows].toarray())
+    assert source.read_rows(np.zeros(0, dtype=np.int64)).shape == (0, 30)
+
+
+def test_prefetched_yields_in_order_and_raises_where_read() -> None:
+    from scurate.io import prefetched
+
+    assert list(prefetched(iter(range(50)))) == list(range(50))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise OSError("disk went away")
+
+    reader = prefetched(failing())
+    assert next(reader) == 1
+    with pytest.raises(OSError, match="disk went away"):
+        next(reader)
+    stopped = prefetched(iter(range(10_000)))
+    assert next(stopped) == 0
+    stopped.close()  # leaving early ends the reader thread
