@@ -348,11 +348,9 @@ def build_index(
     from scurate.plugins import discover
     from scurate.reference import build_reference, save_reference
 
-    plugins = discover()
-    readers = {name: item.obj for name, item in plugins.registries["sources"].items()}
     ref = build_reference(
         corpus,
-        readers=readers,
+        readers=stages.source_readers(discover()),
         obsm_key=obsm_key,
         seed=seed,
         index_factory=index_factory,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -90,6 +91,17 @@ def _embed(
     return embedding
 
 
+def source_readers(plugins: Plugins) -> dict[str, Any]:
+    """Suffix -> opener of every registered source reader, or one line saying none is."""
+    readers = {name: item.obj for name, item in plugins.registries["sources"].items()}
+    if not readers:
+        msg = "no source reader is registered (is scurate installed?)" + "".join(
+            f"; {f}" for f in plugins.failures
+        )
+        raise PluginError(msg)
+    return readers
+
+
 def scored_pool(
     sources: Sequence[str | os.PathLike[str]],
     *,
@@ -110,12 +122,7 @@ def scored_pool(
     timings: dict[str, float] = {}
     with timed(timings, "open"):
         plugins = discover()
-        readers = {name: item.obj for name, item in plugins.registries["sources"].items()}
-        if not readers:
-            msg = "no source reader is registered (is scurate installed?)" + "".join(
-                f"; {f}" for f in plugins.failures
-            )
-            raise PluginError(msg)
+        readers = source_readers(plugins)
         opened = open_sources(sources, readers)
         chosen = None
         if budget is not None:
