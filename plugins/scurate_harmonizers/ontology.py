@@ -1,0 +1,217 @@
+"""``ontology``: free text to ontology terms, only where the evidence is exact.
+
+For each field with text but no term (``cell_type`` -> CL, ``tissue`` -> UBERON, ``assay`` ->
+EFO, ``disease`` -> MONDO or PATO "normal", ``sex`` -> PATO, ``development_stage`` -> HsapDv or
+MmusDv by organism, ``organism`` -> NCBITaxon, ``cell_line`` -> Cellosaurus), each distinct value
+is tried in this order, and mapped at the first step that leaves exactly one term:
+
+1. the value itself equals a term's label or synonym after normalization (case, punctuation,
+   separators, plurals: "B_cells" = "B cell"); CL terms tagged for another organism are
+   dropped when the dataset's organism is known; where several terms match, the one whose
+   label (not synonym) matches wins if it is alone;
+2. (cell types) the value with the dataset's tissue put in: "alpha" in a pancreas dataset is
+   "pancreatic alpha cell", a synonym of CL's "pancreatic A cell";
+3. (cell types) the value plus "cell" equals a term's label: "endothelial" -> "endothelial
+   cell"; synonyms do not count here ("alpha cell" is a synonym of a retinal ganglion cell);
+   an organism name that also names a genus ("mouse") is the model organism CELLxGENE hosts;
+4. a few documented shorthands: sex "F"/"M", disease "healthy"/"control" -> normal.
+
+Everything else keeps its text, gets no term, and is listed with candidate terms (terms whose
+names hold all its words), never a fuzzy guess. A value written as a term id is checked like a
+``*_ontology_term_id`` column. The dataset's own organism and tissue are those it has one of.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+from scurate import ontology as onto
+from scurate.errors import InputError
+from scurate.harmonize import OUTPUT_COLUMNS, HarmonizeContext, id_column
+from scurate.manifest import ONTOLOGY_FIELDS
+
+ORDER = ("organism", "tissue", *(f for f in ONTOLOGY_FIELDS if f not in ("organism", "tissue")))
+SHORTHANDS: dict[str, dict[str, str]] = {
+    "sex": {"f": "female", "m": "male"},
+    "disease": {"healthy": "normal", "control": "normal", "healthy control": "normal"},
+}
+# adjectives of common tissues (UBERON label -> adjective), used with the tissue's own names
+ADJECTIVES: dict[str, tuple[str, ...]] = {
+    "pancreas": ("pancreatic",),
+    "lung": ("pulmonary",),
+    "liver": ("hepatic",),
+    "kidney": ("renal",),
+    "heart": ("cardiac",),
+    "brain": ("cerebral",),
+    "stomach": ("gastric",),
+    "intestine": ("intestinal",),
+    "small intestine": ("intestinal",),
+    "large intestine": ("intestinal",),
+    "colon": ("colonic",),
+    "skin of body": ("skin", "cutaneous", "epidermal", "dermal"),
+    "retina": ("retinal",),
+    "spleen": ("splenic",),
+    "thymus": ("thymic",),
+    "breast": ("mammary",),
+    "prostate gland": ("prostate", "prostatic"),
+    "testis": ("testicular",),
+    "ovary": ("ovarian",),
+    "adipose tissue": ("adipose",),
+    "blood": ("blood",),
+    "bone marrow": ("bone marrow",),
+    "lymph node": ("lymph node",),
+}
+
+
+@dataclass(frozen=True)
+class Match:
+    term_id: str | None
+    how: str
+    candidates: tuple[str, ...] = ()
+
+
+def _by_organism(ids: list[str], organism: str | None) -> list[str]:
+    if organism is None or len(ids) < 2:
+        return ids
+    kept = []
+    for term_id in ids:
+        term = onto.term(term_id)
+        if term is None or term.taxon in (None, organism):
+            kept.append(term_id)
+    return kept
+
+
+def _lookup(
+    fld: str, ontologies: list[onto.Ontology], text: str, *, labels_only: bool = False
+) -> list[str]:
+    ids: list[str] = []
+    for o in ontologies:
+        ids.extend(o.lookup(text, labels_only=labels_only))
+    return onto.allowed(fld, sorted(set(ids)))
+
+
+def _tissue_words(tissue: onto.Term) -> tuple[list[str], list[str]]:
+    """(adjectives, nouns) a cell-type name may use for this tissue."""
+    nouns = [onto.normalize(n) for n in (tissue.label, *tissue.synonyms)]
+    adjectives = list(ADJECTIVES.get(tissue.label.lower(), ()))
+    return adjectives, nouns
+
+
+def _context_forms(base: str, tissue: onto.Term) -> list[str]:
+    words = base.split()
+    adjectives, nouns = _tissue_words(tissue)
+    forms = []
+    for adj in [*adjectives, *nouns]:
+        for i in range(len(words)):
+            forms.append(" ".join([*words[:i], adj, *words[i:]]))
+    for noun in nouns:
+        forms.append(f"{base} of {noun}")
+    return forms
+
+
+def match_text(
+    fld: str, value: str, *, organism: str | None = None, tissue: onto.Term | None = None
+) -> Match:
+    """The term ``value`` names for field ``fld``, and how; or no term and its candidates."""
+    ontologies = onto.text_ontologies(fld, organism)
+    if not ontologies:
+        return Match(None, "no ontology")
+    norm = onto.normalize(value)
+    exact = _by_organism(_lookup(fld, ontologies, value), organism)
+    if len(exact) == 1:
+        return Match(exact[0], "exact")
+    by_label = [i for i in exact if i in _lookup(fld, ontologies, value, labels_only=True)]
+    if len(by_label) == 1:  # "lung" is the label of one term and a synonym of "pair of lungs"
+        return Match(by_label[0], "exact label")
+    models = [i for i in exact if i in onto.MODEL_ORGANISMS]
+    if fld == "organism" and len(models) == 1:  # "mouse": Mus musculus, not the genus Mus
+        return Match(models[0], "exact, model organism")
+    seen: list[str] = list(exact)
+    if not exact and fld == "cell_type":
+        base = norm if norm.endswith("cell") or not norm else f"{norm} cell"
+        if tissue is not None:
+            forms = _context_forms(base, tissue)
+            hits = sorted({i for f in forms for i in _lookup(fld, ontologies, f)})
+            hits = _by_organism(hits, organism)
+            if len(hits) == 1:
+                return Match(hits[0], f"with tissue '{tissue.label}'")
+            seen += hits
+        if base != norm:
+            hits = _by_organism(_lookup(fld, ontologies, base, labels_only=True), organism)
+            if len(hits) == 1:
+                return Match(hits[0], "value + 'cell'")
+            seen += hits + _lookup(fld, ontologies, base)
+    if not exact and norm in SHORTHANDS.get(fld, {}):
+        hits = _lookup(fld, ontologies, SHORTHANDS[fld][norm])
+        if len(hits) == 1:
+            return Match(hits[0], "shorthand")
+    candidates = list(dict.fromkeys(seen))
+    for o in ontologies:
+        for term_id in onto.allowed(fld, o.candidates(value)):
+            if term_id not in candidates:
+                candidates.append(term_id)
+    how = "ambiguous" if len(exact) > 1 else "no exact match"
+    return Match(None, how, tuple(candidates[:5]))
+
+
+def _the_one(frame: pl.DataFrame, column: str) -> str | None:
+    values = frame[column].drop_nulls().unique()
+    return str(values[0]) if len(values) == 1 else None
+
+
+def _label(term_id: str) -> str:
+    term = onto.term(term_id)
+    return term.label if term else term_id
+
+
+def ontology(frame: pl.DataFrame, dataset_id: str, *, context: HarmonizeContext) -> pl.DataFrame:
+    out = frame.select(OUTPUT_COLUMNS)
+    for fld in ORDER:
+        id_col = id_column(fld)
+        todo = out.filter(pl.col(fld).is_not_null() & pl.col(id_col).is_null())
+        if todo.height == 0:
+            continue
+        organism = _the_one(out, "organism_ontology_term_id")
+        tissue_id = _the_one(out, "tissue_ontology_term_id")
+        tissue = onto.term(tissue_id) if tissue_id else None
+        record = context.record(fld)
+        ids: dict[str, str | None] = {}
+        labels: dict[str, str | None] = {}
+        counts = todo[fld].value_counts(sort=True)
+        for value, cells in counts.iter_rows():
+            if onto.looks_like_id(value):
+                try:
+                    term = onto.check_term_id(fld, value)
+                except ValueError as exc:
+                    msg = f"{context.path}: {fld} value {exc}"
+                    raise InputError(msg) from None
+                ids[value] = term.id if term else None
+                labels[value] = term.label if term else value
+                continue
+            found = match_text(fld, value, organism=organism, tissue=tissue)
+            ids[value] = found.term_id
+            labels[value] = _label(found.term_id) if found.term_id else value
+            if found.term_id:
+                record.mapped[value] = {
+                    "cells": cells,
+                    "term_id": found.term_id,
+                    "label": labels[value],
+                    "how": found.how,
+                }
+            else:
+                record.unmapped[value] = {
+                    "cells": cells,
+                    "why": found.how,
+                    "candidates": [{"term_id": c, "label": _label(c)} for c in found.candidates],
+                }
+        new_ids = out[fld].replace_strict(ids, default=None, return_dtype=pl.String)
+        new_labels = out[fld].replace_strict(labels, default=None, return_dtype=pl.String)
+        out = out.with_columns(
+            pl.coalesce(pl.col(id_col), new_ids).alias(id_col),
+            pl.when(pl.col(id_col).is_null() & new_ids.is_not_null())
+            .then(new_labels)
+            .otherwise(pl.col(fld))
+            .alias(fld),
+        )
+    return out
