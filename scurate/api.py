@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scurate import coverage as cov
+from scurate import harmonization as hz
 from scurate import manifest as mf
 from scurate import report as rp
 from scurate.embed import Embedding, from_obsm
@@ -108,6 +110,8 @@ def select(
     seed: int = 0,
     params: Mapping[str, str] | Sequence[str] | None = None,
     progress: Progress | None = None,
+    metadata_map: str | os.PathLike[str] | None = None,
+    set_fields: Sequence[str] = (),
 ) -> Selection:
     """Select ``budget`` cells that cover the sources, in priority order.
 
@@ -129,6 +133,10 @@ def select(
         Policy parameters, as a mapping or as ``"key=value"`` strings.
     progress
         Called as ``progress(stage, done, total)`` while the run goes.
+    metadata_map
+        A TOML mapping file for the harmonizers (see ``scurate.harmonize``).
+    set_fields
+        ``"field=value"`` metadata constants for every dataset (``"tissue=pancreas"``).
 
     Returns
     -------
@@ -150,6 +158,10 @@ def select(
         pool = sum(s.n_obs for s in opened)
         check_budget(budget, pool)
         chosen = plugins.get("policies", policy, option="--policy")
+    with _timed(timings, "harmonize"):  # obs only: cheap, and bad metadata stops the run early
+        harmonized = hz.harmonize_sources(
+            opened, metadata_map=metadata_map, set_fields=set_fields, plugins=plugins
+        )
     embed_seed, policy_seed = np.random.SeedSequence(seed).spawn(2)
     with _timed(timings, "embed"):
         embedding = _embed(
@@ -160,7 +172,7 @@ def select(
             rng=np.random.default_rng(embed_seed),
             progress=progress,
         )
-    manifest = _pool_manifest(opened, embedding)
+    manifest = hz.attach(_pool_manifest(opened, embedding), harmonized)
     ctx = SelectionContext(
         embedding.values, manifest, np.random.default_rng(policy_seed), params=given
     )
@@ -195,6 +207,8 @@ def select(
         "obsm_key": obsm_key,
         "embedder": None if obsm_key else embedder,
         "seed": seed,
+        "metadata_map": None if metadata_map is None else str(metadata_map),
+        "set": list(set_fields),
     }
     report = rp.build_report(
         manifest=manifest,
@@ -206,6 +220,8 @@ def select(
         policy_info=ctx.info,
         timings=timings,
     )
+    report["harmonization"] = hz.report(harmonized)
+    report["coverage"] = cov.coverage(manifest)
     return Selection(mf.conform(manifest), report)
 
 

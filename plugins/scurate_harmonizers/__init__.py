@@ -1,6 +1,6 @@
 """First-party metadata harmonizers, registered through the same entry point as anyone's.
 
-scurate runs them in this order (``scurate.harmonize.ordered``): ``cellxgene``, ``columns``,
+scurate runs them in this order (``scurate.harmonization.ordered``): ``cellxgene``, ``columns``,
 the harmonizers of other plugins by name, then ``ontology``.
 """
 

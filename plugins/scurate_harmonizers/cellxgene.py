@@ -9,7 +9,7 @@ file and column. CELLxGENE's placeholders ("unknown", "na") leave the field null
 from __future__ import annotations
 
 import polars as pl
-from scurate.harmonize import (
+from scurate.harmonization import (
     FIELDS,
     OUTPUT_COLUMNS,
     HarmonizeContext,

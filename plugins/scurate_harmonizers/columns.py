@@ -15,7 +15,7 @@ import re
 
 import polars as pl
 from scurate.errors import InputError
-from scurate.harmonize import (
+from scurate.harmonization import (
     FIELDS,
     ID_COLUMNS,
     OUTPUT_COLUMNS,

@@ -14,7 +14,8 @@ is tried in this order, and mapped at the first step that leaves exactly one ter
 3. (cell types) the value plus "cell" equals a term's label: "endothelial" -> "endothelial
    cell"; synonyms do not count here ("alpha cell" is a synonym of a retinal ganglion cell);
    an organism name that also names a genus ("mouse") is the model organism CELLxGENE hosts;
-4. a few documented shorthands: sex "F"/"M", disease "healthy"/"control" -> normal.
+4. a few documented shorthands: sex "F"/"M", disease "healthy"/"control" -> normal, and a
+   cell line "H1975" -> Cellosaurus "NCI-H1975" (the NCI-H lung lines).
 
 Everything else keeps its text, gets no term, and is listed with candidate terms (terms whose
 names hold all its words), never a fuzzy guess. A value written as a term id is checked like a
@@ -23,12 +24,13 @@ names hold all its words), never a fuzzy guess. A value written as a term id is 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import polars as pl
 from scurate import ontology as onto
 from scurate.errors import InputError
-from scurate.harmonize import OUTPUT_COLUMNS, HarmonizeContext, id_column
+from scurate.harmonization import OUTPUT_COLUMNS, HarmonizeContext, id_column
 from scurate.manifest import ONTOLOGY_FIELDS
 
 ORDER = ("organism", "tissue", *(f for f in ONTOLOGY_FIELDS if f not in ("organism", "tissue")))
@@ -142,6 +144,10 @@ def match_text(
             if len(hits) == 1:
                 return Match(hits[0], "value + 'cell'")
             seen += hits + _lookup(fld, ontologies, base)
+    if not exact and fld == "cell_line" and re.fullmatch(r"h\d+", norm.replace(" ", "")):
+        hits = _lookup(fld, ontologies, f"NCI-{value}")
+        if len(hits) == 1:  # the NCI-H lung lines are written H1975 as often as NCI-H1975
+            return Match(hits[0], "shorthand NCI-H")
     if not exact and norm in SHORTHANDS.get(fld, {}):
         hits = _lookup(fld, ontologies, SHORTHANDS[fld][norm])
         if len(hits) == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from scurate.cli._errors import user_errors
+from scurate.cli.harmonize import harmonize
 from scurate.cli.plugins import plugins
 from scurate.cli.select import select
 
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.command()(user_errors(select))
 app.command()(user_errors(plugins))
+app.command()(user_errors(harmonize))
 
 
 def main() -> None:

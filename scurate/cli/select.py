@@ -12,6 +12,7 @@ from rich.table import Table
 
 from scurate import api
 from scurate.cli._options import AsJson, Seed, Sources, progress_on_stderr
+from scurate.cli.harmonize import MetadataMap, SetFields
 from scurate.errors import OptionError
 from scurate.example import example_sources
 
@@ -61,6 +62,8 @@ def select(
     param: Params = None,
     example: Example = False,
     as_json: AsJson = False,
+    metadata_map: MetadataMap = None,
+    set_fields: SetFields = None,
 ) -> None:
     """Select a budgeted, diversity-maximizing set of cells, in priority order.
 
@@ -83,6 +86,8 @@ def select(
             seed=seed,
             params=param or [],
             progress=progress,
+            metadata_map=metadata_map,
+            set_fields=set_fields or [],
         )
     report = result.report
     if as_json:
