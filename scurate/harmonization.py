@@ -5,7 +5,8 @@ Order: ``cellxgene`` (ids of CELLxGENE-schema sources, as they are), ``columns``
 table and the ``--metadata-map`` file), harmonizers of other plugins (by name), ``ontology``
 (free text to ontology terms). Each harmonizer sees the frame the ones before it left: the
 canonical columns (:data:`OUTPUT_COLUMNS`) plus the source's own obs columns; a source column
-whose name is a canonical one (a lab's own ``cell_type``) is renamed ``obs.<name>``. A
+whose name is a canonical one (a lab's own ``cell_type``) is renamed ``obs.<name>``, and the
+obs names are in ``obs.index``. A
 harmonizer fills only what is still null: a value an earlier one set stays, except that a term
 id fills its field whole (the term's label replaces the free text it was mapped from).
 
@@ -44,6 +45,7 @@ OUTPUT_COLUMNS = (*FIELDS, *ID_COLUMNS)
 FIRST = ("cellxgene", "columns")  # then other plugins' harmonizers by name, then LAST
 LAST = ("ontology",)
 RENAMED_PREFIX = "obs."
+INDEX_COLUMN = "obs.index"  # the obs names, in the frame a harmonizer sees
 
 
 def id_column(field_name: str) -> str:
@@ -371,9 +373,9 @@ def read_uns_scalars(path: Path) -> dict[str, str]:
 
 
 def obs_frame(source: Source) -> pl.DataFrame:
-    """A source's obs as polars: categoricals as strings, the index dropped."""
+    """A source's obs as polars: categoricals as strings, the obs names in ``obs.index``."""
     obs = source.read_obs()
-    data: dict[str, pl.Series] = {}
+    data: dict[str, pl.Series] = {INDEX_COLUMN: pl.Series(INDEX_COLUMN, obs.index.astype(str))}
     for name in obs.columns:
         col = obs[name]
         if str(col.dtype) == "category":

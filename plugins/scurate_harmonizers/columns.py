@@ -18,6 +18,7 @@ from scurate.errors import InputError
 from scurate.harmonization import (
     FIELDS,
     ID_COLUMNS,
+    INDEX_COLUMN,
     OUTPUT_COLUMNS,
     HarmonizeContext,
     clean_text,
@@ -71,7 +72,7 @@ def _from_aliases(frame: pl.DataFrame, fld: str, context: HarmonizeContext) -> p
     found = []
     for name in frame.columns:
         original = name.removeprefix("obs.") if name.startswith("obs.") else name
-        if name in OUTPUT_COLUMNS or squash(original) not in ranks:
+        if name in (*OUTPUT_COLUMNS, INDEX_COLUMN) or squash(original) not in ranks:
             continue
         values = clean_text(frame[name])
         found.append((-int(values.is_not_null().sum()), ranks[squash(original)], original, values))
@@ -107,7 +108,11 @@ def columns(frame: pl.DataFrame, dataset_id: str, *, context: HarmonizeContext) 
             column, origin = named[key]
             raw = _original(frame, column)
             if raw is None:
-                present = [c.removeprefix("obs.") for c in frame.columns if c not in OUTPUT_COLUMNS]
+                present = [
+                    c.removeprefix("obs.")
+                    for c in frame.columns
+                    if c not in (*OUTPUT_COLUMNS, INDEX_COLUMN)
+                ]
                 msg = (
                     f"{origin}: column '{column}' (for {key}) is not in the obs of "
                     f"{context.path} (it has: {', '.join(present) or 'no columns'})"

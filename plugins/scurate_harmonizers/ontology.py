@@ -11,8 +11,10 @@ is tried in this order, and mapped at the first step that leaves exactly one ter
    label (not synonym) matches wins if it is alone;
 2. (cell types) the value with the dataset's tissue put in: "alpha" in a pancreas dataset is
    "pancreatic alpha cell", a synonym of CL's "pancreatic A cell";
-3. (cell types) the value plus "cell" equals a term's label: "endothelial" -> "endothelial
-   cell"; synonyms do not count here ("alpha cell" is a synonym of a retinal ganglion cell);
+3. (cell types) the value plus "cell" equals a term's label ("endothelial" -> "endothelial
+   cell"), or the synonym of one term that is not specific to an organism ("NK" -> "NK cell",
+   natural killer cell); "alpha cell" is a synonym of the mouse retinal ganglion cell "alpha
+   retinal ganglion cell (Mmus)", so "alpha" without a tissue stays unmapped;
    an organism name that also names a genus ("mouse") is the model organism CELLxGENE hosts;
 4. a few documented shorthands: sex "F"/"M", disease "healthy"/"control" -> normal, and a
    cell line "H1975" -> Cellosaurus "NCI-H1975" (the NCI-H lung lines).
@@ -143,7 +145,11 @@ def match_text(
             hits = _by_organism(_lookup(fld, ontologies, base, labels_only=True), organism)
             if len(hits) == 1:
                 return Match(hits[0], "value + 'cell'")
-            seen += hits + _lookup(fld, ontologies, base)
+            synonyms = _by_organism(_lookup(fld, ontologies, base), organism)
+            untagged = [i for i in synonyms if (t := onto.term(i)) is not None and not t.taxon]
+            if not hits and len(synonyms) == 1 and len(untagged) == 1:
+                return Match(untagged[0], "value + 'cell' (synonym)")
+            seen += hits + synonyms
     if not exact and fld == "cell_line" and re.fullmatch(r"h\d+", norm.replace(" ", "")):
         hits = _lookup(fld, ontologies, f"NCI-{value}")
         if len(hits) == 1:  # the NCI-H lung lines are written H1975 as often as NCI-H1975
