@@ -69,6 +69,7 @@ TAXON_TAGS = {"mmus": "NCBITaxon:10090", "hsap": "NCBITaxon:9606"}
 ID_PATTERN = re.compile(r"^(?P<prefix>[A-Za-z][A-Za-z0-9]*)(?P<sep>[:_])(?P<local>[A-Za-z0-9]+)$")
 PREFIX_SEPARATOR = {"CVCL": "_"}  # every other ontology writes PREFIX:LOCAL
 ANCESTORS_KEPT = frozenset({"CL", "UBERON"})  # the others are matched, never rolled up
+CACHE_FORMAT = 2  # bump when Ontology's fields change: old caches are then ignored
 SQLITE_ABOVE = 500_000  # ontologies with more terms are kept in SQLite, not in memory
 
 
@@ -135,6 +136,7 @@ class Ontology:
     terms: dict[str, Term] = field(default_factory=dict)
     index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # names of live terms
     label_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # labels only
+    replaced_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # deprecated terms
     db: Path | None = None
 
     def __post_init__(self) -> None:
@@ -142,14 +144,18 @@ class Ontology:
             return
         names: dict[str, set[str]] = {}
         labels: dict[str, set[str]] = {}
+        replaced: dict[str, set[str]] = {}
         for term in self.terms.values():
             if term.deprecated:
+                if term.replaced_by:  # MmusDv's "adult stage" is now "mature stage"
+                    replaced.setdefault(self.key(term.label), set()).add(term.id)
                 continue
             labels.setdefault(self.key(term.label), set()).add(term.id)
             for name in (term.label, *term.synonyms):
                 names.setdefault(self.key(name), set()).add(term.id)
         self.index = {k: tuple(sorted(v)) for k, v in names.items()}
         self.label_index = {k: tuple(sorted(v)) for k, v in labels.items()}
+        self.replaced_index = {k: tuple(sorted(v)) for k, v in replaced.items()}
 
     def __getstate__(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if k != "_conn"}
@@ -197,6 +203,11 @@ class Ontology:
             return tuple(sorted(r[0] for r in rows))
         table = self.label_index if labels_only else self.index
         return table.get(self.key(text), ())
+
+    def replacements(self, text: str) -> tuple[str, ...]:
+        """The replacements of deprecated terms whose label equals ``text`` (in-memory only)."""
+        found = {self.terms[i].replaced_by for i in self.replaced_index.get(self.key(text), ())}
+        return tuple(sorted(r for r in found if r))
 
     def candidates(self, text: str, limit: int = 5) -> list[str]:
         """Live terms whose name holds every word of ``text`` (shortest names first), for a
@@ -315,7 +326,7 @@ def _parse(name: str) -> dict[str, Term]:
 def load(name: str) -> Ontology:
     """Ontology ``name`` ("CL", "UBERON", ...), from the cache or parsed once and cached."""
     version = release(name)
-    stem = cache_dir() / f"{name}-{version}-guide{package_version()}"
+    stem = cache_dir() / f"{name}-{version}-guide{package_version()}-f{CACHE_FORMAT}"
     db, pickled = Path(f"{stem}.sqlite"), Path(f"{stem}.pickle")
     if db.exists():
         return Ontology(name, version, db=db)

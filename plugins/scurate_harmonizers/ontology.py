@@ -16,6 +16,8 @@ is tried in this order, and mapped at the first step that leaves exactly one ter
    natural killer cell); "alpha cell" is a synonym of the mouse retinal ganglion cell "alpha
    retinal ganglion cell (Mmus)", so "alpha" without a tissue stays unmapped;
    an organism name that also names a genus ("mouse") is the model organism CELLxGENE hosts;
+   a value that is only the label of a deprecated term maps to the term's replacement
+   (MmusDv's "adult stage" -> "mature stage");
 4. a few documented shorthands: sex "F"/"M", disease "healthy"/"control" -> normal, and a
    cell line "H1975" -> Cellosaurus "NCI-H1975" (the NCI-H lung lines).
 
@@ -128,6 +130,10 @@ def match_text(
     by_label = [i for i in exact if i in _lookup(fld, ontologies, value, labels_only=True)]
     if len(by_label) == 1:  # "lung" is the label of one term and a synonym of "pair of lungs"
         return Match(by_label[0], "exact label")
+    if not exact:
+        replaced = onto.allowed(fld, sorted({r for o in ontologies for r in o.replacements(value)}))
+        if len(replaced) == 1 and onto.term(replaced[0]) is not None:
+            return Match(replaced[0], "replacement of a deprecated term")
     models = [i for i in exact if i in onto.MODEL_ORGANISMS]
     if fld == "organism" and len(models) == 1:  # "mouse": Mus musculus, not the genus Mus
         return Match(models[0], "exact, model organism")
