@@ -82,3 +82,22 @@ VANISHING = """
     def scurate_register_sources(register):
         register(".h5vanish", VanishingSource, summary="h5ad removed while it is read")
 """
+
+BY_BATCH = """
+    import polars as pl
+    from scurate import hookimpl
+
+    def lab_from_batch(obs, dataset_id):
+        # a lab's own rule: its batch column says which lab
+        if "batch" not in obs.columns:
+            return obs
+        return obs.with_columns(lab=pl.col("batch").str.split("_").list.first())
+
+    def explodes(obs, dataset_id):
+        raise KeyError("no such column: donor")
+
+    @hookimpl
+    def scurate_register_harmonizers(register):
+        register("lab-from-batch", lab_from_batch, summary="lab from batch")
+        register("zz-explodes", explodes)
+"""

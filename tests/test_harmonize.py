@@ -297,3 +297,27 @@ def test_a_free_text_value_written_as_a_bad_id_is_one_line(plugins) -> None:
 def test_a_missing_mapping_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"^--metadata-map .*nope.toml: no such file$"):
         read_metadata_map(tmp_path / "nope.toml")
+
+
+def test_a_plugin_harmonizer_runs_between_columns_and_ontology(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from scurate.errors import PluginError
+    from scurate.harmonization import ordered
+
+    from plugin_helpers import BY_BATCH, install_plugin
+
+    install_plugin(monkeypatch, tmp_path / "site", "by-batch", BY_BATCH)
+    found = discover()
+    names = [h.name for h in ordered(found.registries["harmonizers"])]
+    assert names == ["cellxgene", "columns", "lab-from-batch", "zz-explodes", "ontology"]
+    obs = pl.DataFrame({"batch": ["smith_1", "jones_2"], "lab": ["given", None]})
+    with pytest.raises(PluginError) as err:
+        harmonize_obs(obs, "d", path=Path("d.h5ad"), plugins=found)
+    assert str(err.value) == (
+        "harmonizer 'zz-explodes' (plugin 'by-batch') failed on d.h5ad: "
+        "KeyError: 'no such column: donor'"
+    )
+    del found.registries["harmonizers"]["zz-explodes"]
+    result = harmonize_obs(obs, "d", path=Path("d.h5ad"), plugins=found)
+    assert result.frame["lab"].to_list() == ["given", "jones"], "columns filled it first"
