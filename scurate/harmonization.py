@@ -69,6 +69,7 @@ class MapEntry:
     columns: dict[str, str] = field(default_factory=dict)
     constants: dict[str, str] = field(default_factory=dict)
     origin: str = "--set"
+    values: dict[str, dict[str, str]] = field(default_factory=dict)  # field -> text -> term id
 
     def applies_to(self, dataset_id: str, path: Path) -> bool:
         return any(fnmatch.fnmatchcase(name, self.match) for name in (dataset_id, path.name))
@@ -129,8 +130,8 @@ def read_metadata_map(path: str | os.PathLike[str]) -> list[MapEntry]:
         if not isinstance(entry, dict) or not isinstance(entry.get("match"), str):
             msg = f'{where}: needs match = "<dataset id or file name glob>"'
             raise InputError(msg)
-        if extra := set(entry) - {"match", "columns", "set"}:
-            msg = f"{where}: unknown key '{sorted(extra)[0]}' (keys: match, columns, set)"
+        if extra := set(entry) - {"match", "columns", "set", "values"}:
+            msg = f"{where}: unknown key '{sorted(extra)[0]}' (keys: match, columns, set, values)"
             raise InputError(msg)
         where = f"{path}: [[dataset]] match = '{entry['match']}'"
         columns = _strings(entry.get("columns", {}), f"{where}, columns")
@@ -138,8 +139,40 @@ def read_metadata_map(path: str | os.PathLike[str]) -> list[MapEntry]:
         if both := sorted(set(columns) & set(constants)):
             msg = f"{where}: '{both[0]}' is both a column and a constant"
             raise InputError(msg)
-        out.append(MapEntry(entry["match"], columns, constants, origin=str(path)))
+        values = _values(entry.get("values", {}), f"{where}, values")
+        out.append(MapEntry(entry["match"], columns, constants, str(path), values))
     return out
+
+
+def _values(table: Any, where: str) -> dict[str, dict[str, str]]:
+    """``values.cell_type = { gamma = "CL:0002275" }``: a text's term, checked now."""
+    from scurate import ontology
+
+    if not isinstance(table, dict):
+        msg = f'{where}: expected tables like values.cell_type = {{ gamma = "CL:0002275" }}'
+        raise InputError(msg)
+    out: dict[str, dict[str, str]] = {}
+    for name, pairs in table.items():
+        if name not in ONTOLOGY_FIELDS:
+            fields = ", ".join(ONTOLOGY_FIELDS)
+            msg = f"{where}: '{name}' is not a field with ontology terms ({fields})"
+            raise InputError(msg)
+        checked = _strings_any(pairs, f"{where}.{name}")
+        for text, term_id in checked.items():
+            try:
+                ontology.check_term_id(name, term_id)
+            except ValueError as exc:
+                msg = f"{where}.{name}: '{text}' = {exc}"
+                raise InputError(msg) from None
+        out[name] = checked
+    return out
+
+
+def _strings_any(table: Any, where: str) -> dict[str, str]:
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        msg = f'{where}: expected a table of "text" = "term id"'
+        raise InputError(msg)
+    return {str(k): str(v) for k, v in table.items()}
 
 
 def parse_set(pairs: Sequence[str]) -> MapEntry | None:
@@ -197,6 +230,13 @@ class HarmonizeContext:
         for entry in self.entries:
             for key, column in entry.columns.items():
                 out[key] = (column, entry.origin)
+        return out
+
+    def values_for(self, field_name: str) -> dict[str, str]:
+        """Text -> term id that the mapping file gives for this field."""
+        out: dict[str, str] = {}
+        for entry in self.entries:
+            out.update(entry.values.get(field_name, {}))
         return out
 
     def constants_for(self) -> dict[str, tuple[str, str]]:

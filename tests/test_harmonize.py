@@ -321,3 +321,30 @@ def test_a_plugin_harmonizer_runs_between_columns_and_ontology(
     del found.registries["harmonizers"]["zz-explodes"]
     result = harmonize_obs(obs, "d", path=Path("d.h5ad"), plugins=found)
     assert result.frame["lab"].to_list() == ["given", "jones"], "columns filled it first"
+
+
+def test_mapping_file_values_fix_what_no_rule_can_guess(plugins, tmp_path: Path) -> None:
+    path = write_map(
+        tmp_path,
+        '[[dataset]]\nmatch = "*"\nset = { tissue = "pancreas" }\n'
+        'values.cell_type = { gamma = "CL:0002275", quiescent_stellate = "CL:0002410" }\n',
+    )
+    obs = pl.DataFrame({"cell_type": ["gamma", "quiescent_stellate", "alpha", "immune_other"]})
+    result = run(obs, plugins, entries=read_metadata_map(path))
+    assert result.frame["cell_type_ontology_term_id"].to_list() == [
+        "CL:0002275",
+        "CL:0002410",
+        "CL:0000171",
+        None,
+    ]
+    assert result.records["cell_type"].mapped["gamma"]["how"] == "mapping file"
+    bad = write_map(tmp_path, '[[dataset]]\nmatch = "*"\nvalues.cell_type = { x = "CL:0000003" }\n')
+    with pytest.raises(InputError) as err:
+        read_metadata_map(bad)
+    assert str(err.value).startswith(
+        f"{bad}: [[dataset]] match = '*', values.cell_type: 'x' = 'CL:0000003' (obsolete native "
+        "cell) is deprecated"
+    )
+    wrong = write_map(tmp_path, '[[dataset]]\nmatch = "*"\nvalues.donor_id = { x = "y" }\n')
+    with pytest.raises(InputError, match="'donor_id' is not a field with ontology terms"):
+        read_metadata_map(wrong)

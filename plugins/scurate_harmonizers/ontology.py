@@ -21,6 +21,7 @@ is tried in this order, and mapped at the first step that leaves exactly one ter
 4. a few documented shorthands: sex "F"/"M", disease "healthy"/"control" -> normal, and a
    cell line "H1975" -> Cellosaurus "NCI-H1975" (the NCI-H lung lines).
 
+A ``values`` table in the ``--metadata-map`` file ("gamma" = "CL:0002275") comes first.
 Everything else keeps its text, gets no term, and is listed with candidate terms (terms whose
 names hold all its words), never a fuzzy guess. A value written as a term id is checked like a
 ``*_ontology_term_id`` column. The dataset's own organism and tissue are those it has one of.
@@ -166,9 +167,12 @@ def match_text(
             return Match(hits[0], "shorthand")
     candidates = list(dict.fromkeys(seen))
     for o in ontologies:
-        for term_id in onto.allowed(fld, o.candidates(value)):
+        for term_id in onto.allowed(fld, o.candidates(value, limit=20)):
             if term_id not in candidates:
                 candidates.append(term_id)
+    if tissue is not None:  # the tissue's own terms first: "pancreatic stellate cell"
+        words = [w for group in _tissue_words(tissue) for w in group]
+        candidates.sort(key=lambda i: not any(w in onto.normalize(_label(i)) for w in words))
     how = "ambiguous" if len(exact) > 1 else "no exact match"
     return Match(None, how, tuple(candidates[:5]))
 
@@ -197,6 +201,7 @@ def ontology(frame: pl.DataFrame, dataset_id: str, *, context: HarmonizeContext)
         ids: dict[str, str | None] = {}
         labels: dict[str, str | None] = {}
         counts = todo[fld].value_counts(sort=True)
+        given = context.values_for(fld)
         for value, cells in counts.iter_rows():
             if onto.looks_like_id(value):
                 try:
@@ -207,7 +212,10 @@ def ontology(frame: pl.DataFrame, dataset_id: str, *, context: HarmonizeContext)
                 ids[value] = term.id if term else None
                 labels[value] = term.label if term else value
                 continue
-            found = match_text(fld, value, organism=organism, tissue=tissue)
+            if value in given:
+                found = Match(given[value], "mapping file")
+            else:
+                found = match_text(fld, value, organism=organism, tissue=tissue)
             ids[value] = found.term_id
             labels[value] = _label(found.term_id) if found.term_id else value
             if found.term_id:
