@@ -68,8 +68,10 @@ TAXON_TAGS = {"mmus": "NCBITaxon:10090", "hsap": "NCBITaxon:9606"}
 
 ID_PATTERN = re.compile(r"^(?P<prefix>[A-Za-z][A-Za-z0-9]*)(?P<sep>[:_])(?P<local>[A-Za-z0-9]+)$")
 PREFIX_SEPARATOR = {"CVCL": "_"}  # every other ontology writes PREFIX:LOCAL
-ANCESTORS_KEPT = frozenset({"CL", "UBERON"})  # the others are matched, never rolled up
-CACHE_FORMAT = 2  # bump when Ontology's fields change: old caches are then ignored
+ANCESTORS_KEPT = frozenset({"CL", "UBERON", "EFO"})  # the others are matched, never rolled up
+# EFO also holds cell lines and diseases: an assay is one of these or below them (CELLxGENE)
+ASSAY_ROOTS = frozenset({"EFO:0002772", "EFO:0010183"})
+CACHE_FORMAT = 3  # bump when Ontology's fields change: old caches are then ignored
 SQLITE_ABOVE = 500_000  # ontologies with more terms are kept in SQLite, not in memory
 
 
@@ -401,6 +403,9 @@ def check_term_id(field_name: str, value: str) -> Term | None:
             else "the ontology names no replacement"
         )
         raise ValueError(msg)
+    if field_name == "assay" and not is_assay(term):
+        msg = f"'{value}' ({term.label}) is not an assay (EFO:0002772 or EFO:0010183 or below)"
+        raise ValueError(msg)
     if (only := ALLOWED_TERMS.get((field_name, prefix))) and value not in only:
         msg = f"'{value}' ({term.label}) is not one of the {prefix} terms {field_name} takes: "
         msg += ", ".join(sorted(only))
@@ -433,11 +438,18 @@ def text_ontologies(field_name: str, organism: str | None = None) -> list[Ontolo
     return [load(n) for n in names]
 
 
+def is_assay(found: Term) -> bool:
+    return found.id in ASSAY_ROOTS or any(a in ASSAY_ROOTS for a, _ in found.ancestors)
+
+
 def allowed(field_name: str, ids: Iterable[str]) -> list[str]:
-    """``ids`` without the terms the field may not use (PATO is only male/female/normal)."""
+    """``ids`` without the terms the field may not use (PATO is only male/female/normal, an
+    assay is an EFO assay and not one of EFO's cell lines)."""
     out = []
     for term_id in ids:
         prefix = prefix_of(term_id) or ""
+        if field_name == "assay" and ((found := term(term_id)) is None or not is_assay(found)):
+            continue
         only = ALLOWED_TERMS.get((field_name, prefix))
         if only is None or term_id in only:
             out.append(term_id)

@@ -348,3 +348,12 @@ def test_mapping_file_values_fix_what_no_rule_can_guess(plugins, tmp_path: Path)
     wrong = write_map(tmp_path, '[[dataset]]\nmatch = "*"\nvalues.donor_id = { x = "y" }\n')
     with pytest.raises(InputError, match="'donor_id' is not a field with ontology terms"):
         read_metadata_map(wrong)
+
+
+def test_a_donor_column_holding_the_chemistry_is_not_a_donor(plugins) -> None:
+    obs = pl.DataFrame({"donor": ["10x 3' v2", "10x 3' v3"], "individual": ["d1", "d2"]})
+    result = run(obs, plugins)
+    assert result.frame["donor_id"].to_list() == ["d1", "d2"]
+    assert result.records["donor_id"].notes == [
+        "column 'donor' holds assay names (10x 3' v2, 10x 3' v3), not donor_id: not used"
+    ]

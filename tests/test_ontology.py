@@ -108,6 +108,12 @@ def test_development_stage_uses_the_organisms_ontology() -> None:
     assert (mouse.term_id, mouse.how) == ("MmusDv:0000110", "replacement of a deprecated term")
 
 
+def test_an_assay_is_an_efo_assay_not_an_efo_cell_line() -> None:
+    assert match_text("assay", "A549").term_id is None, "EFO:0001086 is EFO's A549 cell line"
+    with pytest.raises(ValueError, match=r"'EFO:0001086' \(A549\) is not an assay"):
+        onto.check_term_id("assay", "EFO:0001086")
+
+
 def test_check_term_id_names_the_replacement() -> None:
     with pytest.raises(ValueError, match=r"replaced by CL:0000000 \(cell\)"):
         onto.check_term_id("cell_type", "CL:0000003")

@@ -5,8 +5,9 @@ for every cell of the dataset. Then, for each field still empty, the alias table
 obs column whose name, lower-cased with separators dropped, is an alias of the field. Where
 several are present (a label column that only some files of a merged dataset had), they are
 combined row by row, the most complete first, and the cells on which they disagree are noted.
-Values that are ontology ids (a mapped ``*_ontology_term_id`` column or constant) are checked as
-``cellxgene`` checks them.
+A column whose every value is an assay's name (a ``donor`` column holding "10x 3' v2") is
+not used for any field but ``assay``. Values that are ontology ids (a mapped
+``*_ontology_term_id`` column or constant) are checked as ``cellxgene`` checks them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import re
 
 import polars as pl
+from scurate import ontology
 from scurate.errors import InputError
 from scurate.harmonization import (
     FIELDS,
@@ -67,6 +69,25 @@ def _original(frame: pl.DataFrame, column: str) -> pl.Series | None:
     return frame[name] if name in frame.columns else None
 
 
+def _holds_assays(fld: str, column: str, values: pl.Series, context: HarmonizeContext) -> bool:
+    """Whether a column named like ``fld`` holds assay names instead (a ``donor`` column of
+    10x chemistries): every distinct value is exactly an EFO term's name. Such a column is
+    not used for ``fld``, and a note says so."""
+    if fld == "assay":
+        return False
+    distinct = values.drop_nulls().unique().to_list()
+    if not distinct or len(distinct) > 50 or not all(any(c.isalpha() for c in v) for v in distinct):
+        return False
+    efo = ontology.load("EFO")
+    if all(len(ontology.allowed("assay", efo.lookup(v))) == 1 for v in distinct):
+        shown = ", ".join(sorted(distinct)[:3])
+        context.record(fld).notes.append(
+            f"column '{column}' holds assay names ({shown}), not {fld}: not used"
+        )
+        return True
+    return False
+
+
 def _from_aliases(frame: pl.DataFrame, fld: str, context: HarmonizeContext) -> pl.Series | None:
     ranks = _ALIAS_RANK[fld]
     found = []
@@ -76,7 +97,7 @@ def _from_aliases(frame: pl.DataFrame, fld: str, context: HarmonizeContext) -> p
             continue
         values = clean_text(frame[name])
         found.append((-int(values.is_not_null().sum()), ranks[squash(original)], original, values))
-    found = [f for f in found if f[0] < 0]
+    found = [f for f in found if f[0] < 0 and not _holds_assays(fld, f[2], f[3], context)]
     if not found:
         return None
     found.sort(key=lambda f: (f[0], f[1]))
