@@ -72,7 +72,7 @@ ANCESTORS_KEPT = frozenset({"CL", "UBERON", "EFO"})  # the others are matched, n
 # EFO also holds cell lines and diseases: an assay is one of these or below them (CELLxGENE)
 ASSAY_ROOTS = frozenset({"EFO:0002772", "EFO:0010183"})
 CACHE_FORMAT = 3  # bump when Ontology's fields change: old caches are then ignored
-SQLITE_ABOVE = 500_000  # ontologies with more terms are kept in SQLite, not in memory
+SQLITE_ABOVE = 100_000  # ontologies with more terms (NCBITaxon, Cellosaurus) stay in SQLite
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,8 @@ class Ontology:
     """One ontology release: its terms and an index from normalized names to term ids.
 
     Small ontologies live in memory (pickled in the cache); the big ones (NCBITaxon, 1.3M
-    terms) stay in an SQLite file in the cache and are queried, so that using them costs no
-    load time."""
+    terms; Cellosaurus, 167k) stay in an SQLite file in the cache and are queried, so that
+    using them costs no load time."""
 
     name: str
     version: str
@@ -215,7 +215,14 @@ class Ontology:
         """Live terms whose name holds every word of ``text`` (shortest names first), for a
         user to choose from; never used to map."""
         if self.db is not None:
-            return []
+            if self.name != "CVCL" or not compact(text):
+                return []  # no word search over NCBITaxon's 2.5M names
+            rows = self._sql().execute(
+                "SELECT DISTINCT id, length(key) FROM names WHERE key LIKE ? "
+                "ORDER BY length(key), id LIMIT ?",
+                (f"%{compact(text)}%", limit),
+            )
+            return [r[0] for r in rows]
         if self.name == "CVCL":
             want = compact(text)
             if not want:
@@ -292,6 +299,7 @@ def package_version() -> str:
         raise InputError(msg) from exc
 
 
+@functools.cache
 def _schema() -> object:
     from cellxgene_ontology_guide.supported_versions import CXGSchema
 
