@@ -101,3 +101,20 @@ BY_BATCH = """
         register("lab-from-batch", lab_from_batch, summary="lab from batch")
         register("zz-explodes", explodes)
 """
+
+BY_CELL_TYPE = """
+    import numpy as np
+    from scurate import hookimpl
+
+    def by_cell_type(ctx, budget):
+        # one cell of each harmonized cell type first, then the rest in row order
+        labels = ctx.manifest["cell_type"].to_list()
+        ctx.info["seen_cell_types"] = sorted(set(labels))
+        first = [labels.index(t) for t in sorted(set(labels))]
+        rest = [i for i in range(len(labels)) if i not in set(first)]
+        return np.array((first + rest)[:budget])
+
+    @hookimpl
+    def scurate_register_policies(register):
+        register("by-cell-type", by_cell_type, summary="one of each cell type first")
+"""

@@ -9,6 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import polars as pl
+import pytest
 import scurate
 from scurate.cli import app
 from scurate.coverage import rollup, strata_column
@@ -16,6 +17,7 @@ from scurate.manifest import read_manifest
 from typer.testing import CliRunner
 
 from conftest import make_adata
+from plugin_helpers import BY_CELL_TYPE, install_plugin
 
 runner = CliRunner()
 
@@ -151,3 +153,21 @@ def test_stored_labels_do_not_need_x(tmp_path: Path) -> None:
         "PATO:0000384",
         None,
     ]
+
+
+def test_a_policy_sees_the_harmonized_cell_types(
+    tmp_path: Path, programs: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(monkeypatch, tmp_path / "site", "by-cell-type", BY_CELL_TYPE)
+    paths = two_pancreas_labs(tmp_path, programs)
+    selection = scurate.select(paths, 6, policy="by-cell-type", set_fields=["tissue=pancreas"])
+    assert selection.report["policy_info"]["seen_cell_types"] == [
+        "B cell",
+        "Schwann cell",
+        "immune_other",
+        "pancreatic A cell",
+        "pancreatic ductal cell",
+        "type B pancreatic cell",
+    ], "lab_p's 'alpha' and lab_q's 'Alpha' are one stratum before the policy runs"
+    coverage = selection.report["coverage"]["cell_type"]
+    assert coverage["n_strata_selected"] == 6 and coverage["missing_from_selection"] == []
