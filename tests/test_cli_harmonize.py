@@ -171,3 +171,25 @@ def test_a_policy_sees_the_harmonized_cell_types(
     ], "lab_p's 'alpha' and lab_q's 'Alpha' are one stratum before the policy runs"
     coverage = selection.report["coverage"]["cell_type"]
     assert coverage["n_strata_selected"] == 6 and coverage["missing_from_selection"] == []
+
+
+def test_example_corpus_label_columns_are_all_found() -> None:
+    """Each example lab keeps its labels in another column (cell_type, celltype, CellType,
+    annotation); all of them map to the same CL terms, the rare pDCs of lab_d included."""
+    from scurate.example import example_sources
+
+    result = scurate.harmonize(example_sources())
+    sources = {
+        d["dataset_id"]: [s["name"] for s in d["fields"]["cell_type"]["from"]]
+        for d in result.report["datasets"]
+    }
+    assert sources == {
+        "lab_a": ["cell_type"],
+        "lab_b": ["celltype"],
+        "lab_c": ["CellType"],
+        "lab_d": ["annotation"],
+    }
+    assert result.report["fields"]["cell_type"]["fraction_mapped"] == 1.0
+    terms = dict(result.obs.select("cell_type", "cell_type_ontology_term_id").unique().iter_rows())
+    assert len(terms) == 8 and terms["plasmacytoid dendritic cell"] == "CL:0000784"
+    assert terms["natural killer cell"] == "CL:0000623", "'NK cell' is a CL synonym"

@@ -39,6 +39,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "cell_type_label",
         "cell_label",
         "cell_annotation",
+        "cell_type_annotation",
+        "annotation",
         "cell_ontology_class",
         "author_cell_type",
         "cell_type_original",
