@@ -594,8 +594,16 @@ def harmonize(
         if path.is_dir():
             msg = f"-o {path}: is a folder; give a .parquet file name"
             raise InputError(msg)
+        if not path.parent.is_dir():
+            msg = f"-o {path}: cannot write (no folder {path.parent})"
+            raise InputError(msg)
         tmp = path.with_name(f".{path.name}.partial")
-        obs.write_parquet(tmp)
-        tmp.replace(path)
+        try:
+            obs.write_parquet(tmp)
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            msg = f"-o {path}: cannot write ({exc.strerror or exc})"
+            raise InputError(msg) from exc
         summary["output"] = str(path)
     return Harmonized(obs, summary, list(results))

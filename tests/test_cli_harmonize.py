@@ -100,6 +100,12 @@ def test_harmonize_errors_are_one_line(tmp_path: Path, programs: np.ndarray) -> 
         assert code == 1 and err.count("\n") == 1 and needle in err, err
     code, _, err = run("harmonize")
     assert code == 1 and "no sources" in err
+    for target, needle in [
+        (tmp_path / "nowhere" / "obs.parquet", "cannot write (no folder "),
+        (tmp_path, "is a folder; give a .parquet file name"),
+    ]:
+        code, _, err = run("harmonize", *paths, "-o", target)
+        assert code == 1 and err.count("\n") == 1 and f"-o {target}: " in err and needle in err
 
 
 def test_select_writes_harmonized_columns_and_coverage(
