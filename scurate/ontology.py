@@ -160,7 +160,7 @@ class Ontology:
         self.replaced_index = {k: tuple(sorted(v)) for k, v in replaced.items()}
 
     def __getstate__(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k != "_conn"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_conn", "_postings")}
 
     def _sql(self) -> sqlite3.Connection:
         conn = self.__dict__.get("_conn")
@@ -243,7 +243,18 @@ class Ontology:
         return out[:limit]
 
     def _holding(self, words: set[str]) -> list[tuple[int, str, tuple[str, ...]]]:
-        return [(len(k), k, ids) for k, ids in self.index.items() if words <= set(k.split())]
+        postings = self.__dict__.get("_postings")
+        if postings is None:  # word -> names holding it, built on first use
+            postings = {}
+            for name in self.index:
+                for word in set(name.split()):
+                    postings.setdefault(word, []).append(name)
+            self.__dict__["_postings"] = postings
+        lists = sorted((postings.get(w, []) for w in words), key=len)
+        if not lists or not lists[0]:
+            return []
+        names = set(lists[0]).intersection(*lists[1:])
+        return [(len(k), k, self.index[k]) for k in names]
 
     def ancestors(self, term_id: str) -> dict[str, int]:
         term = self.get(term_id)
