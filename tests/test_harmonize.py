@@ -357,3 +357,20 @@ def test_a_donor_column_holding_the_chemistry_is_not_a_donor(plugins) -> None:
     assert result.records["donor_id"].notes == [
         "column 'donor' holds assay names (10x 3' v2, 10x 3' v3), not donor_id: not used"
     ]
+
+
+def test_a_cell_type_is_read_in_its_own_cells_tissue(plugins) -> None:
+    obs = pl.DataFrame(
+        {"tissue": ["pancreas", "pancreas", "retina"], "cell_type": ["alpha", "alpha", "alpha"]}
+    )
+    result = run(obs, plugins)
+    assert result.frame["cell_type_ontology_term_id"].to_list() == [
+        "CL:0000171",
+        "CL:0000171",
+        None,
+    ]
+    record = result.records["cell_type"]
+    assert record.mapped["alpha (in pancreas)"]["cells"] == 2
+    assert "CL:0004117" in [
+        c["term_id"] for c in record.unmapped["alpha (in retina)"]["candidates"]
+    ]

@@ -24,7 +24,8 @@ is tried in this order, and mapped at the first step that leaves exactly one ter
 A ``values`` table in the ``--metadata-map`` file ("gamma" = "CL:0002275") comes first.
 Everything else keeps its text, gets no term, and is listed with candidate terms (terms whose
 names hold all its words), never a fuzzy guess. A value written as a term id is checked like a
-``*_ontology_term_id`` column. The dataset's own organism and tissue are those it has one of.
+``*_ontology_term_id`` column. The organism is the dataset's when it has one; a cell type is
+read in its own cell's tissue.
 """
 
 from __future__ import annotations
@@ -187,6 +188,27 @@ def _label(term_id: str) -> str:
     return term.label if term else term_id
 
 
+def _map_one(
+    fld: str,
+    value: str,
+    *,
+    given: dict[str, str],
+    organism: str | None,
+    tissue: onto.Term | None,
+    where: str,
+) -> Match:
+    if onto.looks_like_id(value):
+        try:
+            term = onto.check_term_id(fld, value)
+        except ValueError as exc:
+            msg = f"{where}: {fld} value {exc}"
+            raise InputError(msg) from None
+        return Match(term.id if term else None, "term id")
+    if value in given:
+        return Match(given[value], "mapping file")
+    return match_text(fld, value, organism=organism, tissue=tissue)
+
+
 def ontology(frame: pl.DataFrame, dataset_id: str, *, context: HarmonizeContext) -> pl.DataFrame:
     out = frame.select(OUTPUT_COLUMNS)
     for fld in ORDER:
@@ -195,49 +217,52 @@ def ontology(frame: pl.DataFrame, dataset_id: str, *, context: HarmonizeContext)
         if todo.height == 0:
             continue
         organism = _the_one(out, "organism_ontology_term_id")
-        tissue_id = _the_one(out, "tissue_ontology_term_id")
-        tissue = onto.term(tissue_id) if tissue_id else None
+        # a cell type is read in its own cell's tissue (one per dataset, or one per cell)
+        in_tissue = fld == "cell_type" and out["tissue_ontology_term_id"].is_not_null().any()
+        key = pl.col("tissue_ontology_term_id").fill_null("") if in_tissue else pl.lit("")
+        pairs = todo.group_by(pl.col(fld), key.alias("_tissue")).len().sort("len", descending=True)
+        several = pairs["_tissue"].n_unique() > 1
         record = context.record(fld)
-        ids: dict[str, str | None] = {}
-        labels: dict[str, str | None] = {}
-        counts = todo[fld].value_counts(sort=True)
         given = context.values_for(fld)
-        for value, cells in counts.iter_rows():
-            if onto.looks_like_id(value):
-                try:
-                    term = onto.check_term_id(fld, value)
-                except ValueError as exc:
-                    msg = f"{context.path}: {fld} value {exc}"
-                    raise InputError(msg) from None
-                ids[value] = term.id if term else None
-                labels[value] = term.label if term else value
+        rows = []
+        for value, tissue_id, cells in pairs.iter_rows():
+            tissue = onto.term(tissue_id) if tissue_id else None
+            found = _map_one(
+                fld, value, given=given, organism=organism, tissue=tissue, where=str(context.path)
+            )
+            label = _label(found.term_id) if found.term_id else None
+            rows.append((value, tissue_id, found.term_id, label))
+            if found.how == "term id":
                 continue
-            if value in given:
-                found = Match(given[value], "mapping file")
-            else:
-                found = match_text(fld, value, organism=organism, tissue=tissue)
-            ids[value] = found.term_id
-            labels[value] = _label(found.term_id) if found.term_id else value
+            name = f"{value} (in {tissue.label})" if several and tissue else value
             if found.term_id:
-                record.mapped[value] = {
+                record.mapped[name] = {
                     "cells": cells,
                     "term_id": found.term_id,
-                    "label": labels[value],
+                    "label": label,
                     "how": found.how,
                 }
             else:
-                record.unmapped[value] = {
+                record.unmapped[name] = {
                     "cells": cells,
                     "why": found.how,
                     "candidates": [{"term_id": c, "label": _label(c)} for c in found.candidates],
                 }
-        new_ids = out[fld].replace_strict(ids, default=None, return_dtype=pl.String)
-        new_labels = out[fld].replace_strict(labels, default=None, return_dtype=pl.String)
-        out = out.with_columns(
-            pl.coalesce(pl.col(id_col), new_ids).alias(id_col),
-            pl.when(pl.col(id_col).is_null() & new_ids.is_not_null())
-            .then(new_labels)
+        mapping = pl.DataFrame(
+            rows,
+            schema={fld: pl.String, "_tissue": pl.String, "_id": pl.String, "_label": pl.String},
+            orient="row",
+        )
+        joined = (
+            out.with_columns(key.alias("_tissue"), pl.int_range(pl.len()).alias("_row"))
+            .join(mapping, on=[fld, "_tissue"], how="left")
+            .sort("_row")
+        )
+        out = joined.with_columns(
+            pl.coalesce(pl.col(id_col), pl.col("_id")).alias(id_col),
+            pl.when(pl.col(id_col).is_null() & pl.col("_id").is_not_null())
+            .then(pl.col("_label"))
             .otherwise(pl.col(fld))
             .alias(fld),
-        )
+        ).select(OUTPUT_COLUMNS)
     return out
