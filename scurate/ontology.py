@@ -357,7 +357,7 @@ def load(name: str) -> Ontology:
                 cached = pickle.load(f)  # written by scurate itself, below
             if isinstance(cached, Ontology):
                 return cached
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
             log.warning("ontology cache %s unreadable (%s); rebuilding", pickled, exc)
     log.info("parsing %s %s (cached afterwards in %s)", name, version, stem.parent)
     terms = _parse(name)

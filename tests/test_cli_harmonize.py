@@ -100,6 +100,10 @@ def test_harmonize_errors_are_one_line(tmp_path: Path, programs: np.ndarray) -> 
         assert code == 1 and err.count("\n") == 1 and needle in err, err
     code, _, err = run("harmonize")
     assert code == 1 and "no sources" in err
+    out = tmp_path / "out"
+    code, _, err = run("select", *paths, "-b", "10", "-o", out, "--metadata-map", bad)
+    assert code == 1 and err.count("\n") == 1 and "column 'annotation'" in err
+    assert not (out / "manifest.parquet").exists()
     for target, needle in [
         (tmp_path / "nowhere" / "obs.parquet", "cannot write (no folder "),
         (tmp_path, "is a folder; give a .parquet file name"),

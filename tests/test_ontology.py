@@ -120,3 +120,21 @@ def test_check_term_id_names_the_replacement() -> None:
     assert onto.check_term_id("cell_type", "unknown") is None
     term = onto.check_term_id("cell_line", "CVCL_0023")
     assert term is not None and term.label == "A-549"
+
+
+def test_the_cache_is_built_once_and_rebuilt_when_unreadable(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCURATE_CACHE_DIR", str(tmp_path))
+    onto.load.cache_clear()
+    try:
+        pato = onto.load("PATO")
+        (cached,) = (tmp_path / "ontologies").glob("PATO-*.pickle")
+        assert pato.lookup("female") == ("PATO:0000383",)
+        cached.write_bytes(b"not a pickle")
+        onto.load.cache_clear()
+        again = onto.load("PATO")
+        assert again.lookup("female") == ("PATO:0000383",)
+        assert cached.read_bytes().startswith(b"\x80"), "rewritten as a pickle"
+    finally:
+        onto.load.cache_clear()  # the next tests use the default cache again
