@@ -6,6 +6,7 @@ import importlib.metadata
 
 from scurate.api import Selection, select, select_to_dir
 from scurate.errors import InputError, OptionError, PluginError, ScurateError
+from scurate.harmonization import Harmonized, harmonize
 from scurate.hookspecs import hookimpl
 from scurate.kcenter import covering_radius, farthest_first
 from scurate.select import SelectionContext
@@ -16,6 +17,7 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "Harmonized",
     "InputError",
     "OptionError",
     "PluginError",
@@ -25,6 +27,7 @@ __all__ = [
     "__version__",
     "covering_radius",
     "farthest_first",
+    "harmonize",
     "hookimpl",
     "select",
     "select_to_dir",

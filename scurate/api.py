@@ -13,6 +13,8 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from scurate import coverage as cov
+from scurate import harmonization as hz
 from scurate import manifest as mf
 from scurate import report as rp
 from scurate import stages
@@ -61,6 +63,8 @@ def select(
     near_dup_eps: float | None = None,
     index_factory: str | None = None,
     dup_min_genes: int = MIN_GENES,
+    metadata_map: str | os.PathLike[str] | None = None,
+    set_fields: Sequence[str] = (),
 ) -> Selection:
     """Select ``budget`` cells that cover the sources, in priority order.
 
@@ -98,6 +102,10 @@ def select(
         affordable, else IVF).
     dup_min_genes
         Fewest nonzero genes for a cell to be called an exact duplicate.
+    metadata_map
+        A TOML mapping file for the harmonizers (see ``scurate.harmonize``).
+    set_fields
+        ``"field=value"`` metadata constants for every dataset (``"tissue=pancreas"``).
 
     Returns
     -------
@@ -121,6 +129,8 @@ def select(
         progress=progress,
         budget=budget,
         policy=policy,
+        metadata_map=metadata_map,
+        set_fields=set_fields,
     )
     manifest, embedding, scores, ref = (
         pool_data.manifest,
@@ -186,6 +196,8 @@ def select(
         "near_dup_eps": near_dup_eps,
         "index_factory": index_factory,
         "dup_min_genes": dup_min_genes,
+        "metadata_map": None if metadata_map is None else str(metadata_map),
+        "set": list(set_fields),
     }
     report = rp.build_report(
         manifest=manifest,
@@ -202,6 +214,8 @@ def select(
         if whole_pool
         else "the cells the policy chose from" + (" and the reference" if ref else "")
     )
+    report["harmonization"] = hz.report(pool_data.harmonized)
+    report["coverage"] = cov.coverage(manifest)
     report.update(_score_report(pool_data, keep))
     report["duplicates"]["kept_in_pool"] = keep_duplicates
     for row in report["datasets"]:
@@ -255,6 +269,8 @@ def score(
     index_factory: str | None = None,
     dup_min_genes: int = MIN_GENES,
     progress: Progress | None = None,
+    metadata_map: str | os.PathLike[str] | None = None,
+    set_fields: Sequence[str] = (),
 ) -> Scores:
     """Score every cell without selecting: the analysis mode behind ``scurate score``.
 
@@ -273,6 +289,8 @@ def score(
         index_factory=index_factory,
         dup_min_genes=dup_min_genes,
         progress=progress or _quiet,
+        metadata_map=metadata_map,
+        set_fields=set_fields,
     )
     manifest, scores = pool_data.manifest, pool_data.scores
     ids = manifest["cell_id"].to_numpy()
@@ -304,6 +322,7 @@ def score(
         "n_pool": manifest.height,
         "datasets": rp.per_dataset(manifest),
         **_score_report(pool_data, keep),
+        "harmonization": hz.report(pool_data.harmonized),
         "embedding": pool_data.embedding.info,
         "timings_s": {k: round(v, 4) for k, v in pool_data.timings.items()},
         "versions": rp.versions(),

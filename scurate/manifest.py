@@ -7,6 +7,7 @@
 | source | the source file's path as given |
 | row | the cell's row in its source |
 | organism ... suspension_type | canonical metadata, CELLxGENE schema (null until harmonized) |
+| cell_line, lab | a cell line's name (Cellosaurus term) and the lab; scurate's additions |
 | *_ontology_term_id | the ontology term of each canonical field where mapped, else null |
 | n_counts, n_genes | total counts and genes detected in X (null where X was not read) |
 | exact_dup_of | cell_id of the kept copy when the cell is an exact copy of another (raw counts
@@ -39,9 +40,13 @@ CANONICAL_FIELDS = (
     "development_stage",
     "donor_id",
     "suspension_type",
+    "cell_line",  # not in the CELLxGENE schema: a cell line's name, with a Cellosaurus term
+    "lab",  # not in the CELLxGENE schema: the lab or study a dataset comes from
 )
-# fields with an ontology term (donor_id has none)
-ONTOLOGY_FIELDS = tuple(f for f in CANONICAL_FIELDS if f != "donor_id")
+# fields with an ontology term (donor_id, suspension_type and lab have none)
+ONTOLOGY_FIELDS = tuple(
+    f for f in CANONICAL_FIELDS if f not in ("donor_id", "suspension_type", "lab")
+)
 
 MANIFEST_SCHEMA = pl.Schema(
     {

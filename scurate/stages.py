@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from scurate import harmonization as hz
 from scurate import manifest as mf
 from scurate.dedup import MIN_GENES
 from scurate.embed import Embedding, from_obsm
@@ -36,6 +37,7 @@ class ScoredPool:
     scores: PoolScores
     reference: Reference | None
     policy: Registered | None
+    harmonized: Any  # scurate.harmonization's per-dataset result, for the report
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -116,6 +118,8 @@ def scored_pool(
     progress: Progress,
     budget: int | None = None,
     policy: str | None = None,
+    metadata_map: str | os.PathLike[str] | None = None,
+    set_fields: Sequence[str] = (),
 ) -> ScoredPool:
     """Open, embed and score ``sources``; with ``budget`` and ``policy``, check both before
     any cell is read, so a bad option fails at once."""
@@ -129,6 +133,10 @@ def scored_pool(
             check_budget(budget, sum(s.n_obs for s in opened))
         if policy is not None:
             chosen = plugins.get("policies", policy, option="--policy")
+    with timed(timings, "harmonize"):  # obs only: cheap, and bad metadata stops the run early
+        harmonized = hz.harmonize_sources(
+            opened, metadata_map=metadata_map, set_fields=set_fields, plugins=plugins
+        )
     ref: Reference | None = None
     if reference:
         with timed(timings, "reference"):
@@ -152,7 +160,7 @@ def scored_pool(
                 rng=np.random.default_rng(embed_seed),
                 progress=progress,
             )
-    manifest = _pool_manifest(opened, embedding)
+    manifest = hz.attach(_pool_manifest(opened, embedding), harmonized)
     scores = score_pool(
         opened,
         embedding.values,
@@ -164,7 +172,7 @@ def scored_pool(
         timings=timings,
     )
     manifest = _with_scores(manifest, scores)
-    return ScoredPool(opened, manifest, embedding, scores, ref, chosen, timings)
+    return ScoredPool(opened, manifest, embedding, scores, ref, chosen, harmonized, timings)
 
 
 def _with_scores(manifest: pl.DataFrame, scores: PoolScores) -> pl.DataFrame:

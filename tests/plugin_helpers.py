@@ -82,3 +82,39 @@ VANISHING = """
     def scurate_register_sources(register):
         register(".h5vanish", VanishingSource, summary="h5ad removed while it is read")
 """
+
+BY_BATCH = """
+    import polars as pl
+    from scurate import hookimpl
+
+    def lab_from_batch(obs, dataset_id):
+        # a lab's own rule: its batch column says which lab
+        if "batch" not in obs.columns:
+            return obs
+        return obs.with_columns(lab=pl.col("batch").str.split("_").list.first())
+
+    def explodes(obs, dataset_id):
+        raise KeyError("no such column: donor")
+
+    @hookimpl
+    def scurate_register_harmonizers(register):
+        register("lab-from-batch", lab_from_batch, summary="lab from batch")
+        register("zz-explodes", explodes)
+"""
+
+BY_CELL_TYPE = """
+    import numpy as np
+    from scurate import hookimpl
+
+    def by_cell_type(ctx, budget):
+        # one cell of each harmonized cell type first, then the rest in row order
+        labels = ctx.manifest["cell_type"].to_list()
+        ctx.info["seen_cell_types"] = sorted(set(labels))
+        first = [labels.index(t) for t in sorted(set(labels))]
+        rest = [i for i in range(len(labels)) if i not in set(first)]
+        return np.array((first + rest)[:budget])
+
+    @hookimpl
+    def scurate_register_policies(register):
+        register("by-cell-type", by_cell_type, summary="one of each cell type first")
+"""

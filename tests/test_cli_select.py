@@ -44,7 +44,13 @@ def test_select_writes_manifest_and_report(two_labs: list[Path], tmp_path: Path)
     assert chosen["selection_rank"].to_list() == list(range(60))
     assert set(chosen["policy"]) == {"kcenter"}
     assert manifest.filter(~pl.col("selected"))["selection_rank"].null_count() == 1538
-    assert manifest["cell_type"].null_count() == 1598, "no harmonizer yet: typed nulls"
+    assert manifest["cell_type"].null_count() == 0, "the obs column cell_type, harmonized"
+    t_cells = manifest.filter(pl.col("cell_type_ontology_term_id") == "CL:0000084")
+    assert set(t_cells["cell_type"]) == {"T cell"} and t_cells.height == 550
+    assert set(manifest.filter(pl.col("cell_type_ontology_term_id").is_null())["cell_type"]) == {
+        "Mono"
+    }, "'Mono' matches no CL term exactly and stays text"
+    assert manifest["disease"].null_count() == 1598, "no column says it: typed nulls"
     report = json.loads((out / "report.json").read_text())
     assert {d["dataset_id"]: (d["pool"], d["selected"]) for d in report["datasets"]} == {
         "lab_a": (898, int(chosen["dataset_id"].eq("lab_a").sum())),

@@ -27,10 +27,11 @@ def test_first_party_plugins_are_found_through_entry_points() -> None:
     assert {"kcenter", "random"} <= set(found.registries["policies"])
     assert "pca" in found.registries["embedders"]
     assert ".h5ad" in found.registries["sources"]
+    assert list(found.registries["harmonizers"]) == ["cellxgene", "columns", "ontology"]
     assert found.registries["policies"]["kcenter"].plugin == "policies"
     loaded = load_plugins()
     assert not loaded.failures
-    assert loaded.first_party == {"embedders", "policies", "sources"}
+    assert loaded.first_party == {"embedders", "harmonizers", "policies", "sources"}
     loaded.pm.check_pending()
 
 

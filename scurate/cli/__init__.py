@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from scurate.cli._errors import user_errors
+from scurate.cli.harmonize import harmonize
 from scurate.cli.index import app as index_app
 from scurate.cli.plugins import plugins
 from scurate.cli.score import score
@@ -21,6 +22,7 @@ app.command()(user_errors(select))
 app.command()(user_errors(score))
 app.add_typer(index_app, name="index")
 app.command()(user_errors(plugins))
+app.command()(user_errors(harmonize))
 
 
 def main() -> None:

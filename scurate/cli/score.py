@@ -23,6 +23,7 @@ from scurate.cli._options import (
     Sources,
     progress_on_stderr,
 )
+from scurate.cli.harmonize import MetadataMap, SetFields
 from scurate.cli.select import overlap_lines
 from scurate.dedup import MIN_GENES
 from scurate.errors import OptionError
@@ -58,6 +59,8 @@ def score(
     near_dup_eps: NearDupEps = None,
     index_factory: IndexFactory = None,
     dup_min_genes: DupMinGenes = MIN_GENES,
+    metadata_map: MetadataMap = None,
+    set_fields: SetFields = None,
     as_json: AsJson = False,
 ) -> None:
     """Score every cell: exact copies, near duplicates, density, novelty; select nothing.
@@ -82,6 +85,8 @@ def score(
             near_dup_eps=near_dup_eps,
             index_factory=index_factory,
             dup_min_genes=dup_min_genes,
+            metadata_map=metadata_map,
+            set_fields=set_fields or [],
             progress=progress,
         )
     report = result.report

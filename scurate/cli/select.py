@@ -23,6 +23,7 @@ from scurate.cli._options import (
     Sources,
     progress_on_stderr,
 )
+from scurate.cli.harmonize import MetadataMap, SetFields
 from scurate.dedup import MIN_GENES
 from scurate.errors import OptionError
 from scurate.example import example_sources
@@ -92,6 +93,8 @@ def select(
     near_dup_eps: NearDupEps = None,
     index_factory: IndexFactory = None,
     dup_min_genes: DupMinGenes = MIN_GENES,
+    metadata_map: MetadataMap = None,
+    set_fields: SetFields = None,
     example: Example = False,
     as_json: AsJson = False,
 ) -> None:
@@ -121,6 +124,8 @@ def select(
             near_dup_eps=near_dup_eps,
             index_factory=index_factory,
             dup_min_genes=dup_min_genes,
+            metadata_map=metadata_map,
+            set_fields=set_fields or [],
         )
     report = result.report
     if as_json:

@@ -1,0 +1,475 @@
+"""Ontologies on disk: terms, labels and synonyms, ancestors, deprecations, and exact matching
+of free text after normalization.
+
+The terms come from the ``cellxgene-ontology-guide`` package, which ships pinned releases of
+CL, UBERON, EFO, MONDO, PATO, HsapDv, MmusDv, NCBITaxon and Cellosaurus (CVCL) as compressed
+JSON; nothing is fetched at run time. Parsing a release is slow for the big ones (NCBITaxon:
+about 20 s), so the compact lexicon built from it is cached in
+``$SCURATE_CACHE_DIR/ontologies`` (default ``~/.cache/scurate/ontologies``), keyed by the
+package version and the release, and reused by every later run.
+
+Matching is exact after :func:`normalize` (case, punctuation, separators, plurals); it is never
+fuzzy. Which ontology serves which canonical field is :data:`FIELD_ONTOLOGIES`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import os
+import pickle
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scurate.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# which ontologies each canonical field takes its terms from (CELLxGENE schema 7; cell_line is
+# scurate's own field, with Cellosaurus terms)
+FIELD_ONTOLOGIES: dict[str, tuple[str, ...]] = {
+    "organism": ("NCBITaxon",),
+    "tissue": ("UBERON", "CL"),  # CL for a cell culture, as CELLxGENE allows
+    "cell_type": ("CL",),
+    "assay": ("EFO",),
+    "disease": ("MONDO", "PATO"),
+    "sex": ("PATO",),
+    "development_stage": ("HsapDv", "MmusDv", "UBERON"),
+    "cell_line": ("CVCL",),
+}
+KNOWN_PREFIXES = frozenset(o for names in FIELD_ONTOLOGIES.values() for o in names)
+# ontologies whose free text is matched: (field, ontology) pairs left out are ids only
+TEXT_ONTOLOGIES: dict[str, tuple[str, ...]] = {
+    **FIELD_ONTOLOGIES,
+    "tissue": ("UBERON",),
+    "development_stage": ("HsapDv", "MmusDv"),
+}
+# the only terms of an ontology a field may use, where CELLxGENE restricts them
+ALLOWED_TERMS: dict[tuple[str, str], frozenset[str]] = {
+    ("disease", "PATO"): frozenset({"PATO:0000461"}),  # normal
+    ("sex", "PATO"): frozenset({"PATO:0000383", "PATO:0000384", "PATO:0001340"}),
+}
+# organisms CELLxGENE hosts: where a common name ("mouse") is also a genus's, the model wins
+MODEL_ORGANISMS = frozenset(
+    f"NCBITaxon:{n}"
+    for n in (9606, 10090, 10116, 7955, 7227, 6239, 9544, 9541, 9598, 9483, 9823, 9986, 13616)
+)
+# CELLxGENE's placeholders: a value, not a term
+PLACEHOLDERS = frozenset({"unknown", "na"})
+# development stage ontologies by organism
+STAGE_ONTOLOGY = {"NCBITaxon:9606": "HsapDv", "NCBITaxon:10090": "MmusDv"}
+# CL marks some terms as specific to one organism: "alpha retinal ganglion cell (Mmus)"
+TAXON_TAGS = {"mmus": "NCBITaxon:10090", "hsap": "NCBITaxon:9606"}
+
+ID_PATTERN = re.compile(r"^(?P<prefix>[A-Za-z][A-Za-z0-9]*)(?P<sep>[:_])(?P<local>[A-Za-z0-9]+)$")
+PREFIX_SEPARATOR = {"CVCL": "_"}  # every other ontology writes PREFIX:LOCAL
+ANCESTORS_KEPT = frozenset({"CL", "UBERON", "EFO"})  # the others are matched, never rolled up
+# EFO also holds cell lines and diseases: an assay is one of these or below them (CELLxGENE)
+ASSAY_ROOTS = frozenset({"EFO:0002772", "EFO:0010183"})
+CACHE_FORMAT = 3  # bump when Ontology's fields change: old caches are then ignored
+SQLITE_ABOVE = 100_000  # ontologies with more terms (NCBITaxon, Cellosaurus) stay in SQLite
+
+
+@dataclass(frozen=True)
+class Term:
+    """One ontology term as scurate uses it."""
+
+    id: str
+    label: str
+    synonyms: tuple[str, ...] = ()
+    deprecated: bool = False
+    replaced_by: str | None = None
+    consider: tuple[str, ...] = ()
+    ancestors: tuple[tuple[str, int], ...] = ()  # (ancestor id, distance), CL and UBERON only
+
+    @property
+    def taxon(self) -> str | None:
+        """The organism a CL term is specific to, from its label's ``(Mmus)`` tag."""
+        match = re.search(r"\((\w+)\)\s*$", self.label)
+        return TAXON_TAGS.get(match.group(1).lower()) if match else None
+
+
+_PLURAL_KEEP = ("ss", "us", "is", "ous")
+
+
+def _singular(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(_PLURAL_KEEP):
+        return word[:-1]
+    return word
+
+
+def normalize(text: str) -> str:
+    """Lower case, ``+`` as "positive", punctuation and separators as spaces, plurals singular:
+    ``"CD4+ T-cells"`` and ``"cd4 positive T cell"`` are the same."""
+    value = unicodedata.normalize("NFKC", text).casefold().replace("+", " positive ")
+    value = re.sub(r"\(\s*(mmus|hsap)\s*\)\s*$", " ", value)  # organism tags, kept as Term.taxon
+    value = re.sub(r"[^0-9a-z]+", " ", value)
+    return " ".join(_singular(w) for w in value.split())
+
+
+def compact(text: str) -> str:
+    """Letters and digits only: cell-line codes ("A-549", "A549") meet on this."""
+    return re.sub(r"[^0-9a-z]+", "", unicodedata.normalize("NFKC", text).casefold())
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SCURATE_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "scurate"
+    return base / "ontologies"
+
+
+@dataclass
+class Ontology:
+    """One ontology release: its terms and an index from normalized names to term ids.
+
+    Small ontologies live in memory (pickled in the cache); the big ones (NCBITaxon, 1.3M
+    terms; Cellosaurus, 167k) stay in an SQLite file in the cache and are queried, so that
+    using them costs no load time."""
+
+    name: str
+    version: str
+    terms: dict[str, Term] = field(default_factory=dict)
+    index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # names of live terms
+    label_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # labels only
+    replaced_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # deprecated terms
+    db: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.index or self.db is not None:
+            return
+        names: dict[str, set[str]] = {}
+        labels: dict[str, set[str]] = {}
+        replaced: dict[str, set[str]] = {}
+        for term in self.terms.values():
+            if term.deprecated:
+                if term.replaced_by:  # MmusDv's "adult stage" is now "mature stage"
+                    replaced.setdefault(self.key(term.label), set()).add(term.id)
+                continue
+            labels.setdefault(self.key(term.label), set()).add(term.id)
+            for name in (term.label, *term.synonyms):
+                names.setdefault(self.key(name), set()).add(term.id)
+        self.index = {k: tuple(sorted(v)) for k, v in names.items()}
+        self.label_index = {k: tuple(sorted(v)) for k, v in labels.items()}
+        self.replaced_index = {k: tuple(sorted(v)) for k, v in replaced.items()}
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_conn", "_postings")}
+
+    def _sql(self) -> sqlite3.Connection:
+        conn = self.__dict__.get("_conn")
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, check_same_thread=False)
+            self.__dict__["_conn"] = conn
+        return conn
+
+    def key(self, text: str) -> str:
+        return compact(text) if self.name == "CVCL" else normalize(text)
+
+    def get(self, term_id: str) -> Term | None:
+        if self.db is None:
+            return self.terms.get(term_id)
+        row = (
+            self._sql()
+            .execute(
+                "SELECT label, synonyms, deprecated, replaced_by, consider FROM terms WHERE id = ?",
+                (term_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        label, synonyms, deprecated, replaced_by, consider = row
+        return Term(
+            term_id,
+            label,
+            tuple(synonyms.split("\t")) if synonyms else (),
+            bool(deprecated),
+            replaced_by,
+            tuple(consider.split("\t")) if consider else (),
+        )
+
+    def lookup(self, text: str, *, labels_only: bool = False) -> tuple[str, ...]:
+        """Ids of the live terms whose label (or a synonym) equals ``text`` after normalizing."""
+        if self.db is not None:
+            query = "SELECT DISTINCT id FROM names WHERE key = ?" + (
+                " AND is_label = 1" if labels_only else ""
+            )
+            rows = self._sql().execute(query, (self.key(text),)).fetchall()
+            return tuple(sorted(r[0] for r in rows))
+        table = self.label_index if labels_only else self.index
+        return table.get(self.key(text), ())
+
+    def replacements(self, text: str) -> tuple[str, ...]:
+        """The replacements of deprecated terms whose label equals ``text`` (in-memory only)."""
+        found = {self.terms[i].replaced_by for i in self.replaced_index.get(self.key(text), ())}
+        return tuple(sorted(r for r in found if r))
+
+    def candidates(self, text: str, limit: int = 5) -> list[str]:
+        """Live terms whose name holds every word of ``text`` (shortest names first), for a
+        user to choose from; never used to map."""
+        if self.db is not None:
+            if self.name != "CVCL" or not compact(text):
+                return []  # no word search over NCBITaxon's 2.5M names
+            rows = self._sql().execute(
+                "SELECT DISTINCT id, length(key) FROM names WHERE key LIKE ? "
+                "ORDER BY length(key), id LIMIT ?",
+                (f"%{compact(text)}%", limit),
+            )
+            return [r[0] for r in rows]
+        if self.name == "CVCL":
+            want = compact(text)
+            if not want:
+                return []
+            found = [(len(k), k, ids) for k, ids in self.index.items() if want in k]
+        else:
+            words = set(normalize(text).split()) - {"cell", "of", "the"}
+            if not words:
+                return []
+            found = self._holding(words)
+            if not found and len(words) > 1:  # "quiescent stellate": any word but one
+                found = [f for w in sorted(words) for f in self._holding(words - {w})]
+        out: list[str] = []
+        for _, _, ids in sorted(found):
+            for term_id in ids:
+                if term_id not in out:
+                    out.append(term_id)
+        return out[:limit]
+
+    def _holding(self, words: set[str]) -> list[tuple[int, str, tuple[str, ...]]]:
+        postings = self.__dict__.get("_postings")
+        if postings is None:  # word -> names holding it, built on first use
+            postings = {}
+            for name in self.index:
+                for word in set(name.split()):
+                    postings.setdefault(word, []).append(name)
+            self.__dict__["_postings"] = postings
+        lists = sorted((postings.get(w, []) for w in words), key=len)
+        if not lists or not lists[0]:
+            return []
+        names = set(lists[0]).intersection(*lists[1:])
+        return [(len(k), k, self.index[k]) for k in names]
+
+    def ancestors(self, term_id: str) -> dict[str, int]:
+        term = self.get(term_id)
+        return dict(term.ancestors) if term else {}
+
+
+def _write_sqlite(path: Path, name: str, terms: dict[str, Term]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.unlink(missing_ok=True)
+    key = compact if name == "CVCL" else normalize
+    conn = sqlite3.connect(tmp)
+    try:
+        conn.execute(
+            "CREATE TABLE terms (id TEXT PRIMARY KEY, label TEXT, synonyms TEXT, "
+            "deprecated INTEGER, replaced_by TEXT, consider TEXT)"
+        )
+        conn.execute("CREATE TABLE names (key TEXT, id TEXT, is_label INTEGER)")
+        conn.executemany(
+            "INSERT INTO terms VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    t.id,
+                    t.label,
+                    "\t".join(t.synonyms),
+                    int(t.deprecated),
+                    t.replaced_by,
+                    "\t".join(t.consider),
+                )
+                for t in terms.values()
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO names VALUES (?, ?, ?)",
+            (
+                (key(n), t.id, int(i == 0))
+                for t in terms.values()
+                if not t.deprecated
+                for i, n in enumerate((t.label, *t.synonyms))
+            ),
+        )
+        conn.execute("CREATE INDEX names_key ON names (key)")
+        conn.commit()
+    finally:
+        conn.close()
+    tmp.replace(path)
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("cellxgene-ontology-guide")
+    except importlib.metadata.PackageNotFoundError as exc:  # pragma: no cover - a dependency
+        msg = "the cellxgene-ontology-guide package is not installed (pip install scurate)"
+        raise InputError(msg) from exc
+
+
+@functools.cache
+def _schema() -> object:
+    from cellxgene_ontology_guide.supported_versions import CXGSchema
+
+    return CXGSchema()
+
+
+def release(name: str) -> str:
+    """The release of ontology ``name`` that the installed package pins."""
+    schema = _schema()
+    return str(schema.supported_ontologies[name]["version"])  # type: ignore[attr-defined]
+
+
+def _parse(name: str) -> dict[str, Term]:
+    raw = _schema().ontology(name)  # type: ignore[attr-defined]
+    keep_ancestors = name in ANCESTORS_KEPT
+    terms: dict[str, Term] = {}
+    for term_id, item in raw.items():
+        ancestors = ()
+        if keep_ancestors:
+            ancestors = tuple(sorted(item.get("ancestors", {}).items(), key=lambda kv: kv[1]))
+        terms[term_id] = Term(
+            id=term_id,
+            label=str(item.get("label", term_id)),
+            synonyms=tuple(item.get("synonyms", ())),
+            deprecated=bool(item.get("deprecated", False)),
+            replaced_by=item.get("replaced_by"),
+            consider=tuple(item.get("consider", ())),
+            ancestors=ancestors,
+        )
+    return terms
+
+
+@functools.cache
+def load(name: str) -> Ontology:
+    """Ontology ``name`` ("CL", "UBERON", ...), from the cache or parsed once and cached."""
+    version = release(name)
+    stem = cache_dir() / f"{name}-{version}-guide{package_version()}-f{CACHE_FORMAT}"
+    db, pickled = Path(f"{stem}.sqlite"), Path(f"{stem}.pickle")
+    if db.exists():
+        return Ontology(name, version, db=db)
+    if pickled.exists():
+        try:
+            with pickled.open("rb") as f:
+                cached = pickle.load(f)  # written by scurate itself, below
+            if isinstance(cached, Ontology):
+                return cached
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+            log.warning("ontology cache %s unreadable (%s); rebuilding", pickled, exc)
+    log.info("parsing %s %s (cached afterwards in %s)", name, version, stem.parent)
+    terms = _parse(name)
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        if len(terms) > SQLITE_ABOVE:
+            _write_sqlite(db, name, terms)
+            return Ontology(name, version, db=db)
+        onto = Ontology(name, version, terms)
+        tmp = pickled.with_name(f".{pickled.name}.{os.getpid()}.partial")
+        with tmp.open("wb") as f:
+            pickle.dump(onto, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(pickled)
+    except (OSError, sqlite3.Error) as exc:  # a read-only home: parse again next time
+        log.warning("cannot cache %s in %s (%s)", name, stem.parent, exc)
+        onto = Ontology(name, version, terms)
+    return onto
+
+
+def prefix_of(term_id: str) -> str | None:
+    match = ID_PATTERN.match(term_id)
+    return match.group("prefix") if match else None
+
+
+def looks_like_id(value: str) -> bool:
+    """Whether ``value`` is written as a term id of an ontology scurate knows."""
+    match = ID_PATTERN.match(value)
+    return match is not None and match.group("prefix") in KNOWN_PREFIXES
+
+
+def check_term_id(field_name: str, value: str) -> Term | None:
+    """The term that ``value`` names for ``field_name``, or ``None`` for a CELLxGENE
+    placeholder ("unknown", "na"); a ValueError says what is wrong with it otherwise."""
+    if value in PLACEHOLDERS:
+        return None
+    allowed = FIELD_ONTOLOGIES[field_name]
+    match = ID_PATTERN.match(value)
+    if match is None:
+        example = f"{allowed[0]}{PREFIX_SEPARATOR.get(allowed[0], ':')}0000001"
+        msg = f"'{value}' is not an ontology term id (expected the form {example})"
+        raise ValueError(msg)
+    prefix = match.group("prefix")
+    if prefix not in allowed:
+        msg = f"'{value}' is a {prefix} term; {field_name} takes {' or '.join(allowed)} terms"
+        raise ValueError(msg)
+    sep = PREFIX_SEPARATOR.get(prefix, ":")
+    if match.group("sep") != sep:
+        fixed = f"{prefix}{sep}{match.group('local')}"
+        msg = f"'{value}' is malformed (write {fixed})"
+        raise ValueError(msg)
+    onto = load(prefix)
+    term = onto.get(value)
+    if term is None:
+        msg = f"'{value}' is not a term of {prefix} {onto.version}"
+        raise ValueError(msg)
+    if term.deprecated:
+        msg = f"'{value}' ({term.label}) is deprecated in {prefix} {onto.version}; " + (
+            f"replaced by {term.replaced_by}{_label_of(term.replaced_by)}"
+            if term.replaced_by
+            else f"consider {', '.join(term.consider)}"
+            if term.consider
+            else "the ontology names no replacement"
+        )
+        raise ValueError(msg)
+    if field_name == "assay" and not is_assay(term):
+        msg = f"'{value}' ({term.label}) is not an assay (EFO:0002772 or EFO:0010183 or below)"
+        raise ValueError(msg)
+    if (only := ALLOWED_TERMS.get((field_name, prefix))) and value not in only:
+        msg = f"'{value}' ({term.label}) is not one of the {prefix} terms {field_name} takes: "
+        msg += ", ".join(sorted(only))
+        raise ValueError(msg)
+    return term
+
+
+def _label_of(term_id: str) -> str:
+    prefix = prefix_of(term_id)
+    if prefix is None or prefix not in KNOWN_PREFIXES:
+        return ""
+    term = load(prefix).get(term_id)
+    return f" ({term.label})" if term else ""
+
+
+def term(term_id: str) -> Term | None:
+    """The term with this id in the ontology its prefix names, or None."""
+    prefix = prefix_of(term_id)
+    if prefix is None or prefix not in KNOWN_PREFIXES:
+        return None
+    return load(prefix).get(term_id)
+
+
+def text_ontologies(field_name: str, organism: str | None = None) -> list[Ontology]:
+    """The ontologies whose labels free text of ``field_name`` is matched against (a known
+    organism picks its own development-stage ontology)."""
+    names: Sequence[str] = TEXT_ONTOLOGIES.get(field_name, ())
+    if field_name == "development_stage" and organism in STAGE_ONTOLOGY:
+        names = (STAGE_ONTOLOGY[organism],)
+    return [load(n) for n in names]
+
+
+def is_assay(found: Term) -> bool:
+    return found.id in ASSAY_ROOTS or any(a in ASSAY_ROOTS for a, _ in found.ancestors)
+
+
+def allowed(field_name: str, ids: Iterable[str]) -> list[str]:
+    """``ids`` without the terms the field may not use (PATO is only male/female/normal, an
+    assay is an EFO assay and not one of EFO's cell lines)."""
+    out = []
+    for term_id in ids:
+        prefix = prefix_of(term_id) or ""
+        if field_name == "assay" and ((found := term(term_id)) is None or not is_assay(found)):
+            continue
+        only = ALLOWED_TERMS.get((field_name, prefix))
+        if only is None or term_id in only:
+            out.append(term_id)
+    return out
