@@ -42,6 +42,8 @@ from scurate.genes import GeneKeys, gene_keys
 from scurate.io import Source, prefetched
 
 MIN_GENES = 20
+# rows read and hashed at a time: a few MB, so the hash reads them while they are in cache
+HASH_CHUNK_ROWS = 512
 
 Progress = Callable[[str, int, int], None]
 
@@ -107,7 +109,7 @@ def _hash_source(
     hashes = np.empty(source.n_obs, dtype=np.uint64)
     nnz = np.empty(source.n_obs, dtype=np.uint32)
     nonintegral = 0
-    for start, chunk in prefetched(source.iter_x()):
+    for start, chunk in prefetched(source.iter_x(chunk_rows=HASH_CHUNK_ROWS)):
         stop = start + chunk.shape[0]
         h, n, bad = _core.hash_count_rows(
             chunk.indptr.astype(np.int64, copy=False),

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace scurate {
 namespace {
@@ -17,28 +18,29 @@ inline uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-constexpr uint64_t kGeneStride = 0x9e3779b97f4a7c15ULL;  // 2^64 / golden ratio
+constexpr uint64_t kPairMix = 0x9e3779b97f4a7c15ULL;  // 2^64 / golden ratio, odd
 
+// One 64-bit word per (gene, count) pair: the gene's own random key plus the count, then a
+// multiply-xorshift. Distinct pairs collide only if two genes' keys differ by exactly the
+// difference of their counts (about 2^-60), and the row hash is confirmed on the rows anyway.
+inline uint64_t pair_word(uint64_t gene_key, uint64_t count) {
+    uint64_t z = (gene_key + count) * kPairMix;
+    return z ^ (z >> 29);
+}
+
+// The count a stored value stands for, and whether it is one (a whole number >= 0). NaN, inf,
+// negatives and fractions are flagged; the comparisons are branch-free.
 template <class Value>
-inline bool as_count(Value v, uint64_t* count) {
+inline uint64_t as_count(Value v, uint64_t& bad) {
     if constexpr (std::is_floating_point_v<Value>) {
         const double d = static_cast<double>(v);
-        if (!(d >= 0.0 && d < 9.2e18)) {  // negative, NaN, inf or beyond int64
-            *count = 0;
-            return false;
-        }
-        const int64_t whole = static_cast<int64_t>(d);  // truncates toward zero
-        *count = static_cast<uint64_t>(whole);
-        return static_cast<double>(whole) == d;
+        const bool in_range = d >= 0.0 && d < 9.2e18;  // false for NaN too
+        const int64_t whole = in_range ? static_cast<int64_t>(d) : 0;
+        bad += !in_range || static_cast<double>(whole) != d;
+        return static_cast<uint64_t>(whole);
     } else {
-        if constexpr (std::is_signed_v<Value>) {
-            if (v < 0) {
-                *count = 0;
-                return false;
-            }
-        }
-        *count = static_cast<uint64_t>(v);
-        return true;
+        if constexpr (std::is_signed_v<Value>) bad += v < 0;
+        return static_cast<uint64_t>(v);
     }
 }
 
@@ -57,28 +59,35 @@ Status hash_count_rows(const int64_t* indptr, int64_t n_rows, const Index* indic
         if (indptr[i + 1] < indptr[i])
             return Status::error("indptr: decreases at row " + std::to_string(i));
     }
+    // each canonical gene's random key, looked up per column: 0 leaves the column out
+    std::vector<uint64_t> column_key(static_cast<size_t>(n_cols), 0);
+    for (int64_t c = 0; c < n_cols; ++c) {
+        const int32_t g = gene_map[c];
+        column_key[c] = g < 0 ? 0 : (mix64(static_cast<uint64_t>(g) + 1) | 1);  // never 0
+    }
+    const uint64_t* key = column_key.data();
     int64_t bad_column = -1;
     int64_t nonintegral = 0;
 #pragma omp parallel for schedule(dynamic, 256) reduction(+ : nonintegral) \
     reduction(max : bad_column) if (n_rows > 1024)
     for (int64_t i = 0; i < n_rows; ++i) {
         uint64_t sum = 0;
+        uint64_t row_bad = 0;  // a local, so it stays in a register
         uint32_t count_pairs = 0;
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) {
-            const int64_t c = static_cast<int64_t>(indices[p]);
-            if (c < 0 || c >= n_cols) {
-                bad_column = c < 0 ? 0 : c;
+            const uint64_t c = static_cast<uint64_t>(indices[p]);
+            if (c >= static_cast<uint64_t>(n_cols)) {  // negative indices wrap above n_cols
+                bad_column = static_cast<int64_t>(indices[p]) < 0 ? 0 : static_cast<int64_t>(c);
                 continue;
             }
-            const int32_t g = gene_map[c];
-            if (g < 0 || data[p] == Value(0)) continue;
-            uint64_t count = 0;
-            if (!as_count(data[p], &count)) ++nonintegral;
-            sum += mix64(static_cast<uint64_t>(g) * kGeneStride + count);
+            const uint64_t k = key[c];
+            if (k == 0 || data[p] == Value(0)) continue;
+            sum += pair_word(k, as_count(data[p], row_bad));
             ++count_pairs;
         }
         hashes[i] = mix64(sum ^ mix64(count_pairs + 1));
         nnz[i] = count_pairs;
+        nonintegral += static_cast<int64_t>(row_bad);
     }
     if (bad_column >= 0)
         return Status::error("indices: column " + std::to_string(bad_column) + " is outside 0.." +
