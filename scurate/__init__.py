@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
+from scurate import _env  # noqa: F401  (first: sets OpenMP's wait policy before it loads)
 from scurate.api import Selection, select, select_to_dir
 from scurate.errors import InputError, OptionError, PluginError, ScurateError
 from scurate.harmonization import Harmonized, harmonize
