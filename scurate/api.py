@@ -16,12 +16,13 @@ import polars as pl
 from scurate import manifest as mf
 from scurate import report as rp
 from scurate.embed import Embedding, from_obsm
-from scurate.errors import InputError, PluginError
-from scurate.index import exact_search_affordable, nearest_distance
+from scurate.errors import InputError, OptionError, PluginError
 from scurate.io import Source, open_sources
 from scurate.kcenter import covering_radius
 from scurate.plugins import Plugins, discover
 from scurate.select import SelectionContext, check_budget, parse_params, run_policy
+from scurate.strata import obs_lookup, parse_columns, parse_quota, run_stratified
+from scurate.weights import assign
 
 Progress = Callable[[str, int, int], None]
 
@@ -107,6 +108,8 @@ def select(
     embedder: str = "pca",
     seed: int = 0,
     params: Mapping[str, str] | Sequence[str] | None = None,
+    strata: str | Sequence[str] | None = None,
+    quota: str = "proportional",
     progress: Progress | None = None,
 ) -> Selection:
     """Select ``budget`` cells that cover the sources, in priority order.
@@ -127,6 +130,12 @@ def select(
         Seeds every random choice: the same seed and inputs give the same manifest.
     params
         Policy parameters, as a mapping or as ``"key=value"`` strings.
+    strata
+        Manifest columns (``"tissue,cell_type"`` or a list) whose value combinations divide the
+        budget; the policy runs inside each stratum (see :mod:`scurate.strata`).
+    quota
+        With ``strata``: ``proportional`` to stratum size, ``equal`` (water-filling) or
+        ``min:N`` (at least ``N`` cells per stratum, the rest proportional).
     progress
         Called as ``progress(stage, done, total)`` while the run goes.
 
@@ -138,6 +147,11 @@ def select(
     progress = progress or _quiet
     timings: dict[str, float] = {}
     given = dict(params) if isinstance(params, Mapping) else parse_params(params or [])
+    columns = None if strata is None else parse_columns(strata)
+    quota_ = parse_quota(quota)
+    if columns is None and quota != "proportional":
+        msg = f"--quota {quota}: needs --strata (the columns whose values get quotas)"
+        raise OptionError(msg)
     with _timed(timings, "open"):
         plugins = discover()
         readers = {name: item.obj for name, item in plugins.registries["sources"].items()}
@@ -166,22 +180,28 @@ def select(
     )
     with _timed(timings, "select"):
         progress("select", 0, budget)
-        order = run_policy(chosen, ctx, budget)
+        if columns is None:
+            order = run_policy(chosen, ctx, budget)
+        else:
+            order = run_stratified(
+                chosen, ctx, budget, columns=columns, quota=quota_, lookup=obs_lookup(opened)
+            )
         progress("select", budget, budget)
     radii = ctx.info.get("covering_radius")
     if not isinstance(radii, list) or len(radii) != budget:
         radii = None
     with _timed(timings, "coverage"):
         radius = radii[-1] if radii else covering_radius(embedding.values, order)
-        mean_distance = None
-        if exact_search_affordable(pool, budget, embedding.values.shape[1]):
-            nearest = nearest_distance(embedding.values[order], embedding.values)
-            mean_distance = float(nearest.mean(dtype=np.float64))
+        nearest = assign(embedding.values, order)  # FAISS; exact where affordable
+        mean_distance = float(nearest.distance.mean(dtype=np.float64)) if nearest.exact else None
+        weight = np.full(pool, np.nan, dtype=np.float32)
+        weight[order] = nearest.weights(budget)
     rank = np.full(pool, -1, dtype=np.int64)
     rank[order] = np.arange(budget)
     manifest = manifest.with_columns(
         pl.Series("selected", rank >= 0),
         pl.Series("selection_rank", rank).cast(pl.UInt32, strict=False).alias("selection_rank"),
+        pl.Series("weight", weight).fill_nan(None),
     ).with_columns(
         pl.when(pl.col("selected")).then(pl.lit(chosen.name)).otherwise(None).alias("policy"),
         pl.when(pl.col("selected")).then(pl.col("selection_rank")).alias("selection_rank"),
@@ -195,6 +215,8 @@ def select(
         "obsm_key": obsm_key,
         "embedder": None if obsm_key else embedder,
         "seed": seed,
+        "strata": columns,
+        "quota": None if columns is None else str(quota_),
     }
     report = rp.build_report(
         manifest=manifest,
@@ -203,9 +225,11 @@ def select(
         covering_radius=radius,
         mean_distance=mean_distance,
         radii=radii,
-        policy_info=ctx.info,
+        policy_info={k: v for k, v in ctx.info.items() if k != "strata"},
         timings=timings,
     )
+    report["weights"] = nearest.summary(budget)
+    report["strata"] = ctx.info.get("strata")
     return Selection(mf.conform(manifest), report)
 
 

@@ -31,6 +31,18 @@ Params = Annotated[
     list[str] | None,
     typer.Option("--param", help="Policy parameter key=value (repeatable).", show_default=False),
 ]
+Strata = Annotated[
+    str | None,
+    typer.Option(
+        "--strata",
+        help="Manifest columns COL[,COL...] whose values divide the budget (quotas).",
+        show_default=False,
+    ),
+]
+Quota = Annotated[
+    str,
+    typer.Option("--quota", help="With --strata: proportional, equal or min:N cells per stratum."),
+]
 Example = Annotated[
     bool, typer.Option("--example", help="Select from the small example corpus shipped inside.")
 ]
@@ -59,12 +71,16 @@ def select(
     embedder: Embedder = "pca",
     seed: Seed = 0,
     param: Params = None,
+    strata: Strata = None,
+    quota: Quota = "proportional",
     example: Example = False,
     as_json: AsJson = False,
 ) -> None:
     """Select a budgeted, diversity-maximizing set of cells, in priority order.
 
     Example: scurate select data/*.h5ad --budget 50000 -o out/
+
+    Quotas: scurate select data/ -b 5000 -o out/ --strata dataset_id --quota equal
     """
     paths = list(sources or [])
     if example:
@@ -82,6 +98,8 @@ def select(
             embedder=embedder,
             seed=seed,
             params=param or [],
+            strata=strata,
+            quota=quota,
             progress=progress,
         )
     report = result.report
