@@ -24,7 +24,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_first_party_plugins_are_found_through_entry_points() -> None:
     found = discover()
     assert not found.failures
-    assert {"kcenter", "random"} <= set(found.registries["policies"])
+    assert {"kcenter", "random", "facility", "sketch", "reweight"} <= set(
+        found.registries["policies"]
+    )
     assert "pca" in found.registries["embedders"]
     assert ".h5ad" in found.registries["sources"]
     assert found.registries["policies"]["kcenter"].plugin == "policies"
@@ -65,7 +67,8 @@ def test_a_broken_plugin_is_named_and_hides_nothing(
     )
     with pytest.raises(
         PluginError,
-        match=r"--policy 'nope' is not a registered policy \(available: kcenter, random\); "
+        match=r"--policy 'nope' is not a registered policy "
+        r"\(available: facility, kcenter, random, reweight, sketch\); "
         r"plugin 'broken' failed",
     ):
         found.get("policies", "nope", option="--policy")
