@@ -149,7 +149,7 @@ def select(
     given = dict(params) if isinstance(params, Mapping) else parse_params(params or [])
     columns = None if strata is None else parse_columns(strata)
     quota_ = parse_quota(quota)
-    if columns is None and quota != "proportional":
+    if columns is None and quota_.kind != "proportional":
         msg = f"--quota {quota}: needs --strata (the columns whose values get quotas)"
         raise OptionError(msg)
     with _timed(timings, "open"):

@@ -137,13 +137,16 @@ class Strata:
         return np.flatnonzero(self.codes == s).astype(np.int64)
 
 
+NULL = "\x00null"  # stands for a missing value while strata are matched (never a label)
+
+
 def split(values: pl.DataFrame) -> Strata:
     """Strata in sorted order of their values (nulls last), so the split is deterministic."""
     columns = list(values.columns)
-    indexed = values.with_row_index("__row")
-    keys_frame = values.unique().sort(columns, nulls_last=True)
-    keys_frame = keys_frame.with_row_index("__stratum")
-    joined = indexed.join(keys_frame, on=columns, how="left", nulls_equal=True).sort("__row")
+    filled = values.with_columns(pl.col(c).fill_null(NULL) for c in columns)
+    keys_frame = values.unique().sort(columns, nulls_last=True).with_row_index("__stratum")
+    lookup = keys_frame.with_columns(pl.col(c).fill_null(NULL) for c in columns)
+    joined = filled.with_row_index("__row").join(lookup, on=columns, how="left").sort("__row")
     codes = joined["__stratum"].to_numpy().astype(np.int64)
     keys = keys_frame.drop("__stratum").to_dicts()
     return Strata(columns, keys, codes)
