@@ -159,3 +159,20 @@ def test_cli_strata_writes_weights_and_report(two_labs: list[Path], tmp_path: Pa
     assert [s["selected"] for s in report["strata"]["strata"]] == [20, 20]
     manifest = pl.read_parquet(out / "manifest.parquet")
     assert manifest["weight"].sum() == manifest.height == report["weights"]["sum"]
+
+
+def test_two_columns_make_one_stratum_per_combination(two_labs: list[Path]) -> None:
+    sel = scurate.select(two_labs, 100, strata="dataset_id,cell_type", quota="min:3", seed=1)
+    strata = sel.report["strata"]["strata"]
+    assert [tuple(s["values"].values()) for s in strata] == [
+        ("lab_a", "B"),
+        ("lab_a", "Mono"),
+        ("lab_a", "NK"),
+        ("lab_a", "T"),
+        ("lab_a", "pDC"),
+        ("lab_b", "B"),
+        ("lab_b", "Mono"),
+        ("lab_b", "NK"),
+        ("lab_b", "T"),
+    ]
+    assert all(s["selected"] >= 3 for s in strata) and sum(s["selected"] for s in strata) == 100
