@@ -4,7 +4,7 @@
 Exact (a flat index) when ``n_queries * n_base * dims`` is within
 :data:`scurate.index.CPU_EXACT_LIMIT` or FAISS has a GPU; otherwise an IVF index with about
 ``4 * sqrt(n_base)`` lists trained on evenly spaced rows (deterministic), searching
-:data:`NPROBE` lists per query.
+:data:`NPROBE` lists per query (recall of the 16 nearest about 0.99 on the benchmark data).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from scurate.index import SEARCH_CHUNK, exact_search_affordable, flat_index
 log = logging.getLogger(__name__)
 
 NPROBE = 16
-TRAIN_PER_LIST = 40  # training rows per IVF list
+TRAIN_PER_LIST = 30  # training rows per IVF list
+KMEANS_ITERATIONS = 10  # of the IVF training (FAISS's default 25 buys no recall here)
 
 
 def build_index(base: NDArray[np.float32], *, exact: bool) -> Any:
@@ -34,6 +35,7 @@ def build_index(base: NDArray[np.float32], *, exact: bool) -> Any:
     nlist = max(1, min(int(4 * math.sqrt(n)), n // TRAIN_PER_LIST))
     quantizer = faiss.IndexFlatL2(dims)
     index = faiss.IndexIVFFlat(quantizer, dims, nlist)
+    index.cp.niter = KMEANS_ITERATIONS
     step = max(1, n // (nlist * TRAIN_PER_LIST))
     index.train(np.ascontiguousarray(base[::step]))
     index.add(base)
