@@ -5,12 +5,15 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "kernels/dedup.hpp"
+#include "kernels/facility.hpp"
 #include "kernels/kcenter.hpp"
 #include "kernels/kcenter_covered.hpp"
 #include "kernels/neighbors.hpp"
+#include "kernels/sketch.hpp"
 
 namespace py = pybind11;
 
@@ -197,6 +200,92 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter_covered(const py::a
 
 }  // namespace
 
+// ---- issue 5: facility location and grid covering (policies) -------------------------------
+namespace {
+
+std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(const py::array& indptr,
+                                                                       const py::array& indices,
+                                                                       const py::array& values,
+                                                                       int64_t budget) {
+    auto ptr = expect<int64_t>(indptr, "indptr", 1);
+    auto idx = expect<int64_t>(indices, "indices", 1);
+    auto val = expect<float>(values, "values", 1);
+    if (ptr.shape(0) < 1) throw py::value_error("indptr: expected n_rows + 1 >= 1 entries");
+    const int64_t n = ptr.shape(0) - 1;
+    if (idx.shape(0) != val.shape(0))
+        throw py::value_error("indices and values: expected the same length, got " +
+                              std::to_string(idx.shape(0)) + " and " +
+                              std::to_string(val.shape(0)));
+    if (ptr.at(n) != idx.shape(0))
+        throw py::value_error("indptr[-1] = " + std::to_string(ptr.at(n)) + ": expected " +
+                              std::to_string(idx.shape(0)) + " (the length of indices)");
+    if (budget < 0 || budget > n)
+        throw py::value_error("budget: must be between 0 and the " + std::to_string(n) +
+                              " rows, got " + std::to_string(budget));
+    py::array_t<int64_t> order(budget);
+    py::array_t<double> objective(budget);
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::facility_location(ptr.data(), idx.data(), val.data(), n, budget,
+                                        order.mutable_data(), objective.mutable_data());
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+    return {order, objective};
+}
+
+std::pair<py::array_t<int64_t>, int64_t> grid_boxes(const py::array& x, double unit) {
+    auto emb = expect<float>(x, "x", 2);
+    py::array_t<int64_t> box(emb.shape(0));
+    int64_t n_boxes = 0;
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::grid_boxes(emb.data(), emb.shape(0), emb.shape(1), unit, box.mutable_data(),
+                                 &n_boxes);
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+    return {box, n_boxes};
+}
+
+std::tuple<py::array_t<int64_t>, int64_t, double> grid_covering(const py::array& x, int64_t target,
+                                                                double alpha, int64_t max_iter) {
+    auto emb = expect<float>(x, "x", 2);
+    py::array_t<int64_t> box(emb.shape(0));
+    int64_t n_boxes = 0;
+    double unit = 0.0;
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::grid_covering(emb.data(), emb.shape(0), emb.shape(1), target, alpha, max_iter,
+                                    box.mutable_data(), &n_boxes, &unit);
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+    return {box, n_boxes, unit};
+}
+
+void bind_policies(py::module_& m) {
+    m.def("facility_location", &facility_location, py::arg("indptr"), py::arg("indices"),
+          py::arg("values"), py::arg("budget"),
+          R"doc(Lazy-greedy facility location over a sparse similarity graph (CSR by candidate).
+
+Row j of (indptr, indices, values) lists the cells i that candidate j covers and sim(i, j)
+(float32, finite, >= 0). Returns (order, objective): the picks in greedy order (int64; ties to
+the lowest row, as a plain greedy) and F = sum_i max_{j picked} sim(i, j) after each pick.)doc");
+    m.def(
+        "grid_boxes", &grid_boxes, py::arg("x"), py::arg("unit"),
+        R"doc(Plaid grid boxes of side ``unit`` over a float32 (n, d) array (geosketch's covering).
+
+Returns (box, n_boxes): each row's box id, numbered by first row, and the number of boxes.)doc");
+    m.def("grid_covering", &grid_covering, py::arg("x"), py::arg("target"), py::kw_only(),
+          py::arg("alpha") = 0.1, py::arg("max_iter") = 100,
+          R"doc(The plaid grid whose number of boxes is near ``target`` (side found by bisection).
+
+Returns (box, n_boxes, unit).)doc");
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "scurate's native kernels (private: use the scurate package)";
     m.attr("__version__") = SCURATE_VERSION;
@@ -232,4 +321,6 @@ its distance float32, mean distance over the first n_mean other neighbours float
     m.def("kcenter_covered", &kcenter_covered, py::arg("x"), py::arg("covered"), py::arg("budget"),
           R"doc(Farthest-first traversal where row i starts at distance covered[i] (float32, to a
 reference corpus outside x; inf for none). Returns (order, radii) as kcenter does.)doc");
+
+    bind_policies(m);  // issue 5
 }

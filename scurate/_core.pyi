@@ -28,3 +28,13 @@ def union_find(n_nodes: int, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDAr
 def kcenter_covered(
     x: NDArray[np.float32], covered: NDArray[np.float32], budget: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]: ...
+def facility_location(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    values: NDArray[np.float32],
+    budget: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]: ...
+def grid_boxes(x: NDArray[np.float32], unit: float) -> tuple[NDArray[np.int64], int]: ...
+def grid_covering(
+    x: NDArray[np.float32], target: int, *, alpha: float = 0.1, max_iter: int = 100
+) -> tuple[NDArray[np.int64], int, float]: ...

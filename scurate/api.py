@@ -20,10 +20,11 @@ from scurate import report as rp
 from scurate import stages
 from scurate.dedup import MIN_GENES
 from scurate.errors import InputError, OptionError
-from scurate.index import exact_search_affordable, nearest_distance
 from scurate.kcenter import covering_radius
 from scurate.scoring import dataset_overlap, keep_mask
 from scurate.select import SelectionContext, parse_params, run_policy
+from scurate.strata import obs_lookup, parse_columns, parse_quota, run_stratified
+from scurate.weights import assign
 
 Progress = Callable[[str, int, int], None]
 
@@ -65,6 +66,8 @@ def select(
     dup_min_genes: int = MIN_GENES,
     metadata_map: str | os.PathLike[str] | None = None,
     set_fields: Sequence[str] = (),
+    strata: str | Sequence[str] | None = None,
+    quota: str = "proportional",
 ) -> Selection:
     """Select ``budget`` cells that cover the sources, in priority order.
 
@@ -106,6 +109,12 @@ def select(
         A TOML mapping file for the harmonizers (see ``scurate.harmonize``).
     set_fields
         ``"field=value"`` metadata constants for every dataset (``"tissue=pancreas"``).
+    strata
+        Manifest columns (``"tissue,cell_type"`` or a list) whose value combinations divide the
+        budget; the policy runs inside each stratum (see :mod:`scurate.strata`).
+    quota
+        With ``strata``: ``proportional`` to stratum size, ``equal`` (water-filling) or
+        ``min:N`` (at least ``N`` cells per stratum, the rest proportional).
 
     Returns
     -------
@@ -115,6 +124,11 @@ def select(
     """
     progress = progress or _quiet
     given = dict(params) if isinstance(params, Mapping) else parse_params(params or [])
+    columns = None if strata is None else parse_columns(strata)
+    quota_ = parse_quota(quota)
+    if columns is None and quota_.kind != "proportional":
+        msg = f"--quota {quota}: needs --strata (the columns whose values get quotas)"
+        raise OptionError(msg)
     embed_seed, policy_seed = np.random.SeedSequence(seed).spawn(2)
     pool_data = stages.scored_pool(
         sources,
@@ -161,7 +175,14 @@ def select(
     )
     with stages.timed(timings, "select"):
         progress("select", 0, budget)
-        order = candidates[run_policy(chosen, ctx, budget)]
+        if columns is None:
+            order = candidates[run_policy(chosen, ctx, budget)]
+        else:
+            lookup = obs_lookup(pool_data.sources)
+            within = run_stratified(
+                chosen, ctx, budget, columns=columns, quota=quota_, lookup=lookup
+            )
+            order = candidates[within]
         progress("select", budget, budget)
     radii = ctx.info.get("covering_radius")
     if not isinstance(radii, list) or len(radii) != budget:
@@ -169,15 +190,17 @@ def select(
     with stages.timed(timings, "coverage"):
         whole_pool = len(candidates) == pool and ref is None
         radius = radii[-1] if radii and whole_pool else covering_radius(embedding.values, order)
-        mean_distance = None
-        if exact_search_affordable(pool, budget, embedding.values.shape[1]):
-            nearest = nearest_distance(embedding.values[order], embedding.values)
-            mean_distance = float(nearest.mean(dtype=np.float64))
+        # every pool cell (duplicates set aside included) to its nearest selected cell
+        nearest = assign(embedding.values, order)  # FAISS; exact where affordable
+        mean_distance = float(nearest.distance.mean(dtype=np.float64)) if nearest.exact else None
+        weight = np.full(pool, np.nan, dtype=np.float32)
+        weight[order] = nearest.weights(budget)
     rank = np.full(pool, -1, dtype=np.int64)
     rank[order] = np.arange(budget)
     manifest = manifest.with_columns(
         pl.Series("selected", rank >= 0),
         pl.Series("selection_rank", rank).cast(pl.UInt32, strict=False).alias("selection_rank"),
+        pl.Series("weight", weight).fill_nan(None),
     ).with_columns(
         pl.when(pl.col("selected")).then(pl.lit(chosen.name)).otherwise(None).alias("policy"),
         pl.when(pl.col("selected")).then(pl.col("selection_rank")).alias("selection_rank"),
@@ -198,6 +221,8 @@ def select(
         "dup_min_genes": dup_min_genes,
         "metadata_map": None if metadata_map is None else str(metadata_map),
         "set": list(set_fields),
+        "strata": columns,
+        "quota": None if columns is None else str(quota_),
     }
     report = rp.build_report(
         manifest=manifest,
@@ -206,7 +231,7 @@ def select(
         covering_radius=radius,
         mean_distance=mean_distance,
         radii=radii,
-        policy_info=ctx.info,
+        policy_info={k: v for k, v in ctx.info.items() if k != "strata"},
         timings=timings,
     )
     report["covering_radius_curve_over"] = (
@@ -214,6 +239,8 @@ def select(
         if whole_pool
         else "the cells the policy chose from" + (" and the reference" if ref else "")
     )
+    report["weights"] = nearest.summary(budget)
+    report["strata"] = ctx.info.get("strata")
     report["harmonization"] = hz.report(pool_data.harmonized)
     report["coverage"] = cov.coverage(manifest)
     report.update(_score_report(pool_data, keep))

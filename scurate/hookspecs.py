@@ -32,10 +32,25 @@ def scurate_register_policies(register: Register) -> None:
 
     ``policy(ctx: SelectionContext, budget: int) -> NDArray[np.int64]`` returns ``budget``
     distinct row indices of ``ctx.embeddings`` IN PRIORITY ORDER, so that every prefix of the
-    result is itself a selection of that size. It must be deterministic given ``ctx.rng``. It
-    may put diagnostics in ``ctx.info`` (``"covering_radius"``: the radius after each pick).
-    ``scurate select --policy NAME --param key=value`` runs it; ``ctx.params`` holds the
-    key/value strings.
+    result is itself a selection of that size. ``scurate select --policy NAME`` runs it.
+
+    ``ctx`` (:class:`scurate.SelectionContext`) gives the policy:
+
+    - ``ctx.embeddings``: float32 ``(n_cells, n_dims)``, C-contiguous, one row per pool cell;
+    - ``ctx.manifest``: the pool's manifest rows (polars), in the same order;
+    - ``ctx.neighbors(rows_or_points, k)``: ``(distances, rows)`` of the ``k`` nearest pool
+      cells, by FAISS (exact flat index where affordable, IVF above);
+    - ``ctx.rng``: a seeded ``numpy.random.Generator``; draw all randomness from it, so the
+      same seed gives the same selection;
+    - ``ctx.params`` / ``ctx.param(key, default)``: the ``--param key=value`` strings;
+    - ``ctx.info``: a dict for the report (``"covering_radius"``: the radius after each pick,
+      a list of ``budget`` floats; any other JSON-able entry lands in ``policy_info``).
+
+    What the policy returns is checked: a 1-D integer array of exactly ``budget`` distinct
+    rows in ``0..n_cells - 1``; anything else, or an exception, stops the run with one line
+    naming the policy and its plugin. A policy raises :class:`scurate.OptionError` for a bad
+    ``--param``. With ``--strata`` the policy runs once per stratum, on a context holding that
+    stratum's rows (renumbered from 0) and that stratum's share of the budget.
     """
 
 

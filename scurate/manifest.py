@@ -18,7 +18,7 @@
 | nearest_reference | cell_id of that reference cell |
 | selected | whether the cell is in the selection |
 | selection_rank | 0-based priority order of a selected cell; null for the rest |
-| weight | how many pool cells a selected cell stands for (null until computed) |
+| weight | pool cells whose nearest selected cell this is (Voronoi size; null if not selected) |
 | policy | the policy that selected the cell; null for the rest |
 """
 

@@ -11,6 +11,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate.errors import OptionError, PluginError, ScurateError
+from scurate.index import exact_search_affordable
 from scurate.plugins import Registered
 
 
@@ -30,11 +31,13 @@ class SelectionContext:
         ``--param key=value`` strings given for this run.
     info
         Diagnostics a policy may leave for the report (``"covering_radius"``: the radius after
-        each pick, as a sequence of floats).
+        each pick, as a sequence of floats; other JSON-able values go to ``policy_info``).
     covered
         With ``--reference``: float32, each pool cell's distance to its nearest reference cell
         (the corpus the team already has), so a policy can treat that corpus as already
         covered. None without a reference.
+
+    :meth:`neighbors` finds nearest cells with FAISS; :meth:`param` reads a parameter.
     """
 
     embeddings: NDArray[np.float32]
@@ -43,6 +46,41 @@ class SelectionContext:
     params: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     covered: NDArray[np.float32] | None = None
+    _indexes: dict[bool, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def neighbors(
+        self, queries: NDArray[Any] | Sequence[int], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The ``k`` pool cells nearest to each query: ``(distances, rows)``, nearest first.
+
+        ``queries`` are rows of the pool (1-D integers: a cell is then its own first
+        neighbour, at distance 0) or points (2-D float, ``n_dims`` wide). Distances are
+        Euclidean. The search is exact (FAISS flat index) where that is affordable and uses
+        FAISS IVF above (see :mod:`scurate.neighbors`); the index is built once per context.
+        """
+        from scurate.neighbors import build_index, search
+
+        q = np.asarray(queries)
+        if q.ndim == 1 and (q.dtype.kind in "iu" or q.size == 0):
+            if q.size and (q.min() < 0 or q.max() >= self.n_cells):
+                msg = f"queries: rows must be in 0..{self.n_cells - 1}"
+                raise ValueError(msg)
+            points = self.embeddings[q.astype(np.int64)]
+        elif q.ndim == 2 and q.shape[1] == self.embeddings.shape[1]:
+            points = np.ascontiguousarray(q, dtype=np.float32)
+        else:
+            msg = (
+                f"queries: expected 1-D integer rows or a 2-D array {self.embeddings.shape[1]} "
+                f"wide, got {q.dtype} of shape {q.shape}"
+            )
+            raise ValueError(msg)
+        if not 1 <= k <= self.n_cells:
+            msg = f"k: must be between 1 and the {self.n_cells} cells, got {k}"
+            raise ValueError(msg)
+        exact = exact_search_affordable(len(points), self.n_cells, self.embeddings.shape[1])
+        if exact not in self._indexes:
+            self._indexes[exact] = build_index(self.embeddings, exact=exact)
+        return search(self._indexes[exact], points, k)
 
     @property
     def n_cells(self) -> int:

@@ -118,3 +118,29 @@ BY_CELL_TYPE = """
     def scurate_register_policies(register):
         register("by-cell-type", by_cell_type, summary="one of each cell type first")
 """
+
+
+def install_project(monkeypatch: pytest.MonkeyPatch, site: Path, project: Path) -> None:
+    """Install a one-module plugin project (``pyproject.toml`` + ``<module>.py``) into ``site``
+    as pip lays it out: the module, and a dist-info with the name, version and entry points
+    that the pyproject declares."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    site.mkdir(exist_ok=True)
+    for module in project.glob("*.py"):
+        (site / module.name).write_text(module.read_text())
+    dist, version = meta["name"], meta["version"]
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    requires = "".join(f"Requires-Dist: {r}\n" for r in meta.get("dependencies", []))
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n{requires}"
+    )
+    groups = meta.get("entry-points", {})
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in eps.items())
+            for group, eps in groups.items()
+        )
+    )
+    monkeypatch.syspath_prepend(str(site))

@@ -106,7 +106,9 @@ def test_plugins_lists_first_party_and_json(
     code, stdout, _ = run("plugins", "--json")
     assert code == 0
     rows = {r["name"]: r for r in json.loads(stdout)}
-    assert rows["policies"]["provides"] == {"policies": ["kcenter", "random"]}
+    assert rows["policies"]["provides"] == {
+        "policies": ["kcenter", "random", "facility", "sketch", "reweight"]
+    }
     assert rows["broken"]["ok"] is False and "ModuleNotFoundError" in rows["broken"]["error"]
 
 
@@ -147,7 +149,8 @@ def test_budget_above_pool(two_labs: list[Path], tmp_path: Path) -> None:
 def test_unknown_policy(two_labs: list[Path], tmp_path: Path) -> None:
     fails_in_one_line(
         ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "best"],
-        "--policy 'best' is not a registered policy (available: kcenter, random)",
+        "--policy 'best' is not a registered policy "
+        "(available: facility, kcenter, random, reweight, sketch)",
     )
 
 

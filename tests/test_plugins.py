@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -24,7 +25,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_first_party_plugins_are_found_through_entry_points() -> None:
     found = discover()
     assert not found.failures
-    assert {"kcenter", "random"} <= set(found.registries["policies"])
+    assert {"kcenter", "random", "facility", "sketch", "reweight"} <= set(
+        found.registries["policies"]
+    )
     assert "pca" in found.registries["embedders"]
     assert ".h5ad" in found.registries["sources"]
     assert list(found.registries["harmonizers"]) == ["cellxgene", "columns", "ontology"]
@@ -66,7 +69,8 @@ def test_a_broken_plugin_is_named_and_hides_nothing(
     )
     with pytest.raises(
         PluginError,
-        match=r"--policy 'nope' is not a registered policy \(available: kcenter, random\); "
+        match=r"--policy 'nope' is not a registered policy "
+        r"\(available: facility, kcenter, random, reweight, sketch\); "
         r"plugin 'broken' failed",
     ):
         found.get("policies", "nope", option="--policy")
@@ -87,3 +91,49 @@ def test_every_hook_is_documented_in_the_readme() -> None:
     section = text[text.index("## Write a policy") :]
     for hook in hooks:
         assert re.search(rf"`{hook}\b", section), f"{hook} is not in the README's plugin section"
+
+
+def readme_plugin(folder: Path) -> Path:
+    """The README's 'Write a policy in 15 lines' module and pyproject, written to ``folder``."""
+    section = README.read_text().split("## Write a policy in 15 lines", 1)[1]
+    module = re.search(r"```python\n# (scurate_by_donor\.py)\n(.*?)```", section, re.S)
+    pyproject = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert module and pyproject, "the README's plugin example is missing"
+    code = module.group(2)
+    assert len(code.splitlines()) <= 15, "the README promises 15 lines"
+    assert len(pyproject.group(1).splitlines()) == 6, "the README promises a six-line pyproject"
+    folder.mkdir()
+    (folder / module.group(1)).write_text(code)
+    (folder / "pyproject.toml").write_text(pyproject.group(1))
+    return folder
+
+
+def test_the_readme_plugin_installs_lists_and_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, two_labs: list[Path]
+) -> None:
+    from scurate.cli import app
+    from typer.testing import CliRunner
+
+    from plugin_helpers import install_project
+
+    install_project(monkeypatch, tmp_path / "site", readme_plugin(tmp_path / "by-donor"))
+    install_plugin(monkeypatch, tmp_path / "site", "broken", BROKEN_IMPORT)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["plugins", "--json"])
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert rows["by-donor"]["ok"] and rows["by-donor"]["provides"] == {"policies": ["by-donor"]}
+    assert rows["by-donor"]["version"] == "0.1"
+    assert rows["broken"]["ok"] is False and "ModuleNotFoundError" in rows["broken"]["error"]
+    out = tmp_path / "out"
+    args = ["select", *map(str, two_labs), "-b", "40", "-o", str(out), "--json"]
+    result = runner.invoke(app, [*args, "--policy", "by-donor"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["parameters"]["policy_plugin"] == "by-donor"
+    # no donor is known, so it alternates datasets: 20 cells from each lab
+    assert [d["selected"] for d in report["datasets"]] == [20, 20]
+    # the broken plugin is named when asked for, and the built-ins still run beside it
+    failed = runner.invoke(app, [*args, "--policy", "broken"])
+    assert failed.exit_code == 1 and "plugin 'broken' failed (ModuleNotFoundError" in failed.stderr
+    ok = runner.invoke(app, [*args, "--policy", "facility"])
+    assert ok.exit_code == 0, ok.stderr

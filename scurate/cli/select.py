@@ -46,6 +46,18 @@ KeepDuplicates = Annotated[
         "one kept copy and one cell per near-duplicate group).",
     ),
 ]
+Strata = Annotated[
+    str | None,
+    typer.Option(
+        "--strata",
+        help="Manifest columns COL[,COL...] whose values divide the budget (quotas).",
+        show_default=False,
+    ),
+]
+Quota = Annotated[
+    str,
+    typer.Option("--quota", help="With --strata: proportional, equal or min:N cells per stratum."),
+]
 Example = Annotated[
     bool, typer.Option("--example", help="Select from the small example corpus shipped inside.")
 ]
@@ -95,12 +107,16 @@ def select(
     dup_min_genes: DupMinGenes = MIN_GENES,
     metadata_map: MetadataMap = None,
     set_fields: SetFields = None,
+    strata: Strata = None,
+    quota: Quota = "proportional",
     example: Example = False,
     as_json: AsJson = False,
 ) -> None:
     """Select a budgeted, diversity-maximizing set of cells, in priority order.
 
     Example: scurate select data/*.h5ad --budget 50000 -o out/
+
+    Quotas: scurate select data/ -b 5000 -o out/ --strata dataset_id --quota equal
     """
     paths = list(sources or [])
     if example:
@@ -118,6 +134,8 @@ def select(
             embedder=embedder,
             seed=seed,
             params=param or [],
+            strata=strata,
+            quota=quota,
             progress=progress,
             reference=reference,
             keep_duplicates=keep_duplicates,

@@ -1,0 +1,23 @@
+// Lazy-greedy facility location over a sparse similarity graph.
+#pragma once
+#include <cstdint>
+
+#include "kernels/status.hpp"
+
+namespace scurate {
+
+// Maximizes F(S) = sum_i max_{j in S} sim(i, j) greedily, one pick at a time.
+//
+// The graph is given by candidate: row j of the CSR arrays (`indptr`, n_rows + 1 entries;
+// `indices`, `values`, indptr[n_rows] entries) lists the cells i that j covers and sim(i, j)
+// (finite, >= 0; a cell absent from the row has similarity 0 to j). Each pick is the candidate
+// with the largest gain F(S + j) - F(S), ties to the lowest row, exactly as a plain greedy
+// that recomputes every gain; the lazy evaluation (Minoux) only skips candidates whose stale
+// upper bound cannot win. Gains are summed in double.
+//
+// Writes `order` (budget rows) and `objective` (F after each pick). The initial gains use
+// OpenMP threads; touches no Python object.
+Status facility_location(const int64_t* indptr, const int64_t* indices, const float* values,
+                         int64_t n_rows, int64_t budget, int64_t* order, double* objective);
+
+}  // namespace scurate

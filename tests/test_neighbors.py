@@ -1,0 +1,44 @@
+"""SelectionContext.neighbors and scurate.neighbors: FAISS kNN against numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from scurate.neighbors import knn
+from scurate.select import SelectionContext
+
+
+def brute(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    d = np.sqrt(((queries[:, None].astype(np.float64) - base[None]) ** 2).sum(-1))
+    rows = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, rows, 1), rows
+
+
+def test_context_neighbors_of_rows_and_points() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 7)).astype(np.float32)
+    ctx = SelectionContext(x, pl.DataFrame({"row": range(600)}), rng)
+    dist, rows = ctx.neighbors(np.arange(0, 600, 7), 5)
+    want_d, want_r = brute(x, x[::7], 5)
+    np.testing.assert_array_equal(rows, want_r)
+    np.testing.assert_allclose(dist, want_d, rtol=1e-4, atol=1e-3)
+    assert (rows[:, 0] == np.arange(0, 600, 7)).all() and np.allclose(dist[:, 0], 0, atol=1e-3)
+    points = rng.normal(size=(20, 7))
+    dist, rows = ctx.neighbors(points, 3)
+    np.testing.assert_array_equal(rows, brute(x, points, 3)[1])
+    with pytest.raises(ValueError, match="k: must be between 1 and the 600 cells, got 0"):
+        ctx.neighbors([1, 2], 0)
+    with pytest.raises(ValueError, match=r"queries: rows must be in 0..599"):
+        ctx.neighbors([600], 2)
+    with pytest.raises(ValueError, match="queries: expected 1-D integer rows or a 2-D array 7"):
+        ctx.neighbors(np.zeros((2, 3)), 2)
+
+
+def test_ivf_search_finds_nearly_all_true_neighbours() -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(8000, 6)) + rng.integers(0, 5, size=(8000, 1)) * 4).astype(np.float32)
+    _, rows = knn(x, x[:300], 10, exact=False)
+    _, want = brute(x, x[:300], 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want, strict=True)])
+    assert recall > 0.95
