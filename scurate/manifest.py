@@ -6,7 +6,7 @@
 | dataset_id | the source file's stem, made unique |
 | source | the source file's path as given |
 | row | the cell's row in its source |
-| organism ... suspension_type | canonical metadata, CELLxGENE schema (null until harmonized) |
+| organism ... lab | canonical metadata, CELLxGENE schema (null where no harmonizer mapped it) |
 | cell_line, lab | a cell line's name (Cellosaurus term) and the lab; scurate's additions |
 | *_ontology_term_id | the ontology term of each canonical field where mapped, else null |
 | n_counts, n_genes | total counts and genes detected in X (null where X was not read) |
