@@ -1,0 +1,331 @@
+"""Minibatches of a selection, read straight from the source files, for a trainer.
+
+``CellLoader(out_dir)`` yields :class:`Batch` objects: the selected cells' rows of X on one
+gene order, with cell ids, canonical labels, weights and selection ranks. Cells are read in
+blocks of rows that lie close together in their source (one ``read_rows`` per source per
+buffer), and shuffled within a buffer of several blocks, as annbatch and TileDB-SOMA-ML do:
+memory holds one buffer, never a whole matrix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from scurate import manifest as mf
+from scurate.errors import InputError, OptionError
+from scurate.genes import ENSEMBL, GeneSpace, common_genes, gene_keys, onto_genes
+from scurate.io import Source
+
+BLOCK_SIZE = 64  # cells read together from one source (neighbouring rows of the file)
+BUFFER_BLOCKS = 16  # blocks shuffled together: the memory a loader holds is one buffer
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One minibatch. Row ``i`` of ``X`` is cell ``cell_id[i]``."""
+
+    X: sp.csr_matrix  # float32, columns in ``CellLoader.genes`` order
+    cell_id: NDArray[np.object_]
+    labels: dict[str, NDArray[np.object_]]  # canonical label columns (None where unmapped)
+    weight: NDArray[np.float32]
+    selection_rank: NDArray[np.int64]
+    dataset_id: NDArray[np.object_]
+    row: NDArray[np.int64]  # the cell's row in its source file
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+def _manifest_path(selection: str | os.PathLike[str]) -> Path:
+    path = Path(selection)
+    if path.is_dir():
+        found = path / "manifest.parquet"
+        if not found.is_file():
+            msg = f"{path}: no manifest.parquet in this folder (is it an output of select?)"
+            raise InputError(msg)
+        return found
+    if not path.is_file():
+        msg = f"{path}: no such selection folder or manifest"
+        raise InputError(msg)
+    return path
+
+
+def _selected(path: Path, budget: int | None) -> pl.DataFrame:
+    frame = (
+        mf.read_manifest(path)
+        .filter(pl.col("selected").fill_null(False))
+        .sort("selection_rank")
+        .with_row_index("position")
+    )
+    if frame.is_empty():
+        msg = f"{path}: the manifest has no selected cells"
+        raise InputError(msg)
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            msg = f"budget={budget!r}: must be a positive number of cells"
+            raise OptionError(msg)
+        if budget > frame.height:
+            msg = f"budget={budget} is larger than the selection in {path} ({frame.height} cells)"
+            raise OptionError(msg)
+        frame = frame.head(budget)
+    return frame
+
+
+def _open(frame: pl.DataFrame, manifest: Path) -> dict[str, Source]:
+    """Open each source of the selection, checking it still holds the rows it held."""
+    from scurate import stages
+    from scurate.plugins import discover
+
+    readers = stages.source_readers(discover())
+    sources: dict[str, Source] = {}
+    for (name, dataset_id), part in frame.group_by(["source", "dataset_id"], maintain_order=True):
+        path = Path(str(name))
+        if not path.is_file():
+            msg = f"{path}: source file not found (moved since the selection in {manifest}?)"
+            raise InputError(msg)
+        suffix = next((s for s in readers if path.name.endswith(s)), None)
+        if suffix is None:
+            msg = f"{path}: no source reader for this file (known: {', '.join(readers)})"
+            raise InputError(msg)
+        source: Source = readers[suffix](path, str(dataset_id))
+        rows = part["row"].to_numpy().astype(np.int64)
+        if rows.max() >= source.n_obs:
+            msg = f"{path}: has {source.n_obs} cells, the selection names row {rows.max()}"
+            raise InputError(msg + " (the file changed since the selection)")
+        expected = np.char.add(f"{dataset_id}/", source.obs_names[rows].astype(str))
+        differ = np.flatnonzero(expected != part["cell_id"].to_numpy().astype(str))
+        if len(differ):
+            i = int(differ[0])
+            msg = (
+                f"{path}: row {rows[i]} holds '{source.obs_names[rows[i]]}', the selection "
+                f"says '{part['cell_id'][i]}' (the file changed since the selection)"
+            )
+            raise InputError(msg)
+        sources[str(name)] = source
+    return sources
+
+
+def _gene_space(sources: Sequence[Source], genes: str | Sequence[str]) -> GeneSpace:
+    if isinstance(genes, str):
+        if genes != "shared":
+            msg = f"genes={genes!r}: give 'shared' or a list of gene names"
+            raise OptionError(msg)
+        return common_genes(sources)
+    wanted = [str(g) for g in genes]
+    if not wanted:
+        msg = "genes: the gene list is empty"
+        raise OptionError(msg)
+    if len(set(wanted)) != len(wanted):
+        dup = next(g for g in wanted if wanted.count(g) > 1)
+        msg = f"genes: '{dup}' is listed twice"
+        raise OptionError(msg)
+    kind = "ensembl" if all(ENSEMBL.match(g) for g in wanted) else "symbol"
+    if kind == "ensembl":
+        wanted = [g.split(".", 1)[0] for g in wanted]
+    known: set[Any] = set()
+    for source in sources:
+        keys = gene_keys(source.read_genes())
+        ids = keys.ensembl if kind == "ensembl" else keys.symbols
+        if ids is not None:
+            known.update(ids)
+    if missing := [g for g in wanted if g not in known]:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        msg = f"genes: no source of the selection has {shown}"
+        raise OptionError(msg)
+    return onto_genes(sources, np.array(wanted, dtype=object), kind)
+
+
+def _read_rows(source: Source, rows: NDArray[np.int64]) -> sp.csr_matrix:
+    """Rows (sorted, distinct) of a source's X, by ``read_rows`` where the reader has it."""
+    reader = getattr(source, "read_rows", None)
+    if reader is not None:
+        return sp.csr_matrix(reader(rows))
+    parts = []
+    for start, chunk in source.iter_x():
+        lo, hi = np.searchsorted(rows, [start, start + chunk.shape[0]])
+        if hi > lo:
+            parts.append(chunk[rows[lo:hi] - start])
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, source.n_vars))
+
+
+class CellLoader:
+    """Iterate the selected cells of a ``select`` output in minibatches.
+
+    ``selection`` is the output folder or its ``manifest.parquet``. ``budget=K`` keeps the
+    first K cells of the priority order; ``rank``/``world_size`` keep every ``world_size``-th
+    of those, from ``rank`` (split before shuffling, so the parts are disjoint and cover the
+    selection once). ``genes`` is ``"shared"`` (the genes every source of the selection has)
+    or a list of names (Ensembl ids or symbols); a source lacking a listed gene gives zeros.
+    With ``shuffle`` the order depends only on ``seed`` and the epoch (``set_epoch``).
+    """
+
+    def __init__(
+        self,
+        selection: str | os.PathLike[str],
+        *,
+        batch_size: int = 256,
+        shuffle: bool = True,
+        seed: int = 0,
+        genes: str | Sequence[str] = "shared",
+        labels: Sequence[str] = ("cell_type",),
+        rank: int = 0,
+        world_size: int = 1,
+        budget: int | None = None,
+        block_size: int = BLOCK_SIZE,
+        buffer_size: int = BUFFER_BLOCKS,
+        drop_last: bool = False,
+    ) -> None:
+        for name, value in (
+            ("batch_size", batch_size),
+            ("world_size", world_size),
+            ("block_size", block_size),
+            ("buffer_size", buffer_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                msg = f"{name}={value!r}: must be a positive integer"
+                raise OptionError(msg)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            msg = f"rank={rank!r}: must be in 0..{world_size - 1} for world_size={world_size}"
+            raise OptionError(msg)
+        labels = (labels,) if isinstance(labels, str) else tuple(labels)
+        self.manifest_path = _manifest_path(selection)
+        frame = _selected(self.manifest_path, budget)
+        if missing := [c for c in labels if c not in frame.columns]:
+            msg = f"labels: {self.manifest_path} has no column {', '.join(map(repr, missing))}"
+            raise OptionError(msg)
+        self._sources = _open(frame, self.manifest_path)
+        order = list(self._sources)
+        space = _gene_space([self._sources[s] for s in order], genes)
+        self.genes: NDArray[np.object_] = space.genes
+        self.gene_kind = space.kind
+        self._projection = dict(zip(order, space.projections, strict=True))
+        part = frame.filter(pl.col("position") % world_size == rank)
+        self._cells = part.select(
+            pl.col("source").replace_strict(order, list(range(len(order)))).alias("source"),
+            pl.col("row").cast(pl.Int64),
+            "cell_id",
+            "dataset_id",
+            pl.col("weight").cast(pl.Float32),
+            pl.col("selection_rank").cast(pl.Int64),
+            *labels,
+        )
+        self._order = order
+        self.labels = labels
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.block_size, self.buffer_size, self.drop_last = block_size, buffer_size, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    @property
+    def n_cells(self) -> int:
+        """Cells this rank yields per epoch."""
+        return self._cells.height
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n_cells, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the shuffle order of ``epoch`` for the next iteration."""
+        self.epoch = int(epoch)
+
+    def _buffers(self) -> Iterator[NDArray[np.int64]]:
+        """Positions into this rank's cells, one array per buffer."""
+        n = self.n_cells
+        if not self.shuffle:
+            step = self.block_size * self.buffer_size
+            for start in range(0, n, step):
+                yield np.arange(start, min(start + step, n), dtype=np.int64)
+            return
+        rng = np.random.default_rng([self.seed, self.epoch])
+        source = self._cells["source"].to_numpy()
+        row = self._cells["row"].to_numpy()
+        by_file = np.lexsort((row, source))  # cells in file order: neighbours read together
+        blocks: list[NDArray[np.int64]] = []
+        for s in np.unique(source):
+            members = by_file[source[by_file] == s]
+            offset = int(rng.integers(self.block_size))  # block edges move from epoch to epoch
+            cuts = np.arange(offset or self.block_size, len(members), self.block_size)
+            blocks.extend(np.split(members, cuts))
+        picked = rng.permutation(len(blocks))
+        for start in range(0, len(blocks), self.buffer_size):
+            chosen = [blocks[i] for i in picked[start : start + self.buffer_size]]
+            yield rng.permutation(np.concatenate(chosen))
+
+    def _read(self, positions: NDArray[np.int64]) -> Batch:
+        cells = self._cells[positions]
+        source = cells["source"].to_numpy()
+        rows = cells["row"].to_numpy()
+        pieces, where = [], []
+        for s in np.unique(source):
+            at = np.flatnonzero(source == s)
+            wanted, back = np.unique(rows[at], return_inverse=True)
+            name = self._order[int(s)]
+            block = _read_rows(self._sources[name], wanted) @ self._projection[name]
+            pieces.append(sp.csr_matrix(block)[back])
+            where.append(at)
+        x = sp.vstack(pieces, format="csr")
+        x = x[np.argsort(np.concatenate(where), kind="stable")]
+        x = sp.csr_matrix(x, dtype=np.float32)
+        x.sort_indices()
+        return Batch(
+            X=x,
+            cell_id=cells["cell_id"].to_numpy().astype(object),
+            labels={c: cells[c].to_numpy().astype(object) for c in self.labels},
+            weight=cells["weight"].to_numpy().astype(np.float32),
+            selection_rank=cells["selection_rank"].to_numpy().astype(np.int64),
+            dataset_id=cells["dataset_id"].to_numpy().astype(object),
+            row=rows.astype(np.int64),
+        )
+
+    def __iter__(self) -> Iterator[Batch]:
+        pending: Batch | None = None
+        for positions in self._buffers():
+            buffer = self._read(positions)
+            if pending is not None:
+                buffer = _concat([pending, buffer])
+                pending = None
+            start = 0
+            while buffer.X.shape[0] - start >= self.batch_size:
+                yield _take(buffer, slice(start, start + self.batch_size))
+                start += self.batch_size
+            if start < buffer.X.shape[0]:
+                pending = _take(buffer, slice(start, None))
+        if pending is not None and not self.drop_last:
+            yield pending
+
+
+def _take(batch: Batch, part: slice) -> Batch:
+    return Batch(
+        X=batch.X[part],
+        cell_id=batch.cell_id[part],
+        labels={k: v[part] for k, v in batch.labels.items()},
+        weight=batch.weight[part],
+        selection_rank=batch.selection_rank[part],
+        dataset_id=batch.dataset_id[part],
+        row=batch.row[part],
+    )
+
+
+def _concat(batches: Sequence[Batch]) -> Batch:
+    first = batches[0]
+    return Batch(
+        X=sp.vstack([b.X for b in batches], format="csr"),
+        cell_id=np.concatenate([b.cell_id for b in batches]),
+        labels={k: np.concatenate([b.labels[k] for b in batches]) for k in first.labels},
+        weight=np.concatenate([b.weight for b in batches]),
+        selection_rank=np.concatenate([b.selection_rank for b in batches]),
+        dataset_id=np.concatenate([b.dataset_id for b in batches]),
+        row=np.concatenate([b.row for b in batches]),
+    )

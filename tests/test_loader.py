@@ -1,0 +1,199 @@
+"""CellLoader on a real selection of two real h5ad files with different gene orders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import polars as pl
+import pytest
+import scurate
+from scurate import manifest as mf
+from scurate.errors import InputError, OptionError
+from scurate.loader import Batch, CellLoader
+
+from conftest import N_GENES, TYPES, ensembl_ids, make_adata, type_programs
+
+BUDGET = 400
+
+
+@pytest.fixture(scope="module")
+def selected(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """lab_a: symbols in var_names; lab_b: versioned Ensembl ids in var_names, symbols in
+    var['gene_symbols'], 90 % of the genes in a shuffled order; a selection of 400 of 1598."""
+    root = tmp_path_factory.mktemp("loader")
+    rng = np.random.default_rng(7)
+    programs = type_programs(np.random.default_rng(42), len(TYPES))
+    a = make_adata(rng, programs, TYPES, [300, 200, 150, 240, 8], prefix="a_")
+    b = make_adata(rng, programs, TYPES, [250, 150, 100, 200, 0], prefix="b_")
+    keep = rng.permutation(np.sort(rng.choice(N_GENES, size=int(0.9 * N_GENES), replace=False)))
+    b = b[:, keep].copy()
+    b.var["gene_symbols"] = b.var_names.to_numpy()
+    b.var_names = [f"{e}.{i % 7 + 1}" for i, e in enumerate(ensembl_ids()[keep])]
+    a.write_h5ad(root / "lab_a.h5ad")
+    b.write_h5ad(root / "lab_b.h5ad")
+    scurate.select_to_dir(
+        [root / "lab_a.h5ad", root / "lab_b.h5ad"], BUDGET, out=root / "out", seed=0
+    )
+    return root / "out"
+
+
+def _selection(out: Path) -> pl.DataFrame:
+    return mf.read_manifest(out / "manifest.parquet").filter("selected").sort("selection_rank")
+
+
+def _epoch(loader: CellLoader) -> list[Batch]:
+    return list(loader)
+
+
+def _ids(batches: list[Batch]) -> list[str]:
+    return [c for b in batches for c in b.cell_id]
+
+
+def _source_rows(source: str, rows: np.ndarray, genes: np.ndarray) -> np.ndarray:
+    """The rows of a source file as anndata reads them, on ``genes`` (symbols)."""
+    adata = ad.read_h5ad(source)
+    symbols = (
+        adata.var["gene_symbols"].to_numpy()
+        if "gene_symbols" in adata.var
+        else adata.var_names.to_numpy()
+    )
+    column = {g: j for j, g in enumerate(symbols)}
+    x = adata.X[rows].toarray()
+    return np.stack([x[:, column[g]] if g in column else np.zeros(len(rows)) for g in genes], 1)
+
+
+def test_one_epoch_yields_every_selected_cell_once_with_its_source_row(selected: Path) -> None:
+    loader = CellLoader(selected, batch_size=37, block_size=16, buffer_size=3)
+    batches = _epoch(loader)
+    assert len(batches) == len(loader) == -(-BUDGET // 37)
+    assert all(len(b) == 37 for b in batches[:-1])
+    ids = _ids(batches)
+    truth = _selection(selected)
+    assert sorted(ids) == sorted(truth["cell_id"].to_list())
+    assert len(set(ids)) == BUDGET
+    assert loader.gene_kind == "symbol"
+    assert len(loader.genes) == int(0.9 * N_GENES)  # the genes lab_b kept: both sources share
+    x = np.vstack([b.X.toarray() for b in batches])
+    assert x.dtype == np.float32 and batches[0].X.format == "csr"
+    got = pl.DataFrame(
+        {
+            "cell_id": ids,
+            "cell_type_got": np.concatenate([b.labels["cell_type"] for b in batches]),
+            "weight_got": np.concatenate([b.weight for b in batches]),
+            "rank_got": np.concatenate([b.selection_rank for b in batches]),
+            "i": np.arange(BUDGET),
+        }
+    ).join(truth, on="cell_id")
+    assert (got["cell_type_got"] == got["cell_type"]).all()
+    assert got["cell_type"].null_count() == 0
+    assert np.array_equal(got["weight_got"].to_numpy(), got["weight"].to_numpy())
+    assert np.array_equal(got["rank_got"].to_numpy(), got["selection_rank"].to_numpy())
+    for (source,), part in got.group_by(["source"]):
+        expected = _source_rows(str(source), part["row"].to_numpy(), loader.genes)
+        assert np.array_equal(x[part["i"].to_numpy()], expected)
+    assert x.sum() > 0
+
+
+def test_epochs_differ_and_the_same_seed_repeats(selected: Path) -> None:
+    loader = CellLoader(selected, batch_size=50, seed=3, block_size=16, buffer_size=4)
+    first = _ids(_epoch(loader))
+    loader.set_epoch(1)
+    second = _ids(_epoch(loader))
+    assert sorted(first) == sorted(second)
+    assert first != second
+    again = CellLoader(selected, batch_size=50, seed=3, block_size=16, buffer_size=4)
+    assert _ids(_epoch(again)) == first
+    again.set_epoch(1)
+    assert _ids(_epoch(again)) == second
+    other = CellLoader(selected, batch_size=50, seed=4, block_size=16, buffer_size=4)
+    assert _ids(_epoch(other)) != first
+
+
+def test_without_shuffle_cells_come_in_priority_order(selected: Path) -> None:
+    loader = CellLoader(selected, batch_size=64, shuffle=False, block_size=16, buffer_size=2)
+    ranks = np.concatenate([b.selection_rank for b in loader])
+    assert np.array_equal(ranks, np.arange(BUDGET))
+
+
+def test_rank_parts_are_disjoint_and_cover_the_selection(selected: Path) -> None:
+    parts = [
+        _ids(_epoch(CellLoader(selected, batch_size=32, rank=r, world_size=3, seed=1)))
+        for r in range(3)
+    ]
+    assert sum(len(p) for p in parts) == BUDGET
+    assert set().union(*map(set, parts)) == set(_selection(selected)["cell_id"].to_list())
+    assert max(len(p) for p in parts) - min(len(p) for p in parts) <= 1
+    whole = CellLoader(selected, rank=1, world_size=3, seed=1)
+    assert whole.n_cells == len(parts[1])
+
+
+def test_budget_keeps_the_first_ranks(selected: Path) -> None:
+    loader = CellLoader(selected, budget=120, batch_size=25, seed=5)
+    ranks = np.concatenate([b.selection_rank for b in loader])
+    assert sorted(ranks.tolist()) == list(range(120))
+    assert len(loader) == 5
+
+
+def test_a_gene_list_sets_the_columns(selected: Path) -> None:
+    lab_a = ad.read_h5ad(selected.parent / "lab_a.h5ad")
+    lab_b = ad.read_h5ad(selected.parent / "lab_b.h5ad")
+    only_a = sorted(set(lab_a.var_names) - set(lab_b.var["gene_symbols"]))[0]
+    genes = ["SG0010", only_a, "SG0003"]
+    loader = CellLoader(selected, genes=genes, shuffle=False, labels=())
+    assert list(loader.genes) == genes
+    batch = next(iter(loader))
+    assert batch.X.shape[1] == 3 and batch.labels == {}
+    for (source,), part in (
+        pl.DataFrame({"source": [str(selected.parent / f"{d}.h5ad") for d in batch.dataset_id]})
+        .with_row_index("i")
+        .group_by(["source"])
+    ):
+        i = part["i"].to_numpy()
+        expected = _source_rows(str(source), batch.row[i], np.array(genes, dtype=object))
+        assert np.array_equal(batch.X[i].toarray(), expected)
+
+
+def _moved_copy(selected: Path, tmp_path: Path) -> Path:
+    """A copy of the selection whose manifest points at copies of the sources in tmp_path."""
+    for name in ("lab_a.h5ad", "lab_b.h5ad"):
+        shutil.copy(selected.parent / name, tmp_path / name)
+    frame = mf.read_manifest(selected / "manifest.parquet").with_columns(
+        pl.col("source").str.replace(str(selected.parent), str(tmp_path), literal=True)
+    )
+    (tmp_path / "out").mkdir()
+    mf.write_manifest(frame, tmp_path / "out" / "manifest.parquet")
+    return tmp_path / "out"
+
+
+def test_bad_input_gets_one_line(selected: Path, tmp_path: Path) -> None:
+    cases: list[tuple[type[Exception], str, dict[str, object], Path]] = [
+        (InputError, "no such selection folder", {}, tmp_path / "nowhere"),
+        (InputError, "no manifest.parquet", {}, tmp_path),
+        (OptionError, "budget=401 is larger than the selection", {"budget": 401}, selected),
+        (OptionError, "rank=3: must be in 0..2", {"rank": 3, "world_size": 3}, selected),
+        (OptionError, "rank=-1", {"rank": -1}, selected),
+        (OptionError, "genes: no source of the selection has NOPE1, NOPE2", {}, selected),
+        (OptionError, "labels:", {"labels": ("no_such_column",)}, selected),
+        (OptionError, "batch_size=0", {"batch_size": 0}, selected),
+    ]
+    cases[5][2]["genes"] = ["SG0001", "NOPE1", "NOPE2"]
+    for error, text, options, where in cases:
+        with pytest.raises(error, match=text) as info:
+            CellLoader(where, **options)  # type: ignore[arg-type]
+        assert "\n" not in str(info.value)
+
+
+def test_a_source_moved_or_changed_since_selection_is_named(selected: Path, tmp_path: Path) -> None:
+    out = _moved_copy(selected, tmp_path)
+    assert CellLoader(out).n_cells == BUDGET
+    (tmp_path / "lab_b.h5ad").rename(tmp_path / "elsewhere.h5ad")
+    with pytest.raises(InputError, match=r"lab_b\.h5ad: source file not found \(moved"):
+        CellLoader(out)
+    lab_b = ad.read_h5ad(tmp_path / "elsewhere.h5ad")
+    lab_b = lab_b[::-1].copy()  # same cells, other rows
+    lab_b.write_h5ad(tmp_path / "lab_b.h5ad")
+    with pytest.raises(InputError, match=r"lab_b\.h5ad: row \d+ holds 'b_\d+', the selection"):
+        CellLoader(out)
