@@ -9,6 +9,7 @@ import anndata as ad
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 import scurate
 from scurate import manifest as mf
 from scurate.errors import InputError, OptionError
@@ -197,3 +198,19 @@ def test_a_source_moved_or_changed_since_selection_is_named(selected: Path, tmp_
     lab_b.write_h5ad(tmp_path / "lab_b.h5ad")
     with pytest.raises(InputError, match=r"lab_b\.h5ad: row \d+ holds 'b_\d+', the selection"):
         CellLoader(out)
+
+
+def test_dense_and_csc_sources_read_the_same_rows(selected: Path, tmp_path: Path) -> None:
+    out = _moved_copy(selected, tmp_path)
+    lab_a = ad.read_h5ad(tmp_path / "lab_a.h5ad")
+    lab_a.X = lab_a.X.toarray()
+    lab_a.write_h5ad(tmp_path / "lab_a.h5ad")
+    lab_b = ad.read_h5ad(tmp_path / "lab_b.h5ad")
+    lab_b.X = sp.csc_matrix(lab_b.X)
+    lab_b.write_h5ad(tmp_path / "lab_b.h5ad")
+    options = {"batch_size": 64, "seed": 2, "block_size": 8, "buffer_size": 5}
+    csr = _epoch(CellLoader(selected, **options))  # type: ignore[arg-type]
+    other = _epoch(CellLoader(out, **options))  # type: ignore[arg-type]
+    assert _ids(csr) == _ids(other)
+    for one, two in zip(csr, other, strict=True):
+        assert np.array_equal(one.X.toarray(), two.X.toarray())
