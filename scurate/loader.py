@@ -249,6 +249,9 @@ class CellLoader:
         labels = (labels,) if isinstance(labels, str) else tuple(labels)
         self.manifest_path = _manifest_path(selection)
         frame = _selected(self.manifest_path, budget)
+        if world_size > frame.height:
+            msg = f"world_size={world_size} is larger than the selection ({frame.height} cells)"
+            raise OptionError(msg)
         if missing := [c for c in labels if c not in frame.columns]:
             msg = f"labels: {self.manifest_path} has no column {', '.join(map(repr, missing))}"
             raise OptionError(msg)
@@ -259,7 +262,8 @@ class CellLoader:
         self.gene_kind = space.kind
         self._projection = dict(zip(order, space.projections, strict=True))
         self._readers: dict[str, Callable[[NDArray[np.int64]], sp.csr_matrix]] = {}
-        for (name,), cells in frame.group_by(["source"]):
+        part = frame.filter(pl.col("position") % world_size == rank)
+        for (name,), cells in part.group_by(["source"]):
             source = self._sources[str(name)]
             rows = cells["row"].to_numpy().astype(np.int64)
             self._readers[str(name)] = (
@@ -267,7 +271,6 @@ class CellLoader:
                 if _is_csr_h5ad(source)
                 else functools.partial(_read_rows, source)
             )
-        part = frame.filter(pl.col("position") % world_size == rank)
         self._cells = part.select(
             pl.col("source").replace_strict(order, list(range(len(order)))).alias("source"),
             pl.col("row").cast(pl.Int64),
