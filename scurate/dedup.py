@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 from scurate import _core
 from scurate.errors import InputError
 from scurate.genes import GeneKeys, gene_keys
-from scurate.io import Source, prefetched
+from scurate.io import Source, prefetched, read_rows
 
 MIN_GENES = 20
 # rows read and hashed at a time: a few MB, so the hash reads them while they are in cache
@@ -123,7 +123,7 @@ def _hash_source(
     return hashes, nnz, nonintegral
 
 
-def _read_rows(
+def _union_rows(
     source: Source, rows: NDArray[np.int64], columns: NDArray[np.int64], width: int
 ) -> sp.csr_matrix:
     """The given rows of ``source`` (sorted) on the union key space, as float64 CSR."""
@@ -132,17 +132,7 @@ def _read_rows(
         (np.ones(int(keep.sum())), (np.flatnonzero(keep), columns[keep])),
         shape=(len(columns), width),
     )
-    read_rows = getattr(source, "read_rows", None)
-    if read_rows is not None:
-        picked = read_rows(rows)
-    else:  # a source plugin without row access: one pass, keeping the rows asked for
-        parts = []
-        for start, chunk in source.iter_x():
-            lo, hi = np.searchsorted(rows, [start, start + chunk.shape[0]])
-            if hi > lo:
-                parts.append(chunk[rows[lo:hi] - start])
-        picked = sp.vstack(parts, format="csr")
-    return sp.csr_matrix(picked, dtype=np.float64) @ projection
+    return sp.csr_matrix(read_rows(source, rows), dtype=np.float64) @ projection
 
 
 def find_exact_duplicates(
@@ -261,7 +251,7 @@ def _confirm(
         mine = sorted_rows[(sorted_rows >= offsets[k]) & (sorted_rows < offsets[k + 1])]
         if len(mine):
             parts.append(
-                _read_rows(sources[k], mine - offsets[k], space.columns[j], space.union_size)
+                _union_rows(sources[k], mine - offsets[k], space.columns[j], space.union_size)
             )
     table = sp.vstack(parts).tocsr()  # candidate rows in increasing pool row
 

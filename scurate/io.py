@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -46,8 +47,9 @@ class Source(Protocol):
     def iter_x(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, sp.csr_matrix]]: ...
     def x_is_counts(self) -> bool: ...
 
-    # Optional: ``read_rows(rows) -> csr_matrix`` reads a few scattered rows of X quickly
-    # (duplicate confirmation uses it where present, else one pass of iter_x).
+    # Optional: ``read_rows(rows) -> csr_matrix`` reads a few scattered rows of X quickly, and
+    # ``row_reader(rows)`` returns a reader of subsets of those rows that finds them once
+    # (:func:`read_rows` and the loader use them where present, else one pass of iter_x).
 
 
 @contextlib.contextmanager
@@ -209,38 +211,14 @@ class H5adSource:
         a few thousand scattered rows cost milliseconds rather than a pass over the file;
         dense and CSC X go through :meth:`iter_x`.
         """
-        rows = np.asarray(rows, dtype=np.int64)
-        kind = self._require_x()
-        if kind != "csr":
-            parts = []
-            for start, chunk in self.iter_x():
-                lo, hi = np.searchsorted(rows, [start, start + chunk.shape[0]])
-                if hi > lo:
-                    parts.append(chunk[rows[lo:hi] - start])
-            return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, self.n_vars))
-        with reading(self.path, "X"), h5py.File(self.path, "r") as f:
-            x = f["X"]
-            indptr = x["indptr"][:].astype(np.int64)
-            data_ds, indices_ds = x["data"], x["indices"]  # looked up once: each lookup costs
-            data_parts, index_parts, lengths = [], [], []
-            breaks = np.flatnonzero(np.diff(rows) > ROW_GAP) + 1
-            for run in np.split(rows, breaks):
-                if len(run) == 0:
-                    continue
-                lo, hi = int(indptr[run[0]]), int(indptr[run[-1] + 1])
-                data, indices = data_ds[lo:hi], indices_ds[lo:hi]
-                for r in run:
-                    a, b = int(indptr[r]) - lo, int(indptr[r + 1]) - lo
-                    data_parts.append(data[a:b])
-                    index_parts.append(indices[a:b])
-                    lengths.append(b - a)
-        ptr = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-        if not data_parts:
-            return sp.csr_matrix((0, self.n_vars))
-        return sp.csr_matrix(
-            (np.concatenate(data_parts), np.concatenate(index_parts), ptr),
-            shape=(len(rows), self.n_vars),
-        )
+        return self.row_reader(rows)(rows)
+
+    def row_reader(self, rows: NDArray[np.int64]) -> Callable[[NDArray[np.int64]], sp.csr_matrix]:
+        """A reader of any sorted subset of ``rows`` that finds their offsets in X once, for a
+        caller that reads the same rows many times over (a loader, one buffer at a time)."""
+        if self._require_x() != "csr":
+            return functools.partial(rows_by_scan, self)
+        return CsrRows(self.path, np.asarray(rows, dtype=np.int64), self.n_vars)
 
     def x_is_counts(self) -> bool:
         """True when the first chunk of X holds only non-negative integers (raw counts)."""
@@ -248,6 +226,62 @@ class H5adSource:
             data = chunk.data
             return bool(np.all(data >= 0) and np.all(data == np.round(data)))
         return True
+
+
+def rows_by_scan(source: Source, rows: NDArray[np.int64]) -> sp.csr_matrix:
+    """The given rows (sorted, distinct) of X in one pass of ``iter_x``: any source can."""
+    rows = np.asarray(rows, dtype=np.int64)
+    parts = []
+    for start, chunk in source.iter_x():
+        lo, hi = np.searchsorted(rows, [start, start + chunk.shape[0]])
+        if hi > lo:
+            parts.append(chunk[rows[lo:hi] - start])
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, source.n_vars))
+
+
+def read_rows(source: Source, rows: NDArray[np.int64]) -> sp.csr_matrix:
+    """The given rows (sorted, distinct) of a source's X: by its ``read_rows`` where the
+    reader has one, else by one pass of ``iter_x``."""
+    reader = getattr(source, "read_rows", None)
+    return sp.csr_matrix(reader(rows)) if reader is not None else rows_by_scan(source, rows)
+
+
+class CsrRows:
+    """Reads rows of a CSR h5ad's X, with the offsets of ``selected`` rows found once (16 bytes
+    a selected row, rather than the whole ``indptr`` on every read). Rows less than
+    ``ROW_GAP`` apart share one read of ``data`` and ``indices``."""
+
+    def __init__(self, path: Path, selected: NDArray[np.int64], n_vars: int) -> None:
+        self.path = path
+        self.n_vars = n_vars
+        self.rows = np.unique(selected)
+        with reading(path, "X"), h5py.File(path, "r") as f:
+            indptr = f["X"]["indptr"][:]
+        self.starts = indptr[self.rows].astype(np.int64)
+        self.ends = indptr[self.rows + 1].astype(np.int64)
+
+    def __call__(self, rows: NDArray[np.int64]) -> sp.csr_matrix:
+        """Rows (sorted, distinct, among the selected ones) as CSR, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return sp.csr_matrix((0, self.n_vars))
+        at = np.searchsorted(self.rows, rows)
+        starts, ends = self.starts[at], self.ends[at]
+        data_parts, index_parts = [], []
+        with reading(self.path, "X"), h5py.File(self.path, "r") as f:
+            data_ds, indices_ds = f["X"]["data"], f["X"]["indices"]  # each lookup costs
+            breaks = np.flatnonzero(np.diff(rows) > ROW_GAP) + 1
+            for run in np.split(np.arange(len(rows)), breaks):
+                lo, hi = int(starts[run[0]]), int(ends[run[-1]])
+                data, indices = data_ds[lo:hi], indices_ds[lo:hi]
+                for a, b in zip(starts[run] - lo, ends[run] - lo, strict=True):
+                    data_parts.append(data[a:b])
+                    index_parts.append(indices[a:b])
+        ptr = np.concatenate([[0], np.cumsum(ends - starts)])
+        return sp.csr_matrix(
+            (np.concatenate(data_parts), np.concatenate(index_parts), ptr),
+            shape=(len(rows), self.n_vars),
+        )
 
 
 def open_sources(

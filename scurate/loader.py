@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
@@ -25,7 +24,7 @@ from numpy.typing import NDArray
 from scurate import manifest as mf
 from scurate.errors import InputError, OptionError
 from scurate.genes import ENSEMBL, GeneSpace, common_genes, gene_keys, onto_genes
-from scurate.io import ROW_GAP, H5adSource, Source, reading
+from scurate.io import Source, read_rows
 
 BLOCK_SIZE = 64  # cells read together from one source (neighbouring rows of the file)
 BUFFER_BLOCKS = 16  # blocks shuffled together: the memory a loader holds is one buffer
@@ -148,65 +147,6 @@ def _gene_space(sources: Sequence[Source], genes: str | Sequence[str]) -> GeneSp
     return onto_genes(sources, np.array(wanted, dtype=object), kind)
 
 
-def _read_rows(source: Source, rows: NDArray[np.int64]) -> sp.csr_matrix:
-    """Rows (sorted, distinct) of a source's X, by ``read_rows`` where the reader has it."""
-    reader = getattr(source, "read_rows", None)
-    if reader is not None:
-        return sp.csr_matrix(reader(rows))
-    parts = []
-    for start, chunk in source.iter_x():
-        lo, hi = np.searchsorted(rows, [start, start + chunk.shape[0]])
-        if hi > lo:
-            parts.append(chunk[rows[lo:hi] - start])
-    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, source.n_vars))
-
-
-class _CsrRows:
-    """Rows of a CSR h5ad source's X, with the offsets of the selected rows found once.
-
-    ``H5adSource.read_rows`` reads the whole ``indptr`` on every call (8 bytes a cell: 8 MB
-    for a million-cell file); a loader reads each source once per buffer, so it keeps the
-    two offsets of each selected row instead (16 bytes a selected cell).
-    """
-
-    def __init__(self, path: Path, selected_rows: NDArray[np.int64]) -> None:
-        self.path = path
-        self.rows = np.unique(selected_rows)
-        with reading(path, "X"), h5py.File(path, "r") as f:
-            x = f["X"]
-            self.n_vars = int(x.attrs["shape"][1])
-            indptr = x["indptr"][:]
-        self.starts = indptr[self.rows].astype(np.int64)
-        self.ends = indptr[self.rows + 1].astype(np.int64)
-
-    def __call__(self, rows: NDArray[np.int64]) -> sp.csr_matrix:
-        at = np.searchsorted(self.rows, rows)
-        starts, ends = self.starts[at], self.ends[at]
-        data_parts, index_parts = [], []
-        with reading(self.path, "X"), h5py.File(self.path, "r") as f:
-            data_ds, indices_ds = f["X"]["data"], f["X"]["indices"]
-            breaks = np.flatnonzero(np.diff(rows) > ROW_GAP) + 1
-            for run in np.split(np.arange(len(rows)), breaks):
-                lo, hi = int(starts[run[0]]), int(ends[run[-1]])
-                data, indices = data_ds[lo:hi], indices_ds[lo:hi]
-                for a, b in zip(starts[run] - lo, ends[run] - lo, strict=True):
-                    data_parts.append(data[a:b])
-                    index_parts.append(indices[a:b])
-        ptr = np.concatenate([[0], np.cumsum(ends - starts)])
-        return sp.csr_matrix(
-            (np.concatenate(data_parts), np.concatenate(index_parts), ptr),
-            shape=(len(rows), self.n_vars),
-        )
-
-
-def _is_csr_h5ad(source: Source) -> bool:
-    if not isinstance(source, H5adSource):
-        return False
-    with reading(source.path, "X"), h5py.File(source.path, "r") as f:
-        x = f.get("X")
-        return isinstance(x, h5py.Group) and x.attrs.get("encoding-type") == "csr_matrix"
-
-
 class CellLoader:
     """Iterate the selected cells of a ``select`` output in minibatches.
 
@@ -266,10 +206,9 @@ class CellLoader:
         for (name,), cells in part.group_by(["source"]):
             source = self._sources[str(name)]
             rows = cells["row"].to_numpy().astype(np.int64)
+            row_reader = getattr(source, "row_reader", None)
             self._readers[str(name)] = (
-                _CsrRows(source.path, rows)
-                if _is_csr_h5ad(source)
-                else functools.partial(_read_rows, source)
+                row_reader(rows) if row_reader is not None else functools.partial(read_rows, source)
             )
         self._cells = part.select(
             pl.col("source").replace_strict(order, list(range(len(order)))).alias("source"),
