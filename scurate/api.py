@@ -22,8 +22,8 @@ from scurate.dedup import MIN_GENES
 from scurate.errors import InputError, OptionError
 from scurate.kcenter import covering_radius
 from scurate.scoring import dataset_overlap, keep_mask
-from scurate.select import SelectionContext, parse_params, run_policy
-from scurate.strata import obs_lookup, parse_columns, parse_quota, run_stratified
+from scurate.select import parse_params
+from scurate.strata import parse_columns, parse_quota
 from scurate.weights import assign
 
 Progress = Callable[[str, int, int], None]
@@ -146,44 +146,23 @@ def select(
         metadata_map=metadata_map,
         set_fields=set_fields,
     )
-    manifest, embedding, scores, ref = (
-        pool_data.manifest,
-        pool_data.embedding,
-        pool_data.scores,
-        pool_data.reference,
-    )
+    manifest, embedding, ref = pool_data.manifest, pool_data.embedding, pool_data.reference
     timings, chosen, pool = pool_data.timings, pool_data.policy, manifest.height
     assert chosen is not None  # asked for by name above
-    keep = (
-        np.ones(pool, dtype=bool)
-        if keep_duplicates
-        else keep_mask(scores.exact_dup_of, scores.near_dup_group)
-    )
-    candidates = np.flatnonzero(keep)
-    if budget > len(candidates):
-        msg = (
-            f"--budget {budget} is more than the {len(candidates)} cells left after setting "
-            f"aside {pool - len(candidates)} duplicates (--keep-duplicates keeps them)"
-        )
-        raise OptionError(msg)
-    ctx = SelectionContext(
-        np.ascontiguousarray(embedding.values[candidates]),
-        manifest[candidates] if len(candidates) < pool else manifest,
-        np.random.default_rng(policy_seed),
-        params=given,
-        covered=None if scores.novelty is None else scores.novelty[candidates],
-    )
     with stages.timed(timings, "select"):
         progress("select", 0, budget)
-        if columns is None:
-            order = candidates[run_policy(chosen, ctx, budget)]
-        else:
-            lookup = obs_lookup(pool_data.sources)
-            within = run_stratified(
-                chosen, ctx, budget, columns=columns, quota=quota_, lookup=lookup
-            )
-            order = candidates[within]
+        picked = stages.choose(
+            pool_data,
+            chosen,
+            budget,
+            rng=np.random.default_rng(policy_seed),
+            params=given,
+            keep_duplicates=keep_duplicates,
+            strata=columns,
+            quota=quota_,
+        )
         progress("select", budget, budget)
+    order, ctx, keep, candidates = picked.order, picked.ctx, picked.keep, picked.candidates
     radii = ctx.info.get("covering_radius")
     if not isinstance(radii, list) or len(radii) != budget:
         radii = None

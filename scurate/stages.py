@@ -12,17 +12,19 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from scurate import harmonization as hz
 from scurate import manifest as mf
 from scurate.dedup import MIN_GENES
 from scurate.embed import Embedding, from_obsm
-from scurate.errors import PluginError
+from scurate.errors import OptionError, PluginError
 from scurate.io import Source, open_sources
 from scurate.plugins import Plugins, Registered, discover
 from scurate.reference import Reference, open_reference
-from scurate.scoring import PoolScores, score_pool
-from scurate.select import check_budget
+from scurate.scoring import PoolScores, keep_mask, score_pool
+from scurate.select import SelectionContext, check_budget, run_policy
+from scurate.strata import Quota, obs_lookup, parse_quota, run_stratified
 
 Progress = Callable[[str, int, int], None]
 
@@ -48,7 +50,8 @@ def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
-def _pool_manifest(sources: Sequence[Source], embedding: Embedding) -> pl.DataFrame:
+def pool_manifest(sources: Sequence[Source], embedding: Embedding | None = None) -> pl.DataFrame:
+    """One row per cell of ``sources`` (id, dataset, file, row), with counts where embedded."""
     frames = []
     for source in sources:
         names = source.obs_names.astype(str)
@@ -63,7 +66,7 @@ def _pool_manifest(sources: Sequence[Source], embedding: Embedding) -> pl.DataFr
             )
         )
     frame = pl.concat(frames)
-    if embedding.n_counts is not None and embedding.n_genes is not None:
+    if embedding is not None and embedding.n_counts is not None and embedding.n_genes is not None:
         frame = frame.with_columns(
             pl.Series("n_counts", embedding.n_counts, dtype=pl.Float32),
             pl.Series("n_genes", embedding.n_genes.astype(np.uint32), dtype=pl.UInt32),
@@ -120,14 +123,15 @@ def scored_pool(
     policy: str | None = None,
     metadata_map: str | os.PathLike[str] | None = None,
     set_fields: Sequence[str] = (),
+    opened: Sequence[Source] | None = None,
 ) -> ScoredPool:
-    """Open, embed and score ``sources``; with ``budget`` and ``policy``, check both before
-    any cell is read, so a bad option fails at once."""
+    """Open, embed and score ``sources`` (or the already ``opened`` ones); with ``budget`` and
+    ``policy``, check both before any cell is read, so a bad option fails at once."""
     timings: dict[str, float] = {}
     with timed(timings, "open"):
         plugins = discover()
         readers = source_readers(plugins)
-        opened = open_sources(sources, readers)
+        opened = list(opened) if opened is not None else open_sources(sources, readers)
         chosen = None
         if budget is not None:
             check_budget(budget, sum(s.n_obs for s in opened))
@@ -160,7 +164,7 @@ def scored_pool(
                 rng=np.random.default_rng(embed_seed),
                 progress=progress,
             )
-    manifest = hz.attach(_pool_manifest(opened, embedding), harmonized)
+    manifest = hz.attach(pool_manifest(opened, embedding), harmonized)
     scores = score_pool(
         opened,
         embedding.values,
@@ -193,3 +197,62 @@ def _with_scores(manifest: pl.DataFrame, scores: PoolScores) -> pl.DataFrame:
             )
         )
     return manifest.with_columns(columns)
+
+
+@dataclass
+class Chosen:
+    """A policy's pick from a scored pool: ``order`` (pool rows, priority first), the context
+    the policy saw, and which cells it could choose from (``keep``, ``candidates``)."""
+
+    order: NDArray[np.int64]
+    ctx: SelectionContext
+    keep: NDArray[np.bool_]
+    candidates: NDArray[np.int64]
+
+
+def choose(
+    pool: ScoredPool,
+    policy: Registered,
+    budget: int,
+    *,
+    rng: np.random.Generator,
+    params: dict[str, str],
+    keep_duplicates: bool = False,
+    strata: Sequence[str] | None = None,
+    quota: Quota | None = None,
+) -> Chosen:
+    """Run ``policy`` for ``budget`` cells on a scored pool, as ``select`` does: exact copies and
+    near-duplicate groups set aside first (unless ``keep_duplicates``), quotas per stratum
+    where ``strata`` are given."""
+    scores, manifest, n = pool.scores, pool.manifest, pool.manifest.height
+    keep = (
+        np.ones(n, dtype=bool)
+        if keep_duplicates
+        else keep_mask(scores.exact_dup_of, scores.near_dup_group)
+    )
+    candidates = np.flatnonzero(keep)
+    if budget > len(candidates):
+        msg = (
+            f"--budget {budget} is more than the {len(candidates)} cells left after setting "
+            f"aside {n - len(candidates)} duplicates (--keep-duplicates keeps them)"
+        )
+        raise OptionError(msg)
+    ctx = SelectionContext(
+        np.ascontiguousarray(pool.embedding.values[candidates]),
+        manifest[candidates] if len(candidates) < n else manifest,
+        rng,
+        params=dict(params),
+        covered=None if scores.novelty is None else scores.novelty[candidates],
+    )
+    if strata is None:
+        within = run_policy(policy, ctx, budget)
+    else:
+        within = run_stratified(
+            policy,
+            ctx,
+            budget,
+            columns=strata,
+            quota=quota or parse_quota("proportional"),
+            lookup=obs_lookup(pool.sources),
+        )
+    return Chosen(candidates[within], ctx, keep, candidates)
