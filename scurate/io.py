@@ -284,6 +284,60 @@ class CsrRows:
         )
 
 
+class RowSubset:
+    """Some rows of a source, seen as a source of their own: the cells of a pool that a held-out
+    part was taken from (``scurate bench``). Nothing outside ``rows`` is ever read, X included,
+    so no value of the other cells can reach what is computed from this one."""
+
+    def __init__(self, base: Source, rows: NDArray[np.int64]) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0 or np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= base.n_obs:
+            msg = f"rows: expected sorted distinct rows in 0..{base.n_obs - 1}"
+            raise ValueError(msg)
+        self.base = base
+        self.rows = rows
+        self.path = base.path
+        self.dataset_id = base.dataset_id
+        self.n_obs = len(rows)
+        self.n_vars = base.n_vars
+        self.obs_names = base.obs_names[rows]
+
+    def read_obs(self) -> pd.DataFrame:
+        return self.base.read_obs().iloc[self.rows]
+
+    def read_genes(self) -> GeneTable:
+        return self.base.read_genes()
+
+    def obsm_keys(self) -> list[str]:
+        return self.base.obsm_keys()
+
+    def read_obsm(self, key: str) -> NDArray[np.float32]:
+        return np.ascontiguousarray(self.base.read_obsm(key)[self.rows])
+
+    def iter_x(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, sp.csr_matrix]]:
+        at = 0
+        for start, chunk in self.base.iter_x(chunk_rows):
+            lo, hi = np.searchsorted(self.rows, [start, start + chunk.shape[0]])
+            if hi > lo:
+                yield at, chunk[self.rows[lo:hi] - start]
+                at += int(hi - lo)
+
+    def read_rows(self, rows: NDArray[np.int64]) -> sp.csr_matrix:
+        return read_rows(self.base, self.rows[np.asarray(rows, dtype=np.int64)])
+
+    def x_is_counts(self) -> bool:
+        """True when the first 2,048 rows of the subset hold only non-negative integers."""
+        seen = 0
+        for _, chunk in self.iter_x(chunk_rows=2048):
+            data = chunk.data
+            if not (np.all(data >= 0) and np.all(data == np.round(data))):
+                return False
+            seen += chunk.shape[0]
+            if seen >= 2048:
+                break
+        return True
+
+
 def open_sources(
     paths: Sequence[str | os.PathLike[str]], readers: Mapping[str, Any] | None = None
 ) -> list[Source]:
