@@ -111,7 +111,7 @@ def highly_variable(sample: sp.csr_matrix, n_top: int) -> NDArray[np.int64]:
     return np.sort(order[:n_top]).astype(np.int64)
 
 
-def _pca_fit(
+def pca_fit(
     sample: sp.csr_matrix, n_comps: int, rng: np.random.Generator, n_iter: int = 6
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Mean, components (genes x n_comps) and explained variance ratios of ``sample``.
@@ -191,7 +191,7 @@ def fit_pca(
     sample = sp.vstack(parts).tocsr()
     genes = highly_variable(sample, n_top_genes)
     k_comps = max(1, min(n_comps, len(genes), n_fit - 1))
-    mean, components, explained = _pca_fit(sample[:, genes].tocsr(), k_comps, rng)
+    mean, components, explained = pca_fit(sample[:, genes].tocsr(), k_comps, rng)
     info = {
         "kind": "pca",
         "gene_id_kind": space.kind,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from scurate.cli._errors import user_errors
+from scurate.cli.bench import bench
 from scurate.cli.harmonize import harmonize
 from scurate.cli.index import app as index_app
 from scurate.cli.plugins import plugins
@@ -23,6 +24,7 @@ app.command()(user_errors(score))
 app.add_typer(index_app, name="index")
 app.command()(user_errors(plugins))
 app.command()(user_errors(harmonize))
+app.command()(user_errors(bench))
 
 
 def main() -> None:
