@@ -418,13 +418,18 @@ def obs_frame(source: Source) -> pl.DataFrame:
     data: dict[str, pl.Series] = {INDEX_COLUMN: pl.Series(INDEX_COLUMN, obs.index.astype(str))}
     for name in obs.columns:
         col = obs[name]
-        if str(col.dtype) == "category":
-            col = col.astype(object).where(col.notna(), None)
-        try:
-            data[str(name)] = pl.Series(str(name), col.to_numpy(), nan_to_null=True)
-        except (TypeError, ValueError, pl.exceptions.PolarsError):
-            values = [None if v is None or v != v else str(v) for v in col.tolist()]
-            data[str(name)] = pl.Series(str(name), values, dtype=pl.String)
+        series = None
+        if str(col.dtype) != "category":
+            try:
+                series = pl.Series(str(name), col.to_numpy(), nan_to_null=True)
+            except (TypeError, ValueError, pl.exceptions.PolarsError):
+                series = None
+        # categoricals, and object columns polars cannot type (it gives Object where the
+        # first values are missing), as strings
+        if series is None or series.dtype == pl.Object:
+            values = [None if v is None or v != v else str(v) for v in col.astype(object).tolist()]
+            series = pl.Series(str(name), values, dtype=pl.String)
+        data[str(name)] = series
     return pl.DataFrame(data, height=len(obs))
 
 

@@ -374,3 +374,32 @@ def test_a_cell_type_is_read_in_its_own_cells_tissue(plugins) -> None:
     assert "CL:0004117" in [
         c["term_id"] for c in record.unmapped["alpha (in retina)"]["candidates"]
     ]
+
+
+def test_obs_columns_whose_first_values_are_missing_are_strings(tmp_path: Path) -> None:
+    """polars types an object array that starts with None as Object; such a column (a
+    categorical or plain strings) must reach the harmonizers as strings, not fail them."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+    from scurate.harmonization import harmonize, obs_frame
+    from scurate.io import H5adSource
+
+    obs = pd.DataFrame(
+        {
+            "cell_type": pd.Categorical(
+                [None, None, "T cell", "B cell"], categories=["T cell", "B cell", "?"]
+            ),
+            "note": np.array([None, "x", None, "y"], dtype=object),
+        },
+        index=[f"c{i}" for i in range(4)],
+    )
+    path = tmp_path / "gaps.h5ad"
+    ad.AnnData(sp.csr_matrix(np.ones((4, 3), dtype=np.float32)), obs=obs).write_h5ad(path)
+    frame = obs_frame(H5adSource(path, "gaps"))
+    assert frame.schema["cell_type"] == pl.String and frame.schema["note"] == pl.String
+    assert frame["cell_type"].to_list() == [None, None, "T cell", "B cell"]
+    assert frame["note"].to_list() == [None, "x", None, "y"]
+    result = harmonize([path])
+    assert result.obs["cell_type"].to_list()[2:] == ["T cell", "B cell"]
