@@ -540,6 +540,7 @@ class BenchResult:
     summary: list[dict[str, Any]]
     full_pool: dict[str, Any]
     info: dict[str, Any]
+    selections: pl.DataFrame  # policy, budget, seed, selection_rank, cell_id of every pick
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -649,6 +650,8 @@ def bench(
     full_pool = {"n_selected": n_pool, **whole.metrics, "recall_per_label": whole.recall_per_label}
 
     records: list[dict[str, Any]] = []
+    picks: list[pl.DataFrame] = []
+    cell_ids = pool.manifest["cell_id"].to_numpy()
     total, done = len(names) * len(budget_list) * seeds, 0
     for seed in range(seeds):
         _, policy_seed = np.random.SeedSequence(seed).spawn(2)
@@ -664,6 +667,17 @@ def bench(
                     keep_duplicates=keep_duplicates,
                 )
                 select_s = time.perf_counter() - t0
+                picks.append(
+                    pl.DataFrame(
+                        {
+                            "policy": name,
+                            "budget": b.text,
+                            "seed": seed,
+                            "selection_rank": np.arange(len(picked.order), dtype=np.uint32),
+                            "cell_id": cell_ids[picked.order],
+                        }
+                    )
+                )
                 result = evaluate(picked.order, feats, split_, **kwargs)
                 records.append(
                     {
@@ -729,7 +743,7 @@ def bench(
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "versions": {**rp.versions(), **_sklearn_version()},
     }
-    return BenchResult(records, summarize(records), full_pool, info)
+    return BenchResult(records, summarize(records), full_pool, info, pl.concat(picks))
 
 
 def _sklearn_version() -> dict[str, str]:
@@ -744,8 +758,8 @@ def _sklearn_version() -> dict[str, str]:
 def bench_to_dir(
     sources: Sequence[str | os.PathLike[str]], *, out: str | os.PathLike[str], **options: Any
 ) -> BenchResult:
-    """``bench``, then write ``bench.json`` and ``bench.html`` into ``out`` (each under a
-    temporary name, then renamed)."""
+    """``bench``, then write ``bench.json``, ``bench.html`` and ``selections.parquet`` (which
+    cells each run picked, in order) into ``out``, each under a temporary name, then renamed."""
     from scurate.bench_html import render
 
     out_dir = Path(out)
@@ -757,8 +771,12 @@ def bench_to_dir(
     result.info["outputs"] = {
         "json": str(out_dir / "bench.json"),
         "html": str(out_dir / "bench.html"),
+        "selections": str(out_dir / "selections.parquet"),
     }
     payload = result.to_dict()
+    tmp_parquet = out_dir / ".selections.parquet.partial"
+    result.selections.write_parquet(tmp_parquet)
+    tmp_parquet.replace(out_dir / "selections.parquet")
     rp.write_json(payload, out_dir / "bench.json")
     tmp = out_dir / ".bench.html.partial"
     tmp.write_text(render(payload), encoding="utf-8")

@@ -48,9 +48,14 @@ def _chart(
         ys += [v for v in (m["mean"], m["ci_low"], m["ci_high"]) if v is not None]
     if full is not None:
         ys.append(full)
+    bounded = metric not in LOWER_IS_BETTER  # scores in [0, 1]: intervals drawn clipped
+    if bounded:
+        ys = [min(max(v, 0.0), 1.0) for v in ys]
     lo, hi = min(ys), max(ys)
     pad = (hi - lo) * 0.08 or max(abs(hi) * 0.05, 0.01)
     lo, hi = lo - pad, hi + pad
+    if bounded:
+        lo, hi = max(lo, 0.0), min(hi, 1.0 + pad / 2)
     log_x = len(xs) > 1 and xs[-1] / xs[0] > 3
     tx = (lambda v: math.log(v)) if log_x else float
     x0, x1 = tx(xs[0]), tx(xs[-1])
@@ -61,6 +66,8 @@ def _chart(
         return LEFT + (tx(v) - x0) / span * w if len(xs) > 1 else LEFT + w / 2
 
     def py(v: float) -> float:
+        if bounded:
+            v = min(max(v, 0.0), 1.0)
         return TOP + (hi - v) / (hi - lo) * h
 
     parts = [

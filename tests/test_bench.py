@@ -1,0 +1,316 @@
+"""scurate bench: the split, both proxies, the summary against random, no leakage from the
+test cells into any selection, the outputs, and one line per bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import scipy.sparse as sp
+from scurate.bench import bench, parse_budgets, summarize
+from scurate.cli import app
+from scurate.io import H5adSource, RowSubset
+from typer.testing import CliRunner
+
+from conftest import make_adata, type_programs
+
+runner = CliRunner()
+TYPES = ("grp_a", "grp_b", "grp_c", "grp_r")  # names no ontology term matches
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def rare_pool(tmp_path: Path) -> list[Path]:
+    """A pool with 6 cells of a distinct rare type R (0.5 %) and a test lab where R is a
+    quarter of the cells: at 24 cells random mostly misses R, a covering policy finds it."""
+    rng = np.random.default_rng(7)
+    programs = type_programs(rng, len(TYPES))
+    pool = make_adata(rng, programs, TYPES, [400, 400, 400, 6], prefix="p_")
+    test = make_adata(rng, programs, TYPES, [60, 60, 60, 60], prefix="t_")
+    paths = [tmp_path / "pool.h5ad", tmp_path / "test.h5ad"]
+    pool.write_h5ad(paths[0])
+    test.write_h5ad(paths[1])
+    return paths
+
+
+def weak_programs(rng: np.random.Generator, n_types: int, n_genes: int = 300) -> np.ndarray:
+    """Types that differ by 1.3-2x on 25 genes: they overlap, so no classifier is perfect."""
+    base = rng.gamma(0.6, 1.0, size=n_genes)
+    programs = np.tile(base, (n_types, 1))
+    for t in range(n_types):
+        markers = rng.choice(n_genes, size=25, replace=False)
+        programs[t, markers] *= rng.uniform(1.3, 2.0, size=25)
+    return programs / programs.sum(axis=1, keepdims=True)
+
+
+def mixed_donors(path: Path, seed: int = 7) -> Path:
+    """One file, three donors of the same three balanced, overlapping types, rows shuffled so
+    the held-out donor's cells sit between the pool's."""
+    rng = np.random.default_rng(seed)
+    programs = weak_programs(rng, 3)
+    parts = []
+    for donor, n in (("D1", 300), ("D2", 300), ("D3", 100)):
+        part = make_adata(rng, programs, TYPES[:3], [n, n, n], prefix=f"{donor}_")
+        part.obs["donor"] = donor
+        parts.append(part)
+    merged = ad.concat(parts)
+    merged = merged[rng.permutation(merged.n_obs)].copy()
+    merged.write_h5ad(path)
+    return path
+
+
+def by_policy(result_summary: list[dict], policy: str) -> dict:
+    (row,) = [r for r in result_summary if r["policy"] == policy]
+    return row
+
+
+def test_random_loses_where_a_rare_type_must_be_covered(rare_pool: list[Path]) -> None:
+    result = bench(
+        rare_pool,
+        holdout="dataset_id=test",
+        label="cell_type",
+        budgets="24",
+        policies="kcenter",
+        seeds=5,
+    )
+    assert result.info["split"]["rare_labels"] == ["grp_r"]
+    random = by_policy(result.summary, "random")
+    kcenter = by_policy(result.summary, "kcenter")
+    assert random["rare_recall"]["mean"] < 0.4
+    assert kcenter["rare_recall"]["mean"] > 0.6
+    assert kcenter["vs_random"]["rare_recall"]["verdict"] == "won"
+    assert kcenter["vs_random"]["macro_f1"]["verdict"] == "won"
+    covered = {r["policy"]: [] for r in result.records}
+    for r in result.records:
+        covered[r["policy"]].append(r["labels_covered"])
+    assert all(c == 4 for c in covered["kcenter"])  # R found at every seed
+    assert sum(c == 4 for c in covered["random"]) <= 2  # random misses it at most seeds
+
+
+def test_random_does_not_lose_on_a_well_mixed_pool(tmp_path: Path) -> None:
+    path = mixed_donors(tmp_path / "mixed.h5ad")
+    result = bench(
+        [path], holdout="donor=D3", label="cell_type", budgets="0.05", policies="kcenter", seeds=5
+    )
+    kcenter = by_policy(result.summary, "kcenter")
+    random = by_policy(result.summary, "random")
+    assert kcenter["vs_random"]["macro_f1"]["verdict"] in ("tied", "lost")
+    assert kcenter["vs_random"]["accuracy"]["verdict"] in ("tied", "lost")
+    # random sits nearer the typical held-out cell; kcenter spends its budget on the edges
+    assert kcenter["vs_random"]["test_to_selected_mean"]["verdict"] == "lost"
+    assert random["macro_f1"]["mean"] > 0.7
+    assert result.info["split"]["rare_labels"] == []
+    assert all(r["rare_recall"] is None for r in result.records)
+
+
+def test_changing_the_test_cells_changes_no_selection(tmp_path: Path) -> None:
+    path = mixed_donors(tmp_path / "mixed.h5ad")
+    options = {
+        "holdout": "donor=D3",
+        "label": "cell_type",
+        "budgets": "0.05,60",
+        "policies": "kcenter,facility,sketch",
+        "seeds": 2,
+    }
+    before = bench([path], **options)
+    data = ad.read_h5ad(path)
+    test = (data.obs["donor"] == "D3").to_numpy()
+    rng = np.random.default_rng(1)
+    x = data.X.toarray()
+    x[test] = rng.poisson(3.0, size=(int(test.sum()), data.n_vars))  # other counts
+    x[np.flatnonzero(test)[:5]] = 0.5  # and a few rows that are not counts at all
+    data.X = sp.csr_matrix(x)
+    labels = data.obs["cell_type"].astype(str).to_numpy()
+    labels[test] = np.where(labels[test] == "grp_a", "grp_b", "grp_a")
+    data.obs["cell_type"] = pd.Categorical(labels)
+    data.write_h5ad(path)
+    after = bench([path], **options)
+    assert before.selections.equals(after.selections)
+    assert before.info["pool"] == after.info["pool"]  # the embedding fitted on the pool only
+    # the test cells did change: what the selections teach about them did
+    assert [r["test_to_selected_mean"] for r in before.records] != [
+        r["test_to_selected_mean"] for r in after.records
+    ]
+
+
+def test_test_labels_absent_from_the_pool_are_reported_not_scored(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    programs = type_programs(rng, 4)
+    pool = make_adata(rng, programs, TYPES, [200, 200, 200, 0], prefix="p_")
+    test = make_adata(rng, programs, TYPES, [40, 40, 40, 15], prefix="t_")
+    test.obs["cell_type"] = test.obs["cell_type"].cat.add_categories(["unused"])
+    test.obs.iloc[:3, 0] = np.nan
+    pool.write_h5ad(tmp_path / "pool.h5ad")
+    test.write_h5ad(tmp_path / "test.h5ad")
+    result = bench([tmp_path], holdout="dataset_id=test", label="cell_type", budgets="30", seeds=1)
+    split = result.info["split"]
+    assert split["test_labels_not_scored"] == {"(no label)": 3, "grp_r": 15}
+    assert split["n_test"] == 135 and split["n_test_scored"] == 117
+    assert result.info["proxies"]["scored_labels"] == ["grp_a", "grp_b", "grp_c"]
+    assert set(result.records[0]["recall_per_label"]) == {"grp_a", "grp_b", "grp_c"}
+
+
+def test_cli_writes_json_html_and_selections(rare_pool: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    code, stdout, err = run(
+        "bench",
+        *rare_pool,
+        "--holdout",
+        "dataset_id=test",
+        "--label",
+        "cell_type",
+        "--budgets",
+        "0.02,50",
+        "--policies",
+        "kcenter,sketch",
+        "--param",
+        "sketch:boxes=40",
+        "--seeds",
+        "2",
+        "-o",
+        out,
+    )
+    assert code == 0, err
+    assert "kcenter" in stdout and "sketch" in stdout and "wrote" in stdout
+    payload = json.loads((out / "bench.json").read_text())
+    assert {"records", "summary", "full_pool", "split", "parameters"} <= set(payload)
+    assert len(payload["records"]) == 3 * 2 * 2  # policies x budgets x seeds
+    record = payload["records"][0]
+    for key in (
+        "policy",
+        "budget",
+        "n_selected",
+        "seed",
+        "macro_f1",
+        "accuracy",
+        "rare_recall",
+        "knn_transfer_f1",
+        "test_to_selected_mean",
+        "test_to_selected_max",
+    ):
+        assert key in record
+    assert {r["budget"] for r in payload["records"]} == {0.02, 50}  # as given
+    assert {r["n_selected"] for r in payload["records"]} == {24, 50}  # 2 % of 1206 cells
+    assert payload["parameters"]["params"]["sketch"] == {"boxes": "40"}
+    assert payload["parameters"]["params"]["kcenter"] == {}
+    for row in payload["summary"]:
+        assert row["macro_f1"]["ci_low"] <= row["macro_f1"]["mean"] <= row["macro_f1"]["ci_high"]
+        assert ("vs_random" in row) == (row["policy"] != "random")
+    html = (out / "bench.html").read_text()
+    assert html.startswith("<!doctype html>") and html.count("<svg") == 6
+    assert "whole pool" in html and "(rare)" in html
+    picks = pl.read_parquet(out / "selections.parquet")
+    assert picks.height == 3 * (24 + 50) * 2
+    assert picks.group_by("policy", "budget", "seed").len()["len"].to_list().count(50) == 6
+    assert not list(out.glob(".*partial"))
+
+
+def test_summary_interval_and_paired_difference() -> None:
+    records = [
+        {"policy": p, "budget": 0.1, "n_selected": 10, "seed": s, "recall_per_label": {"x": v}}
+        | {m: v for m in ("macro_f1", "accuracy", "knn_transfer_f1")}
+        | {"rare_recall": None, "test_to_selected_mean": 1 - v, "test_to_selected_max": 2.0}
+        for p, values in (("random", [0.5, 0.6, 0.7]), ("kcenter", [0.7, 0.8, 0.9]))
+        for s, v in enumerate(values)
+    ]
+    rows = summarize(records)
+    kcenter = by_policy(rows, "kcenter")
+    assert kcenter["macro_f1"]["mean"] == pytest.approx(0.8)
+    # t(0.975, 2) = 4.303; sd = 0.1; half width 4.303 * 0.1 / sqrt(3)
+    assert kcenter["macro_f1"]["ci_high"] - 0.8 == pytest.approx(4.3027 * 0.1 / 3**0.5, rel=1e-3)
+    diff = kcenter["vs_random"]["macro_f1"]
+    assert diff["mean"] == pytest.approx(0.2) and diff["ci_low"] == pytest.approx(0.2)
+    assert diff["verdict"] == "won"
+    assert kcenter["vs_random"]["test_to_selected_mean"]["verdict"] == "won"  # lower is better
+    assert kcenter["vs_random"]["test_to_selected_max"]["verdict"] == "tied"
+    assert kcenter["rare_recall"] is None and kcenter["vs_random"]["rare_recall"] is None
+    assert kcenter["recall_per_label"] == {"x": pytest.approx(0.8)}
+
+
+def test_budgets_keep_what_was_given() -> None:
+    budgets = parse_budgets("0.05, 0.1,500")
+    assert [b.as_given() for b in budgets] == [0.05, 0.1, 500]
+    assert [b.cells(1000) for b in budgets] == [50, 100, 500]
+    assert parse_budgets([0.001])[0].cells(100) == 1
+
+
+def test_row_subset_reads_only_its_rows(tmp_path: Path) -> None:
+    path = mixed_donors(tmp_path / "mixed.h5ad")
+    data = ad.read_h5ad(path)
+    rows = np.flatnonzero((data.obs["donor"] != "D3").to_numpy())
+    subset = RowSubset(H5adSource(path, "mixed"), rows)
+    assert subset.n_obs == len(rows)
+    assert list(subset.obs_names) == list(data.obs_names[rows])
+    assert subset.read_obs().index.equals(data.obs.index[rows])
+    chunks = list(subset.iter_x(chunk_rows=256))
+    assert [start for start, _ in chunks] == sorted(start for start, _ in chunks)
+    whole = sp.vstack([c for _, c in chunks]).toarray()
+    np.testing.assert_array_equal(whole, data.X[rows].toarray())
+    some = np.array([0, 5, 6, 700, len(rows) - 1])
+    np.testing.assert_array_equal(subset.read_rows(some).toarray(), data.X[rows[some]].toarray())
+    assert subset.x_is_counts()
+    with pytest.raises(ValueError, match="sorted distinct"):
+        RowSubset(H5adSource(path, "mixed"), rows[::-1])
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--holdout", "dataset_id"], ["--holdout 'dataset_id'", "COLUMN=VALUE"]),
+        (["--holdout", "dataset_id=nowhere"], ["no cell has that value", "pool, test"]),
+        (["--holdout", "tissue_x=1"], ["--holdout tissue_x", "no such column"]),
+        (["--holdout", "cell_type=grp_a"], ["none of the 460 test cells", "a pool cell has"]),
+        (["--label", "nonsense"], ["--label nonsense", "no such column"]),
+        (["--budgets", "0.05,abc"], ["--budgets 'abc'"]),
+        (["--budgets", "1.5"], ["--budgets '1.5'", "fraction"]),
+        (["--budgets", "0"], ["--budgets '0'"]),
+        (["--budgets", "5000"], ["--budgets 5000", "1206 cells in the pool"]),
+        (["--budgets", "10,10"], ["named twice"]),
+        (["--policies", "kcenter,nosuch"], ["--policies", "nosuch"]),
+        (["--seeds", "0"], ["--seeds 0", "at least 1"]),
+        (["--param", "nosuch:k=1"], ["--param 'nosuch:k=1'", "not among --policies"]),
+        (["--param", "novalue"], ["--param 'novalue'", "key=value"]),
+    ],
+)
+def test_bad_input_is_one_line(
+    rare_pool: list[Path], tmp_path: Path, extra: list[str], needles: list[str]
+) -> None:
+    args = {"--holdout": "dataset_id=test", "--label": "cell_type", "--budgets": "24"}
+    for key, value in zip(extra[::2], extra[1::2], strict=True):
+        args[key] = value
+    flat = [item for pair in args.items() for item in pair]
+    out = tmp_path / "bench"
+    code, _, err = run("bench", *rare_pool, *flat, "--seeds", args.get("--seeds", "1"), "-o", out)
+    assert code == 1, err
+    assert err.count("\n") == 1 and err.startswith("scurate: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    assert not (out / "bench.json").exists()
+
+
+def test_every_cell_held_out_and_no_label_in_the_pool(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    programs = type_programs(rng, 2)
+    data = make_adata(rng, programs, TYPES[:2], [50, 50], prefix="c_")
+    data.obs["site"] = "S1"
+    data.obs["note"] = pd.Categorical([np.nan] * 60 + ["x"] * 40)
+    data.obs["group"] = ["g1"] * 60 + ["g2"] * 40
+    path = tmp_path / "one.h5ad"
+    data.write_h5ad(path)
+    base = ["bench", path, "--budgets", "10", "--seeds", "1", "-o", tmp_path / "b"]
+    code, _, err = run(*base, "--holdout", "site=S1", "--label", "cell_type")
+    assert code == 1 and "every cell has that value" in err and err.count("\n") == 1
+    code, _, err = run(*base, "--holdout", "group=g2", "--label", "note")
+    assert code == 1 and "--label note: no pool cell has a label" in err
+    code, _, err = run(*base, "--holdout", "group=g1", "--label", "note")
+    assert code == 1 and "none of the 60 test cells" in err
