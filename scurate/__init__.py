@@ -6,6 +6,7 @@ import importlib.metadata
 
 from scurate import _env  # noqa: F401  (first: sets OpenMP's wait policy before it loads)
 from scurate.api import Selection, select, select_to_dir
+from scurate.bench import BenchResult, bench, bench_to_dir
 from scurate.errors import InputError, OptionError, PluginError, ScurateError
 from scurate.harmonization import Harmonized, harmonize
 from scurate.hookspecs import hookimpl
@@ -18,6 +19,7 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "BenchResult",
     "Harmonized",
     "InputError",
     "OptionError",
@@ -26,6 +28,8 @@ __all__ = [
     "Selection",
     "SelectionContext",
     "__version__",
+    "bench",
+    "bench_to_dir",
     "covering_radius",
     "farthest_first",
     "harmonize",
