@@ -22,13 +22,19 @@ def ensembl_ids(n: int = N_GENES) -> np.ndarray:
     return np.array([f"ENSG9{i:010d}" for i in range(1, n + 1)], dtype=object)
 
 
-def type_programs(rng: np.random.Generator, n_types: int, n_genes: int = N_GENES) -> np.ndarray:
-    """Per cell type, relative expression over genes: a shared background plus markers."""
+def type_programs(
+    rng: np.random.Generator,
+    n_types: int,
+    n_genes: int = N_GENES,
+    boost: tuple[float, float] = (8.0, 20.0),
+) -> np.ndarray:
+    """Per cell type, relative expression over genes: a shared background plus 25 markers,
+    each raised by a factor drawn from ``boost`` (small factors: types that overlap)."""
     base = rng.gamma(0.6, 1.0, size=n_genes)
     programs = np.tile(base, (n_types, 1))
     for t in range(n_types):
         markers = rng.choice(n_genes, size=25, replace=False)
-        programs[t, markers] *= rng.uniform(8, 20, size=25)
+        programs[t, markers] *= rng.uniform(*boost, size=25)
     return programs / programs.sum(axis=1, keepdims=True)
 
 

@@ -42,21 +42,11 @@ def rare_pool(tmp_path: Path) -> list[Path]:
     return paths
 
 
-def weak_programs(rng: np.random.Generator, n_types: int, n_genes: int = 300) -> np.ndarray:
-    """Types that differ by 1.3-2x on 25 genes: they overlap, so no classifier is perfect."""
-    base = rng.gamma(0.6, 1.0, size=n_genes)
-    programs = np.tile(base, (n_types, 1))
-    for t in range(n_types):
-        markers = rng.choice(n_genes, size=25, replace=False)
-        programs[t, markers] *= rng.uniform(1.3, 2.0, size=25)
-    return programs / programs.sum(axis=1, keepdims=True)
-
-
 def mixed_donors(path: Path, seed: int = 7) -> Path:
     """One file, three donors of the same three balanced, overlapping types, rows shuffled so
     the held-out donor's cells sit between the pool's."""
     rng = np.random.default_rng(seed)
-    programs = weak_programs(rng, 3)
+    programs = type_programs(rng, 3, boost=(1.3, 2.0))  # 1.3-2x markers: types overlap
     parts = []
     for donor, n in (("D1", 300), ("D2", 300), ("D3", 100)):
         part = make_adata(rng, programs, TYPES[:3], [n, n, n], prefix=f"{donor}_")
