@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scurate.bench import METRICS, bench_to_dir
+from scurate.bench import bench_to_dir
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CELLBENCH = DATA / "cellbench_lung_celllines" / "cellbench_lung_celllines.h5ad"
@@ -33,6 +33,7 @@ SPLITS = (
     ("baron_donor2", BARON, "source_file=GSM2230762_mouse2_umifm_counts.csv", "cell_type"),
 )
 SHOWN = ("macro_f1", "accuracy", "rare_recall", "knn_transfer_f1", "test_to_selected_mean")
+AUTOENCODER = "knn_transfer_f1_autoencoder"
 
 
 def cell(row: dict[str, Any], metric: str) -> str:
@@ -53,6 +54,7 @@ def cell(row: dict[str, Any], metric: str) -> str:
 
 def table(name: str, payload: dict[str, Any]) -> str:
     split = payload["split"]
+    shown = SHOWN + ((AUTOENCODER,) if AUTOENCODER in payload["metrics"] else ())
     lines = [
         f"### {name}: hold out {split['holdout']['column']}={split['holdout']['value']}",
         "",
@@ -60,19 +62,19 @@ def table(name: str, payload: dict[str, Any]) -> str:
         f"not scored: {split['test_labels_not_scored'] or 'none'}; rare labels: "
         f"{', '.join(split['rare_labels']) or 'none'}; seeds {payload['parameters']['seeds']}",
         "",
-        "| policy | budget | cells | " + " | ".join(SHOWN) + " |",
-        "|---|---|---|" + "---|" * len(SHOWN),
+        "| policy | budget | cells | " + " | ".join(shown) + " |",
+        "|---|---|---|" + "---|" * len(shown),
     ]
     for row in payload["summary"]:
         lines.append(
             f"| {row['policy']} | {row['budget']} | {row['n_selected']} | "
-            + " | ".join(cell(row, m) for m in SHOWN)
+            + " | ".join(cell(row, m) for m in shown)
             + " |"
         )
     full = payload["full_pool"]
     lines.append(
         f"| whole pool | 1 | {full['n_selected']} | "
-        + " | ".join("–" if full[m] is None else f"{full[m]:.3f}" for m in SHOWN)
+        + " | ".join("–" if full[m] is None else f"{full[m]:.3f}" for m in shown)
         + " |"
     )
     return "\n".join(lines)
@@ -82,7 +84,7 @@ def verdicts(payload: dict[str, Any]) -> str:
     """Per policy: how many (budget, metric) cells it won, tied and lost against random."""
     counts: dict[str, dict[str, int]] = {}
     for row in payload["summary"]:
-        for metric in METRICS:
+        for metric in payload["metrics"]:
             diff = row.get("vs_random", {}).get(metric)
             if diff and diff["verdict"]:
                 mine = counts.setdefault(row["policy"], {"won": 0, "tied": 0, "lost": 0})
@@ -97,6 +99,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budgets", default="0.05,0.1,0.25")
     parser.add_argument("--policies", default="random,kcenter,facility,sketch,reweight")
+    parser.add_argument("--representations", default="pca", help="pca or pca,autoencoder")
     parser.add_argument("--out", type=Path, default=Path("bench-out/generalization"))
     args = parser.parse_args()
     if not CELLBENCH.exists() or not BARON.exists():
@@ -111,6 +114,7 @@ def main() -> int:
             budgets=args.budgets,
             policies=args.policies,
             seeds=args.seeds,
+            representations=args.representations,
             params=[f"reweight:label={label}"] if "reweight" in args.policies else [],
         )
         payload = result.to_dict()

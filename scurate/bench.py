@@ -73,6 +73,8 @@ METRICS = (
     "test_to_selected_mean",
     "test_to_selected_max",
 )
+AUTOENCODER_METRIC = "knn_transfer_f1_autoencoder"
+REPRESENTATIONS = ("pca", "autoencoder")
 LOWER_IS_BETTER = frozenset({"test_to_selected_mean", "test_to_selected_max"})
 DEFAULT_BUDGETS = "0.05,0.1,0.25"
 DEFAULT_POLICIES = "random,kcenter"
@@ -152,6 +154,29 @@ def parse_policies(policies: str | Sequence[str]) -> list[str]:
         msg = f"--policies '{','.join(names)}': a policy is named twice"
         raise OptionError(msg)
     return ["random", *[n for n in names if n != "random"]]
+
+
+def parse_representations(representations: str | Sequence[str]) -> list[str]:
+    """``pca`` (always) and optionally ``autoencoder`` (needs torch)."""
+    parts = representations.split(",") if isinstance(representations, str) else representations
+    names = [p.strip() for p in parts if p.strip()]
+    unknown = [n for n in names if n not in REPRESENTATIONS]
+    if unknown:
+        msg = (
+            f"--representations {unknown[0]}: not a representation (choose from: "
+            f"{', '.join(REPRESENTATIONS)})"
+        )
+        raise OptionError(msg)
+    if "autoencoder" in names:
+        from scurate.autoencoder import require_torch
+
+        require_torch()
+    return ["pca", *(["autoencoder"] if "autoencoder" in names else [])]
+
+
+def metric_names(representations: Sequence[str]) -> tuple[str, ...]:
+    """The metrics a run records: :data:`METRICS`, plus the autoencoder's kNN transfer."""
+    return METRICS + ((AUTOENCODER_METRIC,) if "autoencoder" in representations else ())
 
 
 def parse_scoped_params(pairs: Sequence[str], policies: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -395,6 +420,7 @@ def evaluate(
     *,
     scored_test: NDArray[np.bool_],
     scored_labels: Sequence[str],
+    autoencoder: bool = False,
 ) -> Evaluation:
     """Train both proxies on the pool ``rows`` and score them on the test cells."""
     import faiss
@@ -441,6 +467,11 @@ def evaluate(
         metrics["knn_transfer_f1"] = knn_transfer_f1(coords, y_true.astype(object), labels)
     else:
         metrics["knn_transfer_f1"] = None
+    if autoencoder:
+        from scurate.autoencoder import fit_encode
+
+        latent = fit_encode(sample, x_test, seed=SPLIT_SEED)
+        metrics[AUTOENCODER_METRIC] = knn_transfer_f1(latent, y_true.astype(object), labels)
     index = faiss.IndexFlatL2(feats.pool_coords.shape[1])
     index.add(np.ascontiguousarray(feats.pool_coords[rows]))
     dist, _ = index.search(feats.test_coords, 1)
@@ -477,7 +508,9 @@ def _verdict(metric: str, low: float | None, high: float | None) -> str | None:
     return "tied"
 
 
-def summarize(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def summarize(
+    records: Sequence[Mapping[str, Any]], metrics: Sequence[str] = METRICS
+) -> list[dict[str, Any]]:
     """Per (policy, budget): mean and 95 % interval over seeds of every metric, the mean recall
     per label, and the difference from ``random`` paired by seed."""
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
@@ -491,7 +524,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "n_selected": recs[0]["n_selected"],
             "n_seeds": len(recs),
         }
-        for metric in METRICS:
+        for metric in metrics:
             values = [r[metric] for r in recs if r[metric] is not None]
             if values:
                 mean, low, high = _interval(values)
@@ -505,7 +538,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         baseline = {r["seed"]: r for r in groups.get(("random", budget), [])}
         if policy != "random" and baseline:
             diffs: dict[str, Any] = {}
-            for metric in METRICS:
+            for metric in metrics:
                 pairs = [
                     r[metric] - baseline[r["seed"]][metric]
                     for r in recs
@@ -560,6 +593,7 @@ def bench(
     policies: str | Sequence[str] = DEFAULT_POLICIES,
     seeds: int = 5,
     params: Sequence[str] = (),
+    representations: str | Sequence[str] = "pca",
     obsm_key: str | None = None,
     embedder: str = "pca",
     keep_duplicates: bool = False,
@@ -592,6 +626,9 @@ def bench(
         Seeds 0..seeds-1, each one a ``select --seed`` for every policy and budget.
     params
         ``key=value`` for every policy, or ``policy:key=value`` for one.
+    representations
+        ``pca`` (always), and ``autoencoder`` for a small torch autoencoder learned from the
+        selected cells (:mod:`scurate.autoencoder`), scored by the same kNN transfer.
     The other options are those of :func:`scurate.select`, applied to the pool.
     """
     progress = progress or _quiet
@@ -600,6 +637,8 @@ def bench(
     budget_list = parse_budgets(budgets)
     names = parse_policies(policies)
     scoped = parse_scoped_params(params, names)
+    kinds = parse_representations(representations)
+    metrics = metric_names(kinds)
     if seeds < 1:
         msg = f"--seeds {seeds}: must be at least 1"
         raise OptionError(msg)
@@ -643,7 +682,11 @@ def bench(
     present = set(split_.info["pool_label_counts"])
     scored_test = np.array([v in present for v in split_.test_labels], dtype=bool)
     scored_labels = sorted({str(v) for v in split_.test_labels[scored_test]})
-    kwargs: dict[str, Any] = {"scored_test": scored_test, "scored_labels": scored_labels}
+    kwargs: dict[str, Any] = {
+        "scored_test": scored_test,
+        "scored_labels": scored_labels,
+        "autoencoder": "autoencoder" in kinds,
+    }
 
     with stages.timed(timings, "full_pool"):
         whole = evaluate(np.arange(n_pool, dtype=np.int64), feats, split_, **kwargs)
@@ -705,6 +748,7 @@ def bench(
             "policy_plugins": {n: chosen[n].plugin for n in names},
             "params": scoped,
             "seeds": seeds,
+            "representations": kinds,
             "obsm_key": obsm_key,
             "embedder": None if obsm_key else embedder,
             "keep_duplicates": keep_duplicates,
@@ -714,6 +758,7 @@ def bench(
             "metadata_map": None if metadata_map is None else str(metadata_map),
             "set": list(set_fields),
         },
+        "metrics": list(metrics),
         "split": split_.info,
         "proxies": {
             "features": (
@@ -727,6 +772,12 @@ def bench(
             "representation": (
                 f"PCA (up to {REPR_COMPS} components) fitted on the selected cells; kNN transfer "
                 f"with k={KNN_K}, {CV_FOLDS} folds stratified by label, inside the test set"
+            ),
+            "autoencoder": (
+                "genes-128-32-128-genes, MSE, Adam 1e-3, 300 steps of 128 cells, on the "
+                "selected cells; kNN transfer on its 32-d code as for PCA"
+                if "autoencoder" in kinds
+                else None
             ),
             "distance_space": (
                 f"the pool's PCA ({feats.model.loadings.shape[1]} components), "
@@ -743,7 +794,7 @@ def bench(
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "versions": {**rp.versions(), **_sklearn_version()},
     }
-    return BenchResult(records, summarize(records), full_pool, info, pl.concat(picks))
+    return BenchResult(records, summarize(records, metrics), full_pool, info, pl.concat(picks))
 
 
 def _sklearn_version() -> dict[str, str]:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from scurate.bench import LOWER_IS_BETTER, METRICS
+from scurate.bench import AUTOENCODER_METRIC, LOWER_IS_BETTER, METRICS
 
 COLORS = ("#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 WIDTH, HEIGHT = 430, 270
@@ -20,6 +20,7 @@ TITLES = {
     "accuracy": "accuracy (logistic regression)",
     "rare_recall": "recall of rare labels",
     "knn_transfer_f1": "kNN transfer macro-F1 (PCA of the selection)",
+    AUTOENCODER_METRIC: "kNN transfer macro-F1 (autoencoder of the selection)",
     "test_to_selected_mean": "test cell to nearest selected (mean)",
     "test_to_selected_max": "test cell to nearest selected (max)",
 }
@@ -126,12 +127,12 @@ def _legend(policies: Sequence[str]) -> str:
     return '<p class="legend">' + " &nbsp; ".join(items) + "</p>"
 
 
-def _summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
-    head = "".join(f"<th>{escape(m)}</th>" for m in METRICS)
+def _summary_table(summary: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
+    head = "".join(f"<th>{escape(m)}</th>" for m in metrics)
     rows = []
     for r in summary:
         cells = []
-        for m in METRICS:
+        for m in metrics:
             value = r[m]
             text = "–"
             if value is not None:
@@ -203,9 +204,10 @@ def render(payload: Mapping[str, Any]) -> str:
     split = payload["split"]
     policies: list[str] = list(params["policies"])
     full = payload["full_pool"]
+    metrics: list[str] = list(payload.get("metrics", METRICS))
     charts = "".join(
         f'<div class="chart">{_chart(m, payload["summary"], policies, full.get(m))}</div>'
-        for m in METRICS
+        for m in metrics
     )
     unscored = split["test_labels_not_scored"]
     unscored_text = (
@@ -213,6 +215,9 @@ def render(payload: Mapping[str, Any]) -> str:
     )
     holdout = split["holdout"]
     proxies = payload["proxies"]
+    autoencoder = (
+        f" Autoencoder: {escape(proxies['autoencoder'])}." if proxies.get("autoencoder") else ""
+    )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>scurate bench: {escape(params["holdout"])}</title>
 <style>
@@ -230,13 +235,14 @@ cells ({split["n_test_scored"]} scored). Test labels not scored (no pool cell ha
 {unscored_text}. Rare labels (under {split["rare_fraction"]:.0%} of the pool):
 {escape(", ".join(split["rare_labels"])) or "none"}. Seeds: {params["seeds"]}.</p>
 <p>Supervised: {escape(proxies["supervised"])} on {escape(proxies["features"])}.
-Representation: {escape(proxies["representation"])}. Distances: {escape(proxies["distance_space"])}.
+Representation: {escape(proxies["representation"])}.{autoencoder}
+Distances: {escape(proxies["distance_space"])}.
 Intervals are 95 % t-intervals over seeds; differences from random are paired by seed.</p>
 <h2>Learning curves</h2>
 {_legend(policies)}
 {charts}
 <h2>Summary</h2>
-{_summary_table(payload["summary"])}
+{_summary_table(payload["summary"], metrics)}
 <h2>Recall per label (mean over seeds)</h2>
 {_recall_tables(payload, policies)}
 </body></html>

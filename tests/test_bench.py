@@ -304,3 +304,55 @@ def test_every_cell_held_out_and_no_label_in_the_pool(tmp_path: Path) -> None:
     assert code == 1 and "--label note: no pool cell has a label" in err
     code, _, err = run(*base, "--holdout", "group=g1", "--label", "note")
     assert code == 1 and "none of the 60 test cells" in err
+
+
+def test_autoencoder_representation_where_torch_is_installed(rare_pool: list[Path]) -> None:
+    pytest.importorskip("torch", reason="torch not installed: pip install torch")
+    options = {"holdout": "dataset_id=test", "label": "cell_type", "budgets": "40", "seeds": 2}
+    result = bench(rare_pool, policies="kcenter", representations="pca,autoencoder", **options)
+    assert result.info["parameters"]["representations"] == ["pca", "autoencoder"]
+    assert result.info["metrics"][-1] == "knn_transfer_f1_autoencoder"
+    values = [r["knn_transfer_f1_autoencoder"] for r in result.records]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert "knn_transfer_f1_autoencoder" in by_policy(result.summary, "kcenter")["vs_random"]
+    from scurate.autoencoder import LATENT, fit_encode
+
+    x = sp.random(60, 30, density=0.3, format="csr", dtype=np.float32, random_state=0)
+    code = fit_encode(x[:20], x, seed=0)
+    assert code.shape == (60, LATENT)
+    np.testing.assert_array_equal(code, fit_encode(x[:20], x, seed=0))  # seeded
+
+
+def test_autoencoder_without_torch_is_one_line(
+    rare_pool: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails as if absent
+    code, _, err = run(
+        "bench",
+        *rare_pool,
+        "--holdout",
+        "dataset_id=test",
+        "--label",
+        "cell_type",
+        "--representations",
+        "pca,autoencoder",
+        "-o",
+        tmp_path / "b",
+    )
+    assert code == 1 and err.count("\n") == 1, err
+    assert "--representations autoencoder: needs torch" in err
+    code, _, err = run(
+        "bench",
+        *rare_pool,
+        "--holdout",
+        "dataset_id=test",
+        "--label",
+        "cell_type",
+        "--representations",
+        "umap",
+        "-o",
+        tmp_path / "b",
+    )
+    assert code == 1 and "--representations umap: not a representation" in err

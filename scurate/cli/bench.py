@@ -61,6 +61,13 @@ Params = Annotated[
         show_default=False,
     ),
 ]
+Representations = Annotated[
+    str,
+    typer.Option(
+        "--representations",
+        help="pca, or pca,autoencoder: also a small torch autoencoder of the selected cells.",
+    ),
+]
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Folder for bench.json and bench.html.")]
 
 SHOWN = ("macro_f1", "rare_recall", "knn_transfer_f1", "test_to_selected_mean")
@@ -120,6 +127,7 @@ def bench(
     policies: Policies = DEFAULT_POLICIES,
     seeds: Seeds = 5,
     param: Params = None,
+    representations: Representations = "pca",
     obsm_key: ObsmKey = None,
     embedder: Embedder = "pca",
     keep_duplicates: KeepDuplicates = False,
@@ -152,6 +160,7 @@ def bench(
             policies=policies,
             seeds=seeds,
             params=param or [],
+            representations=representations,
             obsm_key=obsm_key,
             embedder=embedder,
             keep_duplicates=keep_duplicates,
