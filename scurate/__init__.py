@@ -10,6 +10,7 @@ from scurate.errors import InputError, OptionError, PluginError, ScurateError
 from scurate.harmonization import Harmonized, harmonize
 from scurate.hookspecs import hookimpl
 from scurate.kcenter import covering_radius, farthest_first
+from scurate.materialize import Materialized, materialize
 from scurate.select import SelectionContext
 
 try:
@@ -20,6 +21,7 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree
 __all__ = [
     "Harmonized",
     "InputError",
+    "Materialized",
     "OptionError",
     "PluginError",
     "ScurateError",
@@ -30,6 +32,7 @@ __all__ = [
     "farthest_first",
     "harmonize",
     "hookimpl",
+    "materialize",
     "select",
     "select_to_dir",
 ]

@@ -274,6 +274,16 @@ class CellLoader:
         """Cells this rank yields per epoch."""
         return len(self._cells.row)
 
+    @property
+    def cell_ids(self) -> NDArray[np.object_]:
+        """This rank's cell ids in priority order (position ``i`` of :meth:`positions`)."""
+        return self._cells.cell_id
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """The source file of each ``dataset_id`` of the selection, as the manifest names it."""
+        return {source.dataset_id: name for name, source in self._sources.items()}
+
     def __len__(self) -> int:
         full, rest = divmod(self.n_cells, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)

@@ -7,6 +7,7 @@ import typer
 from scurate.cli._errors import user_errors
 from scurate.cli.harmonize import harmonize
 from scurate.cli.index import app as index_app
+from scurate.cli.materialize import materialize
 from scurate.cli.plugins import plugins
 from scurate.cli.score import score
 from scurate.cli.select import select
@@ -23,6 +24,7 @@ app.command()(user_errors(score))
 app.add_typer(index_app, name="index")
 app.command()(user_errors(plugins))
 app.command()(user_errors(harmonize))
+app.command()(user_errors(materialize))
 
 
 def main() -> None:
