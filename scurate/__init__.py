@@ -11,6 +11,7 @@ from scurate.errors import InputError, OptionError, PluginError, ScurateError
 from scurate.harmonization import Harmonized, harmonize
 from scurate.hookspecs import hookimpl
 from scurate.kcenter import covering_radius, farthest_first
+from scurate.materialize import Materialized, materialize
 from scurate.select import SelectionContext
 
 try:
@@ -22,6 +23,7 @@ __all__ = [
     "BenchResult",
     "Harmonized",
     "InputError",
+    "Materialized",
     "OptionError",
     "PluginError",
     "ScurateError",
@@ -34,6 +36,7 @@ __all__ = [
     "farthest_first",
     "harmonize",
     "hookimpl",
+    "materialize",
     "select",
     "select_to_dir",
 ]

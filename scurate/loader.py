@@ -9,12 +9,13 @@ memory holds one buffer, never a whole matrix.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -25,6 +26,9 @@ from scurate import manifest as mf
 from scurate.errors import InputError, OptionError
 from scurate.genes import ENSEMBL, GeneSpace, common_genes, gene_keys, onto_genes
 from scurate.io import Source, read_rows
+
+if TYPE_CHECKING:
+    from scurate._torch import TorchDataset as TorchDataset
 
 BLOCK_SIZE = 64  # cells read together from one source (neighbouring rows of the file)
 BUFFER_BLOCKS = 16  # blocks shuffled together: the memory a loader holds is one buffer
@@ -44,6 +48,30 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """A loader's cells in priority order, as numpy columns; ``source`` indexes its sources."""
+
+    source: NDArray[np.int64]
+    row: NDArray[np.int64]
+    cell_id: NDArray[np.object_]
+    dataset_id: NDArray[np.object_]
+    weight: NDArray[np.float32]
+    selection_rank: NDArray[np.int64]
+    labels: dict[str, NDArray[np.object_]]
+
+    def take(self, at: NDArray[np.int64] | slice) -> _Cells:
+        return _Cells(
+            source=self.source[at],
+            row=self.row[at],
+            cell_id=self.cell_id[at],
+            dataset_id=self.dataset_id[at],
+            weight=self.weight[at],
+            selection_rank=self.selection_rank[at],
+            labels={c: v[at] for c, v in self.labels.items()},
+        )
 
 
 def _manifest_path(selection: str | os.PathLike[str]) -> Path:
@@ -210,7 +238,7 @@ class CellLoader:
             self._readers[str(name)] = (
                 row_reader(rows) if row_reader is not None else functools.partial(read_rows, source)
             )
-        self._cells = part.select(
+        cells = part.select(
             pl.col("source").replace_strict(order, list(range(len(order)))).alias("source"),
             pl.col("row").cast(pl.Int64),
             "cell_id",
@@ -219,8 +247,23 @@ class CellLoader:
             pl.col("selection_rank").cast(pl.Int64),
             *labels,
         )
+        # numpy from here on: iterating never calls polars, whose thread pool can deadlock in
+        # a process forked from this one (a torch DataLoader worker)
+        self._cells = _Cells(
+            source=cells["source"].to_numpy().astype(np.int64),
+            row=cells["row"].to_numpy().astype(np.int64),
+            cell_id=cells["cell_id"].to_numpy().astype(object),
+            dataset_id=cells["dataset_id"].to_numpy().astype(object),
+            weight=cells["weight"].to_numpy().astype(np.float32),
+            selection_rank=cells["selection_rank"].to_numpy().astype(np.int64),
+            labels={c: cells[c].to_numpy().astype(object) for c in labels},
+        )
         self._order = order
         self.labels = labels
+        # the label values of the whole selection (every rank), sorted: the same on every rank
+        self.classes: dict[str, list[str]] = {
+            c: sorted(frame[c].drop_nulls().cast(pl.String).unique().to_list()) for c in labels
+        }
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.block_size, self.buffer_size, self.drop_last = block_size, buffer_size, drop_last
         self.rank, self.world_size = rank, world_size
@@ -229,7 +272,17 @@ class CellLoader:
     @property
     def n_cells(self) -> int:
         """Cells this rank yields per epoch."""
-        return self._cells.height
+        return len(self._cells.row)
+
+    @property
+    def cell_ids(self) -> NDArray[np.object_]:
+        """This rank's cell ids in priority order (position ``i`` of :meth:`positions`)."""
+        return self._cells.cell_id
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """The source file of each ``dataset_id`` of the selection, as the manifest names it."""
+        return {source.dataset_id: name for name, source in self._sources.items()}
 
     def __len__(self) -> int:
         full, rest = divmod(self.n_cells, self.batch_size)
@@ -238,6 +291,24 @@ class CellLoader:
     def set_epoch(self, epoch: int) -> None:
         """Use the shuffle order of ``epoch`` for the next iteration."""
         self.epoch = int(epoch)
+
+    def split(self, part: int, parts: int) -> CellLoader:
+        """Every ``parts``-th of this loader's cells in priority order, from ``part``: a loader
+        for one of ``parts`` DataLoader workers. It shares this loader's open sources and gene
+        order; the ``parts`` pieces are disjoint and cover this loader's cells."""
+        if not 0 <= part < parts:
+            msg = f"part={part!r}: must be in 0..{parts - 1}"
+            raise OptionError(msg)
+        piece = copy.copy(self)
+        piece._cells = self._cells.take(slice(part, None, parts))
+        return piece
+
+    def positions(self) -> NDArray[np.int64]:
+        """This epoch's order of the cells, as positions into this rank's cells (0 is its first
+        cell in priority order): iterating yields the cells in this order, ``batch_size`` at a
+        time. Reads nothing; :meth:`read` reads any of them."""
+        parts = list(self._buffers())
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def _buffers(self) -> Iterator[NDArray[np.int64]]:
         """Positions into this rank's cells, one array per buffer."""
@@ -248,8 +319,7 @@ class CellLoader:
                 yield np.arange(start, min(start + step, n), dtype=np.int64)
             return
         rng = np.random.default_rng([self.seed, self.epoch])
-        source = self._cells["source"].to_numpy()
-        row = self._cells["row"].to_numpy()
+        source, row = self._cells.source, self._cells.row
         by_file = np.lexsort((row, source))  # cells in file order: neighbours read together
         blocks: list[NDArray[np.int64]] = []
         for s in np.unique(source):
@@ -262,10 +332,11 @@ class CellLoader:
             chosen = [blocks[i] for i in picked[start : start + self.buffer_size]]
             yield rng.permutation(np.concatenate(chosen))
 
-    def _read(self, positions: NDArray[np.int64]) -> Batch:
-        cells = self._cells[positions]
-        source = cells["source"].to_numpy()
-        rows = cells["row"].to_numpy()
+    def read(self, positions: NDArray[np.int64]) -> Batch:
+        """The cells at ``positions`` (see :meth:`positions`), in that order; each source is
+        read once, its rows in file order."""
+        cells = self._cells.take(positions)
+        source, rows = cells.source, cells.row
         pieces, where = [], []
         for s in np.unique(source):
             at = np.flatnonzero(source == s)
@@ -280,18 +351,18 @@ class CellLoader:
         x.sort_indices()
         return Batch(
             X=x,
-            cell_id=cells["cell_id"].to_numpy().astype(object),
-            labels={c: cells[c].to_numpy().astype(object) for c in self.labels},
-            weight=cells["weight"].to_numpy().astype(np.float32),
-            selection_rank=cells["selection_rank"].to_numpy().astype(np.int64),
-            dataset_id=cells["dataset_id"].to_numpy().astype(object),
-            row=rows.astype(np.int64),
+            cell_id=cells.cell_id,
+            labels=cells.labels,
+            weight=cells.weight,
+            selection_rank=cells.selection_rank,
+            dataset_id=cells.dataset_id,
+            row=rows,
         )
 
     def __iter__(self) -> Iterator[Batch]:
         pending: Batch | None = None
         for positions in self._buffers():
-            buffer = self._read(positions)
+            buffer = self.read(positions)
             if pending is not None:
                 buffer = _concat([pending, buffer])
                 pending = None
@@ -328,3 +399,18 @@ def _concat(batches: Sequence[Batch]) -> Batch:
         dataset_id=np.concatenate([b.dataset_id for b in batches]),
         row=np.concatenate([b.row for b in batches]),
     )
+
+
+def __getattr__(name: str) -> Any:
+    """``TorchDataset`` is imported on first use, so scurate imports without torch."""
+    if name == "TorchDataset":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            msg = "scurate.loader.TorchDataset needs torch: pip install 'scurate[torch]'"
+            raise ImportError(msg) from None
+        from scurate._torch import TorchDataset
+
+        return TorchDataset
+    msg = f"module 'scurate.loader' has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -215,3 +215,17 @@ def test_dense_and_csc_sources_read_the_same_rows(selected: Path, tmp_path: Path
     assert _ids(csr) == _ids(other)
     for one, two in zip(csr, other, strict=True):
         assert np.array_equal(one.X.toarray(), two.X.toarray())
+
+
+def test_torch_dataset_without_torch_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import scurate.loader
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    monkeypatch.delitem(sys.modules, "scurate._torch", raising=False)
+    with pytest.raises(ImportError, match=r"needs torch: pip install 'scurate\[torch\]'") as info:
+        scurate.loader.TorchDataset  # noqa: B018
+    assert "\n" not in str(info.value)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        scurate.loader.Nope  # type: ignore[attr-defined]  # noqa: B018

@@ -8,6 +8,7 @@ from scurate.cli._errors import user_errors
 from scurate.cli.bench import bench
 from scurate.cli.harmonize import harmonize
 from scurate.cli.index import app as index_app
+from scurate.cli.materialize import materialize
 from scurate.cli.plugins import plugins
 from scurate.cli.score import score
 from scurate.cli.select import select
@@ -25,6 +26,7 @@ app.add_typer(index_app, name="index")
 app.command()(user_errors(plugins))
 app.command()(user_errors(harmonize))
 app.command()(user_errors(bench))
+app.command()(user_errors(materialize))
 
 
 def main() -> None:

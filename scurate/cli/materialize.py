@@ -1,0 +1,99 @@
+"""scurate materialize: the selected cells written into h5ad or zarr shards for a trainer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scurate.cli._options import AsJson, Seed, progress_on_stderr
+from scurate.errors import OptionError
+from scurate.materialize import SHARD_SIZE
+from scurate.materialize import materialize as write_shards
+
+Selection = Annotated[
+    Path, typer.Argument(help="An output folder of `scurate select` (or its manifest.parquet).")
+]
+ShardsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="Folder for the shards and index.json.", show_default=False
+    ),
+]
+Format = Annotated[str, typer.Option("--format", help="Shard format: h5ad or zarr.")]
+ShardSize = Annotated[
+    int, typer.Option("--shard-size", help="Cells per shard (the last has fewer).")
+]
+Shuffle = Annotated[
+    bool,
+    typer.Option(
+        "--shuffle", help="Shuffle the cells (as CellLoader does, by --seed); else priority order."
+    ),
+]
+Budget = Annotated[
+    int | None,
+    typer.Option(
+        "--budget", "-b", help="Only the first K cells of the priority order.", show_default=False
+    ),
+]
+Genes = Annotated[
+    str,
+    typer.Option(
+        "--genes", help="'shared' (the genes every source has) or a file of gene names, one a line."
+    ),
+]
+Overwrite = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace shards made earlier in -o with other options."),
+]
+
+
+def materialize(
+    selection: Selection,
+    output: ShardsDir = None,
+    format: Format = "h5ad",
+    shard_size: ShardSize = SHARD_SIZE,
+    shuffle: Shuffle = False,
+    seed: Seed = 0,
+    budget: Budget = None,
+    genes: Genes = "shared",
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
+) -> None:
+    """Write the selected cells into shards on one gene order, with labels, weights and ranks.
+
+    A rerun with the same options skips the shards already complete, so an interrupted run
+    resumes where it stopped.
+
+    Example: scurate materialize out/ --format h5ad --shard-size 100000 -o shards/
+    """
+    if output is None:
+        msg = "--output/-o: give a folder for the shards"
+        raise OptionError(msg)
+    with progress_on_stderr(enabled=not as_json) as progress:
+        result = write_shards(
+            selection,
+            output,
+            format=format,
+            shard_size=shard_size,
+            shuffle=shuffle,
+            seed=seed,
+            budget=budget,
+            genes=genes,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    index = result.index
+    if as_json:
+        summary = {
+            k: index[k] for k in ("format", "n_cells", "n_shards", "shards", "genes", "options")
+        }
+        typer.echo(json.dumps({**summary, "written": result.written, "skipped": result.skipped}))
+        return
+    skipped = f" ({result.skipped} already complete, kept)" if result.skipped else ""
+    typer.echo(
+        f"wrote {index['n_cells']} cells on {index['genes']['n']} genes into "
+        f"{index['n_shards']} {format} shards in {output}{skipped}; index: {output / 'index.json'}"
+    )

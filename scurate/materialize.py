@@ -1,0 +1,328 @@
+"""Shards of a selection: the selected cells written once into h5ad or zarr files on one gene
+order, for trainers that read files rather than a loader.
+
+``materialize(out, shards_dir)`` reads the cells through :class:`scurate.loader.CellLoader`
+(the same reading path, the same shuffle) and writes ``shard-00000.h5ad``, ... each under a
+temporary name then renamed, and ``index.json`` after every shard. A rerun with the same
+options skips the shards the index lists as complete (their X shape checked), so an
+interrupted run resumes; a rerun with other options is refused unless ``overwrite``.
+
+Each shard: X CSR float32 (cells x genes, ``var_names`` the gene order), ``obs_names`` the
+cell ids, obs ``dataset_id``, ``source_row`` (the cell's row in its source file),
+``selection_rank``, ``weight`` and the canonical label columns (with their ontology term ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scurate import manifest as mf
+from scurate.errors import InputError, OptionError
+from scurate.loader import Batch, CellLoader
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("h5ad", "zarr")
+INDEX = "index.json"
+SHARD_SIZE = 100_000
+LABELS = (
+    *mf.CANONICAL_FIELDS,
+    *(f"{name}_ontology_term_id" for name in mf.ONTOLOGY_FIELDS),
+)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """What a run of :func:`materialize` left in ``out``: ``index`` is ``index.json``."""
+
+    out: Path
+    index: dict[str, Any]
+    written: int  # shards this run wrote
+    skipped: int  # shards found complete from an earlier run
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.index["n_cells"])
+
+
+def read_gene_list(path: str | os.PathLike[str]) -> list[str]:
+    """Gene names from a text file, one a line (blank lines and ``#`` comments skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{path}: no such gene list file (give 'shared' or a file with one gene a line)"
+        raise InputError(msg)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"{path}: cannot read the gene list ({type(exc).__name__}: {exc})"
+        raise InputError(msg) from exc
+    genes = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not genes:
+        msg = f"{path}: the gene list is empty"
+        raise InputError(msg)
+    return genes
+
+
+def _digest(values: Sequence[str] | np.ndarray) -> str:
+    return hashlib.sha256("\n".join(map(str, values)).encode()).hexdigest()
+
+
+def _shard_name(k: int, fmt: str) -> str:
+    return f"shard-{k:05d}.{fmt}"
+
+
+def _ours(path: Path) -> bool:
+    """A file this module writes in a shards folder (what ``overwrite`` may remove)."""
+    name = path.name
+    return (
+        name == INDEX
+        or (name.startswith("shard-") and name.endswith((".h5ad", ".zarr")))
+        or (name.startswith(".") and name.endswith(".partial"))
+    )
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _x_shape(path: Path, fmt: str) -> tuple[int, int] | None:
+    """The shape a complete shard records for X, or None where it cannot be read."""
+    try:
+        if fmt == "h5ad":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                shape = f["X"].attrs["shape"]
+        else:
+            import zarr
+
+            shape = zarr.open_group(str(path), mode="r")["X"].attrs["shape"]
+        return int(shape[0]), int(shape[1])
+    except Exception:  # noqa: BLE001 - any failure means: not a complete shard, write it again
+        return None
+
+
+def _write_json(data: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def _shard(batch: Batch, genes: np.ndarray, labels: Sequence[str]) -> Any:
+    import anndata as ad
+
+    obs = pd.DataFrame(
+        {
+            "dataset_id": pd.Categorical(batch.dataset_id.astype(str)),
+            "source_row": batch.row,
+            "selection_rank": batch.selection_rank,
+            "weight": batch.weight,
+            **{c: pd.Categorical(batch.labels[c]) for c in labels},
+        },
+        index=pd.Index(batch.cell_id.astype(str)),
+    )
+    var = pd.DataFrame(index=pd.Index(genes.astype(str)))
+    return ad.AnnData(X=batch.X, obs=obs, var=var)
+
+
+def _write(adata: Any, path: Path, fmt: str) -> None:
+    if fmt == "h5ad":
+        adata.write_h5ad(path)
+        return
+    import anndata as ad
+
+    # zarr v3, with X's arrays in a few shard files rather than one file a chunk; said
+    # explicitly where this anndata has the settings (it warns while they are unset)
+    wanted = {"zarr_write_format": 3, "auto_shard_zarr_v3": True}
+    with (
+        ad.settings.override(**{k: v for k, v in wanted.items() if hasattr(ad.settings, k)}),
+        warnings.catch_warnings(),
+    ):
+        # anndata consolidates the metadata, which zarr v3 reads but calls non-standard
+        warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
+        adata.write_zarr(path)
+
+
+def _prepare(out: Path, plan: dict[str, Any], *, overwrite: bool) -> dict[int, dict[str, Any]]:
+    """Make ``out`` ready for ``plan``; return the complete shards an earlier run left."""
+    if out.exists() and not out.is_dir():
+        msg = f"{out}: exists and is not a folder"
+        raise OptionError(msg)
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / INDEX
+    entries = list(out.iterdir())
+    if overwrite:
+        for entry in entries:
+            if _ours(entry):
+                _remove(entry)
+        return {}
+    for entry in entries:  # what an interrupted run was writing
+        if entry.name.startswith(".") and entry.name.endswith(".partial"):
+            _remove(entry)
+    if not index_path.is_file():
+        if any(not e.name.endswith(".partial") for e in entries):
+            msg = (
+                f"{out}: not empty and holds no {INDEX} of scurate materialize; "
+                "give another folder or --overwrite"
+            )
+            raise OptionError(msg)
+        return {}
+    try:
+        earlier = json.loads(index_path.read_text())
+        before = {k: earlier[k] for k in plan}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = f"{index_path}: not an index of scurate materialize ({type(exc).__name__}: {exc})"
+        raise OptionError(msg) from exc
+    if before != plan:
+        key = next(k for k in plan if before[k] != plan[k])
+        msg = (
+            f"{out}: holds shards made with other {key} ({_show(before[key], plan[key])}); "
+            "give another folder or --overwrite"
+        )
+        raise OptionError(msg)
+    done = {}
+    for entry in earlier.get("shards", []):
+        path = out / entry["file"]
+        if _x_shape(path, plan["format"]) == (entry["n_obs"], plan["genes"]["n"]):
+            done[int(entry["shard"])] = entry
+        else:
+            log.warning("%s: incomplete or unreadable, writing it again", path)
+    return done
+
+
+def _show(before: Any, now: Any) -> str:
+    if isinstance(before, dict) and isinstance(now, dict):
+        key = next((k for k in now if before.get(k) != now[k]), None)
+        if key is not None:
+            return f"{key}: {before.get(key)!r} there, {now[key]!r} now"
+    return f"{before!r} there, {now!r} now"
+
+
+def materialize(
+    selection: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    format: str = "h5ad",
+    shard_size: int = SHARD_SIZE,
+    shuffle: bool = False,
+    seed: int = 0,
+    budget: int | None = None,
+    genes: str | Sequence[str] = "shared",
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Materialized:
+    """Write the selected cells of a ``select`` output into shards in ``out``.
+
+    Cells come in priority order, or with ``shuffle`` in the order one epoch of
+    ``CellLoader(selection, seed=seed)`` yields them (blocks of neighbouring cells permuted
+    across the whole selection, then mixed within a buffer). ``budget`` keeps the first
+    cells of the priority order; ``genes`` is ``"shared"``, a list of gene names or a path
+    to a file of them (one a line). Returns what was written and skipped; ``out/index.json``
+    lists the shards with their cell counts and rank ranges.
+    """
+    if format not in FORMATS:
+        msg = f"format={format!r}: give one of {', '.join(FORMATS)}"
+        raise OptionError(msg)
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        msg = f"shard_size={shard_size!r}: must be a positive number of cells"
+        raise OptionError(msg)
+    gene_option: str | list[str]
+    if isinstance(genes, os.PathLike) or (isinstance(genes, str) and genes != "shared"):
+        gene_option = read_gene_list(genes)
+    else:
+        gene_option = genes if isinstance(genes, str) else [str(g) for g in genes]
+    labels = LABELS
+    loader = CellLoader(
+        selection,
+        batch_size=shard_size,
+        shuffle=shuffle,
+        seed=seed,
+        genes=gene_option,
+        labels=labels,
+        budget=budget,
+    )
+    n_cells = loader.n_cells
+    plan: dict[str, Any] = {
+        "format": format,
+        "selection": {
+            "manifest": str(loader.manifest_path.resolve()),
+            "n_cells": n_cells,
+            "cells_sha256": _digest(loader.cell_ids),
+        },
+        "options": {
+            "shard_size": shard_size,
+            "shuffle": shuffle,
+            "seed": seed if shuffle else None,
+            "budget": budget,
+            "genes": "shared" if isinstance(gene_option, str) else "list",
+            "block_size": loader.block_size,
+            "buffer_size": loader.buffer_size,
+        },
+        "genes": {
+            "kind": loader.gene_kind,
+            "n": len(loader.genes),
+            "sha256": _digest(loader.genes),
+        },
+    }
+    out = Path(out)
+    done = _prepare(out, plan, overwrite=overwrite)
+    order = loader.positions()
+    n_shards = -(-n_cells // shard_size)
+    index: dict[str, Any] = {
+        "scurate_shards": 1,
+        **plan,
+        "gene_names": [str(g) for g in loader.genes],
+        "obs": ["dataset_id", "source_row", "selection_rank", "weight", *labels],
+        "sources": loader.sources,
+        "n_cells": n_cells,
+        "n_shards": n_shards,
+        "shards": [done[k] for k in sorted(done)],
+        "complete": False,
+    }
+    _write_json(index, out / INDEX)
+    written = 0
+    for k in range(n_shards):
+        if progress is not None:
+            progress("shards", k, n_shards)
+        if k in done:
+            continue
+        name = _shard_name(k, format)
+        batch = loader.read(order[k * shard_size : (k + 1) * shard_size])
+        adata = _shard(batch, loader.genes, labels)
+        tmp = out / f".{name}.partial"
+        _remove(tmp)
+        _write(adata, tmp, format)
+        _remove(out / name)  # a shard the index did not list: an earlier run died before it
+        tmp.rename(out / name)
+        done[k] = {
+            "shard": k,
+            "file": name,
+            "n_obs": len(batch),
+            "first": k * shard_size,
+            "rank_min": int(batch.selection_rank.min()),
+            "rank_max": int(batch.selection_rank.max()),
+        }
+        index["shards"] = [done[i] for i in sorted(done)]
+        _write_json(index, out / INDEX)
+        written += 1
+    index["complete"] = True
+    _write_json(index, out / INDEX)
+    if progress is not None:
+        progress("shards", n_shards, n_shards)
+    return Materialized(out=out, index=index, written=written, skipped=n_shards - written)

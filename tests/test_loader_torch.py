@@ -1,0 +1,154 @@
+"""TorchDataset on a real selection of two real h5ad files, through a real DataLoader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import polars as pl
+import pytest
+import scurate
+from scurate import manifest as mf
+from scurate.errors import OptionError
+
+from conftest import N_GENES, TYPES, ensembl_ids, make_adata, type_programs
+
+torch = pytest.importorskip("torch")
+from scurate.loader import TorchDataset  # noqa: E402  (needs torch)
+from torch.utils.data import DataLoader  # noqa: E402
+
+BUDGET = 300
+
+
+@pytest.fixture(scope="module")
+def selected(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """lab_a: symbols; lab_b: versioned Ensembl ids, symbols in var, 90 % of the genes,
+    shuffled; a selection of 300 of 1598 cells."""
+    root = tmp_path_factory.mktemp("loader_torch")
+    rng = np.random.default_rng(11)
+    programs = type_programs(np.random.default_rng(42), len(TYPES))
+    a = make_adata(rng, programs, TYPES, [300, 200, 150, 240, 8], prefix="a_")
+    b = make_adata(rng, programs, TYPES, [250, 150, 100, 200, 0], prefix="b_")
+    keep = rng.permutation(np.sort(rng.choice(N_GENES, size=int(0.9 * N_GENES), replace=False)))
+    b = b[:, keep].copy()
+    b.var["gene_symbols"] = b.var_names.to_numpy()
+    b.var_names = [f"{e}.{i % 7 + 1}" for i, e in enumerate(ensembl_ids()[keep])]
+    a.write_h5ad(root / "lab_a.h5ad")
+    b.write_h5ad(root / "lab_b.h5ad")
+    scurate.select_to_dir(
+        [root / "lab_a.h5ad", root / "lab_b.h5ad"], BUDGET, out=root / "out", seed=0
+    )
+    return root / "out"
+
+
+def _truth(out: Path) -> pl.DataFrame:
+    return mf.read_manifest(out / "manifest.parquet").filter("selected").sort("selection_rank")
+
+
+def _source_rows(source: str, rows: np.ndarray, genes: np.ndarray) -> np.ndarray:
+    adata = ad.read_h5ad(source)
+    symbols = (
+        adata.var["gene_symbols"].to_numpy()
+        if "gene_symbols" in adata.var
+        else adata.var_names.to_numpy()
+    )
+    column = {g: j for j, g in enumerate(symbols)}
+    x = adata.X[rows].toarray()
+    return np.stack([x[:, column[g]] for g in genes], 1)
+
+
+def _epoch(dataset: TorchDataset, workers: int) -> list[dict[str, object]]:
+    return list(DataLoader(dataset, batch_size=None, num_workers=workers))
+
+
+def test_two_workers_yield_every_cell_once_with_its_values(selected: Path) -> None:
+    dataset = TorchDataset(selected, batch_size=32, seed=1, block_size=8, buffer_size=3)
+    batches = _epoch(dataset, workers=2)
+    ids = [c for b in batches for c in b["cell_id"]]  # type: ignore[attr-defined]
+    truth = _truth(selected)
+    assert len(ids) == len(set(ids)) == BUDGET == dataset.n_cells
+    assert set(ids) == set(truth["cell_id"].to_list())
+    x = torch.cat([b["X"] for b in batches]).numpy()  # type: ignore[misc]
+    assert x.dtype == np.float32 and x.shape == (BUDGET, len(dataset.genes))
+    classes = dataset.classes["cell_type"]
+    codes = torch.cat([b["labels"]["cell_type"] for b in batches]).tolist()  # type: ignore[index]
+    got = pl.DataFrame(
+        {
+            "cell_id": ids,
+            "label_got": [classes[c] if c >= 0 else None for c in codes],
+            "weight_got": torch.cat([b["weight"] for b in batches]).numpy(),  # type: ignore[misc]
+            "rank_got": torch.cat([b["selection_rank"] for b in batches]).numpy(),  # type: ignore[misc]
+            "i": np.arange(BUDGET),
+        }
+    ).join(truth, on="cell_id")
+    assert got["cell_type"].null_count() == 0
+    assert (got["label_got"] == got["cell_type"]).all()
+    assert np.array_equal(got["weight_got"].to_numpy(), got["weight"].to_numpy())
+    assert np.array_equal(got["rank_got"].to_numpy(), got["selection_rank"].to_numpy())
+    for (source,), part in got.group_by(["source"]):
+        expected = _source_rows(str(source), part["row"].to_numpy(), dataset.genes)
+        assert np.array_equal(x[part["i"].to_numpy()], expected)
+    assert x.sum() > 0
+
+
+def test_ranks_and_workers_split_the_selection_once(selected: Path) -> None:
+    parts = []
+    for rank in range(2):
+        dataset = TorchDataset(selected, batch_size=16, rank=rank, world_size=2, seed=4)
+        ids = [c for b in _epoch(dataset, workers=2) for c in b["cell_id"]]  # type: ignore[attr-defined]
+        assert len(ids) == dataset.n_cells
+        parts.append(set(ids))
+        dataset.set_epoch(1)
+        again = [c for b in _epoch(dataset, workers=2) for c in b["cell_id"]]  # type: ignore[attr-defined]
+        assert sorted(again) == sorted(ids) and again != ids  # a new order, the same cells
+    assert not parts[0] & parts[1]
+    assert parts[0] | parts[1] == set(_truth(selected)["cell_id"].to_list())
+
+
+# torch's own: CSR is "beta", and its rebuild of a sparse tensor sent by a worker warns
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state:UserWarning")
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks are implicitly disabled:UserWarning")
+def test_sparse_layouts_hold_the_dense_values(selected: Path) -> None:
+    options = {"batch_size": 50, "seed": 2, "budget": 120}
+    dense = _epoch(TorchDataset(selected, **options), workers=0)  # type: ignore[arg-type]
+    for layout, kind in (("csr", torch.sparse_csr), ("coo", torch.sparse_coo)):
+        sparse = _epoch(TorchDataset(selected, layout=layout, **options), workers=2)  # type: ignore[arg-type]
+        assert sparse[0]["X"].layout == kind  # type: ignore[attr-defined]
+        by_id = {
+            c: row
+            for b in sparse
+            for c, row in zip(b["cell_id"], b["X"].to_dense().numpy(), strict=True)  # type: ignore[attr-defined, call-overload]
+        }
+        for b in dense:
+            for c, row in zip(b["cell_id"], b["X"].numpy(), strict=True):  # type: ignore[attr-defined, call-overload]
+                assert np.array_equal(by_id[c], row)
+        assert len(by_id) == 120
+
+
+def test_a_linear_model_trains_on_it(selected: Path) -> None:
+    torch.manual_seed(0)
+    dataset = TorchDataset(selected, batch_size=64, seed=0)
+    n_classes = len(dataset.classes["cell_type"])
+    model = torch.nn.Linear(len(dataset.genes), n_classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    losses = []
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        for batch in DataLoader(dataset, batch_size=None, num_workers=2):
+            x = torch.log1p(batch["X"])
+            loss = torch.nn.functional.cross_entropy(
+                model(x), batch["labels"]["cell_type"], ignore_index=-1, reduction="none"
+            )
+            loss = (loss * batch["weight"]).sum() / batch["weight"].sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+
+
+def test_a_bad_layout_is_one_line(selected: Path) -> None:
+    with pytest.raises(OptionError, match=r"layout='bsr': give one of dense, csr, coo"):
+        TorchDataset(selected, layout="bsr")
