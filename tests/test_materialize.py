@@ -201,15 +201,20 @@ def test_a_killed_run_resumes_without_duplicates(selected: Path, tmp_path: Path)
         mz.materialize({str(selected)!r}, {str(out)!r}, shard_size=60, format="zarr")
         """
     )
-    child = subprocess.Popen([sys.executable, "-c", script])
+    # run outside the source tree, so the child imports scurate as installed (with its native
+    # core), not the checkout's scurate/ folder that `python -c` would put first on sys.path
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
     try:
         index = out / "index.json"
         while child.poll() is None:
             if index.exists() and json.loads(index.read_text())["shards"]:
                 break
             time.sleep(0.05)
+        assert child.poll() is None, f"the child stopped by itself (exit {child.returncode})"
         os.kill(child.pid, signal.SIGKILL)
     finally:
+        if child.poll() is None:
+            child.kill()
         child.wait()
     assert child.returncode == -signal.SIGKILL
     done = json.loads(index.read_text())["shards"]
