@@ -8,6 +8,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 import scipy.sparse as sp
 
@@ -73,22 +74,55 @@ def programs() -> np.ndarray:
     return type_programs(np.random.default_rng(42), len(TYPES))
 
 
-@pytest.fixture
-def two_labs(tmp_path: Path, programs: np.ndarray) -> list[Path]:
+def write_two_labs(root: Path, seed: int = 0) -> list[Path]:
     """lab_a: symbols in var_names, 8 rare pDCs; lab_b: Ensembl ids with a version in
     var_names and symbols in var['gene_symbols'], genes shuffled, 90 % of them."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
+    programs = type_programs(np.random.default_rng(42), len(TYPES))
     a = make_adata(rng, programs, TYPES, [300, 200, 150, 240, 8], prefix="a_")
     b = make_adata(rng, programs, TYPES, [250, 150, 100, 200, 0], prefix="b_")
-    keep = np.sort(rng.choice(N_GENES, size=int(0.9 * N_GENES), replace=False))
-    keep = rng.permutation(keep)
+    keep = rng.permutation(np.sort(rng.choice(N_GENES, size=int(0.9 * N_GENES), replace=False)))
     b = b[:, keep].copy()
     b.var["gene_symbols"] = b.var_names.to_numpy()
     b.var_names = [f"{e}.{i % 7 + 1}" for i, e in enumerate(ensembl_ids()[keep])]
-    paths = [tmp_path / "lab_a.h5ad", tmp_path / "lab_b.h5ad"]
+    paths = [root / "lab_a.h5ad", root / "lab_b.h5ad"]
     a.write_h5ad(paths[0])
     b.write_h5ad(paths[1])
     return paths
+
+
+@pytest.fixture
+def two_labs(tmp_path: Path) -> list[Path]:
+    return write_two_labs(tmp_path)
+
+
+def select_two_labs(root: Path, budget: int, seed: int) -> Path:
+    """A ``select`` output folder (seed 0) of ``budget`` cells of :func:`write_two_labs`."""
+    import scurate
+
+    scurate.select_to_dir(write_two_labs(root, seed), budget, out=root / "out", seed=0)
+    return root / "out"
+
+
+def selected_cells(out: Path) -> pl.DataFrame:
+    """The selected rows of a ``select`` output's manifest, in priority order."""
+    from scurate import manifest as mf
+
+    return mf.read_manifest(out / "manifest.parquet").filter("selected").sort("selection_rank")
+
+
+def rows_on_symbols(source: str | Path, rows: np.ndarray, genes: np.ndarray) -> np.ndarray:
+    """Rows of a source file as anndata reads them, on ``genes`` (symbols; zeros for a gene
+    the file lacks)."""
+    adata = ad.read_h5ad(source)
+    symbols = (
+        adata.var["gene_symbols"].to_numpy()
+        if "gene_symbols" in adata.var
+        else adata.var_names.to_numpy()
+    )
+    column = {g: j for j, g in enumerate(symbols)}
+    x = adata.X[rows].toarray()
+    return np.stack([x[:, column[g]] if g in column else np.zeros(len(rows)) for g in genes], 1)
 
 
 def write_h5ad(adata: ad.AnnData, path: Path) -> Path:

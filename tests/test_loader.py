@@ -10,12 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 import scipy.sparse as sp
-import scurate
 from scurate import manifest as mf
 from scurate.errors import InputError, OptionError
 from scurate.loader import Batch, CellLoader
 
-from conftest import N_GENES, TYPES, ensembl_ids, make_adata, type_programs
+from conftest import N_GENES, rows_on_symbols, select_two_labs, selected_cells
 
 BUDGET = 400
 
@@ -24,25 +23,7 @@ BUDGET = 400
 def selected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """lab_a: symbols in var_names; lab_b: versioned Ensembl ids in var_names, symbols in
     var['gene_symbols'], 90 % of the genes in a shuffled order; a selection of 400 of 1598."""
-    root = tmp_path_factory.mktemp("loader")
-    rng = np.random.default_rng(7)
-    programs = type_programs(np.random.default_rng(42), len(TYPES))
-    a = make_adata(rng, programs, TYPES, [300, 200, 150, 240, 8], prefix="a_")
-    b = make_adata(rng, programs, TYPES, [250, 150, 100, 200, 0], prefix="b_")
-    keep = rng.permutation(np.sort(rng.choice(N_GENES, size=int(0.9 * N_GENES), replace=False)))
-    b = b[:, keep].copy()
-    b.var["gene_symbols"] = b.var_names.to_numpy()
-    b.var_names = [f"{e}.{i % 7 + 1}" for i, e in enumerate(ensembl_ids()[keep])]
-    a.write_h5ad(root / "lab_a.h5ad")
-    b.write_h5ad(root / "lab_b.h5ad")
-    scurate.select_to_dir(
-        [root / "lab_a.h5ad", root / "lab_b.h5ad"], BUDGET, out=root / "out", seed=0
-    )
-    return root / "out"
-
-
-def _selection(out: Path) -> pl.DataFrame:
-    return mf.read_manifest(out / "manifest.parquet").filter("selected").sort("selection_rank")
+    return select_two_labs(tmp_path_factory.mktemp("loader"), BUDGET, seed=7)
 
 
 def _epoch(loader: CellLoader) -> list[Batch]:
@@ -53,26 +34,13 @@ def _ids(batches: list[Batch]) -> list[str]:
     return [c for b in batches for c in b.cell_id]
 
 
-def _source_rows(source: str, rows: np.ndarray, genes: np.ndarray) -> np.ndarray:
-    """The rows of a source file as anndata reads them, on ``genes`` (symbols)."""
-    adata = ad.read_h5ad(source)
-    symbols = (
-        adata.var["gene_symbols"].to_numpy()
-        if "gene_symbols" in adata.var
-        else adata.var_names.to_numpy()
-    )
-    column = {g: j for j, g in enumerate(symbols)}
-    x = adata.X[rows].toarray()
-    return np.stack([x[:, column[g]] if g in column else np.zeros(len(rows)) for g in genes], 1)
-
-
 def test_one_epoch_yields_every_selected_cell_once_with_its_source_row(selected: Path) -> None:
     loader = CellLoader(selected, batch_size=37, block_size=16, buffer_size=3)
     batches = _epoch(loader)
     assert len(batches) == len(loader) == -(-BUDGET // 37)
     assert all(len(b) == 37 for b in batches[:-1])
     ids = _ids(batches)
-    truth = _selection(selected)
+    truth = selected_cells(selected)
     assert sorted(ids) == sorted(truth["cell_id"].to_list())
     assert len(set(ids)) == BUDGET
     assert loader.gene_kind == "symbol"
@@ -93,7 +61,7 @@ def test_one_epoch_yields_every_selected_cell_once_with_its_source_row(selected:
     assert np.array_equal(got["weight_got"].to_numpy(), got["weight"].to_numpy())
     assert np.array_equal(got["rank_got"].to_numpy(), got["selection_rank"].to_numpy())
     for (source,), part in got.group_by(["source"]):
-        expected = _source_rows(str(source), part["row"].to_numpy(), loader.genes)
+        expected = rows_on_symbols(str(source), part["row"].to_numpy(), loader.genes)
         assert np.array_equal(x[part["i"].to_numpy()], expected)
     assert x.sum() > 0
 
@@ -119,13 +87,13 @@ def test_without_shuffle_cells_come_in_priority_order(selected: Path) -> None:
     assert np.array_equal(ranks, np.arange(BUDGET))
 
 
-def test_rank_parts_are_disjoint_and_cover_the_selection(selected: Path) -> None:
+def test_rank_parts_are_disjoint_and_cover_theselected_cells(selected: Path) -> None:
     parts = [
         _ids(_epoch(CellLoader(selected, batch_size=32, rank=r, world_size=3, seed=1)))
         for r in range(3)
     ]
     assert sum(len(p) for p in parts) == BUDGET
-    assert set().union(*map(set, parts)) == set(_selection(selected)["cell_id"].to_list())
+    assert set().union(*map(set, parts)) == set(selected_cells(selected)["cell_id"].to_list())
     assert max(len(p) for p in parts) - min(len(p) for p in parts) <= 1
     whole = CellLoader(selected, rank=1, world_size=3, seed=1)
     assert whole.n_cells == len(parts[1])
@@ -153,7 +121,7 @@ def test_a_gene_list_sets_the_columns(selected: Path) -> None:
         .group_by(["source"])
     ):
         i = part["i"].to_numpy()
-        expected = _source_rows(str(source), batch.row[i], np.array(genes, dtype=object))
+        expected = rows_on_symbols(str(source), batch.row[i], np.array(genes, dtype=object))
         assert np.array_equal(batch.X[i].toarray(), expected)
 
 

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import polars as pl
 import pytest
-import scurate
-from scurate import manifest as mf
 from scurate.errors import OptionError
 
-from conftest import N_GENES, TYPES, ensembl_ids, make_adata, type_programs
+from conftest import rows_on_symbols, select_two_labs, selected_cells
 
 torch = pytest.importorskip("torch")
 from scurate.loader import TorchDataset  # noqa: E402  (needs torch)
@@ -25,37 +22,7 @@ BUDGET = 300
 def selected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """lab_a: symbols; lab_b: versioned Ensembl ids, symbols in var, 90 % of the genes,
     shuffled; a selection of 300 of 1598 cells."""
-    root = tmp_path_factory.mktemp("loader_torch")
-    rng = np.random.default_rng(11)
-    programs = type_programs(np.random.default_rng(42), len(TYPES))
-    a = make_adata(rng, programs, TYPES, [300, 200, 150, 240, 8], prefix="a_")
-    b = make_adata(rng, programs, TYPES, [250, 150, 100, 200, 0], prefix="b_")
-    keep = rng.permutation(np.sort(rng.choice(N_GENES, size=int(0.9 * N_GENES), replace=False)))
-    b = b[:, keep].copy()
-    b.var["gene_symbols"] = b.var_names.to_numpy()
-    b.var_names = [f"{e}.{i % 7 + 1}" for i, e in enumerate(ensembl_ids()[keep])]
-    a.write_h5ad(root / "lab_a.h5ad")
-    b.write_h5ad(root / "lab_b.h5ad")
-    scurate.select_to_dir(
-        [root / "lab_a.h5ad", root / "lab_b.h5ad"], BUDGET, out=root / "out", seed=0
-    )
-    return root / "out"
-
-
-def _truth(out: Path) -> pl.DataFrame:
-    return mf.read_manifest(out / "manifest.parquet").filter("selected").sort("selection_rank")
-
-
-def _source_rows(source: str, rows: np.ndarray, genes: np.ndarray) -> np.ndarray:
-    adata = ad.read_h5ad(source)
-    symbols = (
-        adata.var["gene_symbols"].to_numpy()
-        if "gene_symbols" in adata.var
-        else adata.var_names.to_numpy()
-    )
-    column = {g: j for j, g in enumerate(symbols)}
-    x = adata.X[rows].toarray()
-    return np.stack([x[:, column[g]] for g in genes], 1)
+    return select_two_labs(tmp_path_factory.mktemp("loader_torch"), BUDGET, seed=11)
 
 
 def _epoch(dataset: TorchDataset, workers: int) -> list[dict[str, object]]:
@@ -66,7 +33,7 @@ def test_two_workers_yield_every_cell_once_with_its_values(selected: Path) -> No
     dataset = TorchDataset(selected, batch_size=32, seed=1, block_size=8, buffer_size=3)
     batches = _epoch(dataset, workers=2)
     ids = [c for b in batches for c in b["cell_id"]]  # type: ignore[attr-defined]
-    truth = _truth(selected)
+    truth = selected_cells(selected)
     assert len(ids) == len(set(ids)) == BUDGET == dataset.n_cells
     assert set(ids) == set(truth["cell_id"].to_list())
     x = torch.cat([b["X"] for b in batches]).numpy()  # type: ignore[misc]
@@ -87,7 +54,7 @@ def test_two_workers_yield_every_cell_once_with_its_values(selected: Path) -> No
     assert np.array_equal(got["weight_got"].to_numpy(), got["weight"].to_numpy())
     assert np.array_equal(got["rank_got"].to_numpy(), got["selection_rank"].to_numpy())
     for (source,), part in got.group_by(["source"]):
-        expected = _source_rows(str(source), part["row"].to_numpy(), dataset.genes)
+        expected = rows_on_symbols(str(source), part["row"].to_numpy(), dataset.genes)
         assert np.array_equal(x[part["i"].to_numpy()], expected)
     assert x.sum() > 0
 
@@ -103,7 +70,7 @@ def test_ranks_and_workers_split_the_selection_once(selected: Path) -> None:
         again = [c for b in _epoch(dataset, workers=2) for c in b["cell_id"]]  # type: ignore[attr-defined]
         assert sorted(again) == sorted(ids) and again != ids  # a new order, the same cells
     assert not parts[0] & parts[1]
-    assert parts[0] | parts[1] == set(_truth(selected)["cell_id"].to_list())
+    assert parts[0] | parts[1] == set(selected_cells(selected)["cell_id"].to_list())
 
 
 # torch's own: CSR is "beta", and its rebuild of a sparse tensor sent by a worker warns

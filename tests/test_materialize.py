@@ -18,11 +18,10 @@ import numpy as np
 import polars as pl
 import pytest
 import scurate
-from scurate import manifest as mf
 from scurate.cli import app
 from typer.testing import CliRunner
 
-from conftest import N_GENES, TYPES, ensembl_ids, make_adata, type_programs
+from conftest import rows_on_symbols, select_two_labs, selected_cells
 
 mz = importlib.import_module("scurate.materialize")  # scurate.materialize is the function
 BUDGET = 300
@@ -33,25 +32,7 @@ runner = CliRunner()
 def selected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """lab_a: symbols; lab_b: versioned Ensembl ids, symbols in var, 90 % of the genes,
     shuffled; a selection of 300 of 1598 cells."""
-    root = tmp_path_factory.mktemp("materialize")
-    rng = np.random.default_rng(5)
-    programs = type_programs(np.random.default_rng(42), len(TYPES))
-    a = make_adata(rng, programs, TYPES, [300, 200, 150, 240, 8], prefix="a_")
-    b = make_adata(rng, programs, TYPES, [250, 150, 100, 200, 0], prefix="b_")
-    keep = rng.permutation(np.sort(rng.choice(N_GENES, size=int(0.9 * N_GENES), replace=False)))
-    b = b[:, keep].copy()
-    b.var["gene_symbols"] = b.var_names.to_numpy()
-    b.var_names = [f"{e}.{i % 7 + 1}" for i, e in enumerate(ensembl_ids()[keep])]
-    a.write_h5ad(root / "lab_a.h5ad")
-    b.write_h5ad(root / "lab_b.h5ad")
-    scurate.select_to_dir(
-        [root / "lab_a.h5ad", root / "lab_b.h5ad"], BUDGET, out=root / "out", seed=0
-    )
-    return root / "out"
-
-
-def _truth(out: Path) -> pl.DataFrame:
-    return mf.read_manifest(out / "manifest.parquet").filter("selected").sort("selection_rank")
+    return select_two_labs(tmp_path_factory.mktemp("materialize"), BUDGET, seed=5)
 
 
 def _read_back(shards: Path) -> ad.AnnData:
@@ -65,23 +46,11 @@ def _read_back(shards: Path) -> ad.AnnData:
     return ad.concat(parts, merge="same")
 
 
-def _source_rows(source: str, rows: np.ndarray, genes: np.ndarray) -> np.ndarray:
-    adata = ad.read_h5ad(source)
-    symbols = (
-        adata.var["gene_symbols"].to_numpy()
-        if "gene_symbols" in adata.var
-        else adata.var_names.to_numpy()
-    )
-    column = {g: j for j, g in enumerate(symbols)}
-    x = adata.X[rows].toarray()
-    return np.stack([x[:, column[g]] if g in column else np.zeros(len(rows)) for g in genes], 1)
-
-
 def _check_against_sources(shards: Path, selection: Path) -> ad.AnnData:
     """Every selected cell once, its X the source row on the shards' genes, its obs right."""
     back = _read_back(shards)
     index = json.loads((shards / "index.json").read_text())
-    truth = _truth(selection)
+    truth = selected_cells(selection)
     assert back.n_obs == BUDGET and back.obs_names.is_unique
     assert set(back.obs_names) == set(truth["cell_id"].to_list())
     assert back.X.dtype == np.float32 and back.X.format == "csr"
@@ -103,7 +72,7 @@ def _check_against_sources(shards: Path, selection: Path) -> ad.AnnData:
     assert (got["source_row"] == got["row"].cast(pl.Int64)).all()
     assert got["cell_type"].null_count() == 0
     for (source,), part in got.group_by(["source"]):
-        expected = _source_rows(str(source), part["row"].to_numpy(), back.var_names.to_numpy())
+        expected = rows_on_symbols(str(source), part["row"].to_numpy(), back.var_names.to_numpy())
         assert np.array_equal(back.X[part["i"].to_numpy()].toarray(), expected)
     assert index["sources"] == {
         d: s for d, s in truth.select("dataset_id", "source").unique().iter_rows()
@@ -133,7 +102,7 @@ def test_shuffled_shards_depend_only_on_the_seed(selected: Path, tmp_path: Path)
     first = order("a", 1)
     assert order("b", 1) == first
     assert order("c", 2) != first
-    assert sorted(first) == sorted(_truth(selected)["cell_id"].to_list())
+    assert sorted(first) == sorted(selected_cells(selected)["cell_id"].to_list())
     ranks = _read_back(tmp_path / "a").obs["selection_rank"].to_numpy()
     assert not np.array_equal(ranks, np.sort(ranks))
     _check_against_sources(tmp_path / "a", selected)
@@ -147,9 +116,9 @@ def test_budget_and_a_gene_file(selected: Path, tmp_path: Path) -> None:
     assert list(back.var_names) == ["SG0010", "SG0003", "SG0297"]
     assert np.array_equal(back.obs["selection_rank"], np.arange(120))
     assert result.index["options"]["genes"] == "list"
-    truth = _truth(selected).head(120)
+    truth = selected_cells(selected).head(120)
     for (source,), part in truth.with_row_index("i").group_by(["source"]):
-        expected = _source_rows(str(source), part["row"].to_numpy(), back.var_names.to_numpy())
+        expected = rows_on_symbols(str(source), part["row"].to_numpy(), back.var_names.to_numpy())
         assert np.array_equal(back.X[part["i"].to_numpy()].toarray(), expected)
 
 
