@@ -54,9 +54,8 @@ from scurate import harmonization as hz
 from scurate import report as rp
 from scurate import stages
 from scurate.dedup import MIN_GENES
-from scurate.embed import PcaModel, _log_normalize, fit_pca, pca_fit
+from scurate.embed import PcaModel, fit_pca, on_variable, pca_fit
 from scurate.errors import InputError, OptionError
-from scurate.genes import onto_genes
 from scurate.io import RowSubset, Source, open_sources
 from scurate.plugins import Registered, discover
 from scurate.scoring import keep_mask
@@ -323,21 +322,13 @@ class Features:
 def expression(sources: Sequence[Source], model: PcaModel) -> sp.csr_matrix:
     """Every cell on the model's variable genes, log-normalized as the model was fitted; a
     variable gene a source did not measure is taken at the model's mean."""
-    space = onto_genes(sources, model.genes, model.kind)
     parts: list[sp.csr_matrix] = []
-    for k, source in enumerate(sources):
-        counts = source.x_is_counts()
-        measured = np.zeros(len(model.genes), dtype=bool)
-        measured[np.unique(space.projections[k].indices)] = True
-        unmeasured = np.flatnonzero(~measured[model.variable])
-        for _, chunk in source.iter_x():
-            normed = _log_normalize(chunk @ space.projections[k], counts=counts)
-            part = sp.csr_matrix(normed[:, model.variable], dtype=np.float32)
-            if len(unmeasured):
-                fill = np.zeros((chunk.shape[0], len(model.variable)), dtype=np.float32)
-                fill[:, unmeasured] = model.mean[unmeasured]
-                part = sp.csr_matrix(part + sp.csr_matrix(fill))
-            parts.append(part)
+    for source in on_variable(sources, model):
+        fill = np.where(source.unmeasured, model.mean, 0.0).astype(np.float32)
+        for _, _, part in source.chunks():
+            if source.unmeasured.any():
+                part = part + sp.csr_matrix(np.broadcast_to(fill, part.shape))
+            parts.append(sp.csr_matrix(part, dtype=np.float32))
     return sp.csr_matrix(sp.vstack(parts, format="csr"), dtype=np.float32)
 
 

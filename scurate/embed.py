@@ -10,7 +10,7 @@ normalized and used as it is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,6 +214,39 @@ def fit_pca(
     )
 
 
+@dataclass
+class OnVariable:
+    """One source read onto a model's variable genes: whether its X is raw counts, and which
+    variable genes it did not measure."""
+
+    source: Source
+    model: PcaModel
+    projection: sp.csr_matrix  # the source's genes onto the model's genes
+    is_counts: bool
+    unmeasured: NDArray[np.bool_]  # over the model's variable genes
+
+    def chunks(self) -> Iterator[tuple[int, sp.csr_matrix, sp.csr_matrix]]:
+        """``(first_row, chunk as read, chunk log-normalized on the variable genes)``."""
+        for start, chunk in self.source.iter_x():
+            normed = _log_normalize(chunk @ self.projection, counts=self.is_counts)
+            yield start, chunk, normed[:, self.model.variable]
+
+
+def on_variable(
+    sources: Sequence[Source], model: PcaModel, space: GeneSpace | None = None
+) -> list[OnVariable]:
+    """Every source mapped onto the model's genes (``space``; by default found with
+    :func:`scurate.genes.onto_genes`), ready to be read chunk by chunk."""
+    space = space or onto_genes(sources, model.genes, model.kind)
+    parts = []
+    for source, projection in zip(sources, space.projections, strict=True):
+        measured = np.zeros(len(model.genes), dtype=bool)
+        measured[np.unique(projection.indices)] = True
+        unmeasured = ~measured[model.variable]
+        parts.append(OnVariable(source, model, projection, source.x_is_counts(), unmeasured))
+    return parts
+
+
 def project(
     sources: Sequence[Source],
     model: PcaModel,
@@ -229,35 +262,28 @@ def project(
     expressed" and push every cell of that source away from the reference.
     """
     space = space or onto_genes(sources, model.genes, model.kind)
-    counts = [s.x_is_counts() for s in sources]
     sizes = np.array([s.n_obs for s in sources])
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     total = int(offsets[-1])
     values = np.empty((total, model.loadings.shape[1]), dtype=np.float32)
     n_counts = np.empty(total, dtype=np.float32)
     n_genes = np.empty(total, dtype=np.int32)
-    for k, source in enumerate(sources):
-        measured = np.zeros(len(model.genes), dtype=bool)
-        measured[np.unique(space.projections[k].indices)] = True
-        unmeasured = ~measured[model.variable]
+    parts = on_variable(sources, model, space)
+    for k, part in enumerate(parts):
+        unmeasured = part.unmeasured
         shift = model.center - model.mean[unmeasured] @ model.loadings[unmeasured]
-        for start, chunk in source.iter_x():
+        for start, chunk, variable in part.chunks():
             at = int(offsets[k]) + start
             stop = at + chunk.shape[0]
             n_counts[at:stop] = np.asarray(chunk.sum(axis=1)).ravel()
             n_genes[at:stop] = np.diff(sp.csr_matrix(chunk > 0).indptr)
-            normed = _log_normalize(chunk @ space.projections[k], counts=counts[k])
-            values[at:stop] = normed[:, model.variable] @ model.loadings - shift
+            values[at:stop] = variable @ model.loadings - shift
             progress("embed: project", stop, total)
-        _check_finite(values[offsets[k] : offsets[k + 1]], source, "X")
-    normalized = [s.dataset_id for s, c in zip(sources, counts, strict=True) if not c]
+        _check_finite(values[offsets[k] : offsets[k + 1]], part.source, "X")
+    normalized = [p.source.dataset_id for p in parts if not p.is_counts]
     if normalized:
         log.info("X used as already normalized in: %s", ", ".join(normalized))
-    variable = set(model.variable.tolist())
-    missing = {
-        s.dataset_id: len(variable - set(np.unique(p.indices).tolist()))
-        for s, p in zip(sources, space.projections, strict=True)
-    }
+    missing = {p.source.dataset_id: int(p.unmeasured.sum()) for p in parts}
     info = {
         **model.info,
         "genes_found_in": {s.dataset_id: w for s, w in zip(sources, space.found_in, strict=True)},
