@@ -227,18 +227,15 @@ class Split:
     """Which cells are tested, which are pooled, and the labels of both."""
 
     test: NDArray[np.bool_]  # over all cells, in source order
-    labels: NDArray[np.object_]  # over all cells
+    pool_labels: NDArray[np.object_]  # the pool's cells in order; None where unlabelled
+    test_labels: NDArray[np.object_]
     pool_sources: list[Source]
     test_sources: list[Source]
     info: dict[str, Any] = field(default_factory=dict)
+    pool_labelled: NDArray[np.bool_] = field(init=False)
 
-    @property
-    def pool_labels(self) -> NDArray[np.object_]:
-        return self.labels[~self.test]
-
-    @property
-    def test_labels(self) -> NDArray[np.object_]:
-        return self.labels[self.test]
+    def __post_init__(self) -> None:
+        self.pool_labelled = np.array([v is not None for v in self.pool_labels], dtype=bool)
 
 
 def _subsets(sources: Sequence[Source], mask: NDArray[np.bool_]) -> list[Source]:
@@ -302,7 +299,9 @@ def split(sources: Sequence[Source], manifest: pl.DataFrame, holdout: str, label
         "rare_labels": rare,
         "rare_fraction": RARE_FRACTION,
     }
-    return Split(test, labels, _subsets(sources, ~test), _subsets(sources, test), info)
+    return Split(
+        test, pool_labels, test_labels, _subsets(sources, ~test), _subsets(sources, test), info
+    )
 
 
 # --------------------------------------------------------------------------- features
@@ -420,7 +419,7 @@ def evaluate(
     from sklearn.metrics import f1_score, recall_score
 
     pool_labels, test_labels = split_.pool_labels, split_.test_labels
-    train = rows[[pool_labels[r] is not None for r in rows]] if len(rows) else rows
+    train = rows[split_.pool_labelled[rows]]
     y_true = test_labels[scored_test].astype(str)
     x_test = feats.test[np.flatnonzero(scored_test)]
     y_train = pool_labels[train].astype(str)
@@ -469,7 +468,7 @@ def evaluate(
     dist = np.sqrt(np.maximum(dist[:, 0], 0.0))
     metrics["test_to_selected_mean"] = float(dist.mean(dtype=np.float64))
     metrics["test_to_selected_max"] = float(dist.max())
-    covered = len({pool_labels[r] for r in rows} - {None})
+    covered = len(set(pool_labels[train].tolist()))
     return Evaluation(metrics, per_label, covered, converged)
 
 
