@@ -24,6 +24,8 @@ VERSIONED = (
     "pluggy",
     "faiss-cpu",
     "faiss-gpu",
+    "scikit-learn",  # scurate bench's classifier
+    "torch",  # scurate bench --representations autoencoder, scurate.loader.TorchDataset
 )
 
 
