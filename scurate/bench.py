@@ -782,18 +782,9 @@ def bench(
             else int((~keep_mask(pool.scores.exact_dup_of, pool.scores.near_dup_group)).sum()),
         },
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
-        "versions": {**rp.versions(), **_sklearn_version()},
+        "versions": rp.versions(),
     }
     return BenchResult(records, summarize(records, metrics), full_pool, info, pl.concat(picks))
-
-
-def _sklearn_version() -> dict[str, str]:
-    import importlib.metadata
-
-    try:
-        return {"scikit-learn": importlib.metadata.version("scikit-learn")}
-    except importlib.metadata.PackageNotFoundError:
-        return {}
 
 
 def bench_to_dir(
