@@ -221,11 +221,24 @@ class H5adSource:
         return CsrRows(self.path, np.asarray(rows, dtype=np.int64), self.n_vars)
 
     def x_is_counts(self) -> bool:
-        """True when the first chunk of X holds only non-negative integers (raw counts)."""
-        for _, chunk in self.iter_x(chunk_rows=2048):
-            data = chunk.data
-            return bool(np.all(data >= 0) and np.all(data == np.round(data)))
-        return True
+        """True when the first rows of X hold only non-negative integers (raw counts)."""
+        return first_rows_are_counts(self)
+
+
+COUNTS_CHECK_ROWS = 2048  # rows of X looked at to decide whether a source holds raw counts
+
+
+def first_rows_are_counts(source: Source, rows: int = COUNTS_CHECK_ROWS) -> bool:
+    """True when the first ``rows`` rows of a source's X hold only non-negative integers."""
+    seen = 0
+    for _, chunk in source.iter_x(chunk_rows=rows):
+        data = chunk.data
+        if not (np.all(data >= 0) and np.all(data == np.round(data))):
+            return False
+        seen += chunk.shape[0]
+        if seen >= rows:
+            break
+    return True
 
 
 def rows_by_scan(source: Source, rows: NDArray[np.int64]) -> sp.csr_matrix:
@@ -326,16 +339,8 @@ class RowSubset:
         return read_rows(self.base, self.rows[np.asarray(rows, dtype=np.int64)])
 
     def x_is_counts(self) -> bool:
-        """True when the first 2,048 rows of the subset hold only non-negative integers."""
-        seen = 0
-        for _, chunk in self.iter_x(chunk_rows=2048):
-            data = chunk.data
-            if not (np.all(data >= 0) and np.all(data == np.round(data))):
-                return False
-            seen += chunk.shape[0]
-            if seen >= 2048:
-                break
-        return True
+        """True when the subset's first rows hold only non-negative integers."""
+        return first_rows_are_counts(self)
 
 
 def open_sources(
