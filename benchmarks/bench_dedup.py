@@ -7,8 +7,8 @@ copied to other rows. Every method reads X the same way (``H5adSource.iter_x``, 
 
 - ``read floor``: read every chunk and do nothing with it (in 8,192-row chunks and in the
   512-row chunks scurate hashes in; the faster of the two is the floor);
-- ``scurate``: :func:`scurate.dedup.find_exact_duplicates` (native hashing of every row, then
-  the candidate rows read again and compared), the whole job;
+- ``scurate``: :func:`scurate._compute.dedup.find_exact_duplicates` (native hashing of every
+  row, then the candidate rows read again and compared), the whole job;
 - ``numpy row bytes``: a Python loop hashing each row's (indices, data) bytes into a dict,
   what a user writes first;
 - ``numpy vectorized``: one mixed 64-bit word per (gene, count) pair with numpy integer ops,
@@ -46,8 +46,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from scurate import _core
-from scurate.dedup import find_exact_duplicates
-from scurate.io import H5adSource, open_sources
+from scurate._compute.dedup import find_exact_duplicates
+from scurate._data.sources import H5adSource, open_sources
 
 
 def write_counts(path: Path, n: int, genes: int, copies: int, seed: int) -> NDArray[np.int64]:

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scurate.bench import bench_to_dir
+from scurate._bench.run import bench_to_dir
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CELLBENCH = DATA / "cellbench_lung_celllines" / "cellbench_lung_celllines.h5ad"

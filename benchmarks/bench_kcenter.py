@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scurate.index import nearest_distance
+from scurate._compute.faiss_index import nearest_distance
 
 import _data
 

@@ -58,7 +58,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 import scurate
-from scurate import manifest as mf
+from scurate._data import manifest as mf
 from scurate.loader import CellLoader
 
 N_TYPES = 20

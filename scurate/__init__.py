@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib.metadata
 
 from scurate import _env  # noqa: F401  (first: sets OpenMP's wait policy before it loads)
-from scurate.api import Selection, select, select_to_dir
-from scurate.bench import BenchResult, bench, bench_to_dir
+from scurate._bench.run import BenchResult, bench, bench_to_dir
+from scurate._compute.kernels import covering_radius, farthest_first
+from scurate._data.harmonization import Harmonized, harmonize
+from scurate._engine.choose import SelectionContext
+from scurate._engine.jobs import Selection, select, select_to_dir
+from scurate._feed.shards import Materialized, materialize
+from scurate._plugins.hookspecs import hookimpl
 from scurate.errors import InputError, OptionError, PluginError, ScurateError
-from scurate.harmonization import Harmonized, harmonize
-from scurate.hookspecs import hookimpl
-from scurate.kcenter import covering_radius, farthest_first
-from scurate.materialize import Materialized, materialize
-from scurate.select import SelectionContext
 
 try:
     __version__ = importlib.metadata.version("scurate")

@@ -106,7 +106,7 @@ def select_two_labs(root: Path, budget: int, seed: int) -> Path:
 
 def selected_cells(out: Path) -> pl.DataFrame:
     """The selected rows of a ``select`` output's manifest, in priority order."""
-    from scurate import manifest as mf
+    from scurate._data import manifest as mf
 
     return mf.read_manifest(out / "manifest.parquet").filter("selected").sort("selection_rank")
 

@@ -12,9 +12,9 @@ import pandas as pd
 import polars as pl
 import pytest
 import scipy.sparse as sp
-from scurate.bench import bench, parse_budgets, summarize
+from scurate._bench.run import bench, parse_budgets, summarize
+from scurate._data.sources import H5adSource, RowSubset
 from scurate.cli import app
-from scurate.io import H5adSource, RowSubset
 from typer.testing import CliRunner
 
 from conftest import make_adata, type_programs
@@ -315,7 +315,7 @@ def test_autoencoder_representation_where_torch_is_installed(rare_pool: list[Pat
     values = [r["knn_transfer_f1_autoencoder"] for r in result.records]
     assert all(0.0 <= v <= 1.0 for v in values)
     assert "knn_transfer_f1_autoencoder" in by_policy(result.summary, "kcenter")["vs_random"]
-    from scurate.autoencoder import LATENT, fit_encode
+    from scurate._bench.autoencoder import LATENT, fit_encode
 
     x = sp.random(60, 30, density=0.3, format="csr", dtype=np.float32, random_state=0)
     code = fit_encode(x[:20], x, seed=0)

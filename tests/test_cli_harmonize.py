@@ -11,9 +11,9 @@ import pandas as pd
 import polars as pl
 import pytest
 import scurate
+from scurate._data.manifest import read_manifest
+from scurate._engine.coverage import rollup, strata_column
 from scurate.cli import app
-from scurate.coverage import rollup, strata_column
-from scurate.manifest import read_manifest
 from typer.testing import CliRunner
 
 from conftest import make_adata
@@ -186,7 +186,7 @@ def test_a_policy_sees_the_harmonized_cell_types(
 def test_example_corpus_label_columns_are_all_found() -> None:
     """Each example lab keeps its labels in another column (cell_type, celltype, CellType,
     annotation); all of them map to the same CL terms, the rare pDCs of lab_d included."""
-    from scurate.example import example_sources
+    from scurate._data.example import example_sources
 
     result = scurate.harmonize(example_sources())
     sources = {

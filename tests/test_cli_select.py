@@ -9,8 +9,8 @@ import anndata as ad
 import numpy as np
 import polars as pl
 import pytest
+from scurate._data.manifest import MANIFEST_SCHEMA, read_manifest
 from scurate.cli import app
-from scurate.manifest import MANIFEST_SCHEMA, read_manifest
 from typer.testing import CliRunner
 
 from plugin_helpers import BAD_OUTPUT, BROKEN_IMPORT, VANISHING, install_plugin

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from scurate.dedup import MIN_GENES, find_exact_duplicates
+from scurate._compute.dedup import MIN_GENES, find_exact_duplicates
+from scurate._data.sources import open_sources
 from scurate.errors import InputError
-from scurate.io import open_sources
 
 from conftest import TYPES, ensembl_ids, gene_symbols, make_adata, write_h5ad
 

@@ -8,9 +8,9 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scurate.embed import from_obsm, highly_variable, pca_embedding
+from scurate._compute.embed import from_obsm, highly_variable, pca_embedding
+from scurate._data.sources import open_sources
 from scurate.errors import InputError
-from scurate.io import open_sources
 
 
 def with_obsm(path: Path, values: np.ndarray, key: str = "X_pca") -> Path:

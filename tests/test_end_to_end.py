@@ -8,9 +8,9 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import polars as pl
+from scurate._data.example import example_dir, example_sources
+from scurate._data.manifest import read_manifest
 from scurate.cli import app
-from scurate.example import example_dir, example_sources
-from scurate.manifest import read_manifest
 from typer.testing import CliRunner
 
 PLANTED = json.loads((example_dir() / "planted.json").read_text())
@@ -51,8 +51,8 @@ def test_copies_sit_on_their_originals_in_the_embedding() -> None:
     """The planted re-deposited cells embed onto their lab_a originals: the embedding is on
     one gene space whatever each file's identifiers, layout and dtype."""
     import scurate
-    from scurate.embed import pca_embedding
-    from scurate.io import open_sources
+    from scurate._compute.embed import pca_embedding
+    from scurate._data.sources import open_sources
 
     sources = open_sources(example_sources())
     emb = pca_embedding(sources, rng=np.random.default_rng(0)).values

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from scurate._data.genes import common_genes, gene_keys
+from scurate._data.sources import GeneTable, open_sources
 from scurate.errors import InputError
-from scurate.genes import common_genes, gene_keys
-from scurate.io import GeneTable, open_sources
 
 
 def table(names: list[str], **columns: list[str]) -> GeneTable:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from scurate.errors import InputError
-from scurate.harmonization import (
+from scurate._data.harmonization import (
     OUTPUT_COLUMNS,
     harmonize_obs,
     parse_set,
     read_metadata_map,
 )
-from scurate.plugins import discover
+from scurate._plugins.registry import discover
+from scurate.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -302,8 +302,8 @@ def test_a_missing_mapping_file_is_one_line(tmp_path: Path) -> None:
 def test_a_plugin_harmonizer_runs_between_columns_and_ontology(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from scurate._data.harmonization import ordered
     from scurate.errors import PluginError
-    from scurate.harmonization import ordered
 
     from plugin_helpers import BY_BATCH, install_plugin
 
@@ -383,8 +383,8 @@ def test_obs_columns_whose_first_values_are_missing_are_strings(tmp_path: Path) 
     import numpy as np
     import pandas as pd
     import scipy.sparse as sp
-    from scurate.harmonization import harmonize, obs_frame
-    from scurate.io import H5adSource
+    from scurate._data.harmonization import harmonize, obs_frame
+    from scurate._data.sources import H5adSource
 
     obs = pd.DataFrame(
         {

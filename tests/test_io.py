@@ -10,8 +10,8 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scurate._data.sources import H5adSource, open_sources
 from scurate.errors import InputError
-from scurate.io import H5adSource, open_sources
 
 
 def test_folders_are_searched_and_ids_made_unique(two_labs: list[Path], tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_read_rows_returns_exactly_those_rows(tmp_path: Path, layout: str) -> No
 
 
 def test_prefetched_yields_in_order_and_raises_where_read() -> None:
-    from scurate.io import prefetched
+    from scurate._data.sources import prefetched
 
     assert list(prefetched(iter(range(50)))) == list(range(50))
 

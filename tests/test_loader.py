@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 import scipy.sparse as sp
-from scurate import manifest as mf
+from scurate._data import manifest as mf
 from scurate.errors import InputError, OptionError
 from scurate.loader import Batch, CellLoader
 
@@ -191,7 +191,7 @@ def test_torch_dataset_without_torch_names_the_extra(monkeypatch: pytest.MonkeyP
     import scurate.loader
 
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
-    monkeypatch.delitem(sys.modules, "scurate._torch", raising=False)
+    monkeypatch.delitem(sys.modules, "scurate._feed.torch_dataset", raising=False)
     with pytest.raises(ImportError, match=r"needs torch: pip install 'scurate\[torch\]'") as info:
         scurate.loader.TorchDataset  # noqa: B018
     assert "\n" not in str(info.value)

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from scurate._data.manifest import (
+    MANIFEST_SCHEMA,
+    conform,
+    read_manifest,
+    scan_manifest,
+    write_manifest,
+)
 from scurate.errors import InputError
-from scurate.manifest import MANIFEST_SCHEMA, conform, read_manifest, scan_manifest, write_manifest
 
 
 def test_every_design_column_is_in_the_schema() -> None:
@@ -18,7 +24,20 @@ def test_every_design_column_is_in_the_schema() -> None:
     import re
 
     named = set(re.findall(r"`([a-z_*]+)`", section)) - {"*_ontology_term_id"}
-    assert named <= set(MANIFEST_SCHEMA), named - set(MANIFEST_SCHEMA)
+    assert named - set(PENDING) <= set(MANIFEST_SCHEMA), named - set(MANIFEST_SCHEMA)
+    # a pending column that lands must leave this list, and DESIGN must still name it
+    assert not set(PENDING) & set(MANIFEST_SCHEMA), set(PENDING) & set(MANIFEST_SCHEMA)
+    assert set(PENDING) <= named, set(PENDING) - named
+
+
+# columns DESIGN.md names that an open issue adds; until then no stage can fill them
+PENDING = {
+    "is_primary_data": "issue 13 (real corpora)",
+    "soma_joinid": "issue 13 (real corpora)",
+    "reason": "issue 14 (the selection report)",
+    "mito_fraction": "issue 17 (QC-aware selection)",
+    "doublet_score": "issue 17 (QC-aware selection)",
+}
 
 
 def test_conform_fills_typed_nulls_in_order() -> None:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from conftest import rows_on_symbols, select_two_labs, selected_cells
 
-mz = importlib.import_module("scurate.materialize")  # scurate.materialize is the function
+mz = importlib.import_module("scurate._feed.shards")  # the module behind scurate.materialize
 BUDGET = 300
 runner = CliRunner()
 
@@ -161,7 +161,7 @@ def test_a_killed_run_resumes_without_duplicates(selected: Path, tmp_path: Path)
         f"""
         import importlib
         import time
-        mz = importlib.import_module("scurate.materialize")
+        mz = importlib.import_module("scurate._feed.shards")
         real = mz._write
         def slow(adata, path, fmt):
             real(adata, path, fmt)

@@ -4,7 +4,7 @@ fuzzy; the rest listed with candidates."""
 from __future__ import annotations
 
 import pytest
-from scurate import ontology as onto
+from scurate._data import ontology as onto
 
 from scurate_harmonizers.ontology import match_text
 

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from scurate import hookspecs
+from scurate._plugins import hookspecs
+from scurate._plugins.registry import discover, load_plugins
 from scurate.errors import PluginError
-from scurate.plugins import discover, load_plugins
 
 from plugin_helpers import (
     BROKEN_HOOK,

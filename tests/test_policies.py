@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 import scurate
 from scurate import _core
+from scurate._engine.choose import SelectionContext
 from scurate.errors import OptionError
-from scurate.select import SelectionContext
 
 from scurate_policies.facility import facility_location
 from scurate_policies.reweight import reweight

@@ -51,8 +51,8 @@ def test_a_redeposited_baron_subset_is_found_and_nothing_else(tmp_path: Path) ->
     """Baron's own cells are all distinct (its repeated barcodes are different cells); a
     re-deposit of 300 of them, genes shuffled and 10 % dropped, CSC, renamed, is found whole."""
     import scipy.sparse as sp
-    from scurate.dedup import find_exact_duplicates
-    from scurate.io import open_sources
+    from scurate._compute.dedup import find_exact_duplicates
+    from scurate._data.sources import open_sources
 
     baron = ad.read_h5ad(BARON)
     rng = np.random.default_rng(0)
@@ -71,7 +71,7 @@ def test_a_redeposited_baron_subset_is_found_and_nothing_else(tmp_path: Path) ->
 
 def test_no_near_duplicates_in_real_data_at_the_default_eps() -> None:
     for path in (BARON, CELLBENCH):
-        scored = scurate.api.score([path])
+        scored = scurate._engine.jobs.score([path])
         near = scored.report["scores"]["near"]
         assert near["n_in_near_dup_groups"] == 0
         assert near["nn_distance_quantiles"]["0.0"] > 1.5 * near["eps"]

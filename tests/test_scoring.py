@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 import scurate
-from scurate import api
+from scurate._compute.reference import load_reference
+from scurate._compute.scoring import dataset_overlap, keep_mask, neighbour_scores
+from scurate._engine import jobs as api
 from scurate.errors import InputError, OptionError
-from scurate.reference import load_reference
-from scurate.scoring import dataset_overlap, keep_mask, neighbour_scores
 
 from conftest import TYPES, make_adata, write_h5ad
 

@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 import scurate
+from scurate._engine.choose import SelectionContext, check_budget, parse_params, run_policy
+from scurate._plugins.registry import Registered
 from scurate.errors import OptionError, PluginError
-from scurate.plugins import Registered
-from scurate.select import SelectionContext, check_budget, parse_params, run_policy
 
 
 def context(n: int = 50) -> SelectionContext:
@@ -83,7 +83,7 @@ def test_central_first_pick_is_the_cell_nearest_the_mean() -> None:
 
 
 def test_nearest_distance_matches_numpy() -> None:
-    from scurate.index import nearest_distance
+    from scurate._compute.faiss_index import nearest_distance
 
     rng = np.random.default_rng(2)
     base = rng.normal(size=(40, 6)).astype(np.float32)

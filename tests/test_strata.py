@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 import scurate
+from scurate._engine.strata import Quota, allocate, interleave, parse_columns, parse_quota
 from scurate.cli import app
 from scurate.errors import OptionError
-from scurate.strata import Quota, allocate, interleave, parse_columns, parse_quota
 from typer.testing import CliRunner
 
 from conftest import TYPES, make_adata

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 import scurate
-from scurate.weights import assign
+from scurate._compute.weights import assign
 
 
 @pytest.mark.parametrize("exact", [True, False])

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from scurate import hookimpl
-from scurate.embed import pca_embedding
-from scurate.hookspecs import Register
+from scurate._compute.embed import pca_embedding
+from scurate._plugins.hookspecs import Register
 
 
 @hookimpl

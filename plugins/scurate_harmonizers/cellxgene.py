@@ -9,7 +9,7 @@ file and column. CELLxGENE's placeholders ("unknown", "na") leave the field null
 from __future__ import annotations
 
 import polars as pl
-from scurate.harmonization import (
+from scurate._data.harmonization import (
     FIELDS,
     OUTPUT_COLUMNS,
     HarmonizeContext,
@@ -17,7 +17,7 @@ from scurate.harmonization import (
     obs_column,
     terms_from_ids,
 )
-from scurate.manifest import ONTOLOGY_FIELDS
+from scurate._data.manifest import ONTOLOGY_FIELDS
 
 
 def cellxgene(obs: pl.DataFrame, dataset_id: str, *, context: HarmonizeContext) -> pl.DataFrame:

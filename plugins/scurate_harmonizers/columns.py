@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 
 import polars as pl
-from scurate import ontology
-from scurate.errors import InputError
-from scurate.harmonization import (
+from scurate._data import ontology
+from scurate._data.harmonization import (
     FIELDS,
     ID_COLUMNS,
     INDEX_COLUMN,
@@ -27,6 +26,7 @@ from scurate.harmonization import (
     obs_column,
     terms_from_ids,
 )
+from scurate.errors import InputError
 
 # canonical field -> column names that mean it (compared lower-cased, without separators)
 ALIASES: dict[str, tuple[str, ...]] = {

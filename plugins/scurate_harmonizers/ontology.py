@@ -34,10 +34,10 @@ import re
 from dataclasses import dataclass
 
 import polars as pl
-from scurate import ontology as onto
+from scurate._data import ontology as onto
+from scurate._data.harmonization import OUTPUT_COLUMNS, HarmonizeContext, id_column
+from scurate._data.manifest import ONTOLOGY_FIELDS
 from scurate.errors import InputError
-from scurate.harmonization import OUTPUT_COLUMNS, HarmonizeContext, id_column
-from scurate.manifest import ONTOLOGY_FIELDS
 
 ORDER = ("organism", "tissue", *(f for f in ONTOLOGY_FIELDS if f not in ("organism", "tissue")))
 SHORTHANDS: dict[str, dict[str, str]] = {
@@ -220,7 +220,11 @@ def ontology(frame: pl.DataFrame, dataset_id: str, *, context: HarmonizeContext)
         # a cell type is read in its own cell's tissue (one per dataset, or one per cell)
         in_tissue = fld == "cell_type" and out["tissue_ontology_term_id"].is_not_null().any()
         key = pl.col("tissue_ontology_term_id").fill_null("") if in_tissue else pl.lit("")
-        pairs = todo.group_by(pl.col(fld), key.alias("_tissue")).len().sort("len", descending=True)
+        pairs = (  # most cells first; ties by value, so the report's order is the same every run
+            todo.group_by(pl.col(fld), key.alias("_tissue"))
+            .len()
+            .sort(["len", fld, "_tissue"], descending=[True, False, False])
+        )
         several = pairs["_tissue"].n_unique() > 1
         record = context.record(fld)
         given = context.values_for(fld)

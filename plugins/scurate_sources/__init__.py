@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from scurate import hookimpl
-from scurate.hookspecs import Register
-from scurate.io import H5adSource
+from scurate._data.sources import H5adSource
+from scurate._plugins.hookspecs import Register
 
 
 @hookimpl

@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scurate.bench import DEFAULT_BUDGETS, DEFAULT_POLICIES, bench_to_dir
+from scurate._bench.run import DEFAULT_BUDGETS, DEFAULT_POLICIES, bench_to_dir
+from scurate._compute.dedup import MIN_GENES
+from scurate._data.example import example_sources
 from scurate.cli._options import (
     AsJson,
     DupMinGenes,
@@ -23,9 +25,7 @@ from scurate.cli._options import (
 )
 from scurate.cli.harmonize import MetadataMap, SetFields
 from scurate.cli.select import Example, KeepDuplicates
-from scurate.dedup import MIN_GENES
 from scurate.errors import OptionError
-from scurate.example import example_sources
 
 Holdout = Annotated[
     str,

@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from scurate._data.harmonization import harmonize as run_harmonize
 from scurate.cli._options import AsJson, Sources
 from scurate.errors import OptionError
-from scurate.harmonization import harmonize as run_harmonize
 
 MetadataMap = Annotated[
     Path | None,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scurate import api
+from scurate._engine import jobs as api
 from scurate.cli._errors import user_errors
 from scurate.cli._options import AsJson, IndexFactory, ObsmKey, Seed, Sources, progress_on_stderr
 from scurate.errors import OptionError

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from scurate._feed.shards import SHARD_SIZE
+from scurate._feed.shards import materialize as write_shards
 from scurate.cli._options import AsJson, Seed, progress_on_stderr
 from scurate.errors import OptionError
-from scurate.materialize import SHARD_SIZE
-from scurate.materialize import materialize as write_shards
 
 Selection = Annotated[
     Path, typer.Argument(help="An output folder of `scurate select` (or its manifest.parquet).")

@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from scurate._plugins.registry import discover
 from scurate.cli._options import AsJson
-from scurate.plugins import discover
 
 
 def plugins(as_json: AsJson = False) -> None:

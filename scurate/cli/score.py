@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scurate import api
+from scurate._compute.dedup import MIN_GENES
+from scurate._engine import jobs as api
 from scurate.cli._options import (
     AsJson,
     DupMinGenes,
@@ -25,7 +26,6 @@ from scurate.cli._options import (
 )
 from scurate.cli.harmonize import MetadataMap, SetFields
 from scurate.cli.select import overlap_lines
-from scurate.dedup import MIN_GENES
 from scurate.errors import OptionError
 
 OutDir = Annotated[

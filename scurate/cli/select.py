@@ -10,7 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scurate import api
+from scurate._compute.dedup import MIN_GENES
+from scurate._compute.scoring import overlap_line
+from scurate._data.example import example_sources
+from scurate._engine import jobs as api
 from scurate.cli._options import (
     AsJson,
     DupMinGenes,
@@ -24,10 +27,7 @@ from scurate.cli._options import (
     progress_on_stderr,
 )
 from scurate.cli.harmonize import MetadataMap, SetFields
-from scurate.dedup import MIN_GENES
 from scurate.errors import OptionError
-from scurate.example import example_sources
-from scurate.scoring import overlap_line
 
 Budget = Annotated[int, typer.Option("--budget", "-b", help="Cells to select.", show_default=False)]
 OutDir = Annotated[

@@ -14,17 +14,17 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from scurate import harmonization as hz
-from scurate import manifest as mf
-from scurate.dedup import MIN_GENES
-from scurate.embed import Embedding, from_obsm
+from scurate._compute.dedup import MIN_GENES
+from scurate._compute.embed import Embedding, from_obsm
+from scurate._compute.reference import Reference, open_reference
+from scurate._compute.scoring import PoolScores, keep_mask, score_pool
+from scurate._data import harmonization as hz
+from scurate._data import manifest as mf
+from scurate._data.sources import Source, open_sources
+from scurate._engine.choose import SelectionContext, check_budget, run_policy
+from scurate._engine.strata import Quota, obs_lookup, parse_quota, run_stratified
+from scurate._plugins.registry import Plugins, Registered, discover
 from scurate.errors import OptionError, PluginError
-from scurate.io import Source, open_sources
-from scurate.plugins import Plugins, Registered, discover
-from scurate.reference import Reference, open_reference
-from scurate.scoring import PoolScores, keep_mask, score_pool
-from scurate.select import SelectionContext, check_budget, run_policy
-from scurate.strata import Quota, obs_lookup, parse_quota, run_stratified
 
 Progress = Callable[[str, int, int], None]
 
@@ -39,7 +39,7 @@ class ScoredPool:
     scores: PoolScores
     reference: Reference | None
     policy: Registered | None
-    harmonized: Any  # scurate.harmonization's per-dataset result, for the report
+    harmonized: Any  # scurate._data.harmonization's per-dataset result, for the report
     timings: dict[str, float] = field(default_factory=dict)
 
 

@@ -3,7 +3,7 @@ or donor it never saw?
 
 **Split.** Cells whose column ``COL`` equals ``VALUE`` (a harmonized manifest column, or any obs
 column of the sources) are the test set; every other cell is the pool. The pool is handed to the
-shared stages as :class:`scurate.io.RowSubset` sources, which read nothing outside their rows:
+shared stages as :class:`scurate._data.sources.RowSubset` sources, which read nothing outside their rows:
 the embedding the policies choose in, the duplicate scores and the variable genes are all
 computed from pool cells only, so no value of a test cell can change a selection.
 
@@ -50,17 +50,17 @@ import polars as pl
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from scurate import harmonization as hz
-from scurate import report as rp
-from scurate import stages
-from scurate.dedup import MIN_GENES
-from scurate.embed import PcaModel, fit_pca, on_variable, pca_fit
+from scurate._compute.dedup import MIN_GENES
+from scurate._compute.embed import PcaModel, fit_pca, on_variable, pca_fit
+from scurate._compute.scoring import keep_mask
+from scurate._data import harmonization as hz
+from scurate._data.sources import RowSubset, Source, open_sources
+from scurate._engine import report as rp
+from scurate._engine import stages
+from scurate._engine.choose import parse_params
+from scurate._engine.strata import obs_lookup
+from scurate._plugins.registry import Registered, discover
 from scurate.errors import InputError, OptionError
-from scurate.io import RowSubset, Source, open_sources
-from scurate.plugins import Registered, discover
-from scurate.scoring import keep_mask
-from scurate.select import parse_params
-from scurate.strata import obs_lookup
 
 Progress = Callable[[str, int, int], None]
 
@@ -167,7 +167,7 @@ def parse_representations(representations: str | Sequence[str]) -> list[str]:
         )
         raise OptionError(msg)
     if "autoencoder" in names:
-        from scurate.autoencoder import require_torch
+        from scurate._bench.autoencoder import require_torch
 
         require_torch()
     return ["pca", *(["autoencoder"] if "autoencoder" in names else [])]
@@ -458,7 +458,7 @@ def evaluate(
     else:
         metrics["knn_transfer_f1"] = None
     if autoencoder:
-        from scurate.autoencoder import fit_encode
+        from scurate._bench.autoencoder import fit_encode
 
         latent = fit_encode(sample, x_test, seed=SPLIT_SEED)
         metrics[AUTOENCODER_METRIC] = knn_transfer_f1(latent, y_true.astype(object), labels)
@@ -618,7 +618,7 @@ def bench(
         ``key=value`` for every policy, or ``policy:key=value`` for one.
     representations
         ``pca`` (always), and ``autoencoder`` for a small torch autoencoder learned from the
-        selected cells (:mod:`scurate.autoencoder`), scored by the same kNN transfer.
+        selected cells (:mod:`scurate._bench.autoencoder`), scored by the same kNN transfer.
     The other options are those of :func:`scurate.select`, applied to the pool.
     """
     progress = progress or _quiet
@@ -792,7 +792,7 @@ def bench_to_dir(
 ) -> BenchResult:
     """``bench``, then write ``bench.json``, ``bench.html`` and ``selections.parquet`` (which
     cells each run picked, in order) into ``out``, each under a temporary name, then renamed."""
-    from scurate.bench_html import render
+    from scurate._bench.html import render
 
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():

@@ -63,12 +63,12 @@ def scurate_register_harmonizers(register: Register) -> None:
     leaving the others null for the next harmonizer.
 
     ``obs`` holds the canonical columns as the harmonizers before left them (``cell_type``,
-    ``cell_type_ontology_term_id``, ...; ``scurate.harmonization.OUTPUT_COLUMNS``), then the
+    ``cell_type_ontology_term_id``, ...; ``scurate._data.harmonization.OUTPUT_COLUMNS``), then the
     source's own obs columns; one whose name is canonical is renamed ``obs.<name>``, and the
     obs names are in ``obs.index``. scurate keeps only what was null before: a term id fills
     its field whole. Order: ``cellxgene``, ``columns``, other plugins' harmonizers by name,
     ``ontology`` (which maps the free text they leave). A harmonizer that declares a keyword
-    ``context`` receives a ``scurate.harmonization.HarmonizeContext``: the source path, the
+    ``context`` receives a ``scurate._data.harmonization.HarmonizeContext``: the source path, the
     ``--metadata-map`` entries that apply, uns scalars, and ``context.used(...)`` to record
     where a field came from for ``scurate harmonize``.
     """

@@ -2,7 +2,7 @@
 
 :meth:`scurate.SelectionContext.neighbors` and the ``facility`` policy's kNN graph use it.
 Exact (a flat index) when ``n_queries * n_base * dims`` is within
-:data:`scurate.index.CPU_EXACT_LIMIT` or FAISS has a GPU; otherwise an IVF index with about
+:data:`scurate._compute.faiss_index.CPU_EXACT_LIMIT` or FAISS has a GPU; otherwise an IVF index with about
 ``sqrt(n_base)`` lists trained on evenly spaced rows (deterministic), searching
 :data:`NPROBE` lists per query (recall of the 16 nearest 0.996 on the 100k benchmark data; few
 lists keep the training cheap, which is most of the cost with more lists).
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from scurate.index import SEARCH_CHUNK, exact_search_affordable, flat_index
+from scurate._compute.faiss_index import SEARCH_CHUNK, exact_search_affordable, flat_index
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,18 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from scurate import coverage as cov
-from scurate import harmonization as hz
-from scurate import manifest as mf
-from scurate import report as rp
-from scurate import stages
-from scurate.dedup import MIN_GENES
+from scurate._compute.dedup import MIN_GENES
+from scurate._compute.kernels import covering_radius
+from scurate._compute.scoring import dataset_overlap, keep_mask
+from scurate._compute.weights import assign
+from scurate._data import harmonization as hz
+from scurate._data import manifest as mf
+from scurate._engine import coverage as cov
+from scurate._engine import report as rp
+from scurate._engine import stages
+from scurate._engine.choose import parse_params
+from scurate._engine.strata import parse_columns, parse_quota
 from scurate.errors import InputError, OptionError
-from scurate.kcenter import covering_radius
-from scurate.scoring import dataset_overlap, keep_mask
-from scurate.select import parse_params
-from scurate.strata import parse_columns, parse_quota
-from scurate.weights import assign
 
 Progress = Callable[[str, int, int], None]
 
@@ -99,7 +99,7 @@ def select(
         default it sees the kept copy and one cell per group).
     near_dup_eps
         Distance under which cells are near duplicates (default: from the data, see
-        :mod:`scurate.scoring`).
+        :mod:`scurate._compute.scoring`).
     index_factory
         FAISS index-factory string for the neighbour search (default: exact ``Flat`` while
         affordable, else IVF).
@@ -111,7 +111,7 @@ def select(
         ``"field=value"`` metadata constants for every dataset (``"tissue=pancreas"``).
     strata
         Manifest columns (``"tissue,cell_type"`` or a list) whose value combinations divide the
-        budget; the policy runs inside each stratum (see :mod:`scurate.strata`).
+        budget; the policy runs inside each stratum (see :mod:`scurate._engine.strata`).
     quota
         With ``strata``: ``proportional`` to stratum size, ``equal`` (water-filling) or
         ``min:N`` (at least ``N`` cells per stratum, the rest proportional).
@@ -370,8 +370,8 @@ def build_index(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Embed and index a corpus once, for ``select --reference``; returns its description."""
-    from scurate.plugins import discover
-    from scurate.reference import build_reference, save_reference
+    from scurate._compute.reference import build_reference, save_reference
+    from scurate._plugins.registry import discover
 
     ref = build_reference(
         corpus,

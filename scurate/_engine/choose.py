@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from scurate._compute.faiss_index import exact_search_affordable
+from scurate._plugins.registry import Registered
 from scurate.errors import OptionError, PluginError, ScurateError
-from scurate.index import exact_search_affordable
-from scurate.plugins import Registered
 
 
 @dataclass
@@ -56,9 +56,9 @@ class SelectionContext:
         ``queries`` are rows of the pool (1-D integers: a cell is then its own first
         neighbour, at distance 0) or points (2-D float, ``n_dims`` wide). Distances are
         Euclidean. The search is exact (FAISS flat index) where that is affordable and uses
-        FAISS IVF above (see :mod:`scurate.neighbors`); the index is built once per context.
+        FAISS IVF above (see :mod:`scurate._compute.neighbors`); the index is built once per context.
         """
-        from scurate.neighbors import build_index, search
+        from scurate._compute.neighbors import build_index, search
 
         q = np.asarray(queries)
         if q.ndim == 1 and (q.dtype.kind in "iu" or q.size == 0):

@@ -29,10 +29,10 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from scurate.embed import Embedding, PcaModel, fit_pca, from_obsm, project
+from scurate._compute.embed import Embedding, PcaModel, fit_pca, from_obsm, project
+from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
+from scurate._data.sources import Source, open_sources
 from scurate.errors import InputError
-from scurate.index import SEARCH_CHUNK, build_index
-from scurate.io import Source, open_sources
 
 INDEX_VERSION = 1
 MARKER = "scurate-index.json"

@@ -71,7 +71,7 @@ PREFIX_SEPARATOR = {"CVCL": "_"}  # every other ontology writes PREFIX:LOCAL
 ANCESTORS_KEPT = frozenset({"CL", "UBERON", "EFO"})  # the others are matched, never rolled up
 # EFO also holds cell lines and diseases: an assay is one of these or below them (CELLxGENE)
 ASSAY_ROOTS = frozenset({"EFO:0002772", "EFO:0010183"})
-CACHE_FORMAT = 3  # bump when Ontology's fields change: old caches are then ignored
+CACHE_FORMAT = 4  # bump when Ontology's fields or module change: old caches are then ignored
 SQLITE_ABOVE = 100_000  # ontologies with more terms (NCBITaxon, Cellosaurus) stay in SQLite
 
 
@@ -357,7 +357,14 @@ def load(name: str) -> Ontology:
                 cached = pickle.load(f)  # written by scurate itself, below
             if isinstance(cached, Ontology):
                 return cached
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+        except (
+            OSError,
+            pickle.UnpicklingError,
+            EOFError,
+            AttributeError,
+            ImportError,
+            ValueError,
+        ) as exc:
             log.warning("ontology cache %s unreadable (%s); rebuilding", pickled, exc)
     log.info("parsing %s %s (cached afterwards in %s)", name, version, stem.parent)
     terms = _parse(name)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pluggy
 
-from scurate import hookspecs
+from scurate._plugins import hookspecs
 from scurate.errors import PluginError
 
 ENTRY_POINT_GROUP = "scurate"

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scurate import manifest as mf
+from scurate._data import manifest as mf
+from scurate._feed.loader import Batch, CellLoader
 from scurate.errors import InputError, OptionError
-from scurate.loader import Batch, CellLoader
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from scurate._data.genes import GeneSpace, common_genes, onto_genes
+from scurate._data.sources import Source
 from scurate.errors import InputError
-from scurate.genes import GeneSpace, common_genes, onto_genes
-from scurate.io import Source
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def on_variable(
     sources: Sequence[Source], model: PcaModel, space: GeneSpace | None = None
 ) -> list[OnVariable]:
     """Every source mapped onto the model's genes (``space``; by default found with
-    :func:`scurate.genes.onto_genes`), ready to be read chunk by chunk."""
+    :func:`scurate._data.genes.onto_genes`), ready to be read chunk by chunk."""
     space = space or onto_genes(sources, model.genes, model.kind)
     parts = []
     for source, projection in zip(sources, space.projections, strict=True):
@@ -257,7 +257,7 @@ def project(
     """Every cell of ``sources`` on the model's components, chunk by chunk.
 
     ``space`` maps the sources onto the model's genes; by default found with
-    :func:`scurate.genes.onto_genes`. A variable gene a source did not measure is taken at
+    :func:`scurate._data.genes.onto_genes`. A variable gene a source did not measure is taken at
     the model's mean (it moves the cell nowhere), not at zero, which would read as "not
     expressed" and push every cell of that source away from the reference.
     """

@@ -37,9 +37,9 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate import _core
+from scurate._data.genes import GeneKeys, gene_keys
+from scurate._data.sources import Source, prefetched, read_rows
 from scurate.errors import InputError
-from scurate.genes import GeneKeys, gene_keys
-from scurate.io import Source, prefetched, read_rows
 
 MIN_GENES = 20
 # rows read and hashed at a time: a few MB, so the hash reads them while they are in cache

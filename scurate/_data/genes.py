@@ -16,8 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from scurate._data.sources import GeneTable, Source
 from scurate.errors import InputError
-from scurate.io import GeneTable, Source
 
 ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
 ENSEMBL_COLUMNS = (

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from scurate.index import SEARCH_CHUNK, exact_search_affordable, flat_index
+from scurate._compute.faiss_index import SEARCH_CHUNK, exact_search_affordable, flat_index
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def assign(
         Rows of the selection, in priority order.
     exact
         Exact flat search, or HNSW (approximate) when False. By default exact wherever it is
-        affordable (:func:`scurate.index.exact_search_affordable`).
+        affordable (:func:`scurate._compute.faiss_index.exact_search_affordable`).
     """
     n, dims = embeddings.shape
     if exact is None:

@@ -15,8 +15,8 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import IterableDataset, get_worker_info
 
+from scurate._feed.loader import Batch, CellLoader
 from scurate.errors import OptionError
-from scurate.loader import Batch, CellLoader
 
 LAYOUTS = ("dense", "csr", "coo")
 

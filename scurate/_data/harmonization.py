@@ -27,10 +27,10 @@ from typing import Any
 
 import polars as pl
 
+from scurate._data.manifest import CANONICAL_FIELDS, ONTOLOGY_FIELDS
+from scurate._data.sources import Source
+from scurate._plugins.registry import Plugins, Registered, discover
 from scurate.errors import InputError, PluginError, ScurateError
-from scurate.io import Source
-from scurate.manifest import CANONICAL_FIELDS, ONTOLOGY_FIELDS
-from scurate.plugins import Plugins, Registered, discover
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,7 +146,7 @@ def read_metadata_map(path: str | os.PathLike[str]) -> list[MapEntry]:
 
 def _values(table: Any, where: str) -> dict[str, dict[str, str]]:
     """``values.cell_type = { gamma = "CL:0002275" }``: a text's term, checked now."""
-    from scurate import ontology
+    from scurate._data import ontology
 
     if not isinstance(table, dict):
         msg = f'{where}: expected tables like values.cell_type = {{ gamma = "CL:0002275" }}'
@@ -298,7 +298,7 @@ def clean_text(values: pl.Series) -> pl.Series:
 def terms_from_ids(field_name: str, ids: pl.Series, where: str) -> tuple[pl.Series, pl.Series]:
     """Check every distinct id of ``field_name`` and return (ids, labels); a placeholder
     ("unknown", "na") gives nulls. A bad id is one line: ``where: 'X' is ...``."""
-    from scurate import ontology
+    from scurate._data import ontology
 
     ids = clean_text(ids)
     lookup: dict[str, tuple[str | None, str | None]] = {}
@@ -584,7 +584,7 @@ def harmonize(
     The canonical obs of all cells, and the report: per dataset and field, the column or
     constant used, the cells mapped to a term, the values left unmapped with candidates.
     """
-    from scurate.io import open_sources
+    from scurate._data.sources import open_sources
 
     plugins = discover()
     readers = {name: item.obj for name, item in plugins.registries["sources"].items()}

@@ -22,9 +22,9 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from scurate._engine.choose import SelectionContext, run_policy
+from scurate._plugins.registry import Registered
 from scurate.errors import OptionError
-from scurate.plugins import Registered
-from scurate.select import SelectionContext, run_policy
 
 log = logging.getLogger(__name__)
 

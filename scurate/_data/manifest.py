@@ -11,7 +11,7 @@
 | *_ontology_term_id | the ontology term of each canonical field where mapped, else null |
 | n_counts, n_genes | total counts and genes detected in X (null where X was not read) |
 | exact_dup_of | cell_id of the kept copy when the cell is an exact copy of another (raw counts
-  equal on the genes both files measured; see scurate.dedup), else null |
+  equal on the genes both files measured; see scurate._compute.dedup), else null |
 | near_dup_group | the smallest pool row of the cell's near-duplicate group, null outside any |
 | density | neighbourhood density relative to the pool's median (1 = typical; see scoring) |
 | novelty | distance to the nearest cell of the reference corpus (null without --reference) |

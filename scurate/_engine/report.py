@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scurate.manifest import MANIFEST_SCHEMA
+from scurate._data.manifest import MANIFEST_SCHEMA
 
 REPORT_VERSION = 1
 VERSIONED = (

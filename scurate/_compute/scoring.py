@@ -29,11 +29,11 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate import _core
-from scurate.dedup import MIN_GENES, find_exact_duplicates
+from scurate._compute.dedup import MIN_GENES, find_exact_duplicates
+from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
+from scurate._compute.reference import Reference
+from scurate._data.sources import Source
 from scurate.errors import OptionError
-from scurate.index import SEARCH_CHUNK, build_index
-from scurate.io import Source
-from scurate.reference import Reference
 
 K_NEIGHBOURS = 10
 EPS_FRACTION = 0.25

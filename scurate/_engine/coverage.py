@@ -23,9 +23,9 @@ from typing import Any
 
 import polars as pl
 
-from scurate import ontology
+from scurate._data import ontology
+from scurate._data.manifest import CANONICAL_FIELDS, ONTOLOGY_FIELDS
 from scurate.errors import OptionError
-from scurate.manifest import CANONICAL_FIELDS, ONTOLOGY_FIELDS
 
 LEVELS: dict[str, dict[str, str]] = {
     "cell_type": {"class": "CELL_CLASS", "subclass": "CELL_SUBCLASS"},

@@ -1,0 +1,1 @@
+"""``scurate bench``: held-out split, proxies, summary, the driver and its page."""

@@ -1,0 +1,1 @@
+"""Numbers over cells: embedding, FAISS search, duplicates, scores, weights, native kernels."""

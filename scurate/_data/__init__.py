@@ -1,0 +1,1 @@
+"""Inputs: sources and their genes, the manifest, metadata harmonization and ontologies."""

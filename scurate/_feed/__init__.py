@@ -1,0 +1,1 @@
+"""Feeding trainers: the cell loader, its torch dataset, and materialized shards."""

@@ -1,0 +1,398 @@
+"""Minibatches of a selection, read straight from the source files, for a trainer.
+
+``CellLoader(out_dir)`` yields :class:`Batch` objects: the selected cells' rows of X on one
+gene order, with cell ids, canonical labels, weights and selection ranks. Cells are read in
+blocks of rows that lie close together in their source (one ``read_rows`` per source per
+buffer), and shuffled within a buffer of several blocks, as annbatch and TileDB-SOMA-ML do:
+memory holds one buffer, never a whole matrix.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from scurate._data import manifest as mf
+from scurate._data.genes import ENSEMBL, GeneSpace, common_genes, gene_keys, onto_genes
+from scurate._data.sources import Source, read_rows
+from scurate.errors import InputError, OptionError
+
+BLOCK_SIZE = 64  # cells read together from one source (neighbouring rows of the file)
+BUFFER_BLOCKS = 16  # blocks shuffled together: the memory a loader holds is one buffer
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One minibatch. Row ``i`` of ``X`` is cell ``cell_id[i]``."""
+
+    X: sp.csr_matrix  # float32, columns in ``CellLoader.genes`` order
+    cell_id: NDArray[np.object_]
+    labels: dict[str, NDArray[np.object_]]  # canonical label columns (None where unmapped)
+    weight: NDArray[np.float32]
+    selection_rank: NDArray[np.int64]
+    dataset_id: NDArray[np.object_]
+    row: NDArray[np.int64]  # the cell's row in its source file
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """A loader's cells in priority order, as numpy columns; ``source`` indexes its sources."""
+
+    source: NDArray[np.int64]
+    row: NDArray[np.int64]
+    cell_id: NDArray[np.object_]
+    dataset_id: NDArray[np.object_]
+    weight: NDArray[np.float32]
+    selection_rank: NDArray[np.int64]
+    labels: dict[str, NDArray[np.object_]]
+
+    def take(self, at: NDArray[np.int64] | slice) -> _Cells:
+        return _Cells(
+            source=self.source[at],
+            row=self.row[at],
+            cell_id=self.cell_id[at],
+            dataset_id=self.dataset_id[at],
+            weight=self.weight[at],
+            selection_rank=self.selection_rank[at],
+            labels={c: v[at] for c, v in self.labels.items()},
+        )
+
+
+def _manifest_path(selection: str | os.PathLike[str]) -> Path:
+    path = Path(selection)
+    if path.is_dir():
+        found = path / "manifest.parquet"
+        if not found.is_file():
+            msg = f"{path}: no manifest.parquet in this folder (is it an output of select?)"
+            raise InputError(msg)
+        return found
+    if not path.is_file():
+        msg = f"{path}: no such selection folder or manifest"
+        raise InputError(msg)
+    return path
+
+
+def _selected(path: Path, budget: int | None) -> pl.DataFrame:
+    frame = (
+        mf.read_manifest(path)
+        .filter(pl.col("selected").fill_null(False))
+        .sort("selection_rank")
+        .with_row_index("position")
+    )
+    if frame.is_empty():
+        msg = f"{path}: the manifest has no selected cells"
+        raise InputError(msg)
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            msg = f"budget={budget!r}: must be a positive number of cells"
+            raise OptionError(msg)
+        if budget > frame.height:
+            msg = f"budget={budget} is larger than the selection in {path} ({frame.height} cells)"
+            raise OptionError(msg)
+        frame = frame.head(budget)
+    return frame
+
+
+def _open(frame: pl.DataFrame, manifest: Path) -> dict[str, Source]:
+    """Open each source of the selection, checking it still holds the rows it held."""
+    from scurate._engine import stages
+    from scurate._plugins.registry import discover
+
+    readers = stages.source_readers(discover())
+    sources: dict[str, Source] = {}
+    for (name, dataset_id), part in frame.group_by(["source", "dataset_id"], maintain_order=True):
+        path = Path(str(name))
+        if not path.is_file():
+            msg = f"{path}: source file not found (moved since the selection in {manifest}?)"
+            raise InputError(msg)
+        suffix = next((s for s in readers if path.name.endswith(s)), None)
+        if suffix is None:
+            msg = f"{path}: no source reader for this file (known: {', '.join(readers)})"
+            raise InputError(msg)
+        source: Source = readers[suffix](path, str(dataset_id))
+        rows = part["row"].to_numpy().astype(np.int64)
+        if rows.max() >= source.n_obs:
+            msg = f"{path}: has {source.n_obs} cells, the selection names row {rows.max()}"
+            raise InputError(msg + " (the file changed since the selection)")
+        expected = np.char.add(f"{dataset_id}/", source.obs_names[rows].astype(str))
+        differ = np.flatnonzero(expected != part["cell_id"].to_numpy().astype(str))
+        if len(differ):
+            i = int(differ[0])
+            msg = (
+                f"{path}: row {rows[i]} holds '{source.obs_names[rows[i]]}', the selection "
+                f"says '{part['cell_id'][i]}' (the file changed since the selection)"
+            )
+            raise InputError(msg)
+        sources[str(name)] = source
+    return sources
+
+
+def _gene_space(sources: Sequence[Source], genes: str | Sequence[str]) -> GeneSpace:
+    if isinstance(genes, str):
+        if genes != "shared":
+            msg = f"genes={genes!r}: give 'shared' or a list of gene names"
+            raise OptionError(msg)
+        return common_genes(sources)
+    wanted = [str(g) for g in genes]
+    if not wanted:
+        msg = "genes: the gene list is empty"
+        raise OptionError(msg)
+    if len(set(wanted)) != len(wanted):
+        dup = next(g for g in wanted if wanted.count(g) > 1)
+        msg = f"genes: '{dup}' is listed twice"
+        raise OptionError(msg)
+    kind = "ensembl" if all(ENSEMBL.match(g) for g in wanted) else "symbol"
+    if kind == "ensembl":
+        wanted = [g.split(".", 1)[0] for g in wanted]
+    known: set[Any] = set()
+    for source in sources:
+        keys = gene_keys(source.read_genes())
+        ids = keys.ensembl if kind == "ensembl" else keys.symbols
+        if ids is not None:
+            known.update(ids)
+    if missing := [g for g in wanted if g not in known]:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        msg = f"genes: no source of the selection has {shown}"
+        raise OptionError(msg)
+    return onto_genes(sources, np.array(wanted, dtype=object), kind)
+
+
+class CellLoader:
+    """Iterate the selected cells of a ``select`` output in minibatches.
+
+    ``selection`` is the output folder or its ``manifest.parquet``. ``budget=K`` keeps the
+    first K cells of the priority order; ``rank``/``world_size`` keep every ``world_size``-th
+    of those, from ``rank`` (split before shuffling, so the parts are disjoint and cover the
+    selection once). ``genes`` is ``"shared"`` (the genes every source of the selection has)
+    or a list of names (Ensembl ids or symbols); a source lacking a listed gene gives zeros.
+    With ``shuffle`` the order depends only on ``seed`` and the epoch (``set_epoch``).
+    """
+
+    def __init__(
+        self,
+        selection: str | os.PathLike[str],
+        *,
+        batch_size: int = 256,
+        shuffle: bool = True,
+        seed: int = 0,
+        genes: str | Sequence[str] = "shared",
+        labels: Sequence[str] = ("cell_type",),
+        rank: int = 0,
+        world_size: int = 1,
+        budget: int | None = None,
+        block_size: int = BLOCK_SIZE,
+        buffer_size: int = BUFFER_BLOCKS,
+        drop_last: bool = False,
+    ) -> None:
+        for name, value in (
+            ("batch_size", batch_size),
+            ("world_size", world_size),
+            ("block_size", block_size),
+            ("buffer_size", buffer_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                msg = f"{name}={value!r}: must be a positive integer"
+                raise OptionError(msg)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            msg = f"rank={rank!r}: must be in 0..{world_size - 1} for world_size={world_size}"
+            raise OptionError(msg)
+        labels = (labels,) if isinstance(labels, str) else tuple(labels)
+        self.manifest_path = _manifest_path(selection)
+        frame = _selected(self.manifest_path, budget)
+        if world_size > frame.height:
+            msg = f"world_size={world_size} is larger than the selection ({frame.height} cells)"
+            raise OptionError(msg)
+        if missing := [c for c in labels if c not in frame.columns]:
+            msg = f"labels: {self.manifest_path} has no column {', '.join(map(repr, missing))}"
+            raise OptionError(msg)
+        self._sources = _open(frame, self.manifest_path)
+        order = list(self._sources)
+        space = _gene_space([self._sources[s] for s in order], genes)
+        self.genes: NDArray[np.object_] = space.genes
+        self.gene_kind = space.kind
+        self._projection = dict(zip(order, space.projections, strict=True))
+        self._readers: dict[str, Callable[[NDArray[np.int64]], sp.csr_matrix]] = {}
+        part = frame.filter(pl.col("position") % world_size == rank)
+        for (name,), cells in part.group_by(["source"]):
+            source = self._sources[str(name)]
+            rows = cells["row"].to_numpy().astype(np.int64)
+            row_reader = getattr(source, "row_reader", None)
+            self._readers[str(name)] = (
+                row_reader(rows) if row_reader is not None else functools.partial(read_rows, source)
+            )
+        cells = part.select(
+            pl.col("source").replace_strict(order, list(range(len(order)))).alias("source"),
+            pl.col("row").cast(pl.Int64),
+            "cell_id",
+            "dataset_id",
+            pl.col("weight").cast(pl.Float32),
+            pl.col("selection_rank").cast(pl.Int64),
+            *labels,
+        )
+        # numpy from here on: iterating never calls polars, whose thread pool can deadlock in
+        # a process forked from this one (a torch DataLoader worker)
+        self._cells = _Cells(
+            source=cells["source"].to_numpy().astype(np.int64),
+            row=cells["row"].to_numpy().astype(np.int64),
+            cell_id=cells["cell_id"].to_numpy().astype(object),
+            dataset_id=cells["dataset_id"].to_numpy().astype(object),
+            weight=cells["weight"].to_numpy().astype(np.float32),
+            selection_rank=cells["selection_rank"].to_numpy().astype(np.int64),
+            labels={c: cells[c].to_numpy().astype(object) for c in labels},
+        )
+        self._order = order
+        self.labels = labels
+        # the label values of the whole selection (every rank), sorted: the same on every rank
+        self.classes: dict[str, list[str]] = {
+            c: sorted(frame[c].drop_nulls().cast(pl.String).unique().to_list()) for c in labels
+        }
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.block_size, self.buffer_size, self.drop_last = block_size, buffer_size, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    @property
+    def n_cells(self) -> int:
+        """Cells this rank yields per epoch."""
+        return len(self._cells.row)
+
+    @property
+    def cell_ids(self) -> NDArray[np.object_]:
+        """This rank's cell ids in priority order (position ``i`` of :meth:`positions`)."""
+        return self._cells.cell_id
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """The source file of each ``dataset_id`` of the selection, as the manifest names it."""
+        return {source.dataset_id: name for name, source in self._sources.items()}
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n_cells, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the shuffle order of ``epoch`` for the next iteration."""
+        self.epoch = int(epoch)
+
+    def split(self, part: int, parts: int) -> CellLoader:
+        """Every ``parts``-th of this loader's cells in priority order, from ``part``: a loader
+        for one of ``parts`` DataLoader workers. It shares this loader's open sources and gene
+        order; the ``parts`` pieces are disjoint and cover this loader's cells."""
+        if not 0 <= part < parts:
+            msg = f"part={part!r}: must be in 0..{parts - 1}"
+            raise OptionError(msg)
+        piece = copy.copy(self)
+        piece._cells = self._cells.take(slice(part, None, parts))
+        return piece
+
+    def positions(self) -> NDArray[np.int64]:
+        """This epoch's order of the cells, as positions into this rank's cells (0 is its first
+        cell in priority order): iterating yields the cells in this order, ``batch_size`` at a
+        time. Reads nothing; :meth:`read` reads any of them."""
+        parts = list(self._buffers())
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def _buffers(self) -> Iterator[NDArray[np.int64]]:
+        """Positions into this rank's cells, one array per buffer."""
+        n = self.n_cells
+        if not self.shuffle:
+            step = self.block_size * self.buffer_size
+            for start in range(0, n, step):
+                yield np.arange(start, min(start + step, n), dtype=np.int64)
+            return
+        rng = np.random.default_rng([self.seed, self.epoch])
+        source, row = self._cells.source, self._cells.row
+        by_file = np.lexsort((row, source))  # cells in file order: neighbours read together
+        blocks: list[NDArray[np.int64]] = []
+        for s in np.unique(source):
+            members = by_file[source[by_file] == s]
+            offset = int(rng.integers(self.block_size))  # block edges move from epoch to epoch
+            cuts = np.arange(offset or self.block_size, len(members), self.block_size)
+            blocks.extend(np.split(members, cuts))
+        picked = rng.permutation(len(blocks))
+        for start in range(0, len(blocks), self.buffer_size):
+            chosen = [blocks[i] for i in picked[start : start + self.buffer_size]]
+            yield rng.permutation(np.concatenate(chosen))
+
+    def read(self, positions: NDArray[np.int64]) -> Batch:
+        """The cells at ``positions`` (see :meth:`positions`), in that order; each source is
+        read once, its rows in file order."""
+        cells = self._cells.take(positions)
+        source, rows = cells.source, cells.row
+        pieces, where = [], []
+        for s in np.unique(source):
+            at = np.flatnonzero(source == s)
+            wanted, back = np.unique(rows[at], return_inverse=True)
+            name = self._order[int(s)]
+            block = self._readers[name](wanted) @ self._projection[name]
+            pieces.append(sp.csr_matrix(block)[back])
+            where.append(at)
+        x = sp.vstack(pieces, format="csr")
+        x = x[np.argsort(np.concatenate(where), kind="stable")]
+        x = sp.csr_matrix(x, dtype=np.float32)
+        x.sort_indices()
+        return Batch(
+            X=x,
+            cell_id=cells.cell_id,
+            labels=cells.labels,
+            weight=cells.weight,
+            selection_rank=cells.selection_rank,
+            dataset_id=cells.dataset_id,
+            row=rows,
+        )
+
+    def __iter__(self) -> Iterator[Batch]:
+        pending: Batch | None = None
+        for positions in self._buffers():
+            buffer = self.read(positions)
+            if pending is not None:
+                buffer = _concat([pending, buffer])
+                pending = None
+            start = 0
+            while buffer.X.shape[0] - start >= self.batch_size:
+                yield _take(buffer, slice(start, start + self.batch_size))
+                start += self.batch_size
+            if start < buffer.X.shape[0]:
+                pending = _take(buffer, slice(start, None))
+        if pending is not None and not self.drop_last:
+            yield pending
+
+
+def _take(batch: Batch, part: slice) -> Batch:
+    return Batch(
+        X=batch.X[part],
+        cell_id=batch.cell_id[part],
+        labels={k: v[part] for k, v in batch.labels.items()},
+        weight=batch.weight[part],
+        selection_rank=batch.selection_rank[part],
+        dataset_id=batch.dataset_id[part],
+        row=batch.row[part],
+    )
+
+
+def _concat(batches: Sequence[Batch]) -> Batch:
+    first = batches[0]
+    return Batch(
+        X=sp.vstack([b.X for b in batches], format="csr"),
+        cell_id=np.concatenate([b.cell_id for b in batches]),
+        labels={k: np.concatenate([b.labels[k] for b in batches]) for k in first.labels},
+        weight=np.concatenate([b.weight for b in batches]),
+        selection_rank=np.concatenate([b.selection_rank for b in batches]),
+        dataset_id=np.concatenate([b.dataset_id for b in batches]),
+        row=np.concatenate([b.row for b in batches]),
+    )

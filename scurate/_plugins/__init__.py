@@ -1,0 +1,1 @@
+"""Plugin machinery: the hook specifications and discovery through entry points."""
