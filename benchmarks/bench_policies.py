@@ -78,7 +78,7 @@ Runner = Callable[[dict[str, Any]], tuple[NDArray[np.int64], dict[str, Any]]]
 
 
 def _context(x: NDArray[np.float32], seed: int, **params: str) -> Any:
-    from scurate._engine.choose import SelectionContext
+    from scurate._engine.context import SelectionContext
 
     manifest = pl.DataFrame({"row": np.arange(len(x))})
     return SelectionContext(x, manifest, np.random.default_rng(seed), params=dict(params))
@@ -129,7 +129,7 @@ def load_method(name: str, spec: dict[str, Any]) -> Callable[[], tuple[Any, dict
 
         return lambda: (sketch(_context(x, seed), k), {})
     if name == "reweight":
-        from scurate._engine.choose import SelectionContext
+        from scurate._engine.context import SelectionContext
 
         from scurate_policies.reweight import reweight
 

@@ -12,7 +12,9 @@ import pandas as pd
 import polars as pl
 import pytest
 import scipy.sparse as sp
-from scurate._bench.run import bench, parse_budgets, summarize
+from scurate._bench.options import parse_budgets
+from scurate._bench.run import bench
+from scurate._bench.summary import summarize
 from scurate._data.sources import H5adSource, RowSubset
 from scurate.cli import app
 from typer.testing import CliRunner

@@ -221,7 +221,7 @@ def test_the_command_and_its_bad_input(selected: Path, tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("# nothing\n")
     _fails_in_one_line([tmp_path / "nowhere", "-o", shards], "nowhere: no such selection")
     _fails_in_one_line([tmp_path, "-o", tmp_path / "s"], "no manifest.parquet")
-    _fails_in_one_line([selected], "--output/-o")
+    _fails_in_one_line([selected], "-o/--out")
     _fails_in_one_line([selected, "-o", tmp_path / "s", "--format", "csv"], "format='csv'")
     _fails_in_one_line([selected, "-o", tmp_path / "s", "--shard-size", "0"], "shard_size=0")
     _fails_in_one_line([selected, "-o", tmp_path / "s", "--budget", "0"], "budget=0")

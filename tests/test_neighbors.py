@@ -1,12 +1,12 @@
-"""SelectionContext.neighbors and scurate._compute.neighbors: FAISS kNN against numpy."""
+"""SelectionContext.neighbors and scurate._compute.faiss_index.knn: FAISS kNN against numpy."""
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
 import pytest
-from scurate._compute.neighbors import knn
-from scurate._engine.choose import SelectionContext
+from scurate._compute.faiss_index import knn
+from scurate._engine.context import SelectionContext
 
 
 def brute(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -62,9 +62,9 @@ def test_a_broken_plugin_is_named_and_hides_nothing(
     assert errors["grumpy"] == "RuntimeError: no licence key configured"
     assert found.get("policies", "kcenter", option="--policy").plugin == "policies"
     with pytest.raises(PluginError) as err:
-        found.get("policies", "broken", option="--policy")
+        found.get("policies", "broken", option="policy")
     assert str(err.value) == (
-        "--policy 'broken': plugin 'broken' failed "
+        "policy='broken': plugin 'broken' failed "
         "(ModuleNotFoundError: No module named 'scurate_missing_dependency_for_tests')"
     )
     with pytest.raises(

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import scurate
 from scurate import _core
-from scurate._engine.choose import SelectionContext
+from scurate._engine.context import SelectionContext
 from scurate.errors import OptionError
 
 from scurate_policies.facility import facility_location

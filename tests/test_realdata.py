@@ -71,7 +71,7 @@ def test_a_redeposited_baron_subset_is_found_and_nothing_else(tmp_path: Path) ->
 
 def test_no_near_duplicates_in_real_data_at_the_default_eps() -> None:
     for path in (BARON, CELLBENCH):
-        scored = scurate._engine.jobs.score([path])
+        scored = scurate.score([path])
         near = scored.report["scores"]["near"]
         assert near["n_in_near_dup_groups"] == 0
         assert near["nn_distance_quantiles"]["0.0"] > 1.5 * near["eps"]

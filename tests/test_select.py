@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 import scurate
-from scurate._engine.choose import SelectionContext, check_budget, parse_params, run_policy
+from scurate._engine.context import SelectionContext, run_policy
+from scurate._engine.options import check_budget, parse_params
 from scurate._plugins.registry import Registered
 from scurate.errors import OptionError, PluginError
 

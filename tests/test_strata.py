@@ -9,7 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 import scurate
-from scurate._engine.strata import Quota, allocate, interleave, parse_columns, parse_quota
+from scurate._engine.options import Quota, parse_columns, parse_quota
+from scurate._engine.strata import allocate, interleave
 from scurate.cli import app
 from scurate.errors import OptionError
 from typer.testing import CliRunner

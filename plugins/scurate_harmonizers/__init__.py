@@ -1,7 +1,7 @@
 """First-party metadata harmonizers, registered through the same entry point as anyone's.
 
-scurate runs them in this order (``scurate._data.harmonization.ordered``): ``cellxgene``, ``columns``,
-the harmonizers of other plugins by name, then ``ontology``.
+scurate runs them in this order (``scurate._data.harmonization.ordered``): ``cellxgene``,
+``columns``, the harmonizers of other plugins by name, then ``ontology``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from scurate._bench.run import AUTOENCODER_METRIC, LOWER_IS_BETTER, METRICS
+from scurate._bench.proxies import AUTOENCODER_METRIC, LOWER_IS_BETTER, METRICS
 
 COLORS = ("#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 WIDTH, HEIGHT = 430, 270

@@ -30,7 +30,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate._compute.embed import Embedding, PcaModel, fit_pca, from_obsm, project
-from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
+from scurate._compute.faiss_index import build_index, nearest, read_index, write_index
 from scurate._data.sources import Source, open_sources
 from scurate.errors import InputError
 
@@ -70,14 +70,7 @@ class Reference:
 
     def nearest(self, values: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """Distance from each row to its nearest reference cell, and that cell's position."""
-        dist = np.empty(len(values), dtype=np.float32)
-        where = np.empty(len(values), dtype=np.int64)
-        for start in range(0, len(values), SEARCH_CHUNK):
-            block = np.ascontiguousarray(values[start : start + SEARCH_CHUNK], dtype=np.float32)
-            d2, labels = self.index.search(block, 1)
-            dist[start : start + len(block)] = np.sqrt(np.maximum(d2[:, 0], 0.0))
-            where[start : start + len(block)] = labels[:, 0]
-        return dist, where
+        return nearest(self.index, values)
 
 
 def _quiet(stage: str, done: int, total: int) -> None:
@@ -125,8 +118,6 @@ def build_reference(
 
 def save_reference(ref: Reference, out: str | os.PathLike[str]) -> Path:
     """Write the reference folder under a temporary name, then rename it into place."""
-    import faiss
-
     target = Path(out)
     if target.exists() and not (target / MARKER).exists():
         msg = f"-o {target}: exists and is not a scurate index; choose another path"
@@ -134,10 +125,7 @@ def save_reference(ref: Reference, out: str | os.PathLike[str]) -> Path:
     tmp = target.with_name(f".{target.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    index = ref.index
-    if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
-        index = faiss.index_gpu_to_cpu(index)
-    faiss.write_index(index, str(tmp / "index.faiss"))
+    write_index(ref.index, tmp / "index.faiss")
     pl.DataFrame(
         {"cell_id": ref.cell_ids.astype(str), "dataset_id": ref.dataset_ids.astype(str)}
     ).write_parquet(tmp / "cells.parquet")
@@ -167,8 +155,6 @@ def is_index(path: str | os.PathLike[str]) -> bool:
 
 def load_reference(path: str | os.PathLike[str]) -> Reference:
     """Read a folder written by :func:`save_reference`, or one line naming what is wrong."""
-    import faiss
-
     folder = Path(path)
     try:
         meta = json.loads((folder / MARKER).read_text())
@@ -176,7 +162,7 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
         if version != INDEX_VERSION:
             msg = f"{folder}: index format {version}; this scurate reads {INDEX_VERSION}"
             raise InputError(msg)
-        index = faiss.read_index(str(folder / "index.faiss"))
+        index = read_index(folder / "index.faiss")
         cells = pl.read_parquet(folder / "cells.parquet")
         model = None
         if meta.get("obsm_key") is None:

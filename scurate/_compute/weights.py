@@ -17,12 +17,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from scurate._compute.faiss_index import SEARCH_CHUNK, exact_search_affordable, flat_index
+from scurate._compute.faiss_index import (
+    build_index,
+    exact_search_affordable,
+    flat_index,
+    ivf_lists,
+)
+from scurate._compute.faiss_index import nearest as faiss_nearest
 
 log = logging.getLogger(__name__)
-
-HNSW_M = 32  # graph degree of the approximate index used where exact search is too costly
-HNSW_EF_SEARCH = 128
 
 
 @dataclass
@@ -40,23 +43,12 @@ class Assignment:
     def summary(self, n_selected: int) -> dict[str, Any]:
         w = self.weights(n_selected)
         return {
-            "method": "exact (FAISS flat)" if self.exact else "approximate (FAISS HNSW)",
+            "method": "exact (FAISS flat)" if self.exact else "approximate (FAISS IVF)",
             "sum": int(w.sum()),
             "min": int(w.min()) if w.size else 0,
             "median": float(np.median(w)) if w.size else 0.0,
             "max": int(w.max()) if w.size else 0,
         }
-
-
-def _index(base: NDArray[np.float32], *, exact: bool) -> Any:
-    if exact:
-        return flat_index(base)
-    import faiss
-
-    index = faiss.IndexHNSWFlat(base.shape[1], HNSW_M)
-    index.hnsw.efSearch = HNSW_EF_SEARCH
-    index.add(base)
-    return index
 
 
 def assign(
@@ -71,24 +63,22 @@ def assign(
     selected
         Rows of the selection, in priority order.
     exact
-        Exact flat search, or HNSW (approximate) when False. By default exact wherever it is
+        Exact flat search, or IVF (approximate) when False. By default exact wherever it is
         affordable (:func:`scurate._compute.faiss_index.exact_search_affordable`).
     """
     n, dims = embeddings.shape
     if exact is None:
         exact = exact_search_affordable(n, len(selected), dims)
     base = np.ascontiguousarray(embeddings[np.asarray(selected)], dtype=np.float32)
-    index = _index(base, exact=exact)
+    factory = "Flat" if exact else f"IVF{ivf_lists(len(base))},Flat"
+    index, _ = build_index(base, factory=factory, n_queries=n)
     if not exact:
-        log.info("weights: approximate nearest selected cell (HNSW, %d selected)", len(base))
-    nearest = np.empty(n, dtype=np.int64)
-    distance = np.empty(n, dtype=np.float32)
-    for start in range(0, n, SEARCH_CHUNK):
-        block = np.ascontiguousarray(embeddings[start : start + SEARCH_CHUNK], dtype=np.float32)
-        d2, idx = index.search(block, 1)
-        nearest[start : start + len(block)] = idx[:, 0]
-        distance[start : start + len(block)] = np.sqrt(np.maximum(d2[:, 0], 0.0))
-    # a selected cell stands for itself (HNSW may miss it; an exact copy may be selected too)
+        log.info("weights: approximate nearest selected cell (IVF, %d selected)", len(base))
+    distance, nearest = faiss_nearest(index, embeddings)
+    missed = np.flatnonzero(nearest < 0)  # an approximate search can come back empty
+    if len(missed):
+        distance[missed], nearest[missed] = faiss_nearest(flat_index(base), embeddings[missed])
+    # a selected cell stands for itself (an exact copy of it may be selected too)
     rows = np.asarray(selected, dtype=np.int64)
     nearest[rows] = np.arange(len(rows))
     distance[rows] = 0.0

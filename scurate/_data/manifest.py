@@ -25,9 +25,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
+from scurate._data.atomic import atomic
 from scurate.errors import InputError
 
 CANONICAL_FIELDS = (
@@ -101,6 +105,10 @@ def read_manifest(path: Path) -> pl.DataFrame:
 
 def write_manifest(frame: pl.DataFrame, path: Path) -> None:
     """Write to a temporary name and rename, so a manifest that exists is complete."""
-    tmp = path.with_name(f".{path.name}.partial")
-    conform(frame).write_parquet(tmp, statistics=False)
-    tmp.replace(path)
+    with atomic(path) as tmp:
+        conform(frame).write_parquet(tmp, statistics=False)
+
+
+def cell_ids(dataset_id: str, obs_names: NDArray[Any]) -> NDArray[np.object_]:
+    """The ``cell_id`` of each cell: ``dataset_id/obs_name``."""
+    return np.char.add(f"{dataset_id}/", np.asarray(obs_names).astype(str)).astype(object)

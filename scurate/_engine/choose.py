@@ -1,139 +1,66 @@
-"""The selection driver: the context a policy sees, and the checks on what it returns."""
+"""The policy step of ``select`` and ``bench``: duplicates set aside, the budget checked against
+what is left, the policy looked up and run (inside each stratum where strata are given)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 from numpy.typing import NDArray
 
-from scurate._compute.faiss_index import exact_search_affordable
+from scurate._compute.scoring import keep_mask
+from scurate._engine.context import SelectionContext, run_policy
+from scurate._engine.options import SelectOptions, check_budget
+from scurate._engine.stages import ScoredPool
+from scurate._engine.strata import obs_lookup, run_stratified
 from scurate._plugins.registry import Registered
-from scurate.errors import OptionError, PluginError, ScurateError
 
 
 @dataclass
-class SelectionContext:
-    """What a policy receives.
+class Chosen:
+    """A policy's pick from a scored pool: ``order`` (pool rows, priority first), the policy,
+    the context it saw, and which cells it could choose from (``keep``, ``candidates``)."""
 
-    Attributes
-    ----------
-    embeddings
-        float32 (n_cells, n_dims), C-contiguous, one row per pool cell.
-    manifest
-        The pool's manifest rows (polars), in the same order as ``embeddings``.
-    rng
-        A seeded generator: a policy draws all its randomness from it.
-    params
-        ``--param key=value`` strings given for this run.
-    info
-        Diagnostics a policy may leave for the report (``"covering_radius"``: the radius after
-        each pick, as a sequence of floats; other JSON-able values go to ``policy_info``).
-    covered
-        With ``--reference``: float32, each pool cell's distance to its nearest reference cell
-        (the corpus the team already has), so a policy can treat that corpus as already
-        covered. None without a reference.
-
-    :meth:`neighbors` finds nearest cells with FAISS; :meth:`param` reads a parameter.
-    """
-
-    embeddings: NDArray[np.float32]
-    manifest: pl.DataFrame
-    rng: np.random.Generator
-    params: dict[str, str] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
-    covered: NDArray[np.float32] | None = None
-    _indexes: dict[bool, Any] = field(default_factory=dict, init=False, repr=False)
-
-    def neighbors(
-        self, queries: NDArray[Any] | Sequence[int], k: int
-    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """The ``k`` pool cells nearest to each query: ``(distances, rows)``, nearest first.
-
-        ``queries`` are rows of the pool (1-D integers: a cell is then its own first
-        neighbour, at distance 0) or points (2-D float, ``n_dims`` wide). Distances are
-        Euclidean. The search is exact (FAISS flat index) where that is affordable and uses
-        FAISS IVF above (see :mod:`scurate._compute.neighbors`); the index is built once per context.
-        """
-        from scurate._compute.neighbors import build_index, search
-
-        q = np.asarray(queries)
-        if q.ndim == 1 and (q.dtype.kind in "iu" or q.size == 0):
-            if q.size and (q.min() < 0 or q.max() >= self.n_cells):
-                msg = f"queries: rows must be in 0..{self.n_cells - 1}"
-                raise ValueError(msg)
-            points = self.embeddings[q.astype(np.int64)]
-        elif q.ndim == 2 and q.shape[1] == self.embeddings.shape[1]:
-            points = np.ascontiguousarray(q, dtype=np.float32)
-        else:
-            msg = (
-                f"queries: expected 1-D integer rows or a 2-D array {self.embeddings.shape[1]} "
-                f"wide, got {q.dtype} of shape {q.shape}"
-            )
-            raise ValueError(msg)
-        if not 1 <= k <= self.n_cells:
-            msg = f"k: must be between 1 and the {self.n_cells} cells, got {k}"
-            raise ValueError(msg)
-        exact = exact_search_affordable(len(points), self.n_cells, self.embeddings.shape[1])
-        if exact not in self._indexes:
-            self._indexes[exact] = build_index(self.embeddings, exact=exact)
-        return search(self._indexes[exact], points, k)
-
-    @property
-    def n_cells(self) -> int:
-        return int(self.embeddings.shape[0])
-
-    def param(self, key: str, default: str) -> str:
-        """A ``--param`` value, or ``default`` when it was not given."""
-        return self.params.get(key, default)
+    order: NDArray[np.int64]
+    policy: Registered
+    ctx: SelectionContext
+    keep: NDArray[np.bool_]
+    candidates: NDArray[np.int64]
 
 
-def parse_params(pairs: Sequence[str]) -> dict[str, str]:
-    """``["k=v", ...]`` to a dict, or one line naming the malformed pair."""
-    params: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            msg = f"--param '{pair}': expected key=value"
-            raise OptionError(msg)
-        params[key.strip()] = value.strip()
-    return params
+def policy_rng(seed: int) -> np.random.Generator:
+    """The generator a policy draws from for ``seed`` (the second of the seed's two streams;
+    the embedding takes the first)."""
+    _, policy_seed = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(policy_seed)
 
 
-def run_policy(policy: Registered, ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
-    """Run a policy and check that it returned ``budget`` distinct rows in range."""
-    who = f"policy '{policy.name}' (plugin '{policy.plugin}')"
-    try:
-        result = policy.obj(ctx, budget)
-    except ScurateError:
-        raise
-    except Exception as exc:
-        msg = f"{who} failed: {type(exc).__name__}: {exc}"
-        raise PluginError(msg) from exc
-    order = np.asarray(result)
-    if order.ndim != 1 or (order.size and order.dtype.kind not in "iu"):
-        msg = f"{who} returned {order.dtype} of shape {order.shape}; expected 1-D integer rows"
-        raise PluginError(msg)
-    order = order.astype(np.int64)
-    if len(order) != budget:
-        msg = f"{who} returned {len(order)} rows for a budget of {budget}"
-        raise PluginError(msg)
-    if len(order) and (order.min() < 0 or order.max() >= ctx.n_cells):
-        msg = f"{who} returned rows outside 0..{ctx.n_cells - 1}"
-        raise PluginError(msg)
-    if len(np.unique(order)) != len(order):
-        msg = f"{who} returned the same row more than once"
-        raise PluginError(msg)
-    return order
-
-
-def check_budget(budget: int, pool: int) -> None:
-    if budget < 1:
-        msg = f"--budget {budget}: must be at least 1"
-        raise OptionError(msg)
-    if budget > pool:
-        msg = f"--budget {budget} is more than the {pool} cells in the pool"
-        raise OptionError(msg)
+def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
+    """Run the options' policy for their budget on a scored pool: exact copies and
+    near-duplicate groups set aside first (unless ``keep_duplicates``), quotas per stratum
+    where ``strata`` are given, the policy's generator seeded by ``seed``."""
+    scores, manifest, n = pool.scores, pool.manifest, pool.manifest.height
+    keep = (
+        np.ones(n, dtype=bool)
+        if options.keep_duplicates
+        else keep_mask(scores.exact_dup_of, scores.near_dup_group)
+    )
+    candidates = np.flatnonzero(keep)
+    budget = options.budget
+    check_budget(budget, len(candidates), set_aside=n - len(candidates))
+    chosen = pool.plugins.get("policies", options.policy, option="policy")
+    ctx = SelectionContext(
+        np.ascontiguousarray(pool.embedding.values[candidates]),
+        manifest[candidates] if len(candidates) < n else manifest,
+        policy_rng(options.seed),
+        params=dict(options.params),
+        covered=None if scores.novelty is None else scores.novelty[candidates],
+    )
+    if options.strata is None:
+        within = run_policy(chosen, ctx, budget)
+    else:
+        lookup = obs_lookup(pool.sources)
+        within = run_stratified(
+            chosen, ctx, budget, columns=options.strata, quota=options.quota, lookup=lookup
+        )
+    return Chosen(candidates[within], chosen, ctx, keep, candidates)

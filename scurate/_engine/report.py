@@ -1,17 +1,21 @@
-"""report.json: what was selected from where, how well it covers the pool, and how it ran."""
+"""report.json and bench.json: what ran, what each job found, how long it took, with what."""
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
+import os
 import platform
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
-from scurate._data.manifest import MANIFEST_SCHEMA
+from scurate._compute.scoring import dataset_overlap
+from scurate._data import harmonization as hz
+from scurate._engine.options import Options
+from scurate._engine.stages import ScoredPool
 
 REPORT_VERSION = 1
 VERSIONED = (
@@ -58,39 +62,57 @@ def radius_curve(radii: list[float], points: int = 40) -> list[dict[str, float]]
     return [{"n_selected": int(k), "radius": round(float(radii[k - 1]), 6)} for k in sizes]
 
 
-def build_report(
-    *,
-    manifest: pl.DataFrame,
-    parameters: dict[str, Any],
-    embedding: dict[str, Any],
-    covering_radius: float | None,
-    mean_distance: float | None,
-    radii: list[float] | None,
-    policy_info: dict[str, Any],
+def job_report(
+    sources: Sequence[str | os.PathLike[str]],
+    options: Options,
     timings: dict[str, float],
+    *,
+    parameters: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> dict[str, Any]:
-    selected = int(manifest["selected"].sum())
+    """The one shape of report.json and bench.json: what ran (the sources and the options, as
+    :meth:`Options.to_report` writes them, plus ``parameters`` a job adds), the job's
+    ``sections``, then how long each stage took and the versions."""
     return {
         "report_version": REPORT_VERSION,
-        "parameters": parameters,
-        "n_pool": manifest.height,
-        "n_selected": selected,
-        "datasets": per_dataset(manifest),
-        "covering_radius": None if covering_radius is None else round(covering_radius, 6),
-        "covering_radius_curve": radius_curve(radii or []),
-        # mean distance of a pool cell to its nearest selected cell (FAISS, exact); null when
-        # that search would be too costly on the CPU
-        "mean_distance_to_selected": None if mean_distance is None else round(mean_distance, 6),
-        "embedding": embedding,
-        "policy_info": {k: v for k, v in policy_info.items() if k != "covering_radius"},
-        "manifest_columns": list(MANIFEST_SCHEMA),
+        "parameters": {
+            "sources": [str(s) for s in sources],
+            **options.to_report(),
+            **(parameters or {}),
+        },
+        **sections,
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "versions": versions(),
     }
 
 
-def write_json(data: dict[str, Any], path: Path) -> None:
-    """Write to a temporary name and rename: a report that exists is complete."""
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+def pool_sections(
+    pool: ScoredPool, keep: NDArray[np.bool_], manifest: pl.DataFrame | None = None
+) -> dict[str, Any]:
+    """What the report says of a scored pool: its datasets (counted on ``manifest``, the
+    pool's own by default), the scores' rules, duplicates found and set aside (``~keep``), the
+    overlap between datasets, harmonization and embedding."""
+    scores = pool.scores
+    manifest = pool.manifest if manifest is None else manifest
+    aside = dict(
+        manifest.with_columns(pl.Series("kept", keep))
+        .group_by("dataset_id")
+        .agg((~pl.col("kept")).sum())
+        .iter_rows()
+    )
+    return {
+        "n_pool": manifest.height,
+        "datasets": per_dataset(manifest),
+        "scores": scores.info,
+        "duplicates": {
+            "exact_copies": int((scores.exact_dup_of >= 0).sum()),
+            "in_near_dup_groups": int((scores.near_dup_group >= 0).sum()),
+            "set_aside": int((~keep).sum()),
+            "set_aside_per_dataset": {k: int(v) for k, v in aside.items()},
+        },
+        "overlap": dataset_overlap(
+            manifest["dataset_id"].to_numpy(), scores.exact_dup_of, scores.near_dup_group
+        ),
+        "harmonization": hz.report(pool.harmonized),
+        "embedding": pool.embedding.info,
+    }

@@ -22,56 +22,12 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from scurate._engine.choose import SelectionContext, run_policy
+from scurate._engine.context import SelectionContext, run_policy
+from scurate._engine.options import Quota, check_budget
 from scurate._plugins.registry import Registered
 from scurate.errors import OptionError
 
 log = logging.getLogger(__name__)
-
-QUOTAS = "proportional, equal or min:N"
-
-
-@dataclass(frozen=True)
-class Quota:
-    """How the budget is divided: ``proportional`` to stratum size, ``equal`` (water-filling),
-    or ``min`` (every stratum at least ``minimum`` cells, the rest proportional)."""
-
-    kind: str
-    minimum: int = 0
-
-    def __str__(self) -> str:
-        return f"min:{self.minimum}" if self.kind == "min" else self.kind
-
-
-def parse_quota(text: str) -> Quota:
-    """``proportional``, ``equal`` or ``min:N``, or one line naming ``--quota``."""
-    value = text.strip()
-    if value in ("proportional", "equal"):
-        return Quota(value)
-    kind, sep, number = value.partition(":")
-    if kind == "min" and sep:
-        try:
-            minimum = int(number)
-        except ValueError:
-            minimum = -1
-        if minimum >= 1:
-            return Quota("min", minimum)
-    msg = f"--quota '{text}': expected {QUOTAS} (N a positive integer)"
-    raise OptionError(msg)
-
-
-def parse_columns(strata: str | Sequence[str]) -> list[str]:
-    """``"a,b"`` or ``["a", "b"]`` to a list of column names, checked for emptiness."""
-    parts = strata.split(",") if isinstance(strata, str) else list(strata)
-    columns = [c.strip() for c in parts if c.strip()]
-    if not columns:
-        msg = f"--strata '{strata}': name at least one manifest column"
-        raise OptionError(msg)
-    if len(set(columns)) != len(columns):
-        msg = f"--strata '{','.join(columns)}': a column is named twice"
-        raise OptionError(msg)
-    return columns
-
 
 # A reader of one source's obs column by name: the values as strings (None where missing), or
 # None when that source has no such column. Used only for the fallback below.
@@ -90,7 +46,7 @@ def stratum_columns(
     out = {}
     for name in columns:
         if name not in manifest.columns:
-            msg = f"--strata {name}: not a manifest column (choose from: " + ", ".join(
+            msg = f"strata={name!r}: not a manifest column (choose from: " + ", ".join(
                 manifest.columns
             )
             raise OptionError(msg + ")")
@@ -98,7 +54,7 @@ def stratum_columns(
         if column.null_count() == manifest.height and obs_lookup is not None:
             parts = obs_lookup(name)
             if any(p is not None for p in parts):
-                log.info("--strata %s: manifest column empty; read from source obs", name)
+                log.info("strata %s: manifest column empty; read from source obs", name)
                 values = np.concatenate(
                     [
                         np.full(size, None, dtype=object) if p is None else p
@@ -108,7 +64,7 @@ def stratum_columns(
                 column = pl.Series(name, values.tolist(), dtype=pl.String)
         if column.null_count() == manifest.height:
             msg = (
-                f"--strata {name}: the column is empty for every cell (no harmonizer filled "
+                f"strata={name!r}: the column is empty for every cell (no harmonizer filled "
                 "it and no source has an obs column of that name)"
             )
             raise OptionError(msg)
@@ -166,9 +122,7 @@ def allocate(
     """
     size = np.asarray(sizes, dtype=np.int64)
     pool = int(size.sum())
-    if budget > pool:
-        msg = f"--budget {budget} is more than the {pool} cells in the strata"
-        raise OptionError(msg)
+    check_budget(budget, pool)
     if quota.kind == "proportional":
         return _proportional(size, budget)
     if quota.kind == "equal":
@@ -176,7 +130,7 @@ def allocate(
     floor = np.minimum(size, quota.minimum)
     if floor.sum() > budget:
         msg = (
-            f"--quota {quota}: the {len(size)} strata need {int(floor.sum())} cells, more "
+            f"quota='{quota}': the {len(size)} strata need {int(floor.sum())} cells, more "
             f"than the budget of {budget}"
         )
         raise OptionError(msg)

@@ -151,18 +151,19 @@ class Plugins:
     info: list[PluginInfo]
 
     def get(self, kind: str, name: str, *, option: str) -> Registered:
-        """The registered ``name`` of ``kind``, or a one-line error naming ``option``."""
+        """The registered ``name`` of ``kind``, or a one-line error naming ``option`` (the
+        parameter that named it: ``policy``, ``embedder``...)."""
         registry = self.registries[kind]
         if name in registry:
             return registry[name]
         for failure in self.failures:
             if failure.plugin == name:
-                msg = f"{option} '{name}': {failure}"
+                msg = f"{option}={name!r}: {failure}"
                 raise PluginError(msg)
         available = ", ".join(sorted(registry)) or "none"
         broken = "".join(f"; {f}" for f in self.failures)
         msg = (
-            f"{option} '{name}' is not a registered {SINGULAR[kind]} "
+            f"{option}={name!r} is not a registered {SINGULAR[kind]} "
             f"(available: {available}){broken}"
         )
         raise PluginError(msg)

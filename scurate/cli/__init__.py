@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from scurate.cli._errors import user_errors
+from scurate.cli._errors import Command, Group, user_errors
 from scurate.cli.bench import bench
 from scurate.cli.harmonize import harmonize
 from scurate.cli.index import app as index_app
@@ -19,14 +21,33 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
-app.command()(user_errors(select))
-app.command()(user_errors(score))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from scurate import __version__
+
+        typer.echo(f"scurate {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Build single-cell training sets for coverage, not volume."""
+
+
+for command in (select, score, plugins, harmonize, bench, materialize):
+    app.command(cls=Command)(user_errors(command))
 app.add_typer(index_app, name="index")
-app.command()(user_errors(plugins))
-app.command()(user_errors(harmonize))
-app.command()(user_errors(bench))
-app.command()(user_errors(materialize))
 
 
 def main() -> None:

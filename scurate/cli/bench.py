@@ -10,22 +10,26 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scurate._bench.run import DEFAULT_BUDGETS, DEFAULT_POLICIES, bench_to_dir
+from scurate._bench.options import DEFAULT_BUDGETS, DEFAULT_POLICIES, BenchOptions
+from scurate._bench.run import bench_with, write_bench
 from scurate._compute.dedup import MIN_GENES
-from scurate._data.example import example_sources
+from scurate._engine.jobs import out_dir
 from scurate.cli._options import (
     AsJson,
     DupMinGenes,
     Embedder,
+    Example,
     IndexFactory,
+    KeepDuplicates,
+    MetadataMap,
     NearDupEps,
     ObsmKey,
+    SetFields,
     Sources,
+    options_from,
     progress_on_stderr,
+    sources_or_example,
 )
-from scurate.cli.harmonize import MetadataMap, SetFields
-from scurate.cli.select import Example, KeepDuplicates
-from scurate.errors import OptionError
 
 Holdout = Annotated[
     str,
@@ -34,6 +38,7 @@ Holdout = Annotated[
         help="COL=VALUE: cells with this value are the test set, the rest the pool "
         "(a manifest column such as donor_id, assay, dataset_id, or an obs column).",
         show_default=False,
+        metavar="COL=VALUE",
     ),
 ]
 Label = Annotated[
@@ -42,23 +47,33 @@ Label = Annotated[
         "--label",
         help="The column the classifiers learn (cell_type, cell_line, or an obs column).",
         show_default=False,
+        metavar="COL",
     ),
 ]
 Budgets = Annotated[
     str,
-    typer.Option("--budgets", help="Fractions of the pool (0.05) or cell counts (500), commas."),
+    typer.Option(
+        "--budgets",
+        help="Fractions of the pool (0.05) or cell counts (500), commas.",
+        metavar="LIST",
+    ),
 ]
 Policies = Annotated[
     str,
-    typer.Option("--policies", help="Policies to compare, commas; random is always run."),
+    typer.Option(
+        "--policies", help="Policies to compare, commas; random is always run.", metavar="LIST"
+    ),
 ]
-Seeds = Annotated[int, typer.Option("--seeds", help="Seeds 0..N-1 per policy and budget.")]
+Seeds = Annotated[
+    int, typer.Option("--seeds", help="Seeds 0..N-1 per policy and budget.", metavar="N")
+]
 Params = Annotated[
     list[str] | None,
     typer.Option(
         "--param",
         help="key=value for every policy, or policy:key=value for one (repeatable).",
         show_default=False,
+        metavar="[POLICY:]KEY=VALUE",
     ),
 ]
 Representations = Annotated[
@@ -66,9 +81,13 @@ Representations = Annotated[
     typer.Option(
         "--representations",
         help="pca, or pca,autoencoder: also a small torch autoencoder of the selected cells.",
+        metavar="LIST",
     ),
 ]
-OutDir = Annotated[Path, typer.Option("--out", "-o", help="Folder for bench.json and bench.html.")]
+OutDir = Annotated[
+    Path,
+    typer.Option("--out", "-o", help="Folder for bench.json and bench.html.", metavar="FOLDER"),
+]
 
 SHOWN = ("macro_f1", "rare_recall", "knn_transfer_f1", "test_to_selected_mean")
 
@@ -119,6 +138,7 @@ def bench_table(payload: dict[str, Any]) -> Table:
 
 
 def bench(
+    ctx: typer.Context,
     sources: Sources = None,
     holdout: Holdout = ...,  # type: ignore[assignment]
     label: Label = ...,  # type: ignore[assignment]
@@ -126,7 +146,7 @@ def bench(
     budgets: Budgets = DEFAULT_BUDGETS,
     policies: Policies = DEFAULT_POLICIES,
     seeds: Seeds = 5,
-    param: Params = None,
+    params: Params = None,
     representations: Representations = "pca",
     obsm_key: ObsmKey = None,
     embedder: Embedder = "pca",
@@ -144,33 +164,12 @@ def bench(
 
     Example: scurate bench data/ --holdout assay=Drop-seq --label cell_type -o bench/
     """
-    paths = list(sources or [])
-    if example:
-        paths.extend(example_sources())
-    if not paths:
-        msg = "no sources: give .h5ad files or folders, or --example"
-        raise OptionError(msg)
+    paths = sources_or_example(sources, example=example)
+    opts = options_from(ctx, BenchOptions)
+    folder = out_dir(out)
     with progress_on_stderr(enabled=not as_json) as progress:
-        result = bench_to_dir(
-            paths,
-            out=out,
-            holdout=holdout,
-            label=label,
-            budgets=budgets,
-            policies=policies,
-            seeds=seeds,
-            params=param or [],
-            representations=representations,
-            obsm_key=obsm_key,
-            embedder=embedder,
-            keep_duplicates=keep_duplicates,
-            near_dup_eps=near_dup_eps,
-            index_factory=index_factory,
-            dup_min_genes=dup_min_genes,
-            metadata_map=metadata_map,
-            set_fields=set_fields or [],
-            progress=progress,
-        )
+        result = bench_with(paths, opts, progress=progress)
+    write_bench(result, folder)
     payload = result.to_dict()
     if as_json:
         typer.echo(json.dumps(payload, default=str))

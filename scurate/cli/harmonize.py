@@ -11,25 +11,20 @@ from rich.console import Console
 from rich.table import Table
 
 from scurate._data.harmonization import harmonize as run_harmonize
-from scurate.cli._options import AsJson, Sources
-from scurate.errors import OptionError
+from scurate.cli._options import (
+    AsJson,
+    Example,
+    MetadataMap,
+    SetFields,
+    Sources,
+    sources_or_example,
+)
 
-MetadataMap = Annotated[
+ObsOut = Annotated[
     Path | None,
     typer.Option(
-        "--metadata-map", help="TOML file: per dataset, which column is which field; constants."
+        "--out", "-o", help="Write the canonical obs to this parquet file.", metavar="FILE"
     ),
-]
-SetFields = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        help="field=value for every dataset, e.g. tissue=pancreas (repeatable).",
-        show_default=False,
-    ),
-]
-ObsOut = Annotated[
-    Path | None, typer.Option("--out", "-o", help="Write the canonical obs to this parquet file.")
 ]
 
 
@@ -64,20 +59,19 @@ def dataset_table(dataset: dict[str, Any]) -> Table:
 
 
 def harmonize(
+    ctx: typer.Context,
     sources: Sources = None,
     metadata_map: MetadataMap = None,
     set_fields: SetFields = None,
     out: ObsOut = None,
+    example: Example = False,
     as_json: AsJson = False,
 ) -> None:
     """Show how each dataset's obs maps to the canonical fields and ontology terms.
 
     Example: scurate harmonize data/*.h5ad --metadata-map map.toml -o obs.parquet
     """
-    paths = list(sources or [])
-    if not paths:
-        msg = "no sources: give .h5ad files or folders"
-        raise OptionError(msg)
+    paths = sources_or_example(sources, example=example)
     result = run_harmonize(paths, metadata_map=metadata_map, set_fields=set_fields or [], out=out)
     if as_json:
         typer.echo(json.dumps(result.report, default=str))

@@ -8,45 +8,54 @@ from typing import Annotated
 
 import typer
 
-from scurate._engine import jobs as api
-from scurate.cli._errors import user_errors
-from scurate.cli._options import AsJson, IndexFactory, ObsmKey, Seed, Sources, progress_on_stderr
-from scurate.errors import OptionError
+from scurate._engine.jobs import build_index_with, out_dir
+from scurate._engine.options import IndexOptions
+from scurate.cli._errors import Command, Group, user_errors
+from scurate.cli._options import (
+    AsJson,
+    Example,
+    IndexFactory,
+    ObsmKey,
+    Seed,
+    Sources,
+    options_from,
+    progress_on_stderr,
+    sources_or_example,
+)
 
 app = typer.Typer(
-    help="Index a corpus you already have, for `select --reference`.", no_args_is_help=True
+    help="Index a corpus you already have, for `select --reference`.",
+    no_args_is_help=True,
+    cls=Group,
 )
 
 IndexOut = Annotated[
-    Path, typer.Option("--out", "-o", help="Folder to write the index into (e.g. corpus.idx).")
+    Path,
+    typer.Option(
+        "--out", "-o", help="Folder to write the index into (e.g. corpus.idx).", metavar="FOLDER"
+    ),
 ]
 
 
 def build(
+    ctx: typer.Context,
     corpus: Sources = None,
     out: IndexOut = ...,  # type: ignore[assignment]
     obsm_key: ObsmKey = None,
     seed: Seed = 0,
     index_factory: IndexFactory = None,
+    example: Example = False,
     as_json: AsJson = False,
 ) -> None:
     """Embed a corpus (PCA fitted on it, or --obsm-key) and save its FAISS index.
 
     Example: scurate index build atlas/ -o atlas.idx
     """
-    paths = list(corpus or [])
-    if not paths:
-        msg = "no corpus: give .h5ad files or folders"
-        raise OptionError(msg)
+    paths = sources_or_example(corpus, example=example)
+    opts = options_from(ctx, IndexOptions)
+    out_dir(out)
     with progress_on_stderr(enabled=not as_json) as progress:
-        info = api.build_index(
-            paths,
-            out=out,
-            obsm_key=obsm_key,
-            seed=seed,
-            index_factory=index_factory,
-            progress=progress,
-        )
+        info = build_index_with(paths, opts, out=out, progress=progress)
     if as_json:
         typer.echo(json.dumps(info, default=str))
         return
@@ -57,4 +66,4 @@ def build(
     )
 
 
-app.command()(user_errors(build))
+app.command(cls=Command)(user_errors(build))

@@ -19,12 +19,20 @@ Selection = Annotated[
 ShardsDir = Annotated[
     Path | None,
     typer.Option(
-        "--output", "-o", help="Folder for the shards and index.json.", show_default=False
+        "--out",
+        "-o",
+        "--output",
+        help="Folder for the shards and index.json.",
+        show_default=False,
+        metavar="FOLDER",
     ),
 ]
-Format = Annotated[str, typer.Option("--format", help="Shard format: h5ad or zarr.")]
+Format = Annotated[
+    str, typer.Option("--format", help="Shard format: h5ad or zarr.", metavar="FORMAT")
+]
 ShardSize = Annotated[
-    int, typer.Option("--shard-size", help="Cells per shard (the last has fewer).")
+    int,
+    typer.Option("--shard-size", help="Cells per shard (the last has fewer).", metavar="N"),
 ]
 Shuffle = Annotated[
     bool,
@@ -35,13 +43,19 @@ Shuffle = Annotated[
 Budget = Annotated[
     int | None,
     typer.Option(
-        "--budget", "-b", help="Only the first K cells of the priority order.", show_default=False
+        "--budget",
+        "-b",
+        help="Only the first N cells of the priority order.",
+        show_default=False,
+        metavar="N",
     ),
 ]
 Genes = Annotated[
     str,
     typer.Option(
-        "--genes", help="'shared' (the genes every source has) or a file of gene names, one a line."
+        "--genes",
+        help="'shared' (the genes every source has) or a file of gene names, one a line.",
+        metavar="GENES",
     ),
 ]
 Overwrite = Annotated[
@@ -51,8 +65,9 @@ Overwrite = Annotated[
 
 
 def materialize(
+    ctx: typer.Context,
     selection: Selection,
-    output: ShardsDir = None,
+    out: ShardsDir = None,
     format: Format = "h5ad",
     shard_size: ShardSize = SHARD_SIZE,
     shuffle: Shuffle = False,
@@ -69,13 +84,13 @@ def materialize(
 
     Example: scurate materialize out/ --format h5ad --shard-size 100000 -o shards/
     """
-    if output is None:
-        msg = "--output/-o: give a folder for the shards"
+    if out is None:
+        msg = "-o/--out: give a folder for the shards"
         raise OptionError(msg)
     with progress_on_stderr(enabled=not as_json) as progress:
         result = write_shards(
             selection,
-            output,
+            out,
             format=format,
             shard_size=shard_size,
             shuffle=shuffle,
@@ -95,5 +110,5 @@ def materialize(
     skipped = f" ({result.skipped} already complete, kept)" if result.skipped else ""
     typer.echo(
         f"wrote {index['n_cells']} cells on {index['genes']['n']} genes into "
-        f"{index['n_shards']} {format} shards in {output}{skipped}; index: {output / 'index.json'}"
+        f"{index['n_shards']} {format} shards in {out}{skipped}; index: {out / 'index.json'}"
     )

@@ -11,27 +11,34 @@ from rich.console import Console
 from rich.table import Table
 
 from scurate._compute.dedup import MIN_GENES
-from scurate._engine import jobs as api
+from scurate._engine.jobs import out_dir, score_with, write_scores
+from scurate._engine.options import ScoreOptions
 from scurate.cli._options import (
     AsJson,
     DupMinGenes,
     Embedder,
+    Example,
     IndexFactory,
+    MetadataMap,
     NearDupEps,
     ObsmKey,
     Reference,
     Seed,
+    SetFields,
     Sources,
+    options_from,
     progress_on_stderr,
+    sources_or_example,
 )
-from scurate.cli.harmonize import MetadataMap, SetFields
 from scurate.cli.select import overlap_lines
-from scurate.errors import OptionError
 
 OutDir = Annotated[
     Path,
     typer.Option(
-        "--out", "-o", help="Folder for manifest.parquet, neighbours.parquet and report.json."
+        "--out",
+        "-o",
+        help="Folder for manifest.parquet, neighbours.parquet and report.json.",
+        metavar="FOLDER",
     ),
 ]
 
@@ -50,6 +57,7 @@ def score_table(report: dict[str, Any]) -> Table:
 
 
 def score(
+    ctx: typer.Context,
     sources: Sources = None,
     out: OutDir = ...,  # type: ignore[assignment]
     obsm_key: ObsmKey = None,
@@ -61,6 +69,7 @@ def score(
     dup_min_genes: DupMinGenes = MIN_GENES,
     metadata_map: MetadataMap = None,
     set_fields: SetFields = None,
+    example: Example = False,
     as_json: AsJson = False,
 ) -> None:
     """Score every cell: exact copies, near duplicates, density, novelty; select nothing.
@@ -70,25 +79,12 @@ def score(
 
     Example: scurate score data/*.h5ad -o scores/
     """
-    paths = list(sources or [])
-    if not paths:
-        msg = "no sources: give .h5ad files or folders"
-        raise OptionError(msg)
+    paths = sources_or_example(sources, example=example)
+    opts = options_from(ctx, ScoreOptions)
+    folder = out_dir(out)
     with progress_on_stderr(enabled=not as_json) as progress:
-        result = api.score_to_dir(
-            paths,
-            out=out,
-            obsm_key=obsm_key,
-            embedder=embedder,
-            seed=seed,
-            reference=reference,
-            near_dup_eps=near_dup_eps,
-            index_factory=index_factory,
-            dup_min_genes=dup_min_genes,
-            metadata_map=metadata_map,
-            set_fields=set_fields or [],
-            progress=progress,
-        )
+        result = score_with(paths, opts, progress=progress)
+    write_scores(result, folder)
     report = result.report
     if as_json:
         typer.echo(json.dumps(report, default=str))

@@ -12,38 +12,46 @@ from rich.table import Table
 
 from scurate._compute.dedup import MIN_GENES
 from scurate._compute.scoring import overlap_line
-from scurate._data.example import example_sources
-from scurate._engine import jobs as api
+from scurate._engine.jobs import out_dir, select_with, write_selection
+from scurate._engine.options import SelectOptions
 from scurate.cli._options import (
     AsJson,
     DupMinGenes,
     Embedder,
+    Example,
     IndexFactory,
+    KeepDuplicates,
+    MetadataMap,
     NearDupEps,
     ObsmKey,
     Reference,
     Seed,
+    SetFields,
     Sources,
+    options_from,
     progress_on_stderr,
+    sources_or_example,
 )
-from scurate.cli.harmonize import MetadataMap, SetFields
-from scurate.errors import OptionError
 
-Budget = Annotated[int, typer.Option("--budget", "-b", help="Cells to select.", show_default=False)]
-OutDir = Annotated[
-    Path, typer.Option("--out", "-o", help="Folder for manifest.parquet and report.json.")
+Budget = Annotated[
+    int, typer.Option("--budget", "-b", help="Cells to select.", show_default=False, metavar="N")
 ]
-Policy = Annotated[str, typer.Option("--policy", help="Selection policy (see `scurate plugins`).")]
+OutDir = Annotated[
+    Path,
+    typer.Option(
+        "--out", "-o", help="Folder for manifest.parquet and report.json.", metavar="FOLDER"
+    ),
+]
+Policy = Annotated[
+    str, typer.Option("--policy", help="Selection policy (see `scurate plugins`).", metavar="NAME")
+]
 Params = Annotated[
     list[str] | None,
-    typer.Option("--param", help="Policy parameter key=value (repeatable).", show_default=False),
-]
-KeepDuplicates = Annotated[
-    bool,
     typer.Option(
-        "--keep-duplicates",
-        help="Let the policy choose exact copies and every near duplicate (by default it sees "
-        "one kept copy and one cell per near-duplicate group).",
+        "--param",
+        help="Policy parameter key=value (repeatable).",
+        show_default=False,
+        metavar="KEY=VALUE",
     ),
 ]
 Strata = Annotated[
@@ -52,14 +60,16 @@ Strata = Annotated[
         "--strata",
         help="Manifest columns COL[,COL...] whose values divide the budget (quotas).",
         show_default=False,
+        metavar="COLS",
     ),
 ]
 Quota = Annotated[
     str,
-    typer.Option("--quota", help="With --strata: proportional, equal or min:N cells per stratum."),
-]
-Example = Annotated[
-    bool, typer.Option("--example", help="Select from the small example corpus shipped inside.")
+    typer.Option(
+        "--quota",
+        help="With --strata: proportional, equal or min:N cells per stratum.",
+        metavar="RULE",
+    ),
 ]
 
 
@@ -92,6 +102,7 @@ def overlap_lines(report: dict[str, Any], most: int = 5) -> list[str]:
 
 
 def select(
+    ctx: typer.Context,
     sources: Sources = None,
     budget: Budget = ...,  # type: ignore[assignment]
     out: OutDir = ...,  # type: ignore[assignment]
@@ -99,7 +110,7 @@ def select(
     obsm_key: ObsmKey = None,
     embedder: Embedder = "pca",
     seed: Seed = 0,
-    param: Params = None,
+    params: Params = None,
     reference: Reference = None,
     keep_duplicates: KeepDuplicates = False,
     near_dup_eps: NearDupEps = None,
@@ -118,33 +129,12 @@ def select(
 
     Quotas: scurate select data/ -b 5000 -o out/ --strata dataset_id --quota equal
     """
-    paths = list(sources or [])
-    if example:
-        paths.extend(example_sources())
-    if not paths:
-        msg = "no sources: give .h5ad files or folders, or --example"
-        raise OptionError(msg)
+    paths = sources_or_example(sources, example=example)
+    opts = options_from(ctx, SelectOptions)
+    folder = out_dir(out)
     with progress_on_stderr(enabled=not as_json) as progress:
-        result = api.select_to_dir(
-            paths,
-            budget,
-            out=out,
-            policy=policy,
-            obsm_key=obsm_key,
-            embedder=embedder,
-            seed=seed,
-            params=param or [],
-            strata=strata,
-            quota=quota,
-            progress=progress,
-            reference=reference,
-            keep_duplicates=keep_duplicates,
-            near_dup_eps=near_dup_eps,
-            index_factory=index_factory,
-            dup_min_genes=dup_min_genes,
-            metadata_map=metadata_map,
-            set_fields=set_fields or [],
-        )
+        result = select_with(paths, opts, progress=progress)
+    write_selection(result, folder)
     report = result.report
     if as_json:
         typer.echo(json.dumps(report, default=str))

@@ -1,0 +1,119 @@
+"""The policy contract: the context a policy sees, and the checks on what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from scurate._compute.faiss_index import build_index, exact_search_affordable, ivf_lists, search
+from scurate._plugins.registry import Registered
+from scurate.errors import PluginError, ScurateError
+
+
+@dataclass
+class SelectionContext:
+    """What a policy receives.
+
+    Attributes
+    ----------
+    embeddings
+        float32 (n_cells, n_dims), C-contiguous, one row per pool cell.
+    manifest
+        The pool's manifest rows (polars), in the same order as ``embeddings``.
+    rng
+        A seeded generator: a policy draws all its randomness from it.
+    params
+        ``--param key=value`` strings given for this run.
+    info
+        Diagnostics a policy may leave for the report (``"covering_radius"``: the radius after
+        each pick, as a sequence of floats; other JSON-able values go to ``policy_info``).
+    covered
+        With ``--reference``: float32, each pool cell's distance to its nearest reference cell
+        (the corpus the team already has), so a policy can treat that corpus as already
+        covered. None without a reference.
+
+    :meth:`neighbors` finds nearest cells with FAISS; :meth:`param` reads a parameter.
+    """
+
+    embeddings: NDArray[np.float32]
+    manifest: pl.DataFrame
+    rng: np.random.Generator
+    params: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    covered: NDArray[np.float32] | None = None
+    _indexes: dict[bool, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def neighbors(
+        self, queries: NDArray[Any] | Sequence[int], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The ``k`` pool cells nearest to each query: ``(distances, rows)``, nearest first.
+
+        ``queries`` are rows of the pool (1-D integers: a cell is then its own first
+        neighbour, at distance 0) or points (2-D float, ``n_dims`` wide). Distances are
+        Euclidean. The search is exact (FAISS flat index) where that is affordable and uses
+        FAISS IVF above (see :mod:`scurate._compute.faiss_index`); the index is built once per
+        context.
+        """
+
+        q = np.asarray(queries)
+        if q.ndim == 1 and (q.dtype.kind in "iu" or q.size == 0):
+            if q.size and (q.min() < 0 or q.max() >= self.n_cells):
+                msg = f"queries: rows must be in 0..{self.n_cells - 1}"
+                raise ValueError(msg)
+            points = self.embeddings[q.astype(np.int64)]
+        elif q.ndim == 2 and q.shape[1] == self.embeddings.shape[1]:
+            points = np.ascontiguousarray(q, dtype=np.float32)
+        else:
+            msg = (
+                f"queries: expected 1-D integer rows or a 2-D array {self.embeddings.shape[1]} "
+                f"wide, got {q.dtype} of shape {q.shape}"
+            )
+            raise ValueError(msg)
+        if not 1 <= k <= self.n_cells:
+            msg = f"k: must be between 1 and the {self.n_cells} cells, got {k}"
+            raise ValueError(msg)
+        exact = exact_search_affordable(len(points), self.n_cells, self.embeddings.shape[1])
+        if exact not in self._indexes:
+            factory = "Flat" if exact else f"IVF{ivf_lists(self.n_cells)},Flat"
+            self._indexes[exact], _ = build_index(self.embeddings, factory=factory)
+        return search(self._indexes[exact], points, k)
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.embeddings.shape[0])
+
+    def param(self, key: str, default: str) -> str:
+        """A ``--param`` value, or ``default`` when it was not given."""
+        return self.params.get(key, default)
+
+
+def run_policy(policy: Registered, ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
+    """Run a policy and check that it returned ``budget`` distinct rows in range."""
+    who = f"policy '{policy.name}' (plugin '{policy.plugin}')"
+    try:
+        result = policy.obj(ctx, budget)
+    except ScurateError:
+        raise
+    except Exception as exc:
+        msg = f"{who} failed: {type(exc).__name__}: {exc}"
+        raise PluginError(msg) from exc
+    order = np.asarray(result)
+    if order.ndim != 1 or (order.size and order.dtype.kind not in "iu"):
+        msg = f"{who} returned {order.dtype} of shape {order.shape}; expected 1-D integer rows"
+        raise PluginError(msg)
+    order = order.astype(np.int64)
+    if len(order) != budget:
+        msg = f"{who} returned {len(order)} rows for a budget of {budget}"
+        raise PluginError(msg)
+    if len(order) and (order.min() < 0 or order.max() >= ctx.n_cells):
+        msg = f"{who} returned rows outside 0..{ctx.n_cells - 1}"
+        raise PluginError(msg)
+    if len(np.unique(order)) != len(order):
+        msg = f"{who} returned the same row more than once"
+        raise PluginError(msg)
+    return order
