@@ -8,9 +8,9 @@ same cell types, indexed beforehand (``scurate index build`` does that once; not
 - ``faiss alone``: what the scores cannot do without: build the pool's index with the same
   factory string and training rows as scurate, search every cell's k + 1 nearest neighbours
   in the same chunks, and search each cell's nearest reference cell;
-- ``scurate``: :func:`scurate._compute.scoring.neighbour_scores` (the same index and search, plus the
-  eps estimate, the native kNN summaries, edge extraction and union-find) and the novelty
-  search of :meth:`scurate._compute.reference.Reference.nearest`.
+- ``scurate``: :func:`scurate._compute.scoring.neighbour_scores` (the same index and search,
+  plus the eps estimate, the native kNN summaries, edge extraction and union-find) and the
+  novelty search of :meth:`scurate._compute.reference.Reference.nearest`.
 
 FAISS is imported after scurate, so both OpenMP runtimes wait passively (see
 ``scurate/_env.py``). They run in turns over ``--repeats`` rounds; the table gives medians

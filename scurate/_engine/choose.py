@@ -56,7 +56,8 @@ class SelectionContext:
         ``queries`` are rows of the pool (1-D integers: a cell is then its own first
         neighbour, at distance 0) or points (2-D float, ``n_dims`` wide). Distances are
         Euclidean. The search is exact (FAISS flat index) where that is affordable and uses
-        FAISS IVF above (see :mod:`scurate._compute.neighbors`); the index is built once per context.
+        FAISS IVF above (see :mod:`scurate._compute.neighbors`); the index is built once per
+        context.
         """
         from scurate._compute.neighbors import build_index, search
 
