@@ -1,4 +1,4 @@
-"""scurate's native kernels (private: use scurate.farthest_first and friends)."""
+"""scurate's native kernels (private: use their wrappers in scurate and scurate.plugin)."""
 
 import numpy as np
 from numpy.typing import NDArray

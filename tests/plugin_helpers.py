@@ -70,7 +70,7 @@ BAD_OUTPUT = """
 
 VANISHING = """
     from scurate import hookimpl
-    from scurate._data.sources import H5adSource
+    from scurate.plugin import H5adSource
 
     class VanishingSource(H5adSource):
         # an h5ad whose file is removed once its obs and genes have been read

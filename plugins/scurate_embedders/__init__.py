@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from scurate import hookimpl
-from scurate._compute.embed import pca_embedding
-from scurate._plugins.hookspecs import Register
+from scurate.plugin import Register, pca_embedding
 
 
 @hookimpl

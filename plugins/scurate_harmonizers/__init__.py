@@ -1,13 +1,13 @@
 """First-party metadata harmonizers, registered through the same entry point as anyone's.
 
-scurate runs them in this order (``scurate._data.harmonization.ordered``): ``cellxgene``,
-``columns``, the harmonizers of other plugins by name, then ``ontology``.
+scurate runs them in this order: ``cellxgene``, ``columns``, the harmonizers of other plugins
+by name, then ``ontology``.
 """
 
 from __future__ import annotations
 
 from scurate import hookimpl
-from scurate._plugins.hookspecs import Register
+from scurate.plugin import Register
 
 from .cellxgene import cellxgene
 from .columns import columns

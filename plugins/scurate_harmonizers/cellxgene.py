@@ -9,15 +9,15 @@ file and column. CELLxGENE's placeholders ("unknown", "na") leave the field null
 from __future__ import annotations
 
 import polars as pl
-from scurate._data.harmonization import (
+from scurate.plugin import (
     FIELDS,
+    ONTOLOGY_FIELDS,
     OUTPUT_COLUMNS,
     HarmonizeContext,
     id_column,
     obs_column,
     terms_from_ids,
 )
-from scurate._data.manifest import ONTOLOGY_FIELDS
 
 
 def cellxgene(obs: pl.DataFrame, dataset_id: str, *, context: HarmonizeContext) -> pl.DataFrame:

@@ -15,18 +15,18 @@ from __future__ import annotations
 import re
 
 import polars as pl
-from scurate._data import ontology
-from scurate._data.harmonization import (
+from scurate.plugin import (
     FIELDS,
     ID_COLUMNS,
     INDEX_COLUMN,
     OUTPUT_COLUMNS,
     HarmonizeContext,
+    InputError,
     clean_text,
     obs_column,
+    ontology,
     terms_from_ids,
 )
-from scurate.errors import InputError
 
 # canonical field -> column names that mean it (compared lower-cased, without separators)
 ALIASES: dict[str, tuple[str, ...]] = {

@@ -34,10 +34,14 @@ import re
 from dataclasses import dataclass
 
 import polars as pl
-from scurate._data import ontology as onto
-from scurate._data.harmonization import OUTPUT_COLUMNS, HarmonizeContext, id_column
-from scurate._data.manifest import ONTOLOGY_FIELDS
-from scurate.errors import InputError
+from scurate.plugin import (
+    ONTOLOGY_FIELDS,
+    OUTPUT_COLUMNS,
+    HarmonizeContext,
+    InputError,
+    id_column,
+)
+from scurate.plugin import ontology as onto
 
 ORDER = ("organism", "tissue", *(f for f in ONTOLOGY_FIELDS if f not in ("organism", "tissue")))
 SHORTHANDS: dict[str, dict[str, str]] = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scurate import hookimpl
-from scurate._plugins.hookspecs import Register
+from scurate.plugin import Register
 
 from .facility import facility_location
 from .kcenter import kcenter

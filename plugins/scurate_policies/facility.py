@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from scurate import OptionError, SelectionContext
-from scurate._core import facility_location as _facility_location
+from scurate.plugin import greedy_facility_location
 
 DEFAULT_K = 15
 
@@ -69,12 +69,7 @@ def facility_location(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     k = int(_number(ctx, "k", str(DEFAULT_K), integer=True))
     sigma = _number(ctx, "sigma", "1", integer=False) if "sigma" in ctx.params else None
     graph, used = knn_similarity(ctx, k, sigma)
-    order, objective = _facility_location(
-        graph.indptr.astype(np.int64),
-        graph.indices.astype(np.int64),
-        np.ascontiguousarray(graph.data, dtype=np.float32),
-        budget,
-    )
+    order, objective = greedy_facility_location(graph.indptr, graph.indices, graph.data, budget)
     ctx.info.update(
         objective=float(objective[-1]) if budget else 0.0,
         objective_curve=objective.tolist(),

@@ -1,6 +1,6 @@
 """Geometric sketching: one cell per box of a plaid grid over the embedding, as geosketch.
 
-The grid (native, :func:`scurate._core.grid_covering`) cuts each axis into intervals of one
+The grid (native, :func:`scurate.plugin.grid_covering`) cuts each axis into intervals of one
 side, skipping empty stretches, with the side bisected until about ``boxes`` boxes are not
 empty. The order visits the boxes in a seeded random order, one random cell from each, and
 cycles again over the boxes that still have cells, so dense regions get no more than sparse
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 from scurate import OptionError, SelectionContext
-from scurate._core import grid_covering
+from scurate.plugin import grid_covering
 
 ALPHA = 0.1  # the number of boxes lands within 10 % of the target, as geosketch's default
 

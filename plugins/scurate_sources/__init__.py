@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from scurate import hookimpl
-from scurate._data.sources import H5adSource
-from scurate._plugins.hookspecs import Register
+from scurate.plugin import H5adSource, Register
 
 
 @hookimpl

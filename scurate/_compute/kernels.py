@@ -1,4 +1,5 @@
-"""Farthest-first traversal (greedy k-center) over an embedding: the native kernel's wrapper."""
+"""The native selection kernels' wrappers: farthest-first traversal (greedy k-center) over an
+embedding, lazy-greedy facility location over a sparse graph, and plaid-grid covering."""
 
 from __future__ import annotations
 
@@ -64,3 +65,62 @@ def covering_radius(embeddings: NDArray[np.float32], selected: NDArray[np.int64]
     far = x[int(nxt[0])].astype(np.float64)
     d2 = ((x[np.asarray(selected)].astype(np.float64) - far) ** 2).sum(axis=1)
     return float(np.sqrt(d2.min()))
+
+
+def greedy_facility_location(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.int64],
+    values: NDArray[np.float32],
+    budget: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Lazy-greedy facility location over a sparse similarity graph, stored CSR by candidate.
+
+    Parameters
+    ----------
+    indptr
+        (n_rows + 1,) row pointers; converted to C-contiguous int64 if it is not.
+    indices
+        Row ``j``'s entries ``indices[indptr[j]:indptr[j + 1]]`` are the cells that candidate
+        ``j`` covers; converted to C-contiguous int64 if it is not.
+    values
+        ``sim(i, j)`` for each entry of ``indices`` (finite, >= 0); converted to C-contiguous
+        float32 if it is not.
+    budget
+        Candidates to pick, between 0 and the number of rows.
+
+    Returns
+    -------
+    The picks in greedy order (ties to the lowest row, as a plain greedy), and the objective
+    ``F = sum_i max_{j picked} sim(i, j)`` after each pick.
+    """
+    return _core.facility_location(
+        np.ascontiguousarray(indptr, dtype=np.int64),
+        np.ascontiguousarray(indices, dtype=np.int64),
+        np.ascontiguousarray(values, dtype=np.float32),
+        budget,
+    )
+
+
+def grid_covering(
+    embeddings: NDArray[np.float32], target: int, *, alpha: float = 0.1, max_iter: int = 100
+) -> tuple[NDArray[np.int64], int, float]:
+    """The plaid grid (geosketch's covering) with about ``target`` non-empty boxes.
+
+    Parameters
+    ----------
+    embeddings
+        (n_cells, n_dims) array; converted to C-contiguous float32 if it is not.
+    target
+        The number of non-empty boxes wanted.
+    alpha
+        Tolerance: the bisection of the box side stops once the number of boxes is within
+        ``[target / (1 + alpha), target * (1 + alpha)]``.
+    max_iter
+        Bisection steps at most.
+
+    Returns
+    -------
+    Each row's box id (numbered by first row), the number of non-empty boxes, and the box side.
+    """
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    return _core.grid_covering(x, target, alpha=alpha, max_iter=max_iter)

@@ -6,8 +6,10 @@ A plugin is a module registered under the ``scurate`` entry-point group, for exa
     [project.entry-points.scurate]
     by-donor = "scurate_by_donor"
 
-Each hook receives a ``register`` callable and calls it once per thing it provides. Import
-the marker as ``from scurate import hookimpl``.
+Each hook receives a ``register`` callable (:class:`scurate.plugin.Register`) and calls it
+once per thing it provides. Import the marker as ``from scurate import hookimpl``. A plugin
+imports ``scurate`` and :mod:`scurate.plugin` (the contexts, column names, ontologies, native
+kernels and readers it may build on) and nothing else of scurate.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def scurate_register_policies(register: Register) -> None:
     distinct row indices of ``ctx.embeddings`` IN PRIORITY ORDER, so that every prefix of the
     result is itself a selection of that size. ``scurate select --policy NAME`` runs it.
 
-    ``ctx`` (:class:`scurate.SelectionContext`) gives the policy:
+    ``ctx`` (:class:`scurate.plugin.SelectionContext`) gives the policy:
 
     - ``ctx.embeddings``: float32 ``(n_cells, n_dims)``, C-contiguous, one row per pool cell;
     - ``ctx.manifest``: the pool's manifest rows (polars), in the same order;
@@ -48,9 +50,11 @@ def scurate_register_policies(register: Register) -> None:
 
     What the policy returns is checked: a 1-D integer array of exactly ``budget`` distinct
     rows in ``0..n_cells - 1``; anything else, or an exception, stops the run with one line
-    naming the policy and its plugin. A policy raises :class:`scurate.OptionError` for a bad
-    ``--param``. With ``--strata`` the policy runs once per stratum, on a context holding that
-    stratum's rows (renumbered from 0) and that stratum's share of the budget.
+    naming the policy and its plugin. A policy raises :class:`scurate.plugin.OptionError` for a
+    bad ``--param``. With ``--strata`` the policy runs once per stratum, on a context holding
+    that stratum's rows (renumbered from 0) and that stratum's share of the budget. The native
+    kernels behind scurate's own policies are in :mod:`scurate.plugin`: ``farthest_first``,
+    ``covering_radius``, ``greedy_facility_location``, ``grid_covering``.
     """
 
 
@@ -63,14 +67,17 @@ def scurate_register_harmonizers(register: Register) -> None:
     leaving the others null for the next harmonizer.
 
     ``obs`` holds the canonical columns as the harmonizers before left them (``cell_type``,
-    ``cell_type_ontology_term_id``, ...; ``scurate._data.harmonization.OUTPUT_COLUMNS``), then the
-    source's own obs columns; one whose name is canonical is renamed ``obs.<name>``, and the
-    obs names are in ``obs.index``. scurate keeps only what was null before: a term id fills
-    its field whole. Order: ``cellxgene``, ``columns``, other plugins' harmonizers by name,
-    ``ontology`` (which maps the free text they leave). A harmonizer that declares a keyword
-    ``context`` receives a ``scurate._data.harmonization.HarmonizeContext``: the source path, the
-    ``--metadata-map`` entries that apply, uns scalars, and ``context.used(...)`` to record
-    where a field came from for ``scurate harmonize``.
+    ``cell_type_ontology_term_id``, ...; :data:`scurate.plugin.OUTPUT_COLUMNS`), then the
+    source's own obs columns; one whose name is canonical is renamed ``obs.<name>``
+    (:func:`scurate.plugin.obs_column`), and the obs names are in ``obs.index``
+    (:data:`scurate.plugin.INDEX_COLUMN`). scurate keeps only what was null before: a term id
+    fills its field whole. Order: ``cellxgene``, ``columns``, other plugins' harmonizers by
+    name, ``ontology`` (which maps the free text they leave). A harmonizer that declares a
+    keyword ``context`` receives a :class:`scurate.plugin.HarmonizeContext`: the source path,
+    the ``--metadata-map`` entries that apply, uns scalars, and ``context.used(...)`` to record
+    where a field came from for ``scurate harmonize``. :mod:`scurate.plugin` also holds the
+    helpers scurate's own harmonizers use (``clean_text``, ``terms_from_ids``, ``id_column``)
+    and the ontologies (``scurate.plugin.ontology``).
     """
 
 
@@ -80,8 +87,10 @@ def scurate_register_embedders(register: Register) -> None:
 
     ``embedder(sources: Sequence[Source], *, rng: numpy.random.Generator, progress) ->
     Embedding`` (``progress(stage, done, total)`` reports how far it got)
-    returns one float32 row per cell of every source, in source order, on one shared space.
-    ``scurate select --embedder NAME`` uses it; without ``--obsm-key`` the default is ``pca``.
+    returns one float32 row per cell of every source, in source order, on one shared space
+    (:class:`scurate.plugin.Source`, :class:`scurate.plugin.Embedding`).
+    ``scurate select --embedder NAME`` uses it; without ``--obsm-key`` the default is ``pca``
+    (:func:`scurate.plugin.pca_embedding`).
     """
 
 
@@ -91,5 +100,7 @@ def scurate_register_sources(register: Register) -> None:
 
     ``opener(path: Path, dataset_id: str) -> Source`` opens a file whose name ends with
     ``suffix`` (for example ``".h5ad"``) so that its obs, genes and counts can be read in
-    chunks. Folders given as sources are searched for every registered suffix.
+    chunks (:class:`scurate.plugin.Source`; its ``read_genes`` returns a
+    :class:`scurate.plugin.GeneTable`). Folders given as sources are searched for every
+    registered suffix. :class:`scurate.plugin.H5adSource` is the h5ad reader, to subclass.
     """
