@@ -103,7 +103,7 @@ from scurate._data.harmonization import (
 )
 from scurate._data.manifest import ONTOLOGY_FIELDS
 from scurate._data.sources import GeneTable, H5adSource, Source
-from scurate._engine.choose import SelectionContext
+from scurate._engine.context import SelectionContext
 from scurate._plugins.hookspecs import Register, hookimpl
 from scurate.errors import InputError, OptionError, PluginError, ScurateError
 

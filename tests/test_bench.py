@@ -257,20 +257,20 @@ def test_row_subset_reads_only_its_rows(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "needles"),
     [
-        (["--holdout", "dataset_id"], ["--holdout 'dataset_id'", "COLUMN=VALUE"]),
+        (["--holdout", "dataset_id"], ["--holdout dataset_id", "COLUMN=VALUE"]),
         (["--holdout", "dataset_id=nowhere"], ["no cell has that value", "pool, test"]),
         (["--holdout", "tissue_x=1"], ["--holdout tissue_x", "no such column"]),
         (["--holdout", "cell_type=grp_a"], ["none of the 460 test cells", "a pool cell has"]),
         (["--label", "nonsense"], ["--label nonsense", "no such column"]),
-        (["--budgets", "0.05,abc"], ["--budgets 'abc'"]),
-        (["--budgets", "1.5"], ["--budgets '1.5'", "fraction"]),
-        (["--budgets", "0"], ["--budgets '0'"]),
+        (["--budgets", "0.05,abc"], ["--budgets abc"]),
+        (["--budgets", "1.5"], ["--budgets 1.5", "fraction"]),
+        (["--budgets", "0"], ["--budgets 0"]),
         (["--budgets", "5000"], ["--budgets 5000", "1206 cells in the pool"]),
         (["--budgets", "10,10"], ["named twice"]),
         (["--policies", "kcenter,nosuch"], ["--policies", "nosuch"]),
         (["--seeds", "0"], ["--seeds 0", "at least 1"]),
-        (["--param", "nosuch:k=1"], ["--param 'nosuch:k=1'", "not among --policies"]),
-        (["--param", "novalue"], ["--param 'novalue'", "key=value"]),
+        (["--param", "nosuch:k=1"], ["--param nosuch:k=1", "not among --policies"]),
+        (["--param", "novalue"], ["--param novalue", "key=value"]),
     ],
 )
 def test_bad_input_is_one_line(

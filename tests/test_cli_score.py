@@ -102,7 +102,7 @@ def test_scoring_options_fail_in_one_line(tmp_path: Path, programs: np.ndarray) 
     )
     fails_in_one_line(
         ["select", *paths, "-b", "5", "-o", out, "--index-factory", "Nope"],
-        "--index-factory 'Nope'",
+        "--index-factory Nope: FAISS cannot build it",
     )
     fails_in_one_line(
         ["select", *paths, "-b", "5", "-o", out, "--dup-min-genes", "0"],
@@ -117,7 +117,7 @@ def test_scoring_options_fail_in_one_line(tmp_path: Path, programs: np.ndarray) 
         ["select", *paths, "-b", "5", "-o", out, "--reference", tmp_path / "none"],
         "none: no such file or folder",
     )
-    fails_in_one_line(["index", "build", "-o", tmp_path / "x.idx"], "no corpus")
+    fails_in_one_line(["index", "build", "-o", tmp_path / "x.idx"], "no sources")
     fails_in_one_line(["score", "-o", tmp_path / "s"], "no sources")
     (tmp_path / "file").write_text("x")
     fails_in_one_line(["score", *paths, "-o", tmp_path / "file"], "exists and is not a folder")

@@ -149,7 +149,7 @@ def test_budget_above_pool(two_labs: list[Path], tmp_path: Path) -> None:
 def test_unknown_policy(two_labs: list[Path], tmp_path: Path) -> None:
     fails_in_one_line(
         ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "best"],
-        "--policy 'best' is not a registered policy "
+        "--policy best is not a registered policy "
         "(available: facility, kcenter, random, reweight, sketch)",
     )
 
@@ -160,7 +160,7 @@ def test_broken_plugin_is_named(
     install_plugin(monkeypatch, tmp_path / "site", "broken", BROKEN_IMPORT)
     fails_in_one_line(
         ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "broken"],
-        "--policy 'broken': plugin 'broken' failed (ModuleNotFoundError",
+        "--policy broken: plugin 'broken' failed (ModuleNotFoundError",
     )
     code, _, _ = run("select", *two_labs, "-b", "5", "-o", tmp_path / "o2", "--policy", "random")
     assert code == 0, "the other plugins keep working"
@@ -281,7 +281,7 @@ def test_no_sources_and_bad_param(two_labs: list[Path], tmp_path: Path) -> None:
     )
     fails_in_one_line(
         ["select", *two_labs, "-b", "3", "-o", tmp_path / "o", "--param", "first"],
-        "--param 'first': expected key=value",
+        "--param first: expected key=value",
     )
 
 

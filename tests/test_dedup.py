@@ -184,5 +184,5 @@ def test_sources_that_are_not_counts_are_skipped_and_reported(
 
 def test_min_genes_must_be_positive(tmp_path: Path, atlas: ad.AnnData) -> None:
     write_h5ad(atlas, tmp_path / "atlas.h5ad")
-    with pytest.raises(InputError, match="--dup-min-genes 0: must be at least 1"):
+    with pytest.raises(InputError, match="dup_min_genes=0: must be at least 1"):
         find_exact_duplicates(open_sources([tmp_path / "atlas.h5ad"]), min_genes=0)

@@ -225,9 +225,10 @@ def test_set_constants_apply_to_every_dataset(plugins) -> None:
     assert entry is not None
     result = run(pl.DataFrame({"x": [1]}), plugins, entries=[entry])
     assert result.frame.row(0, named=True)["disease_ontology_term_id"] == "PATO:0000461"
-    with pytest.raises(InputError, match=r"^--set 'tissue': expected field=value"):
+    with pytest.raises(InputError, match=r"^set_fields='tissue': expected field=value"):
         parse_set(["tissue"])
-    with pytest.raises(InputError, match=r"^--set: unknown field 'celltype' \(fields: organism"):
+    unknown = r"^`set_fields`: unknown field 'celltype' \(fields: organism"
+    with pytest.raises(InputError, match=unknown):
         parse_set(["celltype=B"])
 
 
@@ -295,7 +296,7 @@ def test_a_free_text_value_written_as_a_bad_id_is_one_line(plugins) -> None:
 
 
 def test_a_missing_mapping_file_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"^--metadata-map .*nope.toml: no such file$"):
+    with pytest.raises(InputError, match=r"^metadata_map='.*nope.toml': no such file$"):
         read_metadata_map(tmp_path / "nope.toml")
 
 

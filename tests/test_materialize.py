@@ -222,10 +222,10 @@ def test_the_command_and_its_bad_input(selected: Path, tmp_path: Path) -> None:
     _fails_in_one_line([tmp_path / "nowhere", "-o", shards], "nowhere: no such selection")
     _fails_in_one_line([tmp_path, "-o", tmp_path / "s"], "no manifest.parquet")
     _fails_in_one_line([selected], "-o/--out")
-    _fails_in_one_line([selected, "-o", tmp_path / "s", "--format", "csv"], "format='csv'")
-    _fails_in_one_line([selected, "-o", tmp_path / "s", "--shard-size", "0"], "shard_size=0")
-    _fails_in_one_line([selected, "-o", tmp_path / "s", "--budget", "0"], "budget=0")
-    _fails_in_one_line([selected, "-o", tmp_path / "s", "-b", "301"], "budget=301 is larger")
+    _fails_in_one_line([selected, "-o", tmp_path / "s", "--format", "csv"], "--format csv")
+    _fails_in_one_line([selected, "-o", tmp_path / "s", "--shard-size", "0"], "--shard-size 0")
+    _fails_in_one_line([selected, "-o", tmp_path / "s", "--budget", "0"], "--budget 0")
+    _fails_in_one_line([selected, "-o", tmp_path / "s", "-b", "301"], "--budget 301 is larger")
     _fails_in_one_line([selected, "-o", tmp_path / "s", "--genes", "no.txt"], "no.txt: no such")
     _fails_in_one_line(
         [selected, "-o", tmp_path / "s", "--genes", tmp_path / "empty.txt"], "gene list is empty"

@@ -60,7 +60,7 @@ def test_a_broken_plugin_is_named_and_hides_nothing(
         == "ModuleNotFoundError: No module named 'scurate_missing_dependency_for_tests'"
     )
     assert errors["grumpy"] == "RuntimeError: no licence key configured"
-    assert found.get("policies", "kcenter", option="--policy").plugin == "policies"
+    assert found.get("policies", "kcenter", option="policy").plugin == "policies"
     with pytest.raises(PluginError) as err:
         found.get("policies", "broken", option="policy")
     assert str(err.value) == (
@@ -69,7 +69,7 @@ def test_a_broken_plugin_is_named_and_hides_nothing(
     )
     with pytest.raises(
         PluginError,
-        match=r"--policy 'nope' is not a registered policy "
+        match=r"policy='nope' is not a registered policy "
         r"\(available: facility, kcenter, random, reweight, sketch\); "
         r"plugin 'broken' failed",
     ):

@@ -64,7 +64,7 @@ def test_facility_params_and_tiny_pools() -> None:
     assert facility_location(ctx, 1).tolist() == [0]
     ctx = context(40)
     ctx.params = {"k": "zero"}
-    with pytest.raises(OptionError, match="--param k=zero: expected a positive integer"):
+    with pytest.raises(OptionError, match=r"params\['k'\]='zero': expected a positive integer"):
         facility_location(ctx, 5)
     ctx.params = {"k": "100", "sigma": "2.5"}  # k above the pool: every other cell
     assert len(set(facility_location(ctx, 40).tolist())) == 40 and ctx.info["sigma"] == 2.5
@@ -83,7 +83,7 @@ def test_sketch_cycles_over_the_boxes() -> None:
     second = box[order[n_boxes : n_boxes + int((sizes >= 2).sum())]]
     assert sorted(second.tolist()) == np.flatnonzero(sizes >= 2).tolist()
     ctx.params = {"boxes": "many"}
-    with pytest.raises(OptionError, match="--param boxes=many: expected a positive integer"):
+    with pytest.raises(OptionError, match=r"params\['boxes'\]='many': expected a positive integer"):
         sketch(ctx, 10)
 
 
@@ -124,10 +124,11 @@ def test_reweight_water_fills_every_prefix() -> None:
 
 def test_reweight_needs_a_filled_label() -> None:
     ctx = context(30, cell_type=[None] * 30)
-    with pytest.raises(OptionError, match="--param label=cell_type: the manifest column is empty"):
+    empty = r"params\['label'\]='cell_type': the manifest column is empty"
+    with pytest.raises(OptionError, match=empty):
         reweight(ctx, 5)
     ctx.params = {"label": "tissue_kind"}
-    with pytest.raises(OptionError, match="--param label=tissue_kind: not a manifest column"):
+    with pytest.raises(OptionError, match=r"params\['label'\]='tissue_kind': not a manifest"):
         reweight(ctx, 5)
 
 

@@ -99,9 +99,9 @@ def test_neighbour_scores_eps_options_and_ivf(tmp_path: Path) -> None:
     assert ivf.info["index"]["factory"] == "IVF6,Flat" and ivf.info["index"]["nprobe"] == 6
     np.testing.assert_array_equal(flat.near_dup_group, ivf.near_dup_group)  # nprobe = nlist
     assert (flat.near_dup_group[1990:] == np.arange(10)).all()
-    with pytest.raises(OptionError, match="--near-dup-eps 100.0: above the median"):
+    with pytest.raises(OptionError, match="near_dup_eps=100.0: above the median"):
         neighbour_scores(x, eps=100.0)
-    with pytest.raises(OptionError, match="--near-dup-eps -1.0: must be a distance"):
+    with pytest.raises(OptionError, match="near_dup_eps=-1.0: must be a distance"):
         neighbour_scores(x, eps=-1.0)
     with pytest.raises(OptionError, match="index_factory='IVFbogus': FAISS cannot build it"):
         neighbour_scores(x, index_factory="IVFbogus")
@@ -163,7 +163,7 @@ def test_reference_pca_model_is_saved_and_reused(tmp_path: Path, two_labs: list[
 
 def test_reference_bad_input(tmp_path: Path, programs: np.ndarray, two_labs: list[Path]) -> None:
     scurate.build_index([two_labs[0]], out=tmp_path / "a.idx")
-    with pytest.raises(InputError, match="embedded with PCA of its counts, but --obsm-key X_emb"):
+    with pytest.raises(InputError, match="embedded with PCA of its counts, but obsm_key='X_emb'"):
         scurate.select([two_labs[1]], 5, obsm_key="X_emb", reference=[tmp_path / "a.idx"])
     (tmp_path / "a.idx" / "index.faiss").write_bytes(b"not an index")
     with pytest.raises(InputError, match="a.idx: cannot read the scurate index"):

@@ -56,7 +56,7 @@ def test_proportional_and_min_quotas() -> None:
     got = allocate(sizes, 100, Quota("min", 10))
     assert got.sum() == 100 and (got >= np.minimum(sizes, 10)).all() and (got <= sizes).all()
     assert got.tolist() == [5, 10 + 5, 3, 10 + 55, 0, 10 + 2]  # 62 left, by 90:990:40
-    with pytest.raises(OptionError, match=r"--quota min:10: the 6 strata need 38 cells"):
+    with pytest.raises(OptionError, match=r"quota='min:10': the 6 strata need 38 cells"):
         allocate(sizes, 30, Quota("min", 10))
     for budget in (1, 7, 99, 500, 1158):
         for quota in (Quota("proportional"), Quota("equal")):
@@ -67,7 +67,7 @@ def test_proportional_and_min_quotas() -> None:
 def test_parse_quota_and_columns() -> None:
     assert parse_quota("min:3") == Quota("min", 3) and str(parse_quota("equal")) == "equal"
     for bad in ("min:0", "min:x", "min", "fair"):
-        with pytest.raises(OptionError, match=rf"^--quota '{bad}': expected proportional"):
+        with pytest.raises(OptionError, match=rf"^quota='{bad}': expected proportional"):
             parse_quota(bad)
     assert parse_columns("tissue, cell_type") == ["tissue", "cell_type"]
     with pytest.raises(OptionError, match="a column is named twice"):
@@ -153,7 +153,7 @@ def test_strata_errors_are_one_line(two_labs: list[Path], tmp_path: Path) -> Non
         [*base, "--strata", "tissue"], "--strata tissue: the column is empty for every cell"
     )
     fails_in_one_line([*base, "--quota", "equal"], "--quota equal: needs --strata")
-    fails_in_one_line([*base, "--strata", "dataset_id", "--quota", "most"], "--quota 'most'")
+    fails_in_one_line([*base, "--strata", "dataset_id", "--quota", "most"], "--quota most")
     fails_in_one_line(
         [*base, "-b", "5", "--strata", "cell_type", "--quota", "min:2"],
         "--quota min:2: the 5 strata need 10 cells, more than the budget of 5",

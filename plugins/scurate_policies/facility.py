@@ -27,7 +27,7 @@ def _number(ctx: SelectionContext, key: str, default: str, *, integer: bool) -> 
         value = -1.0
     if not value > 0 or not np.isfinite(value):
         kind = "a positive integer" if integer else "a positive number"
-        msg = f"--param {key}={text}: expected {kind}"
+        msg = f"params[{key!r}]={text!r}: expected {kind}"
         raise OptionError(msg)
     return value
 

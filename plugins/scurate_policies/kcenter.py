@@ -27,7 +27,7 @@ def kcenter(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
         centroid = ctx.embeddings.mean(axis=0, dtype=np.float64)
         first = int(np.argmin(((ctx.embeddings - centroid) ** 2).sum(axis=1)))
     else:
-        msg = f"--param first={how}: expected 'random' or 'central'"
+        msg = f"params['first']={how!r}: expected 'random' or 'central'"
         raise OptionError(msg)
     order, radii = farthest_first(ctx.embeddings, budget, first=first)
     ctx.info["covering_radius"] = radii.tolist()

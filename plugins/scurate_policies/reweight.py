@@ -21,13 +21,13 @@ def reweight(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     ``ctx.info``: ``label``, ``types`` (pool and selected cells per type)."""
     column = ctx.param("label", "cell_type")
     if column not in ctx.manifest.columns:
-        msg = f"--param label={column}: not a manifest column"
+        msg = f"params['label']={column!r}: not a manifest column"
         raise OptionError(msg)
     labels = ctx.manifest[column].cast(pl.String)
     if labels.null_count() == ctx.manifest.height:
         msg = (
-            f"--param label={column}: the manifest column is empty (no harmonizer filled it); "
-            "name a filled column, e.g. --param label=dataset_id"
+            f"params['label']={column!r}: the manifest column is empty (no harmonizer filled it); "
+            "name a filled column, e.g. params['label']='dataset_id'"
         )
         raise OptionError(msg)
     codes, names = _codes(labels)

@@ -43,7 +43,7 @@ def sketch(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     except ValueError:
         target = 0
     if target < 1:
-        msg = f"--param boxes={text}: expected a positive integer"
+        msg = f"params['boxes']={text!r}: expected a positive integer"
         raise OptionError(msg)
     box, n_boxes, side = grid_covering(ctx.embeddings, target, alpha=ALPHA)
     ctx.info.update(boxes=int(n_boxes), box_side=float(side))

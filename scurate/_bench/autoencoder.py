@@ -30,7 +30,7 @@ def require_torch() -> Any:
         import torch
     except ImportError as exc:
         msg = (
-            "--representations autoencoder: needs torch, which is not installed "
+            "representations='autoencoder': needs torch, which is not installed "
             "(pip install torch, or pip install 'scurate[torch]')"
         )
         raise OptionError(msg) from exc

@@ -143,7 +143,7 @@ def find_exact_duplicates(
 ) -> ExactDuplicates:
     """Exact copies among the cells of ``sources`` (see the module doc for the rules)."""
     if min_genes < 1:
-        msg = f"--dup-min-genes {min_genes}: must be at least 1"
+        msg = f"dup_min_genes={min_genes}: must be at least 1"
         raise InputError(msg)
     sizes = np.array([s.n_obs for s in sources], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)])

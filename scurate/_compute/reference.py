@@ -62,7 +62,7 @@ class Reference:
             embedding.info["model"] = "the reference's PCA"
         if embedding.values.shape[1] != self.n_dims:
             msg = (
-                f"--reference: its cells have {self.n_dims} dimensions but the new cells have "
+                f"`reference`: its cells have {self.n_dims} dimensions but the new cells have "
                 f"{embedding.values.shape[1]}"
             )
             raise InputError(msg)
@@ -210,8 +210,8 @@ def open_reference(
         ref = load_reference(paths[0])
         if obsm_key != ref.obsm_key:
             how = f"obsm['{ref.obsm_key}']" if ref.obsm_key else "PCA of its counts"
-            given = f"--obsm-key {obsm_key}" if obsm_key else "no --obsm-key"
-            msg = f"--reference {paths[0]}: it was embedded with {how}, but {given} was given"
+            given = f"obsm_key={obsm_key!r}" if obsm_key else "no `obsm_key`"
+            msg = f"reference='{paths[0]}': it was embedded with {how}, but {given} was given"
             raise InputError(msg)
         return ref
     return build_reference(

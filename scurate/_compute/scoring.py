@@ -70,7 +70,7 @@ def neighbour_scores(
 ) -> NeighbourScores:
     """Search the pool against itself and reduce the neighbour lists (see the module doc)."""
     if eps is not None and not (math.isfinite(eps) and eps >= 0):
-        msg = f"--near-dup-eps {eps}: must be a distance >= 0"
+        msg = f"near_dup_eps={eps}: must be a distance >= 0"
         raise OptionError(msg)
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = x.shape[0]
@@ -98,7 +98,7 @@ def neighbour_scores(
     chosen = EPS_FRACTION * median_nn if eps is None else float(eps)
     if eps is not None and chosen > median_nn:
         msg = (
-            f"--near-dup-eps {eps}: above the median distance of a cell to its nearest other "
+            f"near_dup_eps={eps}: above the median distance of a cell to its nearest other "
             f"cell ({median_nn:.4g}); most cells would be called near duplicates"
         )
         raise OptionError(msg)

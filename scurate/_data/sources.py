@@ -167,7 +167,7 @@ class H5adSource:
 
     def _require_x(self) -> str:
         if self._x_kind is None:
-            msg = f"{self.path}: has no X (give --obsm-key to use a stored embedding)"
+            msg = f"{self.path}: has no X (give `obsm_key` to use a stored embedding)"
             raise InputError(msg)
         if self._x_kind.startswith("unsupported"):
             msg = f"{self.path}: X is {self._x_kind}; expected a dense, CSR or CSC matrix"

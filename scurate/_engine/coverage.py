@@ -63,11 +63,11 @@ def rollup(field: str, term_id: str, level: str) -> str | None:
 def _parse(spec: str) -> tuple[str, str | None]:
     field, _, level = spec.partition("@")
     if field not in CANONICAL_FIELDS:
-        msg = f"--strata '{spec}': not a canonical field ({', '.join(CANONICAL_FIELDS)})"
+        msg = f"strata={spec!r}: not a canonical field ({', '.join(CANONICAL_FIELDS)})"
         raise OptionError(msg)
     if level and level not in LEVELS.get(field, {}):
         known = [f"{f}@{lv}" for f, lvs in LEVELS.items() for lv in lvs]
-        msg = f"--strata '{spec}': unknown roll-up (known: {', '.join(known)})"
+        msg = f"strata={spec!r}: unknown roll-up (known: {', '.join(known)})"
         raise OptionError(msg)
     return field, level or None
 

@@ -203,8 +203,8 @@ class PoolOptions(Options):
         if eps is not None and not (math.isfinite(eps) and eps >= 0):
             msg = f"near_dup_eps={eps}: must be a distance >= 0"
             raise OptionError(msg)
-        if self.dup_min_genes < 0:
-            msg = f"dup_min_genes={self.dup_min_genes}: must be >= 0"
+        if self.dup_min_genes < 1:
+            msg = f"dup_min_genes={self.dup_min_genes}: must be at least 1"
             raise OptionError(msg)
         if self.metadata_map is not None:
             self._set("metadata_map", Path(self.metadata_map))
@@ -269,7 +269,7 @@ class SelectOptions(ScoreOptions):
             self._set("strata", tuple(parse_columns(self.strata)))
         quota = self.quota if isinstance(self.quota, Quota) else parse_quota(str(self.quota))
         if self.strata is None and quota.kind != "proportional":
-            msg = f"quota='{quota}': needs strata (the columns whose values get quotas)"
+            msg = f"quota='{quota}': needs `strata` (the columns whose values get quotas)"
             raise OptionError(msg)
         self._set("quota", quota)
 

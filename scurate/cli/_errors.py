@@ -17,13 +17,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-WORD = r"[\w.:,/@+-]+"  # a value a shell needs no quotes for
+WORD = r"[\w.:,/@+=-]+"  # a value a shell needs no quotes for
 
 
 def in_flags(message: str, params: Iterable[Any]) -> str:
     """The library's message in the CLI's words: a parameter it names as ``name=value`` (or
     ``name['key']=value``) becomes ``--flag value`` (``--flag key=value``), without the quotes
-    a plain word needs no longer, and a flag it names as ``name=True`` becomes ``--flag``."""
+    a plain word needs no longer; a flag it names as ``name=True`` becomes ``--flag``, and a
+    parameter it names alone, as ```name```, becomes ``--flag``."""
     for param in params:
         flags = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
         if not flags or not param.name:
@@ -31,6 +32,8 @@ def in_flags(message: str, params: Iterable[Any]) -> str:
         flag, name = flags[0], re.escape(param.name)
         before = r"(?<![\w.\-\[])"
         message = re.sub(rf"{before}{name}=True\b", flag, message)
+        message = re.sub(rf"`{name}`", flag, message)
+        message = re.sub(rf"{before}{name}\['([^']*)'\]='({WORD})'", rf"{flag} \1=\2", message)
         message = re.sub(rf"{before}{name}\['([^']*)'\]=", rf"{flag} \1=", message)
         message = re.sub(rf"{before}{name}='({WORD})'", rf"{flag} \1", message)
         message = re.sub(rf"{before}{name}=", f"{flag} ", message)

@@ -69,13 +69,13 @@ def read_metadata_map(path: str | os.PathLike[str]) -> list[MapEntry]:
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError as exc:
-        msg = f"--metadata-map {path}: no such file"
+        msg = f"metadata_map='{path}': no such file"
         raise InputError(msg) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        msg = f"--metadata-map {path}: cannot read ({exc})"
+        msg = f"metadata_map='{path}': cannot read ({exc})"
         raise InputError(msg) from exc
     except tomllib.TOMLDecodeError as exc:
-        msg = f"--metadata-map {path}: not valid TOML ({exc})"
+        msg = f"metadata_map='{path}': not valid TOML ({exc})"
         raise InputError(msg) from exc
     unknown = set(data) - {"dataset"}
     if unknown:
@@ -142,8 +142,8 @@ def parse_set(pairs: Sequence[str]) -> MapEntry | None:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip() or not value.strip():
-            msg = f"--set '{pair}': expected field=value (for example tissue=pancreas)"
+            msg = f"set_fields={pair!r}: expected field=value (for example tissue=pancreas)"
             raise InputError(msg)
         constants[key.strip()] = value.strip()
-    _check_fields(list(constants), "--set")
+    _check_fields(list(constants), "`set_fields`")
     return MapEntry("*", {}, constants) if constants else None
