@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from scurate.errors import ScurateError
 
@@ -58,10 +58,16 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _flags_show_no_type(params: list[Any]) -> list[Any]:
-    for param in params:  # a flag takes no value: no metavar at all, not <bool>
+    for param in params:
         if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
+            param.metavar = ""  # a flag takes no value: no placeholder at all, not <bool>
+        elif isinstance(param, TyperArgument) and param.metavar is not None:
+            param.display_type_rich = _no_type  # its metavar says it, not <list[Path]>
     return params
+
+
+def _no_type(ctx: Any) -> None:
+    return None
 
 
 class Command(TyperCommand):

@@ -4,16 +4,19 @@ stderr."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from scurate._compute.dedup import MIN_GENES
 from scurate._data.example import example_sources
+from scurate._engine.jobs import out_dir
 from scurate._engine.options import Options
 from scurate._engine.progress import LogProgress
 from scurate.errors import OptionError
@@ -91,6 +94,15 @@ SetFields = Annotated[
         metavar="FIELD=VALUE",
     ),
 ]
+Params = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        help="Policy parameter key=value (repeatable).",
+        show_default=False,
+        metavar="KEY=VALUE",
+    ),
+]
 KeepDuplicates = Annotated[
     bool,
     typer.Option(
@@ -99,6 +111,70 @@ KeepDuplicates = Annotated[
         "one kept copy and one cell per near-duplicate group).",
     ),
 ]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
+OptionsT = TypeVar("OptionsT", bound=Options)
+
+# Options several commands share, by the name both the command and the job's options use.
+SHARED: dict[str, tuple[Any, Any]] = {
+    "seed": (Seed, 0),
+    "reference": (Reference, None),
+    "obsm_key": (ObsmKey, None),
+    "embedder": (Embedder, "pca"),
+    "keep_duplicates": (KeepDuplicates, False),
+    "near_dup_eps": (NearDupEps, None),
+    "index_factory": (IndexFactory, None),
+    "dup_min_genes": (DupMinGenes, MIN_GENES),
+    "metadata_map": (MetadataMap, None),
+    "set_fields": (SetFields, None),
+    "example": (Example, False),
+    "as_json": (AsJson, False),
+}
+# how every job that scores a pool embeds it, finds duplicates and reads its metadata
+POOL = ("obsm_key", "embedder", "near_dup_eps", "index_factory", "dup_min_genes")
+METADATA = ("metadata_map", "set_fields")
+
+
+def with_options(*names: str) -> Callable[[F], F]:
+    """Add the :data:`SHARED` options ``names`` to a command's signature, after its own: typer
+    shows and parses them, and ``ctx.params`` carries them to the job's options object, so a
+    command declares only what is its own (it takes the rest as ``**shared``)."""
+
+    def decorate(command: F) -> F:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        added = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind
+            )
+            for name in names
+            for kind, default in [SHARED[name]]
+        ]
+        command.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+def run_job(
+    ctx: typer.Context,
+    kind: type[OptionsT],
+    job: Callable[..., R],
+    write: Callable[[R, Path], None],
+) -> R:
+    """What a job's command does: its sources (or ``--example``), its options object from the
+    parameters, the output folder checked before any work, the job with progress on stderr,
+    then its outputs written."""
+    params = ctx.params
+    paths = sources_or_example(params["sources"], example=params["example"])
+    opts = options_from(ctx, kind)
+    folder = out_dir(params["out"])
+    with progress_on_stderr(enabled=not params["as_json"]) as progress:
+        result = job(paths, opts, progress=progress)
+    write(result, folder)
+    return result
 
 
 def sources_or_example(sources: Sequence[Path] | None, *, example: bool) -> list[Path]:
@@ -110,9 +186,6 @@ def sources_or_example(sources: Sequence[Path] | None, *, example: bool) -> list
         msg = "no sources: give .h5ad files or folders, or --example"
         raise OptionError(msg)
     return paths
-
-
-OptionsT = TypeVar("OptionsT", bound=Options)
 
 
 def options_from(ctx: typer.Context, kind: type[OptionsT]) -> OptionsT:

@@ -12,24 +12,7 @@ from rich.table import Table
 
 from scurate._bench.options import DEFAULT_BUDGETS, DEFAULT_POLICIES, BenchOptions
 from scurate._bench.run import bench_with, write_bench
-from scurate._compute.dedup import MIN_GENES
-from scurate._engine.jobs import out_dir
-from scurate.cli._options import (
-    AsJson,
-    DupMinGenes,
-    Embedder,
-    Example,
-    IndexFactory,
-    KeepDuplicates,
-    MetadataMap,
-    NearDupEps,
-    ObsmKey,
-    SetFields,
-    Sources,
-    options_from,
-    progress_on_stderr,
-    sources_or_example,
-)
+from scurate.cli._options import METADATA, POOL, Sources, run_job, with_options
 
 Holdout = Annotated[
     str,
@@ -67,7 +50,7 @@ Policies = Annotated[
 Seeds = Annotated[
     int, typer.Option("--seeds", help="Seeds 0..N-1 per policy and budget.", metavar="N")
 ]
-Params = Annotated[
+ScopedParams = Annotated[
     list[str] | None,
     typer.Option(
         "--param",
@@ -137,6 +120,7 @@ def bench_table(payload: dict[str, Any]) -> Table:
     return table
 
 
+@with_options("keep_duplicates", *POOL, *METADATA, "example", "as_json")
 def bench(
     ctx: typer.Context,
     sources: Sources = None,
@@ -146,32 +130,18 @@ def bench(
     budgets: Budgets = DEFAULT_BUDGETS,
     policies: Policies = DEFAULT_POLICIES,
     seeds: Seeds = 5,
-    params: Params = None,
+    params: ScopedParams = None,
     representations: Representations = "pca",
-    obsm_key: ObsmKey = None,
-    embedder: Embedder = "pca",
-    keep_duplicates: KeepDuplicates = False,
-    near_dup_eps: NearDupEps = None,
-    index_factory: IndexFactory = None,
-    dup_min_genes: DupMinGenes = MIN_GENES,
-    metadata_map: MetadataMap = None,
-    set_fields: SetFields = None,
-    example: Example = False,
-    as_json: AsJson = False,
+    **shared: Any,
 ) -> None:
     """Hold out a lab, protocol or donor; select from the rest with each policy, budget and
     seed; and measure what each selection teaches about the held-out cells, against random.
 
     Example: scurate bench data/ --holdout assay=Drop-seq --label cell_type -o bench/
     """
-    paths = sources_or_example(sources, example=example)
-    opts = options_from(ctx, BenchOptions)
-    folder = out_dir(out)
-    with progress_on_stderr(enabled=not as_json) as progress:
-        result = bench_with(paths, opts, progress=progress)
-    write_bench(result, folder)
+    result = run_job(ctx, BenchOptions, bench_with, write_bench)
     payload = result.to_dict()
-    if as_json:
+    if shared["as_json"]:
         typer.echo(json.dumps(payload, default=str))
         return
     console = Console()

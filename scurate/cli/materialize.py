@@ -14,7 +14,11 @@ from scurate.cli._options import AsJson, Seed, progress_on_stderr
 from scurate.errors import OptionError
 
 Selection = Annotated[
-    Path, typer.Argument(help="An output folder of `scurate select` (or its manifest.parquet).")
+    Path,
+    typer.Argument(
+        help="An output folder of `scurate select` (or its manifest.parquet).",
+        metavar="SELECTION",
+    ),
 ]
 ShardsDir = Annotated[
     Path | None,

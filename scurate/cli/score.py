@@ -10,26 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scurate._compute.dedup import MIN_GENES
-from scurate._engine.jobs import out_dir, score_with, write_scores
+from scurate._engine.jobs import score_with, write_scores
 from scurate._engine.options import ScoreOptions
-from scurate.cli._options import (
-    AsJson,
-    DupMinGenes,
-    Embedder,
-    Example,
-    IndexFactory,
-    MetadataMap,
-    NearDupEps,
-    ObsmKey,
-    Reference,
-    Seed,
-    SetFields,
-    Sources,
-    options_from,
-    progress_on_stderr,
-    sources_or_example,
-)
+from scurate.cli._options import METADATA, POOL, Sources, run_job, with_options
 from scurate.cli.select import overlap_lines
 
 OutDir = Annotated[
@@ -56,21 +39,12 @@ def score_table(report: dict[str, Any]) -> Table:
     return table
 
 
+@with_options("seed", "reference", *POOL, *METADATA, "example", "as_json")
 def score(
     ctx: typer.Context,
     sources: Sources = None,
     out: OutDir = ...,  # type: ignore[assignment]
-    obsm_key: ObsmKey = None,
-    embedder: Embedder = "pca",
-    seed: Seed = 0,
-    reference: Reference = None,
-    near_dup_eps: NearDupEps = None,
-    index_factory: IndexFactory = None,
-    dup_min_genes: DupMinGenes = MIN_GENES,
-    metadata_map: MetadataMap = None,
-    set_fields: SetFields = None,
-    example: Example = False,
-    as_json: AsJson = False,
+    **shared: Any,
 ) -> None:
     """Score every cell: exact copies, near duplicates, density, novelty; select nothing.
 
@@ -79,14 +53,9 @@ def score(
 
     Example: scurate score data/*.h5ad -o scores/
     """
-    paths = sources_or_example(sources, example=example)
-    opts = options_from(ctx, ScoreOptions)
-    folder = out_dir(out)
-    with progress_on_stderr(enabled=not as_json) as progress:
-        result = score_with(paths, opts, progress=progress)
-    write_scores(result, folder)
+    result = run_job(ctx, ScoreOptions, score_with, write_scores)
     report = result.report
-    if as_json:
+    if shared["as_json"]:
         typer.echo(json.dumps(report, default=str))
         return
     console = Console()

@@ -10,28 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scurate._compute.dedup import MIN_GENES
 from scurate._compute.scoring import overlap_line
-from scurate._engine.jobs import out_dir, select_with, write_selection
+from scurate._engine.jobs import select_with, write_selection
 from scurate._engine.options import SelectOptions
-from scurate.cli._options import (
-    AsJson,
-    DupMinGenes,
-    Embedder,
-    Example,
-    IndexFactory,
-    KeepDuplicates,
-    MetadataMap,
-    NearDupEps,
-    ObsmKey,
-    Reference,
-    Seed,
-    SetFields,
-    Sources,
-    options_from,
-    progress_on_stderr,
-    sources_or_example,
-)
+from scurate.cli._options import METADATA, POOL, Params, Sources, run_job, with_options
 
 Budget = Annotated[
     int, typer.Option("--budget", "-b", help="Cells to select.", show_default=False, metavar="N")
@@ -44,15 +26,6 @@ OutDir = Annotated[
 ]
 Policy = Annotated[
     str, typer.Option("--policy", help="Selection policy (see `scurate plugins`).", metavar="NAME")
-]
-Params = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--param",
-        help="Policy parameter key=value (repeatable).",
-        show_default=False,
-        metavar="KEY=VALUE",
-    ),
 ]
 Strata = Annotated[
     str | None,
@@ -101,27 +74,17 @@ def overlap_lines(report: dict[str, Any], most: int = 5) -> list[str]:
     return lines
 
 
+@with_options("seed", "reference", "keep_duplicates", *POOL, *METADATA, "example", "as_json")
 def select(
     ctx: typer.Context,
     sources: Sources = None,
     budget: Budget = ...,  # type: ignore[assignment]
     out: OutDir = ...,  # type: ignore[assignment]
     policy: Policy = "kcenter",
-    obsm_key: ObsmKey = None,
-    embedder: Embedder = "pca",
-    seed: Seed = 0,
     params: Params = None,
-    reference: Reference = None,
-    keep_duplicates: KeepDuplicates = False,
-    near_dup_eps: NearDupEps = None,
-    index_factory: IndexFactory = None,
-    dup_min_genes: DupMinGenes = MIN_GENES,
-    metadata_map: MetadataMap = None,
-    set_fields: SetFields = None,
     strata: Strata = None,
     quota: Quota = "proportional",
-    example: Example = False,
-    as_json: AsJson = False,
+    **shared: Any,
 ) -> None:
     """Select a budgeted, diversity-maximizing set of cells, in priority order.
 
@@ -129,14 +92,9 @@ def select(
 
     Quotas: scurate select data/ -b 5000 -o out/ --strata dataset_id --quota equal
     """
-    paths = sources_or_example(sources, example=example)
-    opts = options_from(ctx, SelectOptions)
-    folder = out_dir(out)
-    with progress_on_stderr(enabled=not as_json) as progress:
-        result = select_with(paths, opts, progress=progress)
-    write_selection(result, folder)
+    result = run_job(ctx, SelectOptions, select_with, write_selection)
     report = result.report
-    if as_json:
+    if shared["as_json"]:
         typer.echo(json.dumps(report, default=str))
         return
     console = Console()
