@@ -62,7 +62,7 @@ def _flags_show_no_type(params: list[Any]) -> list[Any]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""  # a flag takes no value: no placeholder at all, not <bool>
         elif isinstance(param, TyperArgument) and param.metavar is not None:
-            param.display_type_rich = _no_type  # its metavar says it, not <list[Path]>
+            param.display_type_rich = _no_type  # type: ignore[method-assign]  # not <list[Path]>
     return params
 
 
