@@ -109,7 +109,7 @@ def test_harmonize_errors_are_one_line(tmp_path: Path, programs: np.ndarray) -> 
         (tmp_path, "is a folder; give a .parquet file name"),
     ]:
         code, _, err = run("harmonize", *paths, "-o", target)
-        assert code == 1 and err.count("\n") == 1 and f"-o {target}: " in err and needle in err
+        assert code == 1 and err.count("\n") == 1 and f"--out {target}: " in err and needle in err
 
 
 def test_select_writes_harmonized_columns_and_coverage(

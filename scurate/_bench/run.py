@@ -53,7 +53,7 @@ from scurate._compute.scoring import keep_mask
 from scurate._data import atomic
 from scurate._data import harmonization as hz
 from scurate._engine.choose import choose
-from scurate._engine.jobs import out_dir
+from scurate._engine.jobs import out_dir, output_folder
 from scurate._engine.options import check_budget
 from scurate._engine.progress import LogProgress
 from scurate._engine.report import job_report
@@ -256,13 +256,9 @@ def write_bench(result: BenchResult, out: str | os.PathLike[str]) -> None:
     picked, in order) into ``out``, each under a temporary name, then renamed."""
     from scurate._bench.html import render
 
-    folder = out_dir(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    result.info["outputs"] = {
-        "json": str(folder / "bench.json"),
-        "html": str(folder / "bench.html"),
-        "selections": str(folder / "selections.parquet"),
-    }
+    folder, result.info["outputs"] = output_folder(
+        out, json="bench.json", html="bench.html", selections="selections.parquet"
+    )
     payload = result.to_dict()
     with atomic.atomic(folder / "selections.parquet") as tmp:
         result.selections.write_parquet(tmp)

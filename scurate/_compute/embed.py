@@ -298,19 +298,11 @@ def pca_embedding(
     *,
     rng: np.random.Generator,
     progress: Progress = _no_progress,
-    n_comps: int = N_COMPS,
-    n_top_genes: int = N_TOP_GENES,
-    fit_cells: int = FIT_CELLS,
+    **fit: int,
 ) -> Embedding:
-    """PCA of log-normalized counts on the genes all sources share (see the module doc)."""
-    model = fit_pca(
-        sources,
-        rng=rng,
-        progress=progress,
-        n_comps=n_comps,
-        n_top_genes=n_top_genes,
-        fit_cells=fit_cells,
-    )
+    """PCA of log-normalized counts on the genes all sources share (see the module doc);
+    ``fit`` takes :func:`fit_pca`'s ``n_comps``, ``n_top_genes`` and ``fit_cells``."""
+    model = fit_pca(sources, rng=rng, progress=progress, **fit)
     space = common_genes(sources)
     embedding = project(sources, model, space=space, progress=progress)
     embedding.info.pop("variable_genes_missing", None)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from numpy.typing import NDArray
 
 from scurate._compute.embed import Embedding, PcaModel, fit_pca, from_obsm, project
 from scurate._compute.faiss_index import build_index, nearest, read_index, write_index
+from scurate._data.atomic import atomic, write_json
+from scurate._data.manifest import cell_ids as cell_ids_of
 from scurate._data.sources import Source, open_sources
 from scurate.errors import InputError
 
@@ -96,9 +97,7 @@ def build_reference(
         model = fit_pca(sources, rng=np.random.default_rng(seed), progress=progress)
         embedding = project(sources, model, progress=progress)
     index, index_info = build_index(embedding.values, factory=index_factory)
-    cell_ids = np.concatenate(
-        [np.char.add(f"{s.dataset_id}/", s.obs_names.astype(str)) for s in sources]
-    ).astype(object)
+    cell_ids = np.concatenate([cell_ids_of(s.dataset_id, s.obs_names) for s in sources])
     datasets = np.concatenate([np.full(s.n_obs, s.dataset_id, dtype=object) for s in sources])
     info = {
         "index_version": INDEX_VERSION,
@@ -120,32 +119,27 @@ def save_reference(ref: Reference, out: str | os.PathLike[str]) -> Path:
     """Write the reference folder under a temporary name, then rename it into place."""
     target = Path(out)
     if target.exists() and not (target / MARKER).exists():
-        msg = f"-o {target}: exists and is not a scurate index; choose another path"
+        msg = f"out='{target}': exists and is not a scurate index; choose another path"
         raise InputError(msg)
-    tmp = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write_index(ref.index, tmp / "index.faiss")
-    pl.DataFrame(
-        {"cell_id": ref.cell_ids.astype(str), "dataset_id": ref.dataset_ids.astype(str)}
-    ).write_parquet(tmp / "cells.parquet")
-    if ref.model is not None:
-        np.savez(
-            tmp / "pca.npz",
-            genes=ref.model.genes.astype(str),
-            kind=np.array(ref.model.kind),
-            variable=ref.model.variable,
-            loadings=ref.model.loadings,
-            center=ref.model.center,
-            mean=ref.model.mean,
-        )
-    meta = dict(ref.info)
-    if ref.model is not None:
-        meta["model_info"] = ref.model.info
-    (tmp / MARKER).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    with atomic(target) as tmp:
+        tmp.mkdir(parents=True)
+        write_index(ref.index, tmp / "index.faiss")
+        pl.DataFrame(
+            {"cell_id": ref.cell_ids.astype(str), "dataset_id": ref.dataset_ids.astype(str)}
+        ).write_parquet(tmp / "cells.parquet")
+        meta = dict(ref.info)
+        if ref.model is not None:
+            np.savez(
+                tmp / "pca.npz",
+                genes=ref.model.genes.astype(str),
+                kind=np.array(ref.model.kind),
+                variable=ref.model.variable,
+                loadings=ref.model.loadings,
+                center=ref.model.center,
+                mean=ref.model.mean,
+            )
+            meta["model_info"] = ref.model.info
+        write_json(meta, tmp / MARKER)
     return target
 
 
@@ -196,16 +190,11 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
 
 
 def open_reference(
-    paths: Sequence[str | os.PathLike[str]],
-    *,
-    readers: dict[str, Any] | None = None,
-    obsm_key: str | None = None,
-    seed: int = 0,
-    index_factory: str | None = None,
-    progress: Progress = None,
+    paths: Sequence[str | os.PathLike[str]], *, obsm_key: str | None = None, **build: Any
 ) -> Reference:
     """A saved index (one folder written by ``scurate index build``), or a corpus of h5ad
-    files and folders indexed now."""
+    files and folders indexed now (``build`` takes the rest of :func:`build_reference`'s
+    options)."""
     if len(paths) == 1 and is_index(paths[0]):
         ref = load_reference(paths[0])
         if obsm_key != ref.obsm_key:
@@ -214,11 +203,4 @@ def open_reference(
             msg = f"reference='{paths[0]}': it was embedded with {how}, but {given} was given"
             raise InputError(msg)
         return ref
-    return build_reference(
-        paths,
-        readers=readers,
-        obsm_key=obsm_key,
-        seed=seed,
-        index_factory=index_factory,
-        progress=progress,
-    )
+    return build_reference(paths, obsm_key=obsm_key, **build)

@@ -241,6 +241,14 @@ def out_dir(out: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def output_folder(out: str | os.PathLike[str], **files: str) -> tuple[Path, dict[str, str]]:
+    """Make the output folder ``out``, and the paths of its ``files`` for the report's
+    ``outputs`` (``{key: path}``)."""
+    folder = out_dir(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, {key: str(folder / name) for key, name in files.items()}
+
+
 def select_to_dir(
     sources: Paths, budget: int, *, out: str | os.PathLike[str], **options: Any
 ) -> Selection:
@@ -254,13 +262,10 @@ def select_to_dir(
 def write_selection(selection: Selection, out: str | os.PathLike[str]) -> None:
     """Write ``manifest.parquet`` and ``report.json`` into ``out``, each under a temporary name
     and renamed, so an interrupted run never leaves a manifest that looks complete."""
-    folder = out_dir(out)
     start = time.perf_counter()
-    folder.mkdir(parents=True, exist_ok=True)
-    selection.report["outputs"] = {
-        "manifest": str(folder / "manifest.parquet"),
-        "report": str(folder / "report.json"),
-    }
+    folder, selection.report["outputs"] = output_folder(
+        out, manifest="manifest.parquet", report="report.json"
+    )
     mf.write_manifest(selection.manifest, folder / "manifest.parquet")
     selection.report["timings_s"]["write"] = round(time.perf_counter() - start, 4)
     atomic.write_json(selection.report, folder / "report.json")
@@ -277,13 +282,9 @@ def score_to_dir(sources: Paths, *, out: str | os.PathLike[str], **options: Any)
 def write_scores(scored: Scores, out: str | os.PathLike[str]) -> None:
     """Write ``manifest.parquet``, ``neighbours.parquet`` and ``report.json`` into ``out``
     (each under a temporary name, then renamed)."""
-    folder = out_dir(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    scored.report["outputs"] = {
-        "manifest": str(folder / "manifest.parquet"),
-        "neighbours": str(folder / "neighbours.parquet"),
-        "report": str(folder / "report.json"),
-    }
+    folder, scored.report["outputs"] = output_folder(
+        out, manifest="manifest.parquet", neighbours="neighbours.parquet", report="report.json"
+    )
     mf.write_manifest(scored.manifest, folder / "manifest.parquet")
     with atomic.atomic(folder / "neighbours.parquet") as tmp:
         scored.neighbours.write_parquet(tmp)

@@ -25,75 +25,6 @@ Sources = Annotated[
     list[Path] | None,
     typer.Argument(help=".h5ad files or folders of them.", show_default=False, metavar="SOURCES"),
 ]
-Example = Annotated[
-    bool,
-    typer.Option("--example", help="Add the small example corpus shipped inside scurate."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seeds every random choice.", metavar="N")]
-ObsmKey = Annotated[
-    str | None,
-    typer.Option(
-        "--obsm-key", help="Use this stored embedding (X_pca, X_scVI, ...).", metavar="KEY"
-    ),
-]
-Embedder = Annotated[
-    str,
-    typer.Option("--embedder", help="Embedder used when no --obsm-key is given.", metavar="NAME"),
-]
-Reference = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--reference",
-        help="A corpus you already have: a folder from `scurate index build`, or .h5ad files "
-        "or folders (repeatable). Scores novelty against it; kcenter starts with it covered.",
-        show_default=False,
-        metavar="PATH",
-    ),
-]
-NearDupEps = Annotated[
-    float | None,
-    typer.Option(
-        "--near-dup-eps",
-        help="Distance under which cells are near duplicates (default: a quarter of the "
-        "median nearest-neighbour distance; `scurate score` shows the distribution).",
-        show_default=False,
-        metavar="DIST",
-    ),
-]
-IndexFactory = Annotated[
-    str | None,
-    typer.Option(
-        "--index-factory",
-        help="FAISS index-factory string for neighbour search (default: Flat while exact "
-        "search is affordable, else IVF).",
-        show_default=False,
-        metavar="SPEC",
-    ),
-]
-DupMinGenes = Annotated[
-    int,
-    typer.Option(
-        "--dup-min-genes", help="Fewest nonzero genes to call a cell an exact copy.", metavar="N"
-    ),
-]
-MetadataMap = Annotated[
-    Path | None,
-    typer.Option(
-        "--metadata-map",
-        help="TOML file: per dataset, which column is which field; constants.",
-        metavar="FILE",
-    ),
-]
-SetFields = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        help="field=value for every dataset, e.g. tissue=pancreas (repeatable).",
-        show_default=False,
-        metavar="FIELD=VALUE",
-    ),
-]
 Params = Annotated[
     list[str] | None,
     typer.Option(
@@ -103,38 +34,93 @@ Params = Annotated[
         metavar="KEY=VALUE",
     ),
 ]
-KeepDuplicates = Annotated[
-    bool,
-    typer.Option(
+
+
+def option(kind: Any, default: Any, *flags: str, **info: Any) -> tuple[Any, Any]:
+    """One shared option: its type as typer reads it (``Annotated[kind, typer.Option]``) and
+    its default. No placeholder shows for a default of None."""
+    info.setdefault("show_default", default is not None)
+    return Annotated[kind, typer.Option(*flags, **info)], default
+
+
+# Options several commands share, by the name both the command and the job's options use.
+SHARED: dict[str, tuple[Any, Any]] = {
+    "seed": option(int, 0, "--seed", help="Seeds every random choice.", metavar="N"),
+    "reference": option(
+        list[Path] | None,
+        None,
+        "--reference",
+        help="A corpus you already have: a folder from `scurate index build`, or .h5ad files "
+        "or folders (repeatable). Scores novelty against it; kcenter starts with it covered.",
+        metavar="PATH",
+    ),
+    "obsm_key": option(
+        str | None,
+        None,
+        "--obsm-key",
+        help="Use this stored embedding (X_pca, X_scVI, ...).",
+        metavar="KEY",
+    ),
+    "embedder": option(
+        str, "pca", "--embedder", help="Embedder used when no --obsm-key is given.", metavar="NAME"
+    ),
+    "keep_duplicates": option(
+        bool,
+        False,
         "--keep-duplicates",
         help="Let the policy choose exact copies and every near duplicate (by default it sees "
         "one kept copy and one cell per near-duplicate group).",
     ),
-]
+    "near_dup_eps": option(
+        float | None,
+        None,
+        "--near-dup-eps",
+        help="Distance under which cells are near duplicates (default: a quarter of the "
+        "median nearest-neighbour distance; `scurate score` shows the distribution).",
+        metavar="DIST",
+    ),
+    "index_factory": option(
+        str | None,
+        None,
+        "--index-factory",
+        help="FAISS index-factory string for neighbour search (default: Flat while exact "
+        "search is affordable, else IVF).",
+        metavar="SPEC",
+    ),
+    "dup_min_genes": option(
+        int,
+        MIN_GENES,
+        "--dup-min-genes",
+        help="Fewest nonzero genes to call a cell an exact copy.",
+        metavar="N",
+    ),
+    "metadata_map": option(
+        Path | None,
+        None,
+        "--metadata-map",
+        help="TOML file: per dataset, which column is which field; constants.",
+        metavar="FILE",
+    ),
+    "set_fields": option(
+        list[str] | None,
+        None,
+        "--set",
+        help="field=value for every dataset, e.g. tissue=pancreas (repeatable).",
+        metavar="FIELD=VALUE",
+    ),
+    "example": option(
+        bool, False, "--example", help="Add the small example corpus shipped inside scurate."
+    ),
+    "as_json": option(bool, False, "--json", help="Print the result as JSON on stdout."),
+}
+# how every job that scores a pool embeds it, finds duplicates and reads its metadata
+POOL = ("obsm_key", "embedder", "near_dup_eps", "index_factory", "dup_min_genes")
+METADATA = ("metadata_map", "set_fields")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 OptionsT = TypeVar("OptionsT", bound=Options)
-
-# Options several commands share, by the name both the command and the job's options use.
-SHARED: dict[str, tuple[Any, Any]] = {
-    "seed": (Seed, 0),
-    "reference": (Reference, None),
-    "obsm_key": (ObsmKey, None),
-    "embedder": (Embedder, "pca"),
-    "keep_duplicates": (KeepDuplicates, False),
-    "near_dup_eps": (NearDupEps, None),
-    "index_factory": (IndexFactory, None),
-    "dup_min_genes": (DupMinGenes, MIN_GENES),
-    "metadata_map": (MetadataMap, None),
-    "set_fields": (SetFields, None),
-    "example": (Example, False),
-    "as_json": (AsJson, False),
-}
-# how every job that scores a pool embeds it, finds duplicates and reads its metadata
-POOL = ("obsm_key", "embedder", "near_dup_eps", "index_factory", "dup_min_genes")
-METADATA = ("metadata_map", "set_fields")
 
 
 def with_options(*names: str) -> Callable[[F], F]:
@@ -186,6 +172,13 @@ def sources_or_example(sources: Sequence[Path] | None, *, example: bool) -> list
         msg = "no sources: give .h5ad files or folders, or --example"
         raise OptionError(msg)
     return paths
+
+
+def keywords_of(function: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The command's ``params`` that ``function`` takes as keyword-only arguments, by name."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    taken = {n for n, p in inspect.signature(function).parameters.items() if p.kind is keyword}
+    return {name: value for name, value in params.items() if name in taken}
 
 
 def options_from(ctx: typer.Context, kind: type[OptionsT]) -> OptionsT:

@@ -12,12 +12,11 @@ from rich.table import Table
 
 from scurate._data.harmonization import harmonize as run_harmonize
 from scurate.cli._options import (
-    AsJson,
-    Example,
-    MetadataMap,
-    SetFields,
+    METADATA,
     Sources,
+    keywords_of,
     sources_or_example,
+    with_options,
 )
 
 ObsOut = Annotated[
@@ -58,22 +57,21 @@ def dataset_table(dataset: dict[str, Any]) -> Table:
     return table
 
 
+@with_options(*METADATA, "example", "as_json")
 def harmonize(
     ctx: typer.Context,
     sources: Sources = None,
-    metadata_map: MetadataMap = None,
-    set_fields: SetFields = None,
     out: ObsOut = None,
-    example: Example = False,
-    as_json: AsJson = False,
+    **shared: Any,
 ) -> None:
     """Show how each dataset's obs maps to the canonical fields and ontology terms.
 
     Example: scurate harmonize data/*.h5ad --metadata-map map.toml -o obs.parquet
     """
-    paths = sources_or_example(sources, example=example)
-    result = run_harmonize(paths, metadata_map=metadata_map, set_fields=set_fields or [], out=out)
-    if as_json:
+    paths = sources_or_example(sources, example=shared["example"])
+    given = keywords_of(run_harmonize, {**ctx.params, "set_fields": shared["set_fields"] or []})
+    result = run_harmonize(paths, **given)
+    if shared["as_json"]:
         typer.echo(json.dumps(result.report, default=str))
         return
     console = Console()

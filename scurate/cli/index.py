@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,15 +12,11 @@ from scurate._engine.jobs import build_index_with, out_dir
 from scurate._engine.options import IndexOptions
 from scurate.cli._errors import Command, Group, user_errors
 from scurate.cli._options import (
-    AsJson,
-    Example,
-    IndexFactory,
-    ObsmKey,
-    Seed,
     Sources,
     options_from,
     progress_on_stderr,
     sources_or_example,
+    with_options,
 )
 
 app = typer.Typer(
@@ -37,29 +33,26 @@ IndexOut = Annotated[
 ]
 
 
+@with_options("obsm_key", "seed", "index_factory", "example", "as_json")
 def build(
     ctx: typer.Context,
     corpus: Sources = None,
     out: IndexOut = ...,  # type: ignore[assignment]
-    obsm_key: ObsmKey = None,
-    seed: Seed = 0,
-    index_factory: IndexFactory = None,
-    example: Example = False,
-    as_json: AsJson = False,
+    **shared: Any,
 ) -> None:
     """Embed a corpus (PCA fitted on it, or --obsm-key) and save its FAISS index.
 
     Example: scurate index build atlas/ -o atlas.idx
     """
-    paths = sources_or_example(corpus, example=example)
+    paths = sources_or_example(corpus, example=shared["example"])
     opts = options_from(ctx, IndexOptions)
     out_dir(out)
-    with progress_on_stderr(enabled=not as_json) as progress:
+    with progress_on_stderr(enabled=not shared["as_json"]) as progress:
         info = build_index_with(paths, opts, out=out, progress=progress)
-    if as_json:
+    if shared["as_json"]:
         typer.echo(json.dumps(info, default=str))
         return
-    how = f"obsm['{obsm_key}']" if obsm_key else "PCA of the counts"
+    how = f"obsm['{opts.obsm_key}']" if opts.obsm_key else "PCA of the counts"
     typer.echo(
         f"indexed {info['n_cells']:,} cells of {len(info['datasets'])} datasets "
         f"({info['n_dims']} dims, {how}, FAISS {info['index']['factory']}) in {info['path']}"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from scurate._feed.shards import SHARD_SIZE
 from scurate._feed.shards import materialize as write_shards
-from scurate.cli._options import AsJson, Seed, progress_on_stderr
+from scurate.cli._options import keywords_of, progress_on_stderr, with_options
 from scurate.errors import OptionError
 
 Selection = Annotated[
@@ -68,6 +68,7 @@ Overwrite = Annotated[
 ]
 
 
+@with_options("seed", "as_json")
 def materialize(
     ctx: typer.Context,
     selection: Selection,
@@ -75,11 +76,10 @@ def materialize(
     format: Format = "h5ad",
     shard_size: ShardSize = SHARD_SIZE,
     shuffle: Shuffle = False,
-    seed: Seed = 0,
     budget: Budget = None,
     genes: Genes = "shared",
     overwrite: Overwrite = False,
-    as_json: AsJson = False,
+    **shared: Any,
 ) -> None:
     """Write the selected cells into shards on one gene order, with labels, weights and ranks.
 
@@ -91,21 +91,11 @@ def materialize(
     if out is None:
         msg = "-o/--out: give a folder for the shards"
         raise OptionError(msg)
-    with progress_on_stderr(enabled=not as_json) as progress:
-        result = write_shards(
-            selection,
-            out,
-            format=format,
-            shard_size=shard_size,
-            shuffle=shuffle,
-            seed=seed,
-            budget=budget,
-            genes=genes,
-            overwrite=overwrite,
-            progress=progress,
-        )
+    given = keywords_of(write_shards, ctx.params)  # --format ... --overwrite, by name
+    with progress_on_stderr(enabled=not shared["as_json"]) as progress:
+        result = write_shards(selection, out, progress=progress, **given)
     index = result.index
-    if as_json:
+    if shared["as_json"]:
         summary = {
             k: index[k] for k in ("format", "n_cells", "n_shards", "shards", "genes", "options")
         }

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from scurate._plugins.registry import discover
-from scurate.cli._options import AsJson
+from scurate.cli._options import with_options
 
 
-def plugins(as_json: AsJson = False) -> None:
+@with_options("as_json")
+def plugins(**shared: Any) -> None:
     """List installed plugins: name, version, hooks, what they provide, ok or the error.
 
     Example: scurate plugins --json
@@ -29,7 +31,7 @@ def plugins(as_json: AsJson = False) -> None:
         }
         for info in found.info
     ]
-    if as_json:
+    if shared["as_json"]:
         typer.echo(json.dumps(rows))
         return
     table = Table()

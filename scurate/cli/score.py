@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from scurate._engine.jobs import score_with, write_scores
 from scurate._engine.options import ScoreOptions
 from scurate.cli._options import METADATA, POOL, Sources, run_job, with_options
-from scurate.cli.select import overlap_lines
+from scurate.cli.select import print_summary
 
 OutDir = Annotated[
     Path,
@@ -53,15 +51,10 @@ def score(
 
     Example: scurate score data/*.h5ad -o scores/
     """
-    result = run_job(ctx, ScoreOptions, score_with, write_scores)
-    report = result.report
-    if shared["as_json"]:
-        typer.echo(json.dumps(report, default=str))
+    report = run_job(ctx, ScoreOptions, score_with, write_scores).report
+    console = print_summary(report, score_table(report), as_json=shared["as_json"])
+    if console is None:
         return
-    console = Console()
-    console.print(score_table(report))
-    for line in overlap_lines(report):
-        console.print(line)
     near = report["scores"]["near"]
     q = near["nn_distance_quantiles"]
     console.print(

@@ -65,6 +65,19 @@ def summary_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def print_summary(report: dict[str, Any], table: Table, *, as_json: bool) -> Console | None:
+    """With ``--json`` the report on stdout, else the table and the largest overlaps between
+    datasets; returns the console to print more on (None with ``--json``)."""
+    if as_json:
+        typer.echo(json.dumps(report, default=str))
+        return None
+    console = Console()
+    console.print(table)
+    for line in overlap_lines(report):
+        console.print(line)
+    return console
+
+
 def overlap_lines(report: dict[str, Any], most: int = 5) -> list[str]:
     """The largest overlaps between datasets, one line each (at least 1 % of a dataset)."""
     shown = [r for r in report.get("overlap", []) if r["fraction"] >= 0.01]
@@ -92,15 +105,10 @@ def select(
 
     Quotas: scurate select data/ -b 5000 -o out/ --strata dataset_id --quota equal
     """
-    result = run_job(ctx, SelectOptions, select_with, write_selection)
-    report = result.report
-    if shared["as_json"]:
-        typer.echo(json.dumps(report, default=str))
+    report = run_job(ctx, SelectOptions, select_with, write_selection).report
+    console = print_summary(report, summary_table(report), as_json=shared["as_json"])
+    if console is None:
         return
-    console = Console()
-    console.print(summary_table(report))
-    for line in overlap_lines(report):
-        console.print(line)
     radius = report["covering_radius"]
     console.print(
         f"covering radius at the budget: {radius:.4g}  ({report['parameters']['policy']})"

@@ -11,10 +11,11 @@ from typing import Any
 
 import polars as pl
 
+from scurate._data.atomic import atomic
 from scurate._data.harmonization.context import DatasetResult
 from scurate._data.harmonization.fields import FIELDS, OUTPUT_COLUMNS, id_column
 from scurate._data.harmonization.run import harmonize_sources
-from scurate._data.manifest import ONTOLOGY_FIELDS
+from scurate._data.manifest import ONTOLOGY_FIELDS, cell_ids
 from scurate._data.sources import Source
 from scurate._plugins.registry import discover
 from scurate.errors import InputError, PluginError
@@ -58,11 +59,10 @@ def attach(manifest: pl.DataFrame, results: Sequence[DatasetResult]) -> pl.DataF
 def canonical_obs(sources: Sequence[Source], results: Sequence[DatasetResult]) -> pl.DataFrame:
     frames = []
     for source, result in zip(sources, results, strict=True):
-        names = pl.Series(source.obs_names.astype(str), dtype=pl.String)
-        ids = pl.lit(f"{source.dataset_id}/") + names
+        ids = pl.Series("cell_id", cell_ids(source.dataset_id, source.obs_names), pl.String)
         frames.append(
             result.frame.with_columns(
-                pl.select(ids).to_series().alias("cell_id"),
+                ids,
                 pl.lit(source.dataset_id).alias("dataset_id"),
                 pl.lit(str(source.path)).alias("source"),
                 pl.int_range(0, result.frame.height, dtype=pl.UInt32).alias("row"),
@@ -110,18 +110,16 @@ def harmonize(
     if out is not None:
         path = Path(out)
         if path.is_dir():
-            msg = f"-o {path}: is a folder; give a .parquet file name"
+            msg = f"out='{path}': is a folder; give a .parquet file name"
             raise InputError(msg)
         if not path.parent.is_dir():
-            msg = f"-o {path}: cannot write (no folder {path.parent})"
+            msg = f"out='{path}': cannot write (no folder {path.parent})"
             raise InputError(msg)
-        tmp = path.with_name(f".{path.name}.partial")
         try:
-            obs.write_parquet(tmp)
-            tmp.replace(path)
+            with atomic(path) as tmp:
+                obs.write_parquet(tmp)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            msg = f"-o {path}: cannot write ({exc.strerror or exc})"
+            msg = f"out='{path}': cannot write ({exc.strerror or exc})"
             raise InputError(msg) from exc
         summary["output"] = str(path)
     return Harmonized(obs, summary, list(results))
