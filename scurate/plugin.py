@@ -89,13 +89,12 @@ from scurate._compute.kernels import (
     grid_covering,
 )
 from scurate._data import ontology
-from scurate._data.harmonization import (
+from scurate._data.harmonization.context import FieldRecord, HarmonizeContext
+from scurate._data.harmonization.fields import (  # the canonical columns a harmonizer fills
     FIELDS,
     ID_COLUMNS,
     INDEX_COLUMN,
     OUTPUT_COLUMNS,
-    FieldRecord,
-    HarmonizeContext,
     clean_text,
     id_column,
     obs_column,

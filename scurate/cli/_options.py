@@ -29,7 +29,8 @@ Params = Annotated[
     list[str] | None,
     typer.Option(
         "--param",
-        help="Policy parameter key=value (repeatable).",
+        help="Policy parameter key=value (repeatable); bench also takes policy:key=value, "
+        "for one policy.",
         show_default=False,
         metavar="KEY=VALUE",
     ),

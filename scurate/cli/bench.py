@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scurate._bench.options import DEFAULT_BUDGETS, DEFAULT_POLICIES, BenchOptions
 from scurate._bench.run import bench_with, write_bench
-from scurate.cli._options import METADATA, POOL, Sources, run_job, with_options
+from scurate.cli._options import METADATA, POOL, Params, Sources, run_job, with_options
 
 Holdout = Annotated[
     str,
@@ -49,15 +49,6 @@ Policies = Annotated[
 ]
 Seeds = Annotated[
     int, typer.Option("--seeds", help="Seeds 0..N-1 per policy and budget.", metavar="N")
-]
-ScopedParams = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--param",
-        help="key=value for every policy, or policy:key=value for one (repeatable).",
-        show_default=False,
-        metavar="[POLICY:]KEY=VALUE",
-    ),
 ]
 Representations = Annotated[
     str,
@@ -130,7 +121,7 @@ def bench(
     budgets: Budgets = DEFAULT_BUDGETS,
     policies: Policies = DEFAULT_POLICIES,
     seeds: Seeds = 5,
-    params: ScopedParams = None,
+    params: Params = None,
     representations: Representations = "pca",
     **shared: Any,
 ) -> None:

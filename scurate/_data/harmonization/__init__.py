@@ -20,44 +20,26 @@ each dataset) and ``output`` (the report, the canonical obs, :func:`harmonize`).
 
 from __future__ import annotations
 
-from scurate._data.harmonization.context import DatasetResult, FieldRecord, HarmonizeContext
-from scurate._data.harmonization.fields import (
-    FIELDS,
-    ID_COLUMNS,
-    INDEX_COLUMN,
-    OUTPUT_COLUMNS,
-    clean_text,
-    id_column,
-    obs_column,
-    terms_from_ids,
-)
+from scurate._data.harmonization.context import DatasetResult
+from scurate._data.harmonization.fields import OUTPUT_COLUMNS
 from scurate._data.harmonization.inputs import obs_frame
 from scurate._data.harmonization.mapfile import MapEntry, parse_set, read_metadata_map
 from scurate._data.harmonization.output import Harmonized, attach, canonical_obs, harmonize, report
 from scurate._data.harmonization.run import harmonize_obs, harmonize_sources, ordered
 
 __all__ = [
-    "FIELDS",
-    "ID_COLUMNS",
-    "INDEX_COLUMN",
     "OUTPUT_COLUMNS",
     "DatasetResult",
-    "FieldRecord",
-    "HarmonizeContext",
     "Harmonized",
     "MapEntry",
     "attach",
     "canonical_obs",
-    "clean_text",
     "harmonize",
     "harmonize_obs",
     "harmonize_sources",
-    "id_column",
-    "obs_column",
     "obs_frame",
     "ordered",
     "parse_set",
     "read_metadata_map",
     "report",
-    "terms_from_ids",
 ]
