@@ -23,8 +23,10 @@ class LogProgress:
     """A ``progress`` callback that logs a line per stage at most every ``every`` seconds, and
     the end of every stage that lasted longer than that."""
 
-    def __init__(self, every: float = EVERY_S, clock: Callable[[], float] = time.monotonic):
-        self.every = every
+    def __init__(
+        self, every: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every = EVERY_S if every is None else every
         self.clock = clock
         self.started: dict[str, float] = {}
         self.last: dict[str, float] = {}

@@ -6,14 +6,8 @@ from typing import Annotated
 
 import typer
 
+from scurate.cli import bench, harmonize, index, materialize, plugins, score, select
 from scurate.cli._errors import Command, Group, user_errors
-from scurate.cli.bench import bench
-from scurate.cli.harmonize import harmonize
-from scurate.cli.index import app as index_app
-from scurate.cli.materialize import materialize
-from scurate.cli.plugins import plugins
-from scurate.cli.score import score
-from scurate.cli.select import select
 
 app = typer.Typer(
     name="scurate",
@@ -45,9 +39,10 @@ def _root(
     """Build single-cell training sets for coverage, not volume."""
 
 
-for command in (select, score, plugins, harmonize, bench, materialize):
-    app.command(cls=Command)(user_errors(command))
-app.add_typer(index_app, name="index")
+# one module per command, each holding a function of its name (the module keeps the name here)
+for module in (select, score, plugins, harmonize, bench, materialize):
+    app.command(cls=Command)(user_errors(getattr(module, module.__name__.rsplit(".", 1)[1])))
+app.add_typer(index.app, name="index")
 
 
 def main() -> None:
