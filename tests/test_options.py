@@ -179,9 +179,10 @@ def test_atomic_outputs_exist_only_complete(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError):
         interrupted()
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".report.json.partial"]  # never report.json
     write_json({"a": 1}, target)
     assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
     folder = tmp_path / "index"
     for n in (1, 2):
         with atomic(folder) as tmp:

@@ -27,7 +27,7 @@ def is_partial(path: Path) -> bool:
 
 
 def remove(path: Path) -> None:
-    """Remove a file or folder if it is there."""
+    """Remove a file, link or folder if it is there (a link, not what it points to)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:
@@ -37,16 +37,14 @@ def remove(path: Path) -> None:
 @contextmanager
 def atomic(path: Path, *, unique: bool = False) -> Iterator[Path]:
     """Yield the temporary name to write ``path`` under; when the block ends without error,
-    rename it into place (a folder replaces the folder there), else remove it."""
+    rename it into place (a folder replaces the folder there). After an error, or a kill,
+    what was written stays under the hidden temporary name, never under ``path``; the next
+    write of ``path`` replaces it."""
     tmp = partial_name(path, unique=unique)
     remove(tmp)
-    try:
-        yield tmp
-    except BaseException:
-        remove(tmp)
-        raise
-    if tmp.is_dir() and path.is_dir():
-        remove(path)
+    yield tmp
+    if path.exists() and (tmp.is_dir() or path.is_dir()):
+        remove(path)  # a folder replaces a folder (or what was left in its place)
     tmp.replace(path)
 
 

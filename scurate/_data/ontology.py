@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scurate._data.atomic import atomic
 from scurate.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -262,44 +263,42 @@ class Ontology:
 
 
 def _write_sqlite(path: Path, name: str, terms: dict[str, Term]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.unlink(missing_ok=True)
     key = compact if name == "CVCL" else normalize
-    conn = sqlite3.connect(tmp)
-    try:
-        conn.execute(
-            "CREATE TABLE terms (id TEXT PRIMARY KEY, label TEXT, synonyms TEXT, "
-            "deprecated INTEGER, replaced_by TEXT, consider TEXT)"
-        )
-        conn.execute("CREATE TABLE names (key TEXT, id TEXT, is_label INTEGER)")
-        conn.executemany(
-            "INSERT INTO terms VALUES (?, ?, ?, ?, ?, ?)",
-            (
+    with atomic(path, unique=True) as tmp:  # other runs may build the same cache
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.execute(
+                "CREATE TABLE terms (id TEXT PRIMARY KEY, label TEXT, synonyms TEXT, "
+                "deprecated INTEGER, replaced_by TEXT, consider TEXT)"
+            )
+            conn.execute("CREATE TABLE names (key TEXT, id TEXT, is_label INTEGER)")
+            conn.executemany(
+                "INSERT INTO terms VALUES (?, ?, ?, ?, ?, ?)",
                 (
-                    t.id,
-                    t.label,
-                    "\t".join(t.synonyms),
-                    int(t.deprecated),
-                    t.replaced_by,
-                    "\t".join(t.consider),
-                )
-                for t in terms.values()
-            ),
-        )
-        conn.executemany(
-            "INSERT INTO names VALUES (?, ?, ?)",
-            (
-                (key(n), t.id, int(i == 0))
-                for t in terms.values()
-                if not t.deprecated
-                for i, n in enumerate((t.label, *t.synonyms))
-            ),
-        )
-        conn.execute("CREATE INDEX names_key ON names (key)")
-        conn.commit()
-    finally:
-        conn.close()
-    tmp.replace(path)
+                    (
+                        t.id,
+                        t.label,
+                        "\t".join(t.synonyms),
+                        int(t.deprecated),
+                        t.replaced_by,
+                        "\t".join(t.consider),
+                    )
+                    for t in terms.values()
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO names VALUES (?, ?, ?)",
+                (
+                    (key(n), t.id, int(i == 0))
+                    for t in terms.values()
+                    if not t.deprecated
+                    for i, n in enumerate((t.label, *t.synonyms))
+                ),
+            )
+            conn.execute("CREATE INDEX names_key ON names (key)")
+            conn.commit()
+        finally:
+            conn.close()
 
 
 def package_version() -> str:
@@ -374,10 +373,8 @@ def load(name: str) -> Ontology:
             _write_sqlite(db, name, terms)
             return Ontology(name, version, db=db)
         onto = Ontology(name, version, terms)
-        tmp = pickled.with_name(f".{pickled.name}.{os.getpid()}.partial")
-        with tmp.open("wb") as f:
+        with atomic(pickled, unique=True) as tmp, tmp.open("wb") as f:  # other runs may race
             pickle.dump(onto, f, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(pickled)
     except (OSError, sqlite3.Error) as exc:  # a read-only home: parse again next time
         log.warning("cannot cache %s in %s (%s)", name, stem.parent, exc)
         onto = Ontology(name, version, terms)

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scurate._data import atomic
 from scurate._data import manifest as mf
 from scurate._feed.loader import Batch, CellLoader
 from scurate.errors import InputError, OptionError
@@ -90,15 +90,8 @@ def _ours(path: Path) -> bool:
     return (
         name == INDEX
         or (name.startswith("shard-") and name.endswith((".h5ad", ".zarr")))
-        or (name.startswith(".") and name.endswith(".partial"))
+        or atomic.is_partial(path)
     )
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def _x_shape(path: Path, fmt: str) -> tuple[int, int] | None:
@@ -119,9 +112,7 @@ def _x_shape(path: Path, fmt: str) -> tuple[int, int] | None:
 
 
 def _write_json(data: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    atomic.write_text(json.dumps(data, indent=1), path)
 
 
 def _shard(batch: Batch, genes: np.ndarray, labels: Sequence[str]) -> Any:
@@ -170,13 +161,13 @@ def _prepare(out: Path, plan: dict[str, Any], *, overwrite: bool) -> dict[int, d
     if overwrite:
         for entry in entries:
             if _ours(entry):
-                _remove(entry)
+                atomic.remove(entry)
         return {}
     for entry in entries:  # what an interrupted run was writing
-        if entry.name.startswith(".") and entry.name.endswith(".partial"):
-            _remove(entry)
+        if atomic.is_partial(entry):
+            atomic.remove(entry)
     if not index_path.is_file():
-        if any(not e.name.endswith(".partial") for e in entries):
+        if any(not atomic.is_partial(e) for e in entries):
             msg = (
                 f"{out}: not empty and holds no {INDEX} of scurate materialize; "
                 "give another folder or --overwrite"
@@ -305,11 +296,8 @@ def materialize(
         name = _shard_name(k, format)
         batch = loader.read(order[k * shard_size : (k + 1) * shard_size])
         adata = _shard(batch, loader.genes, labels)
-        tmp = out / f".{name}.partial"
-        _remove(tmp)
-        _write(adata, tmp, format)
-        _remove(out / name)  # a shard the index did not list: an earlier run died before it
-        tmp.rename(out / name)
+        with atomic.atomic(out / name) as tmp:  # replaces a shard the index did not list
+            _write(adata, tmp, format)
         done[k] = {
             "shard": k,
             "file": name,
