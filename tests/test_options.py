@@ -230,3 +230,25 @@ def test_materialize_takes_out_like_every_command(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.stderr
         assert pl.read_parquet(selected / "manifest.parquet")["selected"].sum() == 40
         assert (shards / "index.json").exists()
+
+
+def test_threads_are_set_in_one_place(tmp_path: Path) -> None:
+    from scurate._engine.threads import available_cores, limited, one_blas_thread
+    from threadpoolctl import threadpool_info
+
+    with limited(1) as n:  # OpenMP of the native core and of FAISS, and every BLAS
+        assert n == 1 and {p["num_threads"] for p in threadpool_info()} == {1}
+        with one_blas_thread():
+            assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
+    with limited(None) as n:
+        assert n == available_cores()
+    out = tmp_path / "out"
+    one = runner.invoke(app, ["select", "--example", "-b", "30", "-o", str(out), "--threads", "1"])
+    assert one.exit_code == 0, one.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["parameters"]["threads"] == 1 and report["parameters"]["threads_used"] == 1
+    bad = runner.invoke(app, ["select", "--example", "-b", "30", "-o", str(out), "--threads", "0"])
+    assert (
+        bad.exit_code == 1
+        and bad.stderr == "scurate: error: --threads 0: must be a whole number >= 1\n"
+    )

@@ -58,6 +58,7 @@ from scurate._engine.options import check_budget
 from scurate._engine.progress import LogProgress
 from scurate._engine.report import job_report
 from scurate._engine.stages import ScoredPool, open_all, pool_manifest, quiet, scored_pool, timed
+from scurate._engine.threads import limited, one_blas_thread
 from scurate._plugins.registry import Plugins, discover
 
 Progress = Callable[[str, int, int], None]
@@ -140,6 +141,16 @@ def bench_with(
     sources: Sequence[str | os.PathLike[str]], opts: BenchOptions, *, progress: Progress = quiet
 ) -> BenchResult:
     """:func:`bench` from an options object already checked."""
+    with limited(opts.threads) as threads:
+        return _bench(sources, opts, progress, threads)
+
+
+def _bench(
+    sources: Sequence[str | os.PathLike[str]],
+    opts: BenchOptions,
+    progress: Progress,
+    threads: int,
+) -> BenchResult:
     start = time.perf_counter()
     timings: dict[str, float] = {}
     plugins, split_ = _open(sources, opts, timings)
@@ -163,7 +174,7 @@ def bench_with(
         "scored_labels": scored_labels,
         "autoencoder": "autoencoder" in opts.representations,
     }
-    with timed(timings, "full_pool"):
+    with timed(timings, "full_pool"), one_blas_thread():
         whole = evaluate(np.arange(n_pool, dtype=np.int64), feats, split_, **scoring)
     full_pool = {"n_selected": n_pool, **whole.metrics, "recall_per_label": whole.recall_per_label}
     records, picks = _runs(pool, feats, split_, opts, sizes, scoring, progress)
@@ -179,9 +190,10 @@ def bench_with(
         opts,
         timings,
         parameters={
+            "threads_used": threads,
             "policy_plugins": {
                 n: plugins.get("policies", n, option="policies").plugin for n in opts.policies
-            }
+            },
         },
         metrics=list(metrics),
         split=split_.info,
@@ -222,7 +234,8 @@ def _runs(
                         }
                     )
                 )
-                result = evaluate(picked.order, feats, split_, **scoring)
+                with one_blas_thread():  # small matrices: more BLAS threads only wait
+                    result = evaluate(picked.order, feats, split_, **scoring)
                 records.append(
                     {
                         "policy": name,

@@ -25,6 +25,7 @@ from scurate._engine.choose import Chosen, choose
 from scurate._engine.options import IndexOptions, ScoreOptions, SelectOptions
 from scurate._engine.progress import LogProgress
 from scurate._engine.stages import ScoredPool, open_all, quiet, scored_pool, source_readers, timed
+from scurate._engine.threads import limited
 from scurate._plugins.registry import discover
 from scurate.errors import InputError
 
@@ -100,6 +101,11 @@ def select(
 
 def select_with(sources: Paths, opts: SelectOptions, *, progress: Progress = quiet) -> Selection:
     """:func:`select` from an options object already checked."""
+    with limited(opts.threads) as threads:
+        return _select(sources, opts, progress, threads)
+
+
+def _select(sources: Paths, opts: SelectOptions, progress: Progress, threads: int) -> Selection:
     pool = _open_pool(sources, opts, progress, policy=opts.policy)
     timings, budget = pool.timings, opts.budget
     with timed(timings, "select"):
@@ -113,7 +119,7 @@ def select_with(sources: Paths, opts: SelectOptions, *, progress: Progress = qui
         sources,
         opts,
         timings,
-        parameters={"policy_plugin": picked.policy.plugin},
+        parameters={"policy_plugin": picked.policy.plugin, "threads_used": threads},
         n_selected=int(manifest["selected"].sum()),
         **rp.pool_sections(pool, picked.keep, manifest),
         covering_radius=None if radius is None else round(radius, 6),
@@ -192,7 +198,8 @@ def score(sources: Paths, *, progress: Progress | None = None, **options: Any) -
 
 def score_with(sources: Paths, opts: ScoreOptions, *, progress: Progress = quiet) -> Scores:
     """:func:`score` from an options object already checked."""
-    pool = _open_pool(sources, opts, progress)
+    with limited(opts.threads) as threads:
+        pool = _open_pool(sources, opts, progress)
     manifest, scores = pool.manifest, pool.scores
     ids = manifest["cell_id"].to_numpy()
     neighbours = pl.DataFrame(
@@ -203,7 +210,13 @@ def score_with(sources: Paths, opts: ScoreOptions, *, progress: Progress = quiet
         .alias("nn_cell_id")
     )
     keep = keep_mask(scores.exact_dup_of, scores.near_dup_group)
-    report = rp.job_report(sources, opts, pool.timings, **rp.pool_sections(pool, keep))
+    report = rp.job_report(
+        sources,
+        opts,
+        pool.timings,
+        parameters={"threads_used": threads},
+        **rp.pool_sections(pool, keep),
+    )
     return Scores(mf.conform(manifest), neighbours, report)
 
 
@@ -220,14 +233,15 @@ def build_index_with(
     corpus: Paths, opts: IndexOptions, *, out: str | os.PathLike[str], progress: Progress = quiet
 ) -> dict[str, Any]:
     """:func:`build_index` from an options object already checked."""
-    ref = build_reference(
-        corpus,
-        readers=source_readers(discover()),
-        obsm_key=opts.obsm_key,
-        seed=opts.seed,
-        index_factory=opts.index_factory,
-        progress=progress,
-    )
+    with limited(opts.threads):
+        ref = build_reference(
+            corpus,
+            readers=source_readers(discover()),
+            obsm_key=opts.obsm_key,
+            seed=opts.seed,
+            index_factory=opts.index_factory,
+            progress=progress,
+        )
     path = save_reference(ref, out)
     return {**ref.info, "path": str(path)}
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from scurate._compute.dedup import MIN_GENES
+from scurate._engine.threads import check_threads
 from scurate.errors import OptionError
 
 OptionsT = TypeVar("OptionsT", bound="Options")
@@ -186,6 +187,9 @@ class PoolOptions(Options):
         A TOML mapping file for the harmonizers (see ``scurate.harmonize``).
     set_fields
         ``"field=value"`` metadata constants for every dataset (``"tissue=pancreas"``).
+    threads
+        OpenMP and BLAS threads (default: the cores this process may use; see
+        :mod:`scurate._engine.threads`).
     """
 
     obsm_key: str | None = None
@@ -196,9 +200,11 @@ class PoolOptions(Options):
     dup_min_genes: int = MIN_GENES
     metadata_map: Path | None = None
     set_fields: tuple[str, ...] = ()
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
+        check_threads(self.threads)
         eps = self.near_dup_eps
         if eps is not None and not (math.isfinite(eps) and eps >= 0):
             msg = f"near_dup_eps={eps}: must be a distance >= 0"
@@ -287,6 +293,8 @@ class IndexOptions(Options):
     obsm_key: str | None = None
     seed: int = 0
     index_factory: str | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
+        check_threads(self.threads)

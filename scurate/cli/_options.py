@@ -109,13 +109,20 @@ SHARED: dict[str, tuple[Any, Any]] = {
         help="field=value for every dataset, e.g. tissue=pancreas (repeatable).",
         metavar="FIELD=VALUE",
     ),
+    "threads": option(
+        int | None,
+        None,
+        "--threads",
+        help="Threads for OpenMP and BLAS (default: the cores this process may use).",
+        metavar="N",
+    ),
     "example": option(
         bool, False, "--example", help="Add the small example corpus shipped inside scurate."
     ),
     "as_json": option(bool, False, "--json", help="Print the result as JSON on stdout."),
 }
 # how every job that scores a pool embeds it, finds duplicates and reads its metadata
-POOL = ("obsm_key", "embedder", "near_dup_eps", "index_factory", "dup_min_genes")
+POOL = ("obsm_key", "embedder", "near_dup_eps", "index_factory", "dup_min_genes", "threads")
 METADATA = ("metadata_map", "set_fields")
 
 
