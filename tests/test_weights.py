@@ -37,3 +37,16 @@ def test_manifest_weights(two_labs: list[Path]) -> None:
     assert sel.manifest.filter(~pl.col("selected"))["weight"].null_count() == 1548
     assert sel.report["weights"]["method"] == "exact (FAISS flat)"
     assert sel.report["weights"]["sum"] == 1598
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_one_search_gives_the_exact_covering_radius(exact: bool) -> None:
+    from scurate._compute.kernels import covering_radius
+
+    rng = np.random.default_rng(11)
+    centers = rng.normal(scale=6, size=(12, 8))
+    x = (centers[rng.integers(0, 12, 4000)] + rng.normal(size=(4000, 8))).astype(np.float32)
+    selected = rng.choice(4000, size=150, replace=False).astype(np.int64)
+    got = assign(x, selected, exact=exact).covering_radius(x, selected)
+    assert got == pytest.approx(covering_radius(x, selected), rel=1e-9)
+    assert assign(x, np.arange(4000), exact=exact).covering_radius(x, np.arange(4000)) == 0.0

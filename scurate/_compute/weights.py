@@ -27,6 +27,8 @@ from scurate._compute.faiss_index import nearest as faiss_nearest
 
 log = logging.getLogger(__name__)
 
+ROUNDING = 1e-4  # relative error a float32 distance from FAISS may carry
+
 
 @dataclass
 class Assignment:
@@ -49,6 +51,32 @@ class Assignment:
             "median": float(np.median(w)) if w.size else 0.0,
             "max": int(w.max()) if w.size else 0,
         }
+
+    def covering_radius(
+        self, embeddings: NDArray[np.float32], selected: NDArray[np.int64], *, block: int = 64
+    ) -> float:
+        """The largest distance of any pool cell to its nearest selected cell, exactly, from
+        this one search: cells are taken in decreasing order of the distance the search found,
+        and their exact distance (float64, to every selected cell) is computed until the next
+        found distance is below the largest exact one. A search finds a selected cell at least
+        as far as the nearest (up to float32 rounding, allowed for by :data:`ROUNDING`), so no
+        cell after that can be farther; an exact search stops after the first block."""
+        found = self.distance
+        by_found = np.argsort(-found, kind="stable")
+        picks = np.asarray(embeddings[np.asarray(selected)], dtype=np.float64)
+        picks_sq = (picks**2).sum(axis=1)
+        best = 0.0
+        for start in range(0, len(by_found), block):
+            cells = by_found[start : start + block]
+            if found[cells[0]] < best * (1 - ROUNDING):
+                break
+            points = np.asarray(embeddings[cells], dtype=np.float64)
+            d2 = (points**2).sum(axis=1)[:, None] + picks_sq[None, :] - 2 * points @ picks.T
+            two = min(2, len(picks))  # the expansion rounds: compare its two nearest exactly
+            near = np.argpartition(d2, two - 1, axis=1)[:, :two]
+            diff = points[:, None, :] - picks[near]  # exactly, as differences
+            best = max(best, float(np.sqrt((diff**2).sum(axis=2).min(axis=1).max())))
+        return best
 
 
 def assign(

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scurate._compute.kernels import covering_radius
 from scurate._compute.reference import build_reference, save_reference
 from scurate._compute.scoring import keep_mask
 from scurate._compute.weights import Assignment, assign
@@ -152,14 +151,16 @@ def _select(sources: Paths, opts: SelectOptions, progress: Progress, threads: in
 
 def _coverage(pool: ScoredPool, picked: Chosen) -> tuple[list[float] | None, float, Assignment]:
     """The covering radius after each pick (where the policy kept it), at the budget, and each
-    pool cell's nearest selected cell (duplicates set aside included)."""
+    pool cell's nearest selected cell (duplicates set aside included): one search of the pool
+    against the selection gives the weights, the mean distance and the radius."""
     values, order, budget = pool.embedding.values, picked.order, len(picked.order)
     radii = picked.ctx.info.get("covering_radius")
     if not isinstance(radii, list) or len(radii) != budget:
         radii = None
+    nearest = assign(values, order)  # FAISS; exact where affordable, else IVF
     whole_pool = len(picked.candidates) == pool.manifest.height and pool.reference is None
-    radius = radii[-1] if radii and whole_pool else covering_radius(values, order)
-    return radii, radius, assign(values, order)  # FAISS; exact where affordable
+    radius = radii[-1] if radii and whole_pool else nearest.covering_radius(values, order)
+    return radii, radius, nearest
 
 
 def _with_selection(
