@@ -20,6 +20,7 @@ from scurate._data import atomic
 from scurate._data import manifest as mf
 from scurate._engine import coverage as cov
 from scurate._engine import report as rp
+from scurate._engine.cache import WorkDir
 from scurate._engine.choose import Chosen, choose
 from scurate._engine.options import IndexOptions, ScoreOptions, SelectOptions
 from scurate._engine.progress import LogProgress
@@ -68,7 +69,10 @@ def _open_pool(
         if policy is not None:
             plugins.get("policies", policy, option="policy")
         opened = open_all(sources, plugins)
-    return scored_pool(opened, options, plugins=plugins, progress=progress, timings=timings)
+    work_dir = None if options.work_dir is None else WorkDir(options.work_dir)
+    return scored_pool(
+        opened, options, plugins=plugins, progress=progress, timings=timings, work_dir=work_dir
+    )
 
 
 def select(
@@ -125,9 +129,9 @@ def _select(sources: Paths, opts: SelectOptions, progress: Progress, threads: in
         covering_radius_curve=rp.radius_curve(radii or []),
         covering_radius_curve_over=(
             "the pool"
-            if len(picked.candidates) == manifest.height and pool.reference is None
+            if len(picked.candidates) == manifest.height and not pool.has_reference
             else "the cells the policy chose from"
-            + (" and the reference" if pool.reference else "")
+            + (" and the reference" if pool.has_reference else "")
         ),
         # mean distance of a pool cell to its nearest selected cell; null where the search
         # could not be exact
@@ -158,7 +162,7 @@ def _coverage(pool: ScoredPool, picked: Chosen) -> tuple[list[float] | None, flo
     if not isinstance(radii, list) or len(radii) != budget:
         radii = None
     nearest = assign(values, order)  # FAISS; exact where affordable, else IVF
-    whole_pool = len(picked.candidates) == pool.manifest.height and pool.reference is None
+    whole_pool = len(picked.candidates) == pool.manifest.height and not pool.has_reference
     radius = radii[-1] if radii and whole_pool else nearest.covering_radius(values, order)
     return radii, radius, nearest
 

@@ -190,6 +190,10 @@ class PoolOptions(Options):
     threads
         OpenMP and BLAS threads (default: the cores this process may use; see
         :mod:`scurate._engine.threads`).
+    work_dir
+        A folder where the scored pool (embedding, duplicates, scores) is stored and found
+        again by a later run with the same sources and these options (see
+        :mod:`scurate._engine.cache`); None stores nothing.
     """
 
     obsm_key: str | None = None
@@ -201,10 +205,16 @@ class PoolOptions(Options):
     metadata_map: Path | None = None
     set_fields: tuple[str, ...] = ()
     threads: int | None = None
+    work_dir: Path | None = None
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
         check_threads(self.threads)
+        if self.work_dir is not None:
+            self._set("work_dir", Path(self.work_dir))
+            if self.work_dir.exists() and not self.work_dir.is_dir():
+                msg = f"work_dir='{self.work_dir}': exists and is not a folder"
+                raise OptionError(msg)
         eps = self.near_dup_eps
         if eps is not None and not (math.isfinite(eps) and eps >= 0):
             msg = f"near_dup_eps={eps}: must be a distance >= 0"

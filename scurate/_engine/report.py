@@ -13,7 +13,6 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate._compute.scoring import dataset_overlap
-from scurate._data import harmonization as hz
 from scurate._engine.options import Options
 from scurate._engine.stages import ScoredPool
 
@@ -113,6 +112,7 @@ def pool_sections(
         "overlap": dataset_overlap(
             manifest["dataset_id"].to_numpy(), scores.exact_dup_of, scores.near_dup_group
         ),
-        "harmonization": hz.report(pool.harmonized),
+        "harmonization": pool.harmonization,
+        "work_dir": {"entry": pool.stored, "reused": pool.reused},
         "embedding": pool.embedding.info,
     }

@@ -7,11 +7,14 @@ onto a reference), build the pool's manifest and score every cell.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,12 +25,15 @@ from scurate._compute.reference import Reference, open_reference
 from scurate._compute.scoring import PoolScores, score_pool
 from scurate._data import harmonization as hz
 from scurate._data import manifest as mf
+from scurate._data import ontology
 from scurate._data.sources import Source, open_sources
+from scurate._engine.cache import WorkDir, file_identity, make_key, tree_identity
 from scurate._engine.options import PoolOptions, ScoreOptions, SelectOptions, check_budget
 from scurate._plugins.registry import Plugins
 from scurate.errors import PluginError
 
 Progress = Callable[[str, int, int], None]
+log = logging.getLogger(__name__)
 
 
 def quiet(stage: str, done: int, total: int) -> None:
@@ -43,10 +49,12 @@ class ScoredPool:
     manifest: pl.DataFrame
     embedding: Embedding
     scores: PoolScores
-    reference: Reference | None
+    has_reference: bool  # scored against a reference corpus (scores.novelty is filled)
     plugins: Plugins
-    harmonized: Any  # scurate._data.harmonization's per-dataset result, for the report
+    harmonization: dict[str, Any]  # what report.json says of the harmonization
     timings: dict[str, float] = field(default_factory=dict)
+    stored: str | None = None  # the work-dir entry it was stored in or read from
+    reused: bool = False  # read from the work dir
 
 
 @contextmanager
@@ -122,12 +130,37 @@ def scored_pool(
     plugins: Plugins,
     progress: Progress = quiet,
     timings: dict[str, float] | None = None,
+    work_dir: WorkDir | None = None,
 ) -> ScoredPool:
-    """Harmonize, embed and score the ``opened`` sources as ``options`` say. A budget in the
-    options is checked against the pool before any cell is read, so it fails at once."""
+    """Harmonize, embed and score the ``opened`` sources as ``options`` say, or read the pool
+    from ``work_dir`` where it was stored for the same inputs and options (and store it there
+    when it was not). A budget in the options is checked against the pool before any cell is
+    read, so it fails at once."""
     timings = {} if timings is None else timings
     if isinstance(options, SelectOptions):
         check_budget(options.budget, sum(s.n_obs for s in opened))
+    if work_dir is None:
+        return _compute_pool(opened, options, plugins, progress, timings)
+    key = pool_key(opened, options, plugins)
+    with timed(timings, "work_dir"):
+        stored = work_dir.load(key)
+    if stored is not None:
+        log.info("scored pool reused from %s", work_dir.entry(key))
+        return _from_stored(stored, opened, plugins, timings, str(work_dir.entry(key)))
+    pool = _compute_pool(opened, options, plugins, progress, timings)
+    with timed(timings, "work_dir"):
+        entry = work_dir.save(key, **_to_store(pool))
+    pool.stored = None if entry is None else str(entry)
+    return pool
+
+
+def _compute_pool(
+    opened: Sequence[Source],
+    options: PoolOptions,
+    plugins: Plugins,
+    progress: Progress,
+    timings: dict[str, float],
+) -> ScoredPool:
     with timed(timings, "harmonize"):  # obs only: cheap, and bad metadata stops the run early
         harmonized = hz.harmonize_sources(
             opened,
@@ -165,7 +198,111 @@ def scored_pool(
         timings=timings,
     )
     manifest = _with_scores(manifest, scores)
-    return ScoredPool(list(opened), manifest, embedding, scores, ref, plugins, harmonized, timings)
+    report = hz.report(harmonized)
+    return ScoredPool(
+        list(opened), manifest, embedding, scores, ref is not None, plugins, report, timings
+    )
+
+
+def pool_key(opened: Sequence[Source], options: PoolOptions, plugins: Plugins) -> str:
+    """The work-dir key of a scored pool: everything it depends on (see
+    :mod:`scurate._engine.cache`)."""
+    shaping = {
+        k: v
+        for k, v in options.to_report().items()
+        if k in POOL_FIELDS or (k == "reference" and isinstance(options, ScoreOptions))
+    }
+    mapping = options.metadata_map
+    return make_key(
+        {
+            "scurate": _version(),
+            "sources": [_identity(s) for s in opened],
+            "options": shaping,
+            "reference": tree_identity(getattr(options, "reference", ())),
+            "metadata_map": None if mapping is None else file_identity(mapping),
+            "plugins": sorted((i.name, i.version) for i in plugins.info),
+            "ontology": ontology.package_version(),
+        }
+    )
+
+
+POOL_FIELDS = frozenset(
+    {"obsm_key", "embedder", "seed", "near_dup_eps", "index_factory", "dup_min_genes"}
+    | {"metadata_map", "set_fields"}
+)
+
+
+def _identity(source: Source) -> list[Any]:
+    """A source's file, and which of its rows it reads (a subset of a file is another pool)."""
+    rows = getattr(source, "rows", None)
+    subset = None if rows is None else hashlib.sha256(np.asarray(rows).tobytes()).hexdigest()
+    return [source.dataset_id, source.n_obs, subset, *file_identity(Path(source.path))]
+
+
+def _version() -> str:
+    from scurate import __version__
+
+    return __version__
+
+
+def _to_store(pool: ScoredPool) -> dict[str, Any]:
+    s = pool.scores
+    arrays = {
+        "exact_dup_of": s.exact_dup_of,
+        "near_dup_group": s.near_dup_group,
+        "density": s.density,
+        "nn_row": s.nn_row,
+        "nn_dist": s.nn_dist,
+    }
+    if s.novelty is not None and s.nearest_reference is not None:
+        arrays["novelty"] = s.novelty
+        arrays["nearest_reference"] = s.nearest_reference.astype(str)
+    e = pool.embedding
+    if e.n_counts is not None and e.n_genes is not None:
+        arrays["n_counts"], arrays["n_genes"] = e.n_counts, e.n_genes
+    meta = {
+        "embedding_info": e.info,
+        "scores_info": s.info,
+        "harmonization": pool.harmonization,
+        "has_reference": pool.has_reference,
+        "timings_s": pool.timings,
+    }
+    return {"manifest": pool.manifest, "embedding": e.values, "arrays": arrays, "meta": meta}
+
+
+def _from_stored(
+    stored: dict[str, Any],
+    opened: Sequence[Source],
+    plugins: Plugins,
+    timings: dict[str, float],
+    entry: str,
+) -> ScoredPool:
+    a, meta = stored["arrays"], stored["meta"]
+    scores = PoolScores(
+        a["exact_dup_of"],
+        a["near_dup_group"],
+        a["density"],
+        a.get("novelty"),
+        a["nearest_reference"].astype(object) if "nearest_reference" in a else None,
+        a["nn_row"],
+        a["nn_dist"],
+        meta["scores_info"],
+    )
+    embedding = Embedding(
+        stored["embedding"], meta["embedding_info"], a.get("n_counts"), a.get("n_genes")
+    )
+    return ScoredPool(
+        list(opened),
+        stored["manifest"],
+        embedding,
+        scores,
+        bool(meta["has_reference"]),
+        plugins,
+        meta["harmonization"],
+        timings,
+        stored=entry,
+        reused=True,
+    )
 
 
 def _with_scores(manifest: pl.DataFrame, scores: PoolScores) -> pl.DataFrame:

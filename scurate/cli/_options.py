@@ -116,14 +116,27 @@ SHARED: dict[str, tuple[Any, Any]] = {
         help="Threads for OpenMP and BLAS (default: the cores this process may use).",
         metavar="N",
     ),
+    "work_dir": option(
+        Path | None,
+        None,
+        "--work-dir",
+        help="Folder that keeps the scored pool (embedding, duplicates, scores) for later runs "
+        "on the same sources and options (default: scurate-work beside the output folder).",
+        metavar="FOLDER",
+    ),
+    "no_cache": option(
+        bool, False, "--no-cache", help="Neither read nor keep the scored pool in the work dir."
+    ),
     "example": option(
         bool, False, "--example", help="Add the small example corpus shipped inside scurate."
     ),
     "as_json": option(bool, False, "--json", help="Print the result as JSON on stdout."),
 }
+WORK_DIR = "scurate-work"  # beside the output folder, unless --work-dir names another
 # how every job that scores a pool embeds it, finds duplicates and reads its metadata
 POOL = ("obsm_key", "embedder", "near_dup_eps", "index_factory", "dup_min_genes", "threads")
 METADATA = ("metadata_map", "set_fields")
+WORK = ("work_dir", "no_cache")  # jobs whose scored pool a later run can reuse
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -161,10 +174,14 @@ def run_job(
     """What a job's command does: its sources (or ``--example``), its options object from the
     parameters, the output folder checked before any work, the job with progress on stderr,
     then its outputs written."""
-    params = ctx.params
+    params = dict(ctx.params)
     paths = sources_or_example(params["sources"], example=params["example"])
-    opts = options_from(ctx, kind)
     folder = out_dir(params["out"])
+    if params.get("no_cache"):
+        params["work_dir"] = None
+    elif "work_dir" in params and params["work_dir"] is None:
+        params["work_dir"] = folder.resolve().parent / WORK_DIR
+    opts = kind.from_params(params)
     with progress_on_stderr(enabled=not params["as_json"]) as progress:
         result = job(paths, opts, progress=progress)
     write(result, folder)

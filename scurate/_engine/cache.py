@@ -1,0 +1,111 @@
+"""The work directory: a scored pool stored under a key made from everything it depends on, so a
+second ``select`` of the same sources with another budget, policy or strata costs little more
+than the policy.
+
+The key hashes: the cache format and scurate's version; each source's resolved path, size and
+modification time; the options that shape the pool (embedding, seed, duplicates, neighbour
+index, metadata map and its content, ``--set``, the reference's files); the installed plugins'
+versions and the ontology release. Anything else changed, the key changes and the pool is
+computed again. An entry is a folder ``pool-<key>`` holding the pool's manifest, its embedding
+(``embedding.npy``, memory-mapped when read), the scores and ``meta.json``; it is written under a
+hidden temporary name and renamed, so a run killed while writing leaves nothing that is read
+as complete. An entry that cannot be read is computed again, with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from scurate._data import atomic
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+ENTRY = "pool-"
+
+
+def file_identity(path: Path) -> list[Any]:
+    """What identifies a file's content cheaply: its resolved path, size and mtime."""
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def tree_identity(paths: Iterable[Path]) -> list[Any]:
+    """:func:`file_identity` of every file under each path (a folder: its files, sorted)."""
+    out: list[Any] = []
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        out.extend(file_identity(f) for f in files if f.exists())
+    return out
+
+
+def make_key(parts: Mapping[str, Any]) -> str:
+    """A short hex key of ``parts`` (JSON with sorted keys)."""
+    text = json.dumps({"format": FORMAT, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class WorkDir:
+    """Scored pools stored in ``folder`` by key."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+
+    def entry(self, key: str) -> Path:
+        return self.folder / f"{ENTRY}{key}"
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        """The stored parts of ``key`` (manifest, embedding, arrays, meta), or None."""
+        entry = self.entry(key)
+        if not (entry / "meta.json").is_file():
+            return None
+        try:
+            meta = json.loads((entry / "meta.json").read_text())
+            with np.load(entry / "arrays.npz", allow_pickle=False) as z:
+                arrays = {name: z[name] for name in z.files}
+            return {
+                "meta": meta,
+                "manifest": pl.read_parquet(entry / "manifest.parquet"),
+                "embedding": np.load(entry / "embedding.npy", mmap_mode="r", allow_pickle=False),
+                "arrays": arrays,
+            }
+        except (OSError, ValueError, KeyError, pl.exceptions.PolarsError) as exc:
+            log.warning("work dir entry %s unreadable (%s); computing it again", entry, exc)
+            return None
+
+    def save(
+        self,
+        key: str,
+        *,
+        manifest: pl.DataFrame,
+        embedding: NDArray[np.float32],
+        arrays: Mapping[str, NDArray[Any]],
+        meta: Mapping[str, Any],
+    ) -> Path | None:
+        """Store a scored pool under ``key``; a folder that cannot be written is a warning."""
+        entry = self.entry(key)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with atomic.atomic(entry, unique=True) as tmp:
+                tmp.mkdir()
+                manifest.write_parquet(tmp / "manifest.parquet")
+                np.save(tmp / "embedding.npy", np.ascontiguousarray(embedding))
+                np.savez(tmp / "arrays.npz", **dict(arrays))  # type: ignore[arg-type]
+                atomic.write_json(dict(meta), tmp / "meta.json")  # last: the entry is complete
+        except OSError as exc:
+            log.warning("cannot store the scored pool in %s (%s)", self.folder, exc)
+            return None
+        return entry
+
+    def entries(self) -> Sequence[Path]:
+        return sorted(self.folder.glob(f"{ENTRY}*")) if self.folder.is_dir() else []

@@ -1,0 +1,103 @@
+"""The work directory: a second select reuses the scored pool, gives the same manifest as a run
+without it, and recomputes whatever an input or option change touches."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import scurate
+from polars.testing import assert_frame_equal
+from scurate.cli import app
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+def entries(work: Path) -> list[Path]:
+    return sorted(work.glob("pool-*"))
+
+
+def test_a_second_select_reuses_the_pool_and_selects_the_same(
+    two_labs: list[Path], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    first = scurate.select(two_labs, 40, seed=2, work_dir=work)
+    assert first.report["work_dir"]["reused"] is False and len(entries(work)) == 1
+    again = scurate.select(two_labs, 60, seed=2, policy="facility", work_dir=work)
+    assert again.report["work_dir"]["reused"] is True
+    assert (
+        "embed" not in again.report["timings_s"] and "neighbours" not in again.report["timings_s"]
+    )
+    plain = scurate.select(two_labs, 60, seed=2, policy="facility")
+    assert_frame_equal(again.manifest, plain.manifest)
+    for key in (
+        "duplicates",
+        "overlap",
+        "coverage",
+        "harmonization",
+        "covering_radius",
+        "datasets",
+    ):
+        assert again.report[key] == plain.report[key], key
+    strata = scurate.select(two_labs, 30, seed=2, strata="dataset_id", work_dir=work)
+    assert strata.report["work_dir"]["reused"] is True
+    assert_frame_equal(
+        strata.manifest, scurate.select(two_labs, 30, seed=2, strata="dataset_id").manifest
+    )
+
+
+def test_a_changed_input_or_option_computes_again(two_labs: list[Path], tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    scurate.select(two_labs, 40, work_dir=work)
+    assert scurate.select(two_labs, 40, seed=1, work_dir=work).report["work_dir"]["reused"] is False
+    eps = scurate.select(two_labs, 40, near_dup_eps=0.01, work_dir=work).report["work_dir"]
+    assert eps["reused"] is False
+    stat = two_labs[0].stat()
+    os.utime(two_labs[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # rewritten
+    assert scurate.select(two_labs, 40, work_dir=work).report["work_dir"]["reused"] is False
+    assert len(entries(work)) == 4
+    assert scurate.select(two_labs, 40, work_dir=work).report["work_dir"]["reused"] is True
+
+
+def test_a_partial_or_broken_entry_is_computed_again(
+    two_labs: list[Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    work = tmp_path / "work"
+    whole = scurate.select(two_labs, 50, work_dir=work)
+    [entry] = entries(work)
+    # a run killed while writing leaves only a hidden partial folder: never read as complete
+    shutil.move(entry, work / f".{entry.name}.123.partial")
+    assert scurate.select(two_labs, 50, work_dir=work).report["work_dir"]["reused"] is False
+    [entry] = entries(work)
+    (entry / "embedding.npy").write_bytes(b"not an array")
+    again = scurate.select(two_labs, 50, work_dir=work)
+    assert again.report["work_dir"]["reused"] is False
+    assert "unreadable" in caplog.text
+    assert_frame_equal(again.manifest, whole.manifest)
+    assert scurate.select(two_labs, 50, work_dir=work).report["work_dir"]["reused"] is True
+
+
+def test_the_cli_keeps_the_pool_beside_the_output(two_labs: list[Path], tmp_path: Path) -> None:
+    args = ["select", *map(str, two_labs), "-b", "30"]
+    first = runner.invoke(app, [*args, "-o", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.stderr
+    assert len(entries(tmp_path / "scurate-work")) == 1
+    second = runner.invoke(app, [*args, "-b", "45", "-o", str(tmp_path / "b")])
+    assert second.exit_code == 0, second.stderr
+    report = pl.read_json(tmp_path / "b" / "report.json")
+    assert report["work_dir"][0]["reused"] is True
+    none = runner.invoke(app, [*args, "-o", str(tmp_path / "c" / "out"), "--no-cache"])
+    assert none.exit_code == 0 and not (tmp_path / "c" / "scurate-work").exists()
+    (tmp_path / "afile").write_text("x")
+    bad = runner.invoke(
+        app, [*args, "-o", str(tmp_path / "d"), "--work-dir", str(tmp_path / "afile")]
+    )
+    assert bad.exit_code == 1
+    assert (
+        bad.stderr
+        == f"scurate: error: --work-dir {tmp_path / 'afile'}: exists and is not a folder\n"
+    )
