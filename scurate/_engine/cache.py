@@ -108,4 +108,39 @@ class WorkDir:
         return entry
 
     def entries(self) -> Sequence[Path]:
+        """The complete entries (a half-written one has a hidden temporary name)."""
         return sorted(self.folder.glob(f"{ENTRY}*")) if self.folder.is_dir() else []
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each entry: its name, bytes, when it was written, and its pool's sources."""
+        out = []
+        for entry in self.entries():
+            try:
+                meta = json.loads((entry / "meta.json").read_text())
+            except (OSError, ValueError):
+                meta = {}
+            out.append(
+                {
+                    "entry": entry.name,
+                    "bytes": _size(entry),
+                    "modified": entry.stat().st_mtime,
+                    "n_cells": meta.get("n_cells"),
+                    "sources": meta.get("sources", []),
+                }
+            )
+        return out
+
+    def clear(self) -> tuple[int, int]:
+        """Remove every entry and half-written entry (nothing else); (entries, bytes) freed."""
+        doomed = [*self.entries()]
+        if self.folder.is_dir():
+            doomed += [p for p in self.folder.glob(f".{ENTRY}*") if atomic.is_partial(p)]
+        freed = sum(_size(p) for p in doomed)
+        for path in doomed:
+            atomic.remove(path)
+        return len(doomed), freed
+
+
+def _size(path: Path) -> int:
+    files = path.rglob("*") if path.is_dir() else [path]
+    return sum(f.stat().st_size for f in files if f.is_file())

@@ -261,6 +261,8 @@ def _to_store(pool: ScoredPool) -> dict[str, Any]:
     if e.n_counts is not None and e.n_genes is not None:
         arrays["n_counts"], arrays["n_genes"] = e.n_counts, e.n_genes
     meta = {
+        "n_cells": pool.manifest.height,
+        "sources": sorted({str(Path(s.path).resolve()) for s in pool.sources}),
         "embedding_info": e.info,
         "scores_info": s.info,
         "harmonization": pool.harmonization,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from scurate.cli import bench, harmonize, index, materialize, plugins, score, select
+from scurate.cli import bench, cache, harmonize, index, materialize, plugins, score, select
 from scurate.cli._errors import Command, Group, user_errors
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ def _root(
 for module in (select, score, plugins, harmonize, bench, materialize):
     app.command(cls=Command)(user_errors(getattr(module, module.__name__.rsplit(".", 1)[1])))
 app.add_typer(index.app, name="index")
+app.add_typer(cache.app, name="cache")
 
 
 def main() -> None:
