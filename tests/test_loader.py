@@ -14,7 +14,13 @@ from scurate._data import manifest as mf
 from scurate.errors import InputError, OptionError
 from scurate.loader import Batch, CellLoader
 
-from conftest import N_GENES, rows_on_symbols, select_two_labs, selected_cells
+from conftest import (
+    N_GENES,
+    rows_on_symbols,
+    select_two_labs,
+    selected_cells,
+    write_two_labs,
+)
 
 BUDGET = 400
 
@@ -167,6 +173,60 @@ def test_a_source_moved_or_changed_since_selection_is_named(selected: Path, tmp_
     lab_b.write_h5ad(tmp_path / "lab_b.h5ad")
     with pytest.raises(InputError, match=r"lab_b\.h5ad: row \d+ holds 'b_\d+', the selection"):
         CellLoader(out)
+
+
+def _with_sources(out: Path, sources: dict[str, str]) -> Path:
+    """The manifest of ``out`` with its source paths replaced as ``sources`` says."""
+    path = out / "manifest.parquet"
+    frame = mf.read_manifest(path).with_columns(pl.col("source").replace(sources))
+    mf.write_manifest(frame, path)
+    return path
+
+
+def test_a_source_path_with_dotdot_is_refused_even_where_it_leads_to_the_file(
+    selected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _moved_copy(selected, tmp_path)
+    lab_a = str(tmp_path / "lab_a.h5ad")
+    manifest = _with_sources(out, {lab_a: "../lab_a.h5ad"})
+    monkeypatch.chdir(out)  # from here, ../lab_a.h5ad is the real file
+    assert Path("../lab_a.h5ad").is_file()
+    with pytest.raises(InputError) as err:
+        CellLoader(out)
+    assert str(err.value) == (
+        f"{manifest}: a row's source '../lab_a.h5ad' has '..' in its path; "
+        "give the file's absolute path (as scurate writes it)"
+    )
+    _with_sources(out, {"../lab_a.h5ad": f"{tmp_path}/out/../lab_a.h5ad"})
+    with pytest.raises(InputError, match=r"source '.*/out/\.\./lab_a\.h5ad' has '\.\.' in its"):
+        CellLoader(out)
+
+
+def test_a_source_that_is_not_a_file_is_one_line_naming_the_manifest(
+    selected: Path, tmp_path: Path
+) -> None:
+    out = _moved_copy(selected, tmp_path)
+    (tmp_path / "a_folder.h5ad").mkdir()
+    manifest = _with_sources(out, {str(tmp_path / "lab_b.h5ad"): str(tmp_path / "a_folder.h5ad")})
+    with pytest.raises(InputError) as err:
+        CellLoader(out)
+    assert str(err.value) == f"{manifest}: a row's source '{tmp_path}/a_folder.h5ad' is not a file"
+
+
+def test_select_stores_each_source_absolute_and_without_dotdot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scurate
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "work").mkdir()
+    write_two_labs(tmp_path / "data")
+    monkeypatch.chdir(tmp_path / "work")
+    scurate.select_to_dir(["../data/lab_a.h5ad", "../work/../data"], 50, out="sel", seed=0)
+    sources = set(pl.read_parquet("sel/manifest.parquet")["source"].to_list())
+    assert sources == {str(tmp_path / "data" / "lab_a.h5ad"), str(tmp_path / "data" / "lab_b.h5ad")}
+    monkeypatch.chdir(tmp_path)
+    assert CellLoader(tmp_path / "work" / "sel").n_cells == 50
 
 
 def test_dense_and_csc_sources_read_the_same_rows(selected: Path, tmp_path: Path) -> None:

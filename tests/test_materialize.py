@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import numpy as np
 import polars as pl
 import pytest
 import scurate
+from scurate._data import manifest as mf
 from scurate.cli import app
 from typer.testing import CliRunner
 
@@ -257,3 +259,127 @@ def test_the_command_and_its_bad_input(selected: Path, tmp_path: Path) -> None:
         app, ["materialize", str(selected), "-o", str(tmp_path / "other"), "--overwrite"]
     )
     assert kept.exit_code == 0 and (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def _own_copy(selected: Path, tmp_path: Path) -> Path:
+    """A copy of the selection whose manifest names copies of its sources in ``tmp_path``."""
+    for name in ("lab_a.h5ad", "lab_b.h5ad"):
+        shutil.copy(selected.parent / name, tmp_path / name)
+    frame = mf.read_manifest(selected / "manifest.parquet").with_columns(
+        pl.col("source").str.replace(str(selected.parent), str(tmp_path), literal=True)
+    )
+    (tmp_path / "sel").mkdir()
+    mf.write_manifest(frame, tmp_path / "sel" / "manifest.parquet")
+    return tmp_path / "sel"
+
+
+@pytest.mark.parametrize("where", ["../x.h5ad", "ABSOLUTE", "sub/shard-00000.h5ad", "other"])
+def test_shard_paths_in_index_json_are_only_this_folders_own(
+    selected: Path, tmp_path: Path, where: str
+) -> None:
+    out = tmp_path / "shards"
+    scurate.materialize(selected, out, shard_size=100)
+    outside = tmp_path / "x.h5ad"  # a complete shard, where the index must not lead
+    shutil.copy(out / "shard-00000.h5ad", outside)
+    (out / "sub").mkdir()
+    shutil.copy(out / "shard-00000.h5ad", out / "sub" / "shard-00000.h5ad")
+    listed = {"ABSOLUTE": str(outside), "other": "shard-00001.h5ad"}.get(where, where)
+    index = json.loads((out / "index.json").read_text())
+    index["shards"][0]["file"] = listed
+    (out / "index.json").write_text(json.dumps(index))
+    before = outside.read_bytes()
+    with pytest.raises(mz.OptionError) as err:
+        scurate.materialize(selected, out, shard_size=100)
+    assert str(err.value) == (
+        f"{out / 'index.json'}: lists {listed!r} as shard 0; only this folder's "
+        "shard-00000.h5ad to shard-00002.h5ad are read; give another folder or --overwrite"
+    )
+    _fails_in_one_line([selected, "-o", out, "--shard-size", "100"], f"lists {listed!r}")
+    assert outside.read_bytes() == before and (out / "sub" / "shard-00000.h5ad").is_file()
+    result = scurate.materialize(selected, out, shard_size=100, overwrite=True)
+    assert result.written == 3
+    assert outside.read_bytes() == before and (out / "sub" / "shard-00000.h5ad").is_file()
+    _check_against_sources(out, selected)
+
+
+def test_a_shard_that_is_a_link_is_written_again_and_its_target_kept(
+    selected: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "shards"
+    scurate.materialize(selected, out, shard_size=100)
+    elsewhere = tmp_path / "elsewhere.h5ad"
+    (out / "shard-00001.h5ad").rename(elsewhere)
+    before = elsewhere.read_bytes()
+    (out / "shard-00001.h5ad").symlink_to(elsewhere)
+    result = scurate.materialize(selected, out, shard_size=100)
+    assert (result.written, result.skipped) == (1, 2)
+    assert not (out / "shard-00001.h5ad").is_symlink()
+    assert elsewhere.read_bytes() == before
+    _check_against_sources(out, selected)
+
+
+def test_a_source_changed_since_the_shards_were_made_is_refused(
+    selected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sel = _own_copy(selected, tmp_path)
+    out = tmp_path / "shards"
+    real_write = mz._write
+
+    def dies_on_the_second(adata: ad.AnnData, path: Path, fmt: str) -> None:
+        if path.name.startswith(".shard-00001"):
+            raise KeyboardInterrupt
+        real_write(adata, path, fmt)
+
+    monkeypatch.setattr(mz, "_write", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        scurate.materialize(sel, out, shard_size=100)
+    monkeypatch.setattr(mz, "_write", real_write)
+    index = json.loads((out / "index.json").read_text())
+    lab_b = tmp_path / "lab_b.h5ad"
+    stat = lab_b.stat()
+    assert index["source_files"][str(lab_b)] == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    assert len(index["shards"]) == 1
+    # the same cells, other values: what the loader's own checks cannot see
+    cells = ad.read_h5ad(lab_b)
+    cells.X = cells.X * 2
+    cells.write_h5ad(lab_b)
+    shard = (out / "shard-00000.h5ad").read_bytes()
+    with pytest.raises(mz.InputError) as err:
+        scurate.materialize(sel, out, shard_size=100)
+    assert str(err.value).startswith(f"{lab_b}: the source changed since the shards in {out}")
+    assert str(err.value).endswith("; give another folder or --overwrite")
+    _fails_in_one_line([sel, "-o", out, "--shard-size", "100"], f"{lab_b}: the source changed")
+    assert (out / "shard-00000.h5ad").read_bytes() == shard, "nothing there was touched"
+    # a touch alone (same size) is a change too
+    lab_a = tmp_path / "lab_a.h5ad"
+    index["source_files"][str(lab_b)] = {"size": lab_b.stat().st_size, "mtime_ns": 0}
+    index["source_files"][str(lab_a)]["mtime_ns"] += 1
+    (out / "index.json").write_text(json.dumps(index))
+    with pytest.raises(
+        mz.InputError, match=r"lab_a\.h5ad: the source changed .*\(modified since\)"
+    ):
+        scurate.materialize(sel, out, shard_size=100)
+    del index["source_files"]  # an index of an earlier scurate: nothing to check against
+    (out / "index.json").write_text(json.dumps(index))
+    with pytest.raises(mz.InputError, match=r"lab_a\.h5ad: the source changed .*not recorded"):
+        scurate.materialize(sel, out, shard_size=100)
+    result = scurate.materialize(sel, out, shard_size=100, overwrite=True)
+    assert result.written == 3
+
+
+def test_a_source_changed_while_materialize_reads_it_is_refused(
+    selected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sel = _own_copy(selected, tmp_path)
+    out = tmp_path / "shards"
+    real_write = mz._write
+    lab_a = tmp_path / "lab_a.h5ad"
+
+    def touches_a_source(adata: ad.AnnData, path: Path, fmt: str) -> None:
+        real_write(adata, path, fmt)
+        os.utime(lab_a, ns=(lab_a.stat().st_atime_ns, lab_a.stat().st_mtime_ns + 10**9))
+
+    monkeypatch.setattr(mz, "_write", touches_a_source)
+    with pytest.raises(mz.InputError, match=r"lab_a\.h5ad: the source changed while materialize"):
+        scurate.materialize(sel, out, shard_size=100)
+    assert json.loads((out / "index.json").read_text())["complete"] is False

@@ -3,6 +3,13 @@ fuzzy; the rest listed with candidates."""
 
 from __future__ import annotations
 
+import logging
+import os
+import pickle
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from scurate._data import ontology as onto
 
@@ -122,19 +129,112 @@ def test_check_term_id_names_the_replacement() -> None:
     assert term is not None and term.label == "A-549"
 
 
-def test_the_cache_is_built_once_and_rebuilt_when_unreadable(
-    tmp_path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty ontology cache folder of this test's own."""
     monkeypatch.setenv("SCURATE_CACHE_DIR", str(tmp_path))
     onto.load.cache_clear()
+    yield tmp_path / "ontologies"
+    onto.load.cache_clear()  # the next tests use the default cache again
+
+
+def cache_file(folder: Path, name: str) -> Path:
+    (found,) = folder.glob(f"{name}-*.sqlite")
+    return found
+
+
+def sql(path: Path, statement: str) -> None:
+    conn = sqlite3.connect(path)
     try:
-        pato = onto.load("PATO")
-        (cached,) = (tmp_path / "ontologies").glob("PATO-*.pickle")
-        assert pato.lookup("female") == ("PATO:0000383",)
-        cached.write_bytes(b"not a pickle")
-        onto.load.cache_clear()
-        again = onto.load("PATO")
-        assert again.lookup("female") == ("PATO:0000383",)
-        assert cached.read_bytes().startswith(b"\x80"), "rewritten as a pickle"
+        conn.execute(statement)
+        conn.commit()
     finally:
-        onto.load.cache_clear()  # the next tests use the default cache again
+        conn.close()
+
+
+def test_the_cache_is_built_once_and_rebuilt_when_unreadable(
+    own_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pato = onto.load("PATO")
+    cached = cache_file(own_cache, "PATO")
+    assert pato.lookup("female") == ("PATO:0000383",)
+    cached.write_bytes(b"not a database")
+    onto.load.cache_clear()
+    with caplog.at_level(logging.WARNING, logger=onto.__name__):
+        again = onto.load("PATO")
+    assert again.lookup("female") == ("PATO:0000383",)
+    assert f"ontology cache {cached} unreadable" in caplog.text
+    assert cached.read_bytes().startswith(b"SQLite format 3\x00"), "rewritten as SQLite"
+
+
+class _RunsCode:
+    """What a hostile user could leave in the cache folder: a pickle that runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_a_pickle_in_the_cache_is_never_loaded(own_cache: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    payload = pickle.dumps(_RunsCode(marker))
+    own_cache.mkdir(parents=True)
+    version, guide = onto.release("PATO"), onto.package_version()
+    for fmt in range(1, onto.CACHE_FORMAT + 1):  # where scurate <= 0.4 kept its pickles
+        (own_cache / f"PATO-{version}-guide{guide}-f{fmt}.pickle").write_bytes(payload)
+    assert onto.load("PATO").lookup("female") == ("PATO:0000383",)
+    assert not marker.exists(), "a pickle from the cache folder was loaded"
+    pickle.loads(payload)  # the payload is real: loading it does run the command
+    assert marker.is_dir()
+
+
+def test_a_cache_of_another_format_is_ignored_and_rebuilt(
+    own_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    onto.load("PATO")
+    cached = cache_file(own_cache, "PATO")
+    sql(cached, "UPDATE meta SET value = '4' WHERE key = 'format'")
+    onto.load.cache_clear()
+    with caplog.at_level(logging.WARNING, logger=onto.__name__):
+        assert onto.load("PATO").lookup("male") == ("PATO:0000384",)
+    assert "rebuilding" in caplog.text
+    conn = sqlite3.connect(cached)
+    try:
+        (fmt,) = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    finally:
+        conn.close()
+    assert fmt == str(onto.CACHE_FORMAT)
+
+
+def test_a_damaged_term_is_rebuilt_with_a_warning(
+    own_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = onto.load("CL").get("CL:0000236")
+    assert before is not None and before.ancestors
+    sql(cache_file(own_cache, "CL"), "UPDATE terms SET ancestors = '[[' WHERE id = 'CL:0000236'")
+    onto.load.cache_clear()
+    with caplog.at_level(logging.WARNING, logger=onto.__name__):
+        assert onto.load("CL").get("CL:0000236") == before
+    assert "rebuilding" in caplog.text
+    onto.load.cache_clear()
+    assert onto.load("CL").get("CL:0000236") == before, "the file was rewritten"
+
+
+def test_a_queried_cache_is_checked_and_rebuilt_too(
+    own_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(onto, "SQLITE_ABOVE", 100)  # PATO queried on disk, as NCBITaxon is
+    pato = onto.load("PATO")
+    assert pato.db is not None and pato.lookup("female") == ("PATO:0000383",)
+    female = pato.get("PATO:0000383")
+    cached = cache_file(own_cache, "PATO")
+    sql(cached, "UPDATE terms SET synonyms = '{' WHERE id = 'PATO:0000383'")
+    onto.load.cache_clear()
+    with caplog.at_level(logging.WARNING, logger=onto.__name__):
+        assert onto.load("PATO").get("PATO:0000383") == female
+    assert "rebuilding" in caplog.text
+    cached.write_bytes(b"\x00" * 4096)
+    onto.load.cache_clear()
+    assert onto.load("PATO").lookup("female", labels_only=True) == ("PATO:0000383",)

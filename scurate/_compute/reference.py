@@ -9,6 +9,10 @@
 | ``cells.parquet`` | ``cell_id`` and ``dataset_id`` of each indexed cell, in index order |
 | ``pca.npz`` | the PCA model (genes, variable genes, loadings, center), when PCA embedded it |
 
+``index build`` writes into a new path, an empty folder or an earlier index (a folder holding
+only these files, and the hidden ``.partial`` names of an interrupted write); it refuses any
+other folder, and a symbolic link, and never removes a file it did not write.
+
 New cells are embedded with the reference's own model (as scArches or Symphony map a query
 onto a reference), so that their distance to the nearest reference cell (``novelty``) is
 measured in one space. With ``--obsm-key``, the reference and the new cells must both carry
@@ -30,13 +34,14 @@ from numpy.typing import NDArray
 
 from scurate._compute.embed import Embedding, PcaModel, fit_pca, from_obsm, project
 from scurate._compute.faiss_index import build_index, nearest, read_index, write_index
-from scurate._data.atomic import atomic, write_json
+from scurate._data.atomic import atomic, is_partial, remove, write_json
 from scurate._data.manifest import cell_ids as cell_ids_of
 from scurate._data.sources import Source, open_sources
 from scurate.errors import InputError
 
 INDEX_VERSION = 1
 MARKER = "scurate-index.json"
+FILES = frozenset({MARKER, "index.faiss", "cells.parquet", "pca.npz"})  # all a folder holds
 
 Progress = Any
 
@@ -115,12 +120,60 @@ def build_reference(
     )
 
 
-def save_reference(ref: Reference, out: str | os.PathLike[str]) -> Path:
-    """Write the reference folder under a temporary name, then rename it into place."""
+def _ours(entry: Path) -> bool:
+    """A file that :func:`save_reference` writes in an index folder (or its temporary name)."""
+    if is_partial(entry):
+        return True
+    return entry.name in FILES and entry.is_file() and not entry.is_symlink()
+
+
+def index_folder(out: str | os.PathLike[str]) -> Path:
+    """The folder ``out`` to write an index into, checked (before anything is computed, and
+    again when writing): a new path, an empty folder or an earlier index; one line otherwise."""
     target = Path(out)
-    if target.exists() and not (target / MARKER).exists():
-        msg = f"out='{target}': exists and is not a scurate index; choose another path"
+    if target.is_symlink():
+        msg = f"out={str(target)!r}: is a symbolic link; give the folder itself"
         raise InputError(msg)
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        msg = f"out={str(target)!r}: exists and is not a folder"
+        raise InputError(msg)
+    others = sorted(e.name for e in target.iterdir() if not _ours(e))
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        msg = (
+            f"out={str(target)!r}: exists and is not a scurate index (it holds {shown}, which "
+            "index build did not write); give another path or an empty folder"
+        )
+        raise InputError(msg)
+    return target
+
+
+def _clear(target: Path) -> None:
+    """Remove the earlier index at ``target``: its files, then the folder, which must then be
+    empty; a file that appeared meanwhile is left there, with the folder, and said in one line."""
+    if not target.is_dir():
+        return
+    for entry in target.iterdir():
+        if _ours(entry):
+            remove(entry)
+    try:
+        target.rmdir()
+    except OSError as exc:
+        left = ", ".join(sorted(e.name for e in target.iterdir())) if target.exists() else ""
+        msg = (
+            f"out={str(target)!r}: cannot replace the index there ({exc.strerror}"
+            + (f": it now holds {left}" if left else "")
+            + "); nothing else was removed"
+        )
+        raise InputError(msg) from exc
+
+
+def save_reference(ref: Reference, out: str | os.PathLike[str]) -> Path:
+    """Write the reference folder under a temporary name, then rename it into place (over an
+    earlier index, whose files alone are removed; see :func:`index_folder`)."""
+    target = index_folder(out)
     with atomic(target) as tmp:
         tmp.mkdir(parents=True)
         write_index(ref.index, tmp / "index.faiss")
@@ -140,6 +193,8 @@ def save_reference(ref: Reference, out: str | os.PathLike[str]) -> Path:
             )
             meta["model_info"] = ref.model.info
         write_json(meta, tmp / MARKER)
+        index_folder(target)  # what is there now: a folder of the user's is never replaced
+        _clear(target)  # so that the rename below finds nothing to remove
     return target
 
 

@@ -6,7 +6,11 @@ CL, UBERON, EFO, MONDO, PATO, HsapDv, MmusDv, NCBITaxon and Cellosaurus (CVCL) a
 JSON; nothing is fetched at run time. Parsing a release is slow for the big ones (NCBITaxon:
 about 20 s), so the compact lexicon built from it is cached in
 ``$SCURATE_CACHE_DIR/ontologies`` (default ``~/.cache/scurate/ontologies``), keyed by the
-package version and the release, and reused by every later run.
+package version, the release and :data:`CACHE_FORMAT`, and reused by every later run.
+
+The cache is an SQLite file for every ontology: data only, so that whoever can write the cache
+folder cannot make a harmonize run code (as a pickle could). A cache that cannot be read, or
+was written in another format, is rebuilt with a warning.
 
 Matching is exact after :func:`normalize` (case, punctuation, separators, plurals); it is never
 fuzzy. Which ontology serves which canonical field is :data:`FIELD_ONTOLOGIES`.
@@ -16,15 +20,16 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import json
 import logging
 import os
-import pickle
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from scurate._data.atomic import atomic
 from scurate.errors import InputError
@@ -72,8 +77,12 @@ PREFIX_SEPARATOR = {"CVCL": "_"}  # every other ontology writes PREFIX:LOCAL
 ANCESTORS_KEPT = frozenset({"CL", "UBERON", "EFO"})  # the others are matched, never rolled up
 # EFO also holds cell lines and diseases: an assay is one of these or below them (CELLxGENE)
 ASSAY_ROOTS = frozenset({"EFO:0002772", "EFO:0010183"})
-CACHE_FORMAT = 4  # bump when Ontology's fields or module change: old caches are then ignored
-SQLITE_ABOVE = 100_000  # ontologies with more terms (NCBITaxon, Cellosaurus) stay in SQLite
+CACHE_FORMAT = 5  # bump when the cache's tables change: old caches are then ignored
+SQLITE_ABOVE = 100_000  # ontologies with more terms (NCBITaxon, Cellosaurus) are queried on disk
+# the cache's names table: what a name is of its term (its kind column holds one of these)
+SYNONYM, LABEL, REPLACED = 0, 1, 2
+TERM_COLUMNS = "id, label, synonyms, deprecated, replaced_by, consider, ancestors"
+Index = dict[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -130,13 +139,13 @@ def cache_dir() -> Path:
 class Ontology:
     """One ontology release: its terms and an index from normalized names to term ids.
 
-    Small ontologies live in memory (pickled in the cache); the big ones (NCBITaxon, 1.3M
-    terms; Cellosaurus, 167k) stay in an SQLite file in the cache and are queried, so that
-    using them costs no load time."""
+    Small ontologies are read from their cache file into memory once; the big ones
+    (NCBITaxon, 1.3M terms; Cellosaurus, 167k) stay in theirs and are queried, so that using
+    them costs no load time."""
 
     name: str
     version: str
-    terms: dict[str, Term] = field(default_factory=dict)
+    terms: Mapping[str, Term] = field(default_factory=dict)
     index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # names of live terms
     label_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # labels only
     replaced_index: dict[str, tuple[str, ...]] = field(default_factory=dict)  # deprecated terms
@@ -145,30 +154,31 @@ class Ontology:
     def __post_init__(self) -> None:
         if self.index or self.db is not None:
             return
-        names: dict[str, set[str]] = {}
-        labels: dict[str, set[str]] = {}
-        replaced: dict[str, set[str]] = {}
-        for term in self.terms.values():
-            if term.deprecated:
-                if term.replaced_by:  # MmusDv's "adult stage" is now "mature stage"
-                    replaced.setdefault(self.key(term.label), set()).add(term.id)
-                continue
-            labels.setdefault(self.key(term.label), set()).add(term.id)
-            for name in (term.label, *term.synonyms):
-                names.setdefault(self.key(name), set()).add(term.id)
-        self.index = {k: tuple(sorted(v)) for k, v in names.items()}
-        self.label_index = {k: tuple(sorted(v)) for k, v in labels.items()}
-        self.replaced_index = {k: tuple(sorted(v)) for k, v in replaced.items()}
+        self.index, self.label_index, self.replaced_index = _indexes(_names(self.name, self.terms))
 
     def __getstate__(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if k not in ("_conn", "_postings")}
 
-    def _sql(self) -> sqlite3.Connection:
-        conn = self.__dict__.get("_conn")
-        if conn is None:
-            conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, check_same_thread=False)
-            self.__dict__["_conn"] = conn
-        return conn
+    def _rows(self, query: str, args: tuple[object, ...], *, terms: bool = False) -> list[Any]:
+        """Rows of a query of the cache file (as terms if ``terms``); a file damaged since it
+        was opened (pages SQLite cannot read, a term whose JSON is bad) is rebuilt once."""
+        assert self.db is not None
+        for attempt in (1, 2):
+            conn = self.__dict__.get("_conn")
+            try:
+                if conn is None:
+                    conn = self.__dict__["_conn"] = _connect(self.db)
+                rows = conn.execute(query, args).fetchall()
+                return [_term(r) for r in rows] if terms else rows
+            except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+                self.__dict__.pop("_conn", None)
+                if conn is not None:
+                    conn.close()
+                if attempt == 2:
+                    msg = f"{self.db}: the ontology cache cannot be read ({exc}); remove it"
+                    raise InputError(msg) from exc
+                _rebuild(self.name, self.version, self.db, exc)
+        raise AssertionError  # pragma: no cover - the loop returns or raises
 
     def key(self, text: str) -> str:
         return compact(text) if self.name == "CVCL" else normalize(text)
@@ -176,39 +186,22 @@ class Ontology:
     def get(self, term_id: str) -> Term | None:
         if self.db is None:
             return self.terms.get(term_id)
-        row = (
-            self._sql()
-            .execute(
-                "SELECT label, synonyms, deprecated, replaced_by, consider FROM terms WHERE id = ?",
-                (term_id,),
-            )
-            .fetchone()
-        )
-        if row is None:
-            return None
-        label, synonyms, deprecated, replaced_by, consider = row
-        return Term(
-            term_id,
-            label,
-            tuple(synonyms.split("\t")) if synonyms else (),
-            bool(deprecated),
-            replaced_by,
-            tuple(consider.split("\t")) if consider else (),
-        )
+        found = self._rows(f"SELECT {TERM_COLUMNS} FROM terms WHERE id = ?", (term_id,), terms=True)
+        return found[0] if found else None
 
     def lookup(self, text: str, *, labels_only: bool = False) -> tuple[str, ...]:
         """Ids of the live terms whose label (or a synonym) equals ``text`` after normalizing."""
         if self.db is not None:
-            query = "SELECT DISTINCT id FROM names WHERE key = ?" + (
-                " AND is_label = 1" if labels_only else ""
-            )
-            rows = self._sql().execute(query, (self.key(text),)).fetchall()
-            return tuple(sorted(r[0] for r in rows))
+            kind = "kind = ?" if labels_only else "kind != ?"
+            query = f"SELECT DISTINCT id FROM names WHERE key = ? AND {kind}"
+            args = (self.key(text), LABEL if labels_only else REPLACED)
+            return tuple(sorted(r[0] for r in self._rows(query, args)))
         table = self.label_index if labels_only else self.index
         return table.get(self.key(text), ())
 
     def replacements(self, text: str) -> tuple[str, ...]:
-        """The replacements of deprecated terms whose label equals ``text`` (in-memory only)."""
+        """The replacements of deprecated terms whose label equals ``text`` (the ontologies held
+        in memory only: none for NCBITaxon and Cellosaurus)."""
         found = {self.terms[i].replaced_by for i in self.replaced_index.get(self.key(text), ())}
         return tuple(sorted(r for r in found if r))
 
@@ -218,10 +211,10 @@ class Ontology:
         if self.db is not None:
             if self.name != "CVCL" or not compact(text):
                 return []  # no word search over NCBITaxon's 2.5M names
-            rows = self._sql().execute(
-                "SELECT DISTINCT id, length(key) FROM names WHERE key LIKE ? "
+            rows = self._rows(
+                "SELECT DISTINCT id, length(key) FROM names WHERE key LIKE ? AND kind != ? "
                 "ORDER BY length(key), id LIMIT ?",
-                (f"%{compact(text)}%", limit),
+                (f"%{compact(text)}%", REPLACED, limit),
             )
             return [r[0] for r in rows]
         if self.name == "CVCL":
@@ -262,43 +255,171 @@ class Ontology:
         return dict(term.ancestors) if term else {}
 
 
-def _write_sqlite(path: Path, name: str, terms: dict[str, Term]) -> None:
+def _names(name: str, terms: Mapping[str, Term]) -> Iterator[tuple[str, str, int]]:
+    """``(key, term id, kind)`` of every name: ``kind`` is :data:`LABEL` or :data:`SYNONYM` for
+    a live term's label and synonyms, :data:`REPLACED` for the label of a deprecated term that
+    names its replacement (MmusDv's "adult stage" is now "mature stage")."""
     key = compact if name == "CVCL" else normalize
+    for term in terms.values():
+        if term.deprecated:
+            if term.replaced_by:
+                yield key(term.label), term.id, REPLACED
+            continue
+        yield key(term.label), term.id, LABEL
+        for synonym in term.synonyms:
+            yield key(synonym), term.id, SYNONYM
+
+
+def _indexes(names: Iterable[tuple[str, str, int]]) -> tuple[Index, Index, Index]:
+    """The name, label and replaced-label indexes of an in-memory ontology."""
+    found: tuple[dict[str, set[str]], ...] = ({}, {}, {})
+    index, labels, replaced = found
+    for key, term_id, kind in names:
+        if kind == REPLACED:
+            replaced.setdefault(key, set()).add(term_id)
+            continue
+        index.setdefault(key, set()).add(term_id)
+        if kind == LABEL:
+            labels.setdefault(key, set()).add(term_id)
+    out = ({k: tuple(sorted(v)) for k, v in d.items()} for d in found)
+    return next(out), next(out), next(out)
+
+
+def _read_index(conn: sqlite3.Connection, kinds: str) -> Index:
+    """An index of a cache file, grouped by SQLite: the ids of names of ``kinds`` by key."""
+    rows = conn.execute(
+        "SELECT key, group_concat(id, char(9)) FROM "
+        f"(SELECT DISTINCT key, id FROM names WHERE kind {kinds}) GROUP BY key"
+    )
+    return {k: tuple(sorted(ids.split("\t"))) if "\t" in ids else (ids,) for k, ids in rows}
+
+
+def _term(row: tuple[Any, ...]) -> Term:
+    """A term from its row of the cache's ``terms`` table (columns :data:`TERM_COLUMNS`); bad
+    JSON there is a ValueError or a TypeError."""
+    term_id, label, synonyms, deprecated, replaced_by, consider, ancestors = row
+    ids, distances = json.loads(ancestors)
+    return Term(
+        term_id,
+        label,
+        tuple(json.loads(synonyms)),
+        bool(deprecated),
+        replaced_by,
+        tuple(json.loads(consider)),
+        tuple(zip(ids, distances, strict=True)),
+    )
+
+
+class _CachedTerms(Mapping[str, Term]):
+    """The terms of a cache file, each made from its row when first asked for (a harmonize run
+    asks for a few of the thousands); a row that is damaged rebuilds the file once."""
+
+    def __init__(self, onto: tuple[str, str, Path], rows: Iterable[tuple[Any, ...]]) -> None:
+        self._onto = onto  # name, version, cache file
+        self._rows = {row[0]: row for row in rows}
+        self._made: dict[str, Term] = {}
+
+    def __getitem__(self, term_id: str) -> Term:
+        made = self._made.get(term_id)
+        if made is None:
+            row = self._rows[term_id]
+            try:
+                made = self._made[term_id] = _term(row)
+            except (ValueError, TypeError) as exc:
+                self._made = _rebuild(*self._onto, exc)
+                self._rows = dict.fromkeys(self._made, row)  # iteration needs the keys only
+                made = self._made[term_id]
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def _rebuild(name: str, version: str, path: Path, why: Exception) -> dict[str, Term]:
+    """Parse ontology ``name`` again and rewrite its cache file ``path``, which ``why`` says
+    is damaged; one line if it cannot be rewritten."""
+    log.warning("ontology cache %s unreadable (%s); rebuilding", path, why)
+    terms = _parse(name)
+    try:
+        _build(name, version, path, terms, list(_names(name, terms)))
+    except (OSError, sqlite3.Error) as exc:
+        msg = f"{path}: the ontology cache is damaged ({why}) and cannot be rebuilt ({exc})"
+        raise InputError(msg) from exc
+    return terms
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?mode=ro"  # as_uri quotes what a URI cannot hold
+    return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+
+def _build(
+    name: str, version: str, path: Path, terms: dict[str, Term], names: list[tuple[str, str, int]]
+) -> None:
+    """Write the cache file of ontology ``name``: its terms, its ``names`` (see :func:`_names`),
+    and what it was built from, in the ``meta`` table."""
+    meta = {"format": str(CACHE_FORMAT), "name": name, "version": version}
     with atomic(path, unique=True) as tmp:  # other runs may build the same cache
         conn = sqlite3.connect(tmp)
-        try:
+        try:  # no journal: a file cut short is never renamed into place, or is rebuilt
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
             conn.execute(
                 "CREATE TABLE terms (id TEXT PRIMARY KEY, label TEXT, synonyms TEXT, "
-                "deprecated INTEGER, replaced_by TEXT, consider TEXT)"
+                "deprecated INTEGER, replaced_by TEXT, consider TEXT, ancestors TEXT)"
             )
-            conn.execute("CREATE TABLE names (key TEXT, id TEXT, is_label INTEGER)")
+            conn.execute("CREATE TABLE names (key TEXT, id TEXT, kind INTEGER)")
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
             conn.executemany(
-                "INSERT INTO terms VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO terms VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         t.id,
                         t.label,
-                        "\t".join(t.synonyms),
+                        json.dumps(t.synonyms),
                         int(t.deprecated),
                         t.replaced_by,
-                        "\t".join(t.consider),
+                        json.dumps(t.consider),
+                        json.dumps([[a for a, _ in t.ancestors], [d for _, d in t.ancestors]]),
                     )
                     for t in terms.values()
                 ),
             )
-            conn.executemany(
-                "INSERT INTO names VALUES (?, ?, ?)",
-                (
-                    (key(n), t.id, int(i == 0))
-                    for t in terms.values()
-                    if not t.deprecated
-                    for i, n in enumerate((t.label, *t.synonyms))
-                ),
-            )
+            conn.executemany("INSERT INTO names VALUES (?, ?, ?)", names)
             conn.execute("CREATE INDEX names_key ON names (key)")
             conn.commit()
         finally:
             conn.close()
+
+
+def _open(name: str, version: str, path: Path) -> Ontology:
+    """The ontology in cache file ``path``: read into memory if it is small, else opened to be
+    queried. Raises ``sqlite3.Error`` or ``ValueError`` where the file is not a cache of this
+    format, ontology and release."""
+    conn = _connect(path)
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        want = {"format": str(CACHE_FORMAT), "name": name, "version": version}
+        if {k: meta.get(k) for k in want} != want:
+            msg = f"built for {meta}, not {want}"
+            raise ValueError(msg)
+        (n_terms,) = conn.execute("SELECT max(rowid) FROM terms").fetchone()
+        if (n_terms or 0) > SQLITE_ABOVE:
+            conn.execute("SELECT key, id, kind FROM names LIMIT 1").fetchall()
+            return Ontology(name, version, db=path)
+        terms = _CachedTerms(
+            (name, version, path), conn.execute(f"SELECT {TERM_COLUMNS} FROM terms ORDER BY rowid")
+        )
+        index = _read_index(conn, f"!= {REPLACED}")
+        labels = _read_index(conn, f"= {LABEL}")
+        replaced = _read_index(conn, f"= {REPLACED}")
+    finally:
+        conn.close()
+    return Ontology(name, version, terms, index, labels, replaced)
 
 
 def package_version() -> str:
@@ -346,39 +467,24 @@ def _parse(name: str) -> dict[str, Term]:
 def load(name: str) -> Ontology:
     """Ontology ``name`` ("CL", "UBERON", ...), from the cache or parsed once and cached."""
     version = release(name)
-    stem = cache_dir() / f"{name}-{version}-guide{package_version()}-f{CACHE_FORMAT}"
-    db, pickled = Path(f"{stem}.sqlite"), Path(f"{stem}.pickle")
-    if db.exists():
-        return Ontology(name, version, db=db)
-    if pickled.exists():
+    path = cache_dir() / f"{name}-{version}-guide{package_version()}-f{CACHE_FORMAT}.sqlite"
+    if path.exists():
         try:
-            with pickled.open("rb") as f:
-                cached = pickle.load(f)  # written by scurate itself, below
-            if isinstance(cached, Ontology):
-                return cached
-        except (
-            OSError,
-            pickle.UnpicklingError,
-            EOFError,
-            AttributeError,
-            ImportError,
-            ValueError,
-        ) as exc:
-            log.warning("ontology cache %s unreadable (%s); rebuilding", pickled, exc)
-    log.info("parsing %s %s (cached afterwards in %s)", name, version, stem.parent)
+            return _open(name, version, path)
+        except (sqlite3.Error, ValueError, TypeError) as exc:  # TypeError: NULL where text is
+            log.warning("ontology cache %s unreadable (%s); rebuilding", path, exc)
+    log.info("parsing %s %s (cached afterwards in %s)", name, version, path.parent)
     terms = _parse(name)
+    names = list(_names(name, terms))
     try:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        if len(terms) > SQLITE_ABOVE:
-            _write_sqlite(db, name, terms)
-            return Ontology(name, version, db=db)
-        onto = Ontology(name, version, terms)
-        with atomic(pickled, unique=True) as tmp, tmp.open("wb") as f:  # other runs may race
-            pickle.dump(onto, f, protocol=pickle.HIGHEST_PROTOCOL)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _build(name, version, path, terms, names)
     except (OSError, sqlite3.Error) as exc:  # a read-only home: parse again next time
-        log.warning("cannot cache %s in %s (%s)", name, stem.parent, exc)
-        onto = Ontology(name, version, terms)
-    return onto
+        log.warning("cannot cache %s in %s (%s)", name, path.parent, exc)
+    else:
+        if len(terms) > SQLITE_ABOVE:
+            return Ontology(name, version, db=path)
+    return Ontology(name, version, terms, *_indexes(names))
 
 
 def prefix_of(term_id: str) -> str | None:

@@ -349,7 +349,8 @@ def open_sources(
     """Open files and folders of sources (searched recursively, in sorted order).
 
     ``dataset_id`` is the file stem, made unique with ``-2``, ``-3``... where stems repeat.
-    ``readers`` maps a file suffix to an opener ``(path, dataset_id) -> Source``.
+    ``readers`` maps a file suffix to an opener ``(path, dataset_id) -> Source``; the path is
+    absolute, so that a manifest names each source wherever it is read.
     """
     readers = dict(readers or {H5adSource.suffix: H5adSource})
     suffixes = tuple(readers)
@@ -375,7 +376,9 @@ def open_sources(
         raise InputError(msg)
     sources: list[Source] = []
     taken: set[str] = set()
-    for path in files:
+    for given in files:
+        # stored absolute, the folder resolved (the file keeps its name: a link stays a link)
+        path = given.parent.resolve() / given.name
         suffix = next(s for s in suffixes if path.name.endswith(s))
         stem = path.name[: -len(suffix)]
         dataset_id, n = stem, 1

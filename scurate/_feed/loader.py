@@ -106,6 +106,25 @@ def _selected(path: Path, budget: int | None) -> pl.DataFrame:
     return frame
 
 
+def _source_file(name: str, manifest: Path) -> Path:
+    """The file that rows of ``manifest`` name as their ``source``: a file, at a path without
+    ``..`` (a manifest is not trusted to lead elsewhere; scurate writes absolute paths)."""
+    path = Path(name)
+    if ".." in path.parts:
+        msg = (
+            f"{manifest}: a row's source '{name}' has '..' in its path; "
+            "give the file's absolute path (as scurate writes it)"
+        )
+        raise InputError(msg)
+    if not path.exists():
+        msg = f"{path}: source file not found (moved since the selection in {manifest}?)"
+        raise InputError(msg)
+    if not path.is_file():
+        msg = f"{manifest}: a row's source '{name}' is not a file"
+        raise InputError(msg)
+    return path
+
+
 def _open(frame: pl.DataFrame, manifest: Path) -> dict[str, Source]:
     """Open each source of the selection, checking it still holds the rows it held."""
     from scurate._engine import stages
@@ -114,10 +133,7 @@ def _open(frame: pl.DataFrame, manifest: Path) -> dict[str, Source]:
     readers = stages.source_readers(discover())
     sources: dict[str, Source] = {}
     for (name, dataset_id), part in frame.group_by(["source", "dataset_id"], maintain_order=True):
-        path = Path(str(name))
-        if not path.is_file():
-            msg = f"{path}: source file not found (moved since the selection in {manifest}?)"
-            raise InputError(msg)
+        path = _source_file(str(name), manifest)
         suffix = next((s for s in readers if path.name.endswith(s)), None)
         if suffix is None:
             msg = f"{path}: no source reader for this file (known: {', '.join(readers)})"

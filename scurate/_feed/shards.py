@@ -7,6 +7,12 @@ temporary name then renamed, and ``index.json`` after every shard. A rerun with 
 options skips the shards the index lists as complete (their X shape checked), so an
 interrupted run resumes; a rerun with other options is refused unless ``overwrite``.
 
+Nothing in an existing ``index.json`` is trusted: a shard it lists is only ever this folder's
+own ``shard-NNNNN.FORMAT`` (any other path there is refused, never read or removed), and a
+plain file or folder, not a link. The size and modification time of each source file are
+recorded as a run starts; a resumed run whose sources changed since is refused, as is a run
+whose sources changed while it read them.
+
 Each shard: X CSR float32 (cells x genes, ``var_names`` the gene order), ``obs_names`` the
 cell ids, obs ``dataset_id``, ``source_row`` (the cell's row in its source file),
 ``selection_rank``, ``weight`` and the canonical label columns (with their ontology term ids).
@@ -150,8 +156,11 @@ def _write(adata: Any, path: Path, fmt: str) -> None:
         adata.write_zarr(path)
 
 
-def _prepare(out: Path, plan: dict[str, Any], *, overwrite: bool) -> dict[int, dict[str, Any]]:
-    """Make ``out`` ready for ``plan``; return the complete shards an earlier run left."""
+def _prepare(
+    out: Path, plan: dict[str, Any], *, overwrite: bool
+) -> tuple[dict[int, dict[str, Any]], Any]:
+    """Make ``out`` ready for ``plan``; return the complete shards an earlier run left, and the
+    source files it recorded (see :func:`_source_files`)."""
     if out.exists() and not out.is_dir():
         msg = f"{out}: exists and is not a folder"
         raise OptionError(msg)
@@ -162,7 +171,7 @@ def _prepare(out: Path, plan: dict[str, Any], *, overwrite: bool) -> dict[int, d
         for entry in entries:
             if _ours(entry):
                 atomic.remove(entry)
-        return {}
+        return {}, None
     for entry in entries:  # what an interrupted run was writing
         if atomic.is_partial(entry):
             atomic.remove(entry)
@@ -173,7 +182,7 @@ def _prepare(out: Path, plan: dict[str, Any], *, overwrite: bool) -> dict[int, d
                 "give another folder or --overwrite"
             )
             raise OptionError(msg)
-        return {}
+        return {}, None
     try:
         earlier = json.loads(index_path.read_text())
         before = {k: earlier[k] for k in plan}
@@ -188,13 +197,69 @@ def _prepare(out: Path, plan: dict[str, Any], *, overwrite: bool) -> dict[int, d
         )
         raise OptionError(msg)
     done = {}
-    for entry in earlier.get("shards", []):
-        path = out / entry["file"]
-        if _x_shape(path, plan["format"]) == (entry["n_obs"], plan["genes"]["n"]):
-            done[int(entry["shard"])] = entry
+    n_cells, size = plan["selection"]["n_cells"], plan["options"]["shard_size"]
+    for shard in _listed(index_path, earlier, plan["format"], -(-n_cells // size)):
+        path = out / shard["file"]
+        shape = None if path.is_symlink() else _x_shape(path, plan["format"])
+        n_obs = min(size, n_cells - shard["shard"] * size)
+        if shard["n_obs"] == n_obs and shape == (n_obs, plan["genes"]["n"]):
+            done[shard["shard"]] = shard
         else:
             log.warning("%s: incomplete or unreadable, writing it again", path)
-    return done
+    return done, earlier.get("source_files")
+
+
+def _listed(
+    index_path: Path, earlier: dict[str, Any], fmt: str, n_shards: int
+) -> list[dict[str, Any]]:
+    """The shards ``index.json`` lists, each checked to be one of the ``n_shards`` shard files
+    of this folder."""
+    entries = earlier.get("shards", [])
+    try:
+        for entry in entries:
+            shard, file, n_obs = entry["shard"], entry["file"], entry["n_obs"]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (shard, n_obs)):
+                msg = f"shard {shard!r} of {n_obs!r} cells"
+                raise TypeError(msg)
+            if not 0 <= shard < n_shards or file != _shard_name(shard, fmt):
+                msg = (
+                    f"{index_path}: lists {file!r} as shard {shard}; only this folder's "
+                    f"{_shard_name(0, fmt)} to {_shard_name(n_shards - 1, fmt)} are read; "
+                    "give another folder or --overwrite"
+                )
+                raise OptionError(msg)
+    except (KeyError, TypeError) as exc:
+        msg = f"{index_path}: not an index of scurate materialize ({type(exc).__name__}: {exc})"
+        raise OptionError(msg) from exc
+    return list(entries)
+
+
+def _source_files(sources: dict[str, str]) -> dict[str, dict[str, int]]:
+    """The size and modification time (ns) of each source file, as the manifest names it."""
+    found = {}
+    for name in sorted(set(sources.values())):
+        try:
+            stat = Path(name).stat()
+        except OSError as exc:
+            msg = f"{name}: cannot read the source ({exc.strerror})"
+            raise InputError(msg) from exc
+        found[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return found
+
+
+def _unchanged(then: Any, now: dict[str, dict[str, int]], why: str) -> None:
+    """One line naming the first source file whose size or modification time differ."""
+    for name, current in now.items():
+        before = then.get(name) if isinstance(then, dict) else None
+        if before != current:
+            if not isinstance(before, dict):
+                what = "not recorded then"
+            elif before.get("size") != current["size"]:
+                what = f"{before.get('size')} bytes then, {current['size']} now"
+            else:
+                what = "modified since"
+            msg = f"{name}: the source changed {why} ({what}); give another folder or --overwrite"
+            raise InputError(msg)
 
 
 def _show(before: Any, now: Any) -> str:
@@ -272,7 +337,10 @@ def materialize(
         },
     }
     out = Path(out)
-    done = _prepare(out, plan, overwrite=overwrite)
+    done, recorded = _prepare(out, plan, overwrite=overwrite)
+    files = _source_files(loader.sources)
+    if done:  # the shards there were made from the sources as they were then
+        _unchanged(recorded, files, f"since the shards in {out} were made")
     order = loader.positions()
     n_shards = -(-n_cells // shard_size)
     index: dict[str, Any] = {
@@ -281,6 +349,7 @@ def materialize(
         "gene_names": [str(g) for g in loader.genes],
         "obs": ["dataset_id", "source_row", "selection_rank", "weight", *labels],
         "sources": loader.sources,
+        "source_files": files,
         "n_cells": n_cells,
         "n_shards": n_shards,
         "shards": [done[k] for k in sorted(done)],
@@ -309,6 +378,7 @@ def materialize(
         index["shards"] = [done[i] for i in sorted(done)]
         _write_json(index, out / INDEX)
         written += 1
+    _unchanged(files, _source_files(loader.sources), "while materialize read it")
     index["complete"] = True
     _write_json(index, out / INDEX)
     if progress is not None:
