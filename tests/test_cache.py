@@ -3,6 +3,7 @@ without it, and recomputes whatever an input or option change touches."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -101,3 +102,25 @@ def test_the_cli_keeps_the_pool_beside_the_output(two_labs: list[Path], tmp_path
         bad.stderr
         == f"scurate: error: --work-dir {tmp_path / 'afile'}: exists and is not a folder\n"
     )
+
+
+def test_cache_command_lists_sizes_and_clears_only_its_pools(
+    two_labs: list[Path], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    scurate.select(two_labs, 20, work_dir=work)
+    (work / "notes.txt").write_text("mine")
+    (work / ".pool-abc.99.partial").mkdir()
+    listed = runner.invoke(app, ["cache", "list", "--work-dir", str(work), "--json"])
+    assert listed.exit_code == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert row["n_cells"] == 1598 and row["bytes"] > 0
+    assert row["sources"] == sorted(str(p.resolve()) for p in two_labs)
+    size = runner.invoke(app, ["cache", "size", "--work-dir", str(work)])
+    assert size.exit_code == 0 and "in 1 pools" in size.stdout
+    cleared = runner.invoke(app, ["cache", "clear", "--work-dir", str(work)])
+    assert cleared.exit_code == 0 and cleared.stdout.startswith("removed 2 pools")
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+    (tmp_path / "afile").write_text("x")
+    bad = runner.invoke(app, ["cache", "list", "--work-dir", str(tmp_path / "afile")])
+    assert bad.exit_code == 1 and "exists and is not a folder" in bad.stderr

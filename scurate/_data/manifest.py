@@ -106,7 +106,8 @@ def read_manifest(path: Path) -> pl.DataFrame:
 def write_manifest(frame: pl.DataFrame, path: Path) -> None:
     """Write to a temporary name and rename, so a manifest that exists is complete."""
     with atomic(path) as tmp:
-        conform(frame).write_parquet(tmp, statistics=False)
+        # one chunk: the bytes depend on the content only, not on how the frame was built
+        conform(frame).rechunk().write_parquet(tmp, statistics=False)
 
 
 def cell_ids(dataset_id: str, obs_names: NDArray[Any]) -> NDArray[np.object_]:

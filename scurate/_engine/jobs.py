@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scurate._compute.reference import build_reference, save_reference
+from scurate._compute.reference import build_reference, index_folder, save_reference
 from scurate._compute.scoring import keep_mask
 from scurate._compute.weights import Assignment, assign
 from scurate._data import atomic
@@ -238,6 +238,7 @@ def build_index_with(
     corpus: Paths, opts: IndexOptions, *, out: str | os.PathLike[str], progress: Progress = quiet
 ) -> dict[str, Any]:
     """:func:`build_index` from an options object already checked."""
+    index_folder(out)  # refused before anything is computed
     with limited(opts.threads):
         ref = build_reference(
             corpus,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from scurate._engine.jobs import build_index_with, out_dir
+from scurate._engine.jobs import build_index_with
 from scurate._engine.options import IndexOptions
 from scurate.cli._errors import Command, Group, user_errors
 from scurate.cli._options import (
@@ -46,7 +46,6 @@ def build(
     """
     paths = sources_or_example(corpus, example=shared["example"])
     opts = options_from(ctx, IndexOptions)
-    out_dir(out)
     with progress_on_stderr(enabled=not shared["as_json"]) as progress:
         info = build_index_with(paths, opts, out=out, progress=progress)
     if shared["as_json"]:
