@@ -245,26 +245,27 @@ class Traversal {
     }
 
     // Dimensions by decreasing variance, so a partial distance over the first ones is a
-    // tight lower bound of the whole.
+    // tight lower bound of the whole. Each dimension's sums run over the rows in order, one
+    // thread per block of dimensions, so the order (and the distances summed in it) does not
+    // depend on the number of threads.
     std::vector<int64_t> dims_by_variance() const {
         std::vector<double> sum(dim_, 0.0), sq(dim_, 0.0);
-#pragma omp parallel
-        {
-            std::vector<double> s(dim_, 0.0), q(dim_, 0.0);
-#pragma omp for schedule(static) nowait
+        const int64_t blocks = std::min<int64_t>(dim_, std::max(1, omp_get_max_threads()));
+#pragma omp parallel for schedule(static, 1) if (blocks > 1 && n_ * dim_ > 65536)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t lo = dim_ * b / blocks, hi = dim_ * (b + 1) / blocks;
+            std::vector<double> s(hi - lo, 0.0), q(hi - lo, 0.0);  // no shared cache lines
             for (int64_t i = 0; i < n_; ++i) {
-                const float* r = row(i);
-                for (int64_t k = 0; k < dim_; ++k) {
-                    const double v = static_cast<double>(r[k]) - x_[k];  // shifted by row 0
+                const float* r = row(i) + lo;
+                const float* r0 = x_ + lo;
+                for (int64_t k = 0; k < hi - lo; ++k) {
+                    const double v = static_cast<double>(r[k]) - r0[k];  // shifted by row 0
                     s[k] += v;
                     q[k] += v * v;
                 }
             }
-#pragma omp critical
-            for (int64_t k = 0; k < dim_; ++k) {
-                sum[k] += s[k];
-                sq[k] += q[k];
-            }
+            std::copy(s.begin(), s.end(), sum.begin() + lo);
+            std::copy(q.begin(), q.end(), sq.begin() + lo);
         }
         std::vector<double> var(dim_);
         for (int64_t k = 0; k < dim_; ++k) var[k] = sq[k] / n_ - (sum[k] / n_) * (sum[k] / n_);
