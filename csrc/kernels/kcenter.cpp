@@ -650,7 +650,8 @@ Status check_finite(const float* x, int64_t n_rows, int64_t dim, const char* arg
 }
 
 Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, const int64_t* initial,
-               int64_t n_initial, int64_t first, int64_t* order, double* radii) {
+               int64_t n_initial, int64_t first, int64_t* order, double* radii,
+               Interrupt* interrupt) {
     if (dim < 1) return Status::error("x: expected at least one column");
     if (budget < 0) return Status::error("budget: must be >= 0, got " + std::to_string(budget));
     std::vector<uint8_t> seen(n_rows, 0);
@@ -675,9 +676,13 @@ Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, cons
 
     Traversal tr(x, n_rows, dim, n_initial + budget);
     if (n_initial > 0) tr.track_rows();
-    for (int64_t s = 0; s < n_initial; ++s) tr.add_center(initial[s], -1);
+    for (int64_t s = 0; s < n_initial; ++s) {
+        if (interrupt != nullptr && interrupt->requested()) return Status::interrupted();
+        tr.add_center(initial[s], -1);
+    }
     tr.stop_tracking();
     for (int64_t t = 0; t < budget; ++t) {
+        if (interrupt != nullptr && interrupt->requested()) return Status::interrupted();
         const bool seed = t == 0 && n_initial == 0;
         const int64_t p = seed ? first : tr.farthest().row;
         tr.add_center(p, seed ? -1 : tr.farthest().slot);
