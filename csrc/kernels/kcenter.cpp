@@ -293,7 +293,8 @@ class Traversal {
             g.row[i] = k.row;
             if (tracking) slot_of_[k.row] = slot;
             std::memcpy(&g.lead[i * kLead], k.coords, kLead * sizeof(float));
-            std::memcpy(&g.tail[i * n_tail_], k.coords + kLead, n_tail_ * sizeof(float));
+            if (n_tail_ > 0)  // no tail (dim <= kLead): g.tail is empty, with no element to name
+                std::memcpy(&g.tail[i * n_tail_], k.coords + kLead, n_tail_ * sizeof(float));
         }
     }
 
@@ -566,7 +567,9 @@ class Traversal {
                 g.d2[w] = g.d2[i];
                 g.row[w] = g.row[i];
                 std::memcpy(&g.lead[w * kLead], &g.lead[i * kLead], kLead * sizeof(float));
-                std::memcpy(&g.tail[w * n_tail_], &g.tail[i * n_tail_], n_tail_ * sizeof(float));
+                if (n_tail_ > 0)
+                    std::memcpy(&g.tail[w * n_tail_], &g.tail[i * n_tail_],
+                                n_tail_ * sizeof(float));
             }
             ++w;
         }
