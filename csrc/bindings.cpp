@@ -41,12 +41,22 @@ carray<T> expect(const py::array& a, const char* arg, py::ssize_t ndim) {
 }
 
 // Ctrl-C for a kernel that runs without the GIL: every poll interval the kernel's thread takes
-// the GIL and runs Python's signal handlers (PyErr_CheckSignals: a no-op off the main thread).
+// the GIL and runs Python's signal handlers (PyErr_CheckSignals).
 // A handler that raises (KeyboardInterrupt from SIGINT, or whatever a user's handler raises)
 // stops the kernel at its next check; the exception is kept and rethrown once the kernel has
 // returned, with the GIL held again.
 class SignalInterrupt {
   public:
+    // Built with the GIL held. Python runs signal handlers on its main thread only: elsewhere
+    // there is nothing to poll, and taking the GIL every interval would only slow the kernel.
+    SignalInterrupt() {
+        const py::module_ threading = py::module_::import("threading");
+        if (threading.attr("current_thread")().is(threading.attr("main_thread")()))
+            interrupt_ = scurate::Interrupt(&SignalInterrupt::poll, this);
+    }
+    SignalInterrupt(const SignalInterrupt&) = delete;  // the Interrupt points at this object
+    SignalInterrupt& operator=(const SignalInterrupt&) = delete;
+
     scurate::Interrupt* get() { return &interrupt_; }
 
     // After the kernel: rethrows the handler's exception, or a kernel error as ValueError.
@@ -64,7 +74,7 @@ class SignalInterrupt {
     }
 
     std::unique_ptr<py::error_already_set> error_;
-    scurate::Interrupt interrupt_{&SignalInterrupt::poll, this};
+    scurate::Interrupt interrupt_;  // asks no one, off the main thread
 };
 
 std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter(const py::array& x, int64_t budget,

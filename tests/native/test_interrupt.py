@@ -12,10 +12,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scurate import _core
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -68,3 +71,15 @@ def test_sigint_stops_the_kernel(kernel: str, tmp_path: Path) -> None:
     assert "finished" not in out
     assert err.rstrip().endswith("KeyboardInterrupt"), err
     assert child.returncode in (-signal.SIGINT, 1, 130)
+
+
+def test_kernels_off_the_main_thread_run_as_on_it() -> None:
+    """Off the main thread there are no signal handlers to run, and nothing is polled."""
+    x = np.random.default_rng(1).normal(size=(3000, 12)).astype(np.float32)
+    results: list[tuple[np.ndarray, np.ndarray]] = []
+    worker = threading.Thread(target=lambda: results.append(_core.kcenter(x, 300)))
+    worker.start()
+    worker.join()
+    here = _core.kcenter(x, 300)
+    np.testing.assert_array_equal(results[0][0], here[0])
+    np.testing.assert_array_equal(results[0][1], here[1])
