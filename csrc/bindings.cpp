@@ -4,12 +4,14 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
 
 #include "kernels/dedup.hpp"
 #include "kernels/facility.hpp"
+#include "kernels/interrupt.hpp"
 #include "kernels/kcenter.hpp"
 #include "kernels/kcenter_covered.hpp"
 #include "kernels/neighbors.hpp"
@@ -38,6 +40,43 @@ carray<T> expect(const py::array& a, const char* arg, py::ssize_t ndim) {
     return py::reinterpret_borrow<carray<T>>(a);
 }
 
+// Ctrl-C for a kernel that runs without the GIL: every poll interval the kernel's thread takes
+// the GIL and runs Python's signal handlers (PyErr_CheckSignals).
+// A handler that raises (KeyboardInterrupt from SIGINT, or whatever a user's handler raises)
+// stops the kernel at its next check; the exception is kept and rethrown once the kernel has
+// returned, with the GIL held again.
+class SignalInterrupt {
+  public:
+    // Built with the GIL held. Python runs signal handlers on its main thread only: elsewhere
+    // there is nothing to poll, and taking the GIL every interval would only slow the kernel.
+    SignalInterrupt() {
+        const py::module_ threading = py::module_::import("threading");
+        if (threading.attr("current_thread")().is(threading.attr("main_thread")()))
+            interrupt_ = scurate::Interrupt(&SignalInterrupt::poll, this);
+    }
+    SignalInterrupt(const SignalInterrupt&) = delete;  // the Interrupt points at this object
+    SignalInterrupt& operator=(const SignalInterrupt&) = delete;
+
+    scurate::Interrupt* get() { return &interrupt_; }
+
+    // After the kernel: rethrows the handler's exception, or a kernel error as ValueError.
+    void raise_if_failed(const scurate::Status& st) const {
+        if (st.is_interrupted() && error_) throw *error_;
+        if (!st.ok()) throw py::value_error(st.message());
+    }
+
+  private:
+    static bool poll(void* self) {
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() == 0) return false;
+        static_cast<SignalInterrupt*>(self)->error_ = std::make_unique<py::error_already_set>();
+        return true;
+    }
+
+    std::unique_ptr<py::error_already_set> error_;
+    scurate::Interrupt interrupt_;  // asks no one, off the main thread
+};
+
 std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter(const py::array& x, int64_t budget,
                                                              const py::object& initial,
                                                              int64_t first) {
@@ -52,12 +91,14 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter(const py::array& x,
     py::array_t<int64_t> order(budget);
     py::array_t<double> radii(budget);
     scurate::Status st;
+    SignalInterrupt interrupt;
     {
         py::gil_scoped_release nogil;
         st = scurate::kcenter(emb.data(), emb.shape(0), emb.shape(1), budget, seeds.data(),
-                              seeds.shape(0), first, order.mutable_data(), radii.mutable_data());
+                              seeds.shape(0), first, order.mutable_data(), radii.mutable_data(),
+                              interrupt.get());
     }
-    if (!st.ok()) throw py::value_error(st.message());
+    interrupt.raise_if_failed(st);
     return {order, radii};
 }
 
@@ -187,14 +228,16 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter_covered(const py::a
     py::array_t<int64_t> order(budget);
     py::array_t<double> radii(budget);
     scurate::Status st;
+    SignalInterrupt interrupt;
     {
         py::gil_scoped_release nogil;
         st = scurate::check_finite(emb.data(), emb.shape(0), emb.shape(1), "x");
         if (st.ok())
             st = scurate::kcenter_covered(emb.data(), emb.shape(0), emb.shape(1), cov.data(),
-                                          budget, order.mutable_data(), radii.mutable_data());
+                                          budget, order.mutable_data(), radii.mutable_data(),
+                                          interrupt.get());
     }
-    if (!st.ok()) throw py::value_error(st.message());
+    interrupt.raise_if_failed(st);
     return {order, radii};
 }
 
@@ -225,12 +268,14 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(const py:
     py::array_t<int64_t> order(budget);
     py::array_t<double> objective(budget);
     scurate::Status st;
+    SignalInterrupt interrupt;
     {
         py::gil_scoped_release nogil;
         st = scurate::facility_location(ptr.data(), idx.data(), val.data(), n, budget,
-                                        order.mutable_data(), objective.mutable_data());
+                                        order.mutable_data(), objective.mutable_data(),
+                                        interrupt.get());
     }
-    if (!st.ok()) throw py::value_error(st.message());
+    interrupt.raise_if_failed(st);
     return {order, objective};
 }
 
@@ -255,12 +300,13 @@ std::tuple<py::array_t<int64_t>, int64_t, double> grid_covering(const py::array&
     int64_t n_boxes = 0;
     double unit = 0.0;
     scurate::Status st;
+    SignalInterrupt interrupt;
     {
         py::gil_scoped_release nogil;
         st = scurate::grid_covering(emb.data(), emb.shape(0), emb.shape(1), target, alpha, max_iter,
-                                    box.mutable_data(), &n_boxes, &unit);
+                                    box.mutable_data(), &n_boxes, &unit, interrupt.get());
     }
-    if (!st.ok()) throw py::value_error(st.message());
+    interrupt.raise_if_failed(st);
     return {box, n_boxes, unit};
 }
 

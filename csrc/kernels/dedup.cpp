@@ -2,7 +2,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -66,10 +68,12 @@ Status hash_count_rows(const int64_t* indptr, int64_t n_rows, const Index* indic
         column_key[c] = g < 0 ? 0 : (mix64(static_cast<uint64_t>(g) + 1) | 1);  // never 0
     }
     const uint64_t* key = column_key.data();
-    int64_t bad_column = -1;
+    // the first entry whose column is out of range (a min over entries: the same whatever the
+    // number of threads); integer sums are exact in any order
+    int64_t bad_entry = std::numeric_limits<int64_t>::max();
     int64_t nonintegral = 0;
 #pragma omp parallel for schedule(dynamic, 256) reduction(+ : nonintegral) \
-    reduction(max : bad_column) if (n_rows > 1024)
+    reduction(min : bad_entry) if (n_rows > 1024)
     for (int64_t i = 0; i < n_rows; ++i) {
         uint64_t sum = 0;
         uint64_t row_bad = 0;  // a local, so it stays in a register
@@ -77,7 +81,7 @@ Status hash_count_rows(const int64_t* indptr, int64_t n_rows, const Index* indic
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) {
             const uint64_t c = static_cast<uint64_t>(indices[p]);
             if (c >= static_cast<uint64_t>(n_cols)) {  // negative indices wrap above n_cols
-                bad_column = static_cast<int64_t>(indices[p]) < 0 ? 0 : static_cast<int64_t>(c);
+                bad_entry = std::min(bad_entry, p);
                 continue;
             }
             const uint64_t k = key[c];
@@ -89,9 +93,12 @@ Status hash_count_rows(const int64_t* indptr, int64_t n_rows, const Index* indic
         nnz[i] = count_pairs;
         nonintegral += static_cast<int64_t>(row_bad);
     }
-    if (bad_column >= 0)
-        return Status::error("indices: column " + std::to_string(bad_column) + " is outside 0.." +
-                             std::to_string(n_cols - 1));
+    if (bad_entry != std::numeric_limits<int64_t>::max()) {
+        const int64_t row = std::upper_bound(indptr, indptr + n_rows + 1, bad_entry) - indptr - 1;
+        return Status::error("indices: column " +
+                             std::to_string(static_cast<int64_t>(indices[bad_entry])) + " (row " +
+                             std::to_string(row) + ") is outside 0.." + std::to_string(n_cols - 1));
+    }
     *n_nonintegral = nonintegral;
     return Status();
 }

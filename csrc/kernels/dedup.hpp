@@ -14,7 +14,9 @@ namespace scurate {
 // order, on how columns are laid out, or on the value type: the same counts stored as int32 or
 // as float64 hash alike. Writes `hashes[i]` and `nnz[i]` (pairs hashed). Values that are
 // negative or not whole numbers are counted in `n_nonintegral` (the caller skips such a
-// source); they are hashed by their integer part. Rows run in parallel (OpenMP).
+// source); they are hashed by their integer part. Rows run in parallel (OpenMP); the outputs,
+// and the entry an out-of-range column is reported at (the first), do not depend on the
+// number of threads.
 template <class Index, class Value>
 Status hash_count_rows(const int64_t* indptr, int64_t n_rows, const Index* indices,
                        const Value* data, int64_t n_values, const int32_t* gene_map, int64_t n_cols,

@@ -43,7 +43,8 @@ Status check_graph(const int64_t* indptr, const int64_t* indices, const float* v
 }  // namespace
 
 Status facility_location(const int64_t* indptr, const int64_t* indices, const float* values,
-                         int64_t n_rows, int64_t budget, int64_t* order, double* objective) {
+                         int64_t n_rows, int64_t budget, int64_t* order, double* objective,
+                         Interrupt* interrupt) {
     if (budget < 0 || budget > n_rows)
         return Status::error("budget: must be between 0 and the " + std::to_string(n_rows) +
                              " rows, got " + std::to_string(budget));
@@ -63,7 +64,11 @@ Status facility_location(const int64_t* indptr, const int64_t* indices, const fl
     std::vector<float> best(n_rows, 0.0f);  // each cell's similarity to its nearest pick
     double total = 0.0;
     int64_t picked = 0;
+    int64_t steps = 0;
     while (picked < budget) {
+        // a step costs one candidate's row: ask the clock only every 64 of them
+        if (interrupt != nullptr && (++steps & 63) == 0 && interrupt->requested())
+            return Status::interrupted();
         Bound top = queue.top();
         queue.pop();
         double g = 0.0;

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/interrupt.hpp"
 #include "kernels/status.hpp"
 
 namespace scurate {
@@ -16,8 +17,11 @@ namespace scurate {
 // upper bound cannot win. Gains are summed in double.
 //
 // Writes `order` (budget rows) and `objective` (F after each pick). The initial gains use
-// OpenMP threads; touches no Python object.
+// OpenMP threads, one candidate each, so nothing depends on their number. Asks `interrupt`
+// between heap steps and returns Status::interrupted() when told to stop. Touches no Python
+// object.
 Status facility_location(const int64_t* indptr, const int64_t* indices, const float* values,
-                         int64_t n_rows, int64_t budget, int64_t* order, double* objective);
+                         int64_t n_rows, int64_t budget, int64_t* order, double* objective,
+                         Interrupt* interrupt = nullptr);
 
 }  // namespace scurate

@@ -245,26 +245,27 @@ class Traversal {
     }
 
     // Dimensions by decreasing variance, so a partial distance over the first ones is a
-    // tight lower bound of the whole.
+    // tight lower bound of the whole. Each dimension's sums run over the rows in order, one
+    // thread per block of dimensions, so the order (and the distances summed in it) does not
+    // depend on the number of threads.
     std::vector<int64_t> dims_by_variance() const {
         std::vector<double> sum(dim_, 0.0), sq(dim_, 0.0);
-#pragma omp parallel
-        {
-            std::vector<double> s(dim_, 0.0), q(dim_, 0.0);
-#pragma omp for schedule(static) nowait
+        const int64_t blocks = std::min<int64_t>(dim_, std::max(1, omp_get_max_threads()));
+#pragma omp parallel for schedule(static, 1) if (blocks > 1 && n_ * dim_ > 65536)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t lo = dim_ * b / blocks, hi = dim_ * (b + 1) / blocks;
+            std::vector<double> s(hi - lo, 0.0), q(hi - lo, 0.0);  // no shared cache lines
             for (int64_t i = 0; i < n_; ++i) {
-                const float* r = row(i);
-                for (int64_t k = 0; k < dim_; ++k) {
-                    const double v = static_cast<double>(r[k]) - x_[k];  // shifted by row 0
+                const float* r = row(i) + lo;
+                const float* r0 = x_ + lo;
+                for (int64_t k = 0; k < hi - lo; ++k) {
+                    const double v = static_cast<double>(r[k]) - r0[k];  // shifted by row 0
                     s[k] += v;
                     q[k] += v * v;
                 }
             }
-#pragma omp critical
-            for (int64_t k = 0; k < dim_; ++k) {
-                sum[k] += s[k];
-                sq[k] += q[k];
-            }
+            std::copy(s.begin(), s.end(), sum.begin() + lo);
+            std::copy(q.begin(), q.end(), sq.begin() + lo);
         }
         std::vector<double> var(dim_);
         for (int64_t k = 0; k < dim_; ++k) var[k] = sq[k] / n_ - (sum[k] / n_) * (sum[k] / n_);
@@ -292,7 +293,8 @@ class Traversal {
             g.row[i] = k.row;
             if (tracking) slot_of_[k.row] = slot;
             std::memcpy(&g.lead[i * kLead], k.coords, kLead * sizeof(float));
-            std::memcpy(&g.tail[i * n_tail_], k.coords + kLead, n_tail_ * sizeof(float));
+            if (n_tail_ > 0)  // no tail (dim <= kLead): g.tail is empty, with no element to name
+                std::memcpy(&g.tail[i * n_tail_], k.coords + kLead, n_tail_ * sizeof(float));
         }
     }
 
@@ -565,7 +567,9 @@ class Traversal {
                 g.d2[w] = g.d2[i];
                 g.row[w] = g.row[i];
                 std::memcpy(&g.lead[w * kLead], &g.lead[i * kLead], kLead * sizeof(float));
-                std::memcpy(&g.tail[w * n_tail_], &g.tail[i * n_tail_], n_tail_ * sizeof(float));
+                if (n_tail_ > 0)
+                    std::memcpy(&g.tail[w * n_tail_], &g.tail[i * n_tail_],
+                                n_tail_ * sizeof(float));
             }
             ++w;
         }
@@ -649,7 +653,8 @@ Status check_finite(const float* x, int64_t n_rows, int64_t dim, const char* arg
 }
 
 Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, const int64_t* initial,
-               int64_t n_initial, int64_t first, int64_t* order, double* radii) {
+               int64_t n_initial, int64_t first, int64_t* order, double* radii,
+               Interrupt* interrupt) {
     if (dim < 1) return Status::error("x: expected at least one column");
     if (budget < 0) return Status::error("budget: must be >= 0, got " + std::to_string(budget));
     std::vector<uint8_t> seen(n_rows, 0);
@@ -674,9 +679,13 @@ Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, cons
 
     Traversal tr(x, n_rows, dim, n_initial + budget);
     if (n_initial > 0) tr.track_rows();
-    for (int64_t s = 0; s < n_initial; ++s) tr.add_center(initial[s], -1);
+    for (int64_t s = 0; s < n_initial; ++s) {
+        if (interrupt != nullptr && interrupt->requested()) return Status::interrupted();
+        tr.add_center(initial[s], -1);
+    }
     tr.stop_tracking();
     for (int64_t t = 0; t < budget; ++t) {
+        if (interrupt != nullptr && interrupt->requested()) return Status::interrupted();
         const bool seed = t == 0 && n_initial == 0;
         const int64_t p = seed ? first : tr.farthest().row;
         tr.add_center(p, seed ? -1 : tr.farthest().slot);

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/interrupt.hpp"
 #include "kernels/status.hpp"
 
 namespace scurate {
@@ -22,10 +23,12 @@ namespace scurate {
 // contiguously, sorted by distance, so a scan reads memory sequentially and stops a row's
 // distance as soon as its partial sum rules it out.
 //
-// Writes `order` (budget entries) and `radii` (budget entries). Runs OpenMP threads;
-// touches no Python object.
+// Writes `order` (budget entries) and `radii` (budget entries). Runs OpenMP threads; the result
+// does not depend on their number (no reduction crosses threads). Asks `interrupt` before each
+// pick and returns Status::interrupted() when told to stop. Touches no Python object.
 Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, const int64_t* initial,
-               int64_t n_initial, int64_t first, int64_t* order, double* radii);
+               int64_t n_initial, int64_t first, int64_t* order, double* radii,
+               Interrupt* interrupt = nullptr);
 
 // Returns a Status naming the first row with a NaN or infinite value, if any.
 Status check_finite(const float* x, int64_t n_rows, int64_t dim, const char* arg);

@@ -43,7 +43,7 @@ struct Farther {  // priority: larger distance first, then the lower row
 }  // namespace
 
 Status kcenter_covered(const float* x, int64_t n_rows, int64_t dim, const float* covered,
-                       int64_t budget, int64_t* order, double* radii) {
+                       int64_t budget, int64_t* order, double* radii, Interrupt* interrupt) {
     if (dim < 1) return Status::error("x: expected at least one column");
     if (budget < 0) return Status::error("budget: must be >= 0, got " + std::to_string(budget));
     if (budget > n_rows)
@@ -66,9 +66,16 @@ Status kcenter_covered(const float* x, int64_t n_rows, int64_t dim, const float*
     std::vector<uint8_t> picked(n_rows, 0);
     int64_t n_picked = 0;
     // Each round brings the top row up to date until the top is exact: then it is the
-    // farthest row, since every other key is an upper bound on that row's distance.
+    // farthest row, since every other key is an upper bound on that row's distance. Returns
+    // row -1 when the caller's interrupt asks to stop.
+    bool stop = false;
+    int64_t steps = 0;
     auto farthest = [&]() -> Entry {
         while (true) {
+            if (interrupt != nullptr && (++steps & 15) == 0 && interrupt->requested()) {
+                stop = true;
+                return Entry{0.0, -1};
+            }
             Entry top = heap.top();
             heap.pop();
             const int64_t i = top.row;
@@ -88,6 +95,7 @@ Status kcenter_covered(const float* x, int64_t n_rows, int64_t dim, const float*
     };
     for (int64_t t = 0; t < budget; ++t) {
         const Entry best = farthest();
+        if (stop) return Status::interrupted();
         if (t > 0) radii[t - 1] = std::sqrt(best.d2);
         order[t] = best.row;
         picked[best.row] = 1;
@@ -98,6 +106,7 @@ Status kcenter_covered(const float* x, int64_t n_rows, int64_t dim, const float*
             radii[budget - 1] = 0.0;
         } else {
             const Entry next = farthest();
+            if (stop) return Status::interrupted();
             radii[budget - 1] = std::sqrt(next.d2);
         }
     }

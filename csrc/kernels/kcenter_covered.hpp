@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/interrupt.hpp"
 #include "kernels/status.hpp"
 
 namespace scurate {
@@ -15,8 +16,10 @@ namespace scurate {
 // current distance is an upper bound kept in a max-heap, and only the row on top is brought
 // up to date against the picks made since it was last looked at (lazy evaluation, exact):
 // rows the reference already covers closely never reach the top and are never touched.
-// Distances are accumulated in double precision. Single-threaded.
+// Distances are accumulated in double precision. Single-threaded. Asks `interrupt` between
+// heap steps and returns Status::interrupted() when told to stop.
 Status kcenter_covered(const float* x, int64_t n_rows, int64_t dim, const float* covered,
-                       int64_t budget, int64_t* order, double* radii);
+                       int64_t budget, int64_t* order, double* radii,
+                       Interrupt* interrupt = nullptr);
 
 }  // namespace scurate

@@ -121,7 +121,8 @@ Status grid_boxes(const float* x, int64_t n_rows, int64_t dim, double unit, int6
 }
 
 Status grid_covering(const float* x, int64_t n_rows, int64_t dim, int64_t target, double alpha,
-                     int64_t max_iter, int64_t* box, int64_t* n_boxes, double* unit) {
+                     int64_t max_iter, int64_t* box, int64_t* n_boxes, double* unit,
+                     Interrupt* interrupt) {
     if (target < 1) return Status::error("target: must be >= 1, got " + std::to_string(target));
     if (!(alpha >= 0.0) || !std::isfinite(alpha))
         return Status::error("alpha: must be finite and >= 0, got " + std::to_string(alpha));
@@ -132,6 +133,7 @@ Status grid_covering(const float* x, int64_t n_rows, int64_t dim, int64_t target
     const double widest = grid.widest();
     double low = 0.0, high = widest, side = widest / 4.0;
     for (int64_t it = 0; it < max_iter; ++it) {
+        if (interrupt != nullptr && interrupt->requested()) return Status::interrupted();
         const int64_t count = grid.boxes(side, nullptr);
         if (count > target * (1.0 + alpha)) {
             low = side;  // too many boxes: widen them

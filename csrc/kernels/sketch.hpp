@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/interrupt.hpp"
 #include "kernels/status.hpp"
 
 namespace scurate {
@@ -20,7 +21,9 @@ Status grid_boxes(const float* x, int64_t n_rows, int64_t dim, double unit, int6
 // Searches the side `unit` by bisection, as geosketch does, until the number of non-empty
 // boxes is within [target / (1 + alpha), target * (1 + alpha)] (or `max_iter` steps, or the
 // side cannot be refined), then writes that grid as `grid_boxes` does and the side to `unit`.
+// Asks `interrupt` before each step and returns Status::interrupted() when told to stop.
 Status grid_covering(const float* x, int64_t n_rows, int64_t dim, int64_t target, double alpha,
-                     int64_t max_iter, int64_t* box, int64_t* n_boxes, double* unit);
+                     int64_t max_iter, int64_t* box, int64_t* n_boxes, double* unit,
+                     Interrupt* interrupt = nullptr);
 
 }  // namespace scurate
