@@ -102,7 +102,9 @@ def build_reference(
         model = fit_pca(sources, rng=np.random.default_rng(seed), progress=progress)
         embedding = project(sources, model, progress=progress)
     index, index_info = build_index(embedding.values, factory=index_factory)
-    cell_ids = np.concatenate([cell_ids_of(s.dataset_id, s.obs_names) for s in sources])
+    cell_ids = np.concatenate([cell_ids_of(s.dataset_id, s.obs_names) for s in sources]).astype(
+        object
+    )
     datasets = np.concatenate([np.full(s.n_obs, s.dataset_id, dtype=object) for s in sources])
     info = {
         "index_version": INDEX_VERSION,

@@ -110,6 +110,7 @@ def write_manifest(frame: pl.DataFrame, path: Path) -> None:
         conform(frame).rechunk().write_parquet(tmp, statistics=False)
 
 
-def cell_ids(dataset_id: str, obs_names: NDArray[Any]) -> NDArray[np.object_]:
-    """The ``cell_id`` of each cell: ``dataset_id/obs_name``."""
-    return np.char.add(f"{dataset_id}/", np.asarray(obs_names).astype(str)).astype(object)
+def cell_ids(dataset_id: str, obs_names: NDArray[Any]) -> NDArray[np.str_]:
+    """The ``cell_id`` of each cell: ``dataset_id/obs_name`` (a numpy string array: no Python
+    object per cell)."""
+    return np.char.add(f"{dataset_id}/", np.asarray(obs_names).astype(str))

@@ -143,7 +143,7 @@ def _open(frame: pl.DataFrame, manifest: Path) -> dict[str, Source]:
         if rows.max() >= source.n_obs:
             msg = f"{path}: has {source.n_obs} cells, the selection names row {rows.max()}"
             raise InputError(msg + " (the file changed since the selection)")
-        expected = mf.cell_ids(dataset_id, source.obs_names[rows]).astype(str)
+        expected = mf.cell_ids(dataset_id, source.obs_names[rows])
         differ = np.flatnonzero(expected != part["cell_id"].to_numpy().astype(str))
         if len(differ):
             i = int(differ[0])
