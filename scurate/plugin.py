@@ -71,6 +71,9 @@ Sources (``scurate_register_sources``)
         What ``Source.read_genes`` returns: var names and var's string columns.
     H5adSource
         The h5ad reader (``.h5ad``), to register or to subclass.
+    ReadOptions
+        What an opener may take as ``read=``: where the raw counts are (``counts_layer``) and
+        a value filter on obs (``obs_filter``).
 
 Errors
     ScurateError, InputError, OptionError, PluginError
@@ -101,7 +104,7 @@ from scurate._data.harmonization.fields import (  # the canonical columns a harm
     terms_from_ids,
 )
 from scurate._data.manifest import ONTOLOGY_FIELDS
-from scurate._data.sources import GeneTable, H5adSource, Source
+from scurate._data.sources import GeneTable, H5adSource, ReadOptions, Source
 from scurate._engine.context import SelectionContext
 from scurate._plugins.hookspecs import Register, hookimpl
 from scurate.errors import InputError, OptionError, PluginError, ScurateError
@@ -120,6 +123,7 @@ __all__ = [
     "InputError",
     "OptionError",
     "PluginError",
+    "ReadOptions",
     "Register",
     "ScurateError",
     "SelectionContext",

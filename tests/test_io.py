@@ -113,7 +113,7 @@ def test_unknown_suffix_and_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "cells.csv").write_text("a\n")
     with pytest.raises(InputError, match="not a known source format"):
         open_sources([tmp_path / "cells.csv"])
-    with pytest.raises(InputError, match="no .h5ad files in this folder"):
+    with pytest.raises(InputError, match="no sources in this folder"):
         open_sources([tmp_path])
 
 

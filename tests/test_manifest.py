@@ -32,8 +32,6 @@ def test_every_design_column_is_in_the_schema() -> None:
 
 # columns DESIGN.md names that an open issue adds; until then no stage can fill them
 PENDING = {
-    "is_primary_data": "issue 13 (real corpora)",
-    "soma_joinid": "issue 13 (real corpora)",
     "reason": "issue 14 (the selection report)",
     "mito_fraction": "issue 17 (QC-aware selection)",
     "doublet_score": "issue 17 (QC-aware selection)",

@@ -128,7 +128,7 @@ def _open(
         plugins = discover()
         for name in opts.policies:
             plugins.get("policies", name, option="policies")
-        opened = open_all(sources, plugins)
+        opened = open_all(sources, plugins, opts.read)
     with timed(timings, "split"):
         harmonized = hz.harmonize_sources(
             opened, metadata_map=opts.metadata_map, set_fields=opts.set_fields, plugins=plugins

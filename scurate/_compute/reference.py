@@ -36,7 +36,7 @@ from scurate._compute.embed import Embedding, PcaModel, fit_pca, from_obsm, proj
 from scurate._compute.faiss_index import build_index, nearest, read_index, write_index
 from scurate._data.atomic import atomic, is_partial, remove, write_json
 from scurate._data.manifest import cell_ids as cell_ids_of
-from scurate._data.sources import Source, open_sources
+from scurate._data.sources import ReadOptions, Source, open_sources
 from scurate.errors import InputError
 
 INDEX_VERSION = 1
@@ -87,6 +87,7 @@ def build_reference(
     paths: Sequence[str | os.PathLike[str]],
     *,
     readers: dict[str, Any] | None = None,
+    read: ReadOptions | None = None,
     obsm_key: str | None = None,
     seed: int = 0,
     index_factory: str | None = None,
@@ -94,7 +95,7 @@ def build_reference(
 ) -> Reference:
     """Embed the corpus (PCA fitted on it, or a stored obsm key) and index it with FAISS."""
     progress = progress or _quiet
-    sources = open_sources(paths, readers)
+    sources = open_sources(paths, readers, read)
     if obsm_key is not None:
         embedding = from_obsm(sources, obsm_key)
         model = None

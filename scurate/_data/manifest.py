@@ -4,11 +4,14 @@
 |---|---|
 | cell_id | ``dataset_id/obs_name``, unique across the run |
 | dataset_id | the source file's stem, made unique |
-| source | the source file's path as given |
+| source | the source's absolute path (file, zarr store or SOMA experiment folder) |
 | row | the cell's row in its source |
 | organism ... lab | canonical metadata, CELLxGENE schema (null where no harmonizer mapped it) |
 | cell_line, lab | a cell line's name (Cellosaurus term) and the lab; scurate's additions |
 | *_ontology_term_id | the ontology term of each canonical field where mapped, else null |
+| is_primary_data | obs ``is_primary_data`` where the source has it (CELLxGENE: false for cells
+  deposited again in another dataset), else null |
+| soma_joinid | the cell's ``soma_joinid`` in a TileDB-SOMA experiment (Census), else null |
 | n_counts, n_genes | total counts and genes detected in X (null where X was not read) |
 | exact_dup_of | cell_id of the kept copy when the cell is an exact copy of another (raw counts
   equal on the genes both files measured; see scurate._compute.dedup), else null |
@@ -60,6 +63,8 @@ MANIFEST_SCHEMA = pl.Schema(
         "row": pl.UInt32,
         **{name: pl.String for name in CANONICAL_FIELDS},
         **{f"{name}_ontology_term_id": pl.String for name in ONTOLOGY_FIELDS},
+        "is_primary_data": pl.Boolean,
+        "soma_joinid": pl.Int64,
         "n_counts": pl.Float32,
         "n_genes": pl.UInt32,
         "exact_dup_of": pl.String,

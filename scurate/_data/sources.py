@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -343,51 +344,129 @@ class RowSubset:
         return first_rows_are_counts(self)
 
 
-def open_sources(
-    paths: Sequence[str | os.PathLike[str]], readers: Mapping[str, Any] | None = None
-) -> list[Source]:
-    """Open files and folders of sources (searched recursively, in sorted order).
+@dataclass(frozen=True)
+class ReadOptions:
+    """How every source of a run is read; a reader takes what applies to its format.
 
-    ``dataset_id`` is the file stem, made unique with ``-2``, ``-3``... where stems repeat.
-    ``readers`` maps a file suffix to an opener ``(path, dataset_id) -> Source``; the path is
-    absolute, so that a manifest names each source wherever it is read.
+    ``counts_layer``: where the raw counts are: ``"X"``, ``"raw"`` (``.raw.X``) or the name of
+    a layer; None takes the first of X, ``.raw.X`` and ``layers["counts"]`` that holds whole
+    numbers. ``obs_filter``: a value filter on obs (``"tissue_general == 'lung'"``), for
+    readers that can apply one where they read (TileDB-SOMA).
     """
-    readers = dict(readers or {H5adSource.suffix: H5adSource})
-    suffixes = tuple(readers)
-    files: list[Path] = []
+
+    counts_layer: str | None = None
+    obs_filter: str | None = None
+
+
+Opener = Callable[..., Source]
+
+
+def _claims(opener: Opener, name: str, path: Path) -> bool:
+    """Whether the reader registered as ``name`` opens the folder ``path`` as one source: its
+    ``claims(path)`` says so, or the folder's name ends with its suffix (``x.zarr``)."""
+    claims = getattr(opener, "claims", None)
+    if claims is not None:
+        return bool(claims(path))
+    return name.startswith(".") and path.name.endswith(name)
+
+
+def _accepts_read(opener: Opener) -> bool:
+    try:
+        params = inspect.signature(opener).parameters
+    except (TypeError, ValueError):
+        return False
+    return "read" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def discover(
+    paths: Sequence[str | os.PathLike[str]], readers: Mapping[str, Opener]
+) -> list[tuple[Path, str]]:
+    """Every source under ``paths``, with the name of the reader that opens it.
+
+    A folder a reader claims (an anndata zarr store, a TileDB-SOMA experiment) is one source;
+    any other folder is searched recursively, in sorted order, for files and claimed folders.
+    A file is read by the reader whose suffix its name ends with.
+    """
+    suffixes = tuple(n for n in readers if n.startswith("."))
+
+    def claimed(folder: Path) -> str | None:
+        return next((n for n, o in readers.items() if _claims(o, n, folder)), None)
+
+    def by_suffix(file: Path) -> str | None:
+        return next((s for s in suffixes if file.name.endswith(s)), None)
+
+    def search(folder: Path) -> Iterator[tuple[Path, str]]:
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir():
+                name = claimed(entry)
+                if name is not None:
+                    yield entry, name
+                else:
+                    yield from search(entry)
+            elif entry.is_file() and (name := by_suffix(entry)) is not None:
+                yield entry, name
+
+    known = ", ".join(readers)
+    found: list[tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(suffixes))
-            if not found:
-                msg = f"{path}: no {'/'.join(suffixes)} files in this folder"
+            name = claimed(path)
+            if name is not None:
+                found.append((path, name))
+                continue
+            inside = list(search(path))
+            if not inside:
+                msg = f"{path}: no sources in this folder (readers: {known})"
                 raise InputError(msg)
-            files.extend(found)
+            found.extend(inside)
         elif path.is_file():
-            if not path.name.endswith(suffixes):
-                msg = f"{path}: not a known source format (known: {', '.join(suffixes)})"
+            name = by_suffix(path)
+            if name is None:
+                msg = f"{path}: not a known source format (known: {known})"
                 raise InputError(msg)
-            files.append(path)
+            found.append((path, name))
         else:
             msg = f"{path}: no such file or folder"
             raise InputError(msg)
-    if not files:
+    if not found:
         msg = "no sources given"
         raise InputError(msg)
+    return found
+
+
+def open_sources(
+    paths: Sequence[str | os.PathLike[str]],
+    readers: Mapping[str, Opener] | None = None,
+    read: ReadOptions | None = None,
+) -> list[Source]:
+    """Open files and folders of sources (see :func:`discover`).
+
+    ``dataset_id`` is the file or folder name without the reader's suffix, made unique with
+    ``-2``, ``-3``... where names repeat. ``readers`` maps a reader's name (a suffix such as
+    ``.h5ad``, or any name for a reader with ``claims``) to an opener ``(path, dataset_id,
+    read=ReadOptions) -> Source`` (``read`` is passed where the opener takes it); the path is
+    absolute, so that a manifest names each source wherever it is read.
+    """
+    readers = dict(readers or {H5adSource.suffix: H5adSource})
+    read = read or ReadOptions()
     sources: list[Source] = []
     taken: set[str] = set()
-    for given in files:
+    for given, name in discover(paths, readers):
         # stored absolute, the folder resolved (the file keeps its name: a link stays a link)
         path = given.parent.resolve() / given.name
-        suffix = next(s for s in suffixes if path.name.endswith(s))
-        stem = path.name[: -len(suffix)]
+        stem = path.name[: -len(name)] if name.startswith(".") else path.name
         dataset_id, n = stem, 1
         while dataset_id in taken:
             n += 1
             dataset_id = f"{stem}-{n}"
         taken.add(dataset_id)
+        opener = readers[name]
         try:
-            sources.append(readers[suffix](path, dataset_id))
+            if _accepts_read(opener):
+                sources.append(opener(path, dataset_id, read=read))
+            else:
+                sources.append(opener(path, dataset_id))
         except FileNotFoundError as exc:
             msg = f"{path}: no such file or folder"
             raise InputError(msg) from exc

@@ -68,7 +68,7 @@ def _open_pool(
         plugins = discover()
         if policy is not None:
             plugins.get("policies", policy, option="policy")
-        opened = open_all(sources, plugins)
+        opened = open_all(sources, plugins, options.read)
     work_dir = None if options.work_dir is None else WorkDir(options.work_dir)
     return scored_pool(
         opened, options, plugins=plugins, progress=progress, timings=timings, work_dir=work_dir
@@ -243,6 +243,7 @@ def build_index_with(
         ref = build_reference(
             corpus,
             readers=source_readers(discover()),
+            read=opts.read,
             obsm_key=opts.obsm_key,
             seed=opts.seed,
             index_factory=opts.index_factory,

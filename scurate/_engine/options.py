@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from scurate._compute.dedup import MIN_GENES
+from scurate._data.sources import ReadOptions
 from scurate._engine.threads import check_threads
 from scurate.errors import OptionError
 
@@ -48,6 +49,13 @@ def check_budget(
 def check_seed(seed: int, name: str = "seed") -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         msg = f"{name}={seed!r}: must be a whole number >= 0"
+        raise OptionError(msg)
+
+
+def check_text(value: str | None, name: str) -> None:
+    """An optional text option: None, or a string that is not blank."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        msg = f"{name}={value!r}: must be a non-empty string"
         raise OptionError(msg)
 
 
@@ -194,6 +202,13 @@ class PoolOptions(Options):
         A folder where the scored pool (embedding, duplicates, scores) is stored and found
         again by a later run with the same sources and these options (see
         :mod:`scurate._engine.cache`); None stores nothing.
+    counts_layer
+        Where every source keeps its raw counts: ``"X"``, ``"raw"`` (``.raw.X``) or a layer's
+        name (default: the first of X, ``.raw.X`` and ``layers["counts"]`` that holds whole
+        numbers; report.json says which each source used).
+    obs_filter
+        A value filter on obs applied where the cells are read, as TileDB-SOMA writes it
+        (``"tissue_general == 'lung'"``); TileDB-SOMA sources only.
     """
 
     obsm_key: str | None = None
@@ -206,10 +221,14 @@ class PoolOptions(Options):
     set_fields: tuple[str, ...] = ()
     threads: int | None = None
     work_dir: Path | None = None
+    counts_layer: str | None = None
+    obs_filter: str | None = None
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
         check_threads(self.threads)
+        check_text(self.counts_layer, "counts_layer")
+        check_text(self.obs_filter, "obs_filter")
         if self.work_dir is not None:
             self._set("work_dir", Path(self.work_dir))
             if self.work_dir.exists() and not self.work_dir.is_dir():
@@ -225,6 +244,11 @@ class PoolOptions(Options):
         if self.metadata_map is not None:
             self._set("metadata_map", Path(self.metadata_map))
         self._set("set_fields", tuple(self.set_fields))
+
+    @property
+    def read(self) -> ReadOptions:
+        """What the source readers take of these options."""
+        return ReadOptions(counts_layer=self.counts_layer, obs_filter=self.obs_filter)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,6 +292,9 @@ class SelectOptions(ScoreOptions):
     quota
         With ``strata``: ``proportional`` to stratum size, ``equal`` (water-filling) or
         ``min:N`` (at least ``N`` cells per stratum, the rest proportional).
+    primary_only
+        Choose only cells whose ``is_primary_data`` is not false (CELLxGENE marks cells
+        deposited again in another dataset with false); others are set aside.
     """
 
     budget: int
@@ -276,6 +303,7 @@ class SelectOptions(ScoreOptions):
     keep_duplicates: bool = False
     strata: tuple[str, ...] | None = None
     quota: Quota = field(default_factory=lambda: Quota("proportional"))
+    primary_only: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -304,7 +332,14 @@ class IndexOptions(Options):
     seed: int = 0
     index_factory: str | None = None
     threads: int | None = None
+    counts_layer: str | None = None
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
         check_threads(self.threads)
+        check_text(self.counts_layer, "counts_layer")
+
+    @property
+    def read(self) -> ReadOptions:
+        """What the source readers take of these options."""
+        return ReadOptions(counts_layer=self.counts_layer)

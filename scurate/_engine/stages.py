@@ -26,7 +26,7 @@ from scurate._compute.scoring import PoolScores, score_pool
 from scurate._data import harmonization as hz
 from scurate._data import manifest as mf
 from scurate._data import ontology
-from scurate._data.sources import Source, open_sources
+from scurate._data.sources import ReadOptions, Source, open_sources
 from scurate._engine.cache import WorkDir, file_identity, make_key, tree_identity
 from scurate._engine.options import PoolOptions, ScoreOptions, SelectOptions, check_budget
 from scurate._plugins.registry import Plugins
@@ -97,9 +97,11 @@ def source_readers(plugins: Plugins) -> dict[str, Any]:
     return readers
 
 
-def open_all(sources: Sequence[str | os.PathLike[str]], plugins: Plugins) -> list[Source]:
-    """Every source file (folders searched), opened by its registered reader."""
-    return open_sources(sources, source_readers(plugins))
+def open_all(
+    sources: Sequence[str | os.PathLike[str]], plugins: Plugins, read: ReadOptions | None = None
+) -> list[Source]:
+    """Every source (folders searched), opened by its registered reader as ``read`` says."""
+    return open_sources(sources, source_readers(plugins), read)
 
 
 def _embed(
@@ -174,6 +176,7 @@ def _compute_pool(
             ref = open_reference(
                 options.reference,
                 readers=source_readers(plugins),
+                read=options.read,
                 obsm_key=options.obsm_key,
                 seed=options.seed,
                 index_factory=options.index_factory,
@@ -228,7 +231,7 @@ def pool_key(opened: Sequence[Source], options: PoolOptions, plugins: Plugins) -
 
 POOL_FIELDS = frozenset(
     {"obsm_key", "embedder", "seed", "near_dup_eps", "index_factory", "dup_min_genes"}
-    | {"metadata_map", "set_fields"}
+    | {"metadata_map", "set_fields", "counts_layer", "obs_filter"}
 )
 
 
@@ -236,7 +239,9 @@ def _identity(source: Source) -> list[Any]:
     """A source's file, and which of its rows it reads (a subset of a file is another pool)."""
     rows = getattr(source, "rows", None)
     subset = None if rows is None else hashlib.sha256(np.asarray(rows).tobytes()).hexdigest()
-    return [source.dataset_id, source.n_obs, subset, *file_identity(Path(source.path))]
+    path = Path(source.path)
+    files = tree_identity([path]) if path.is_dir() else [file_identity(path)]
+    return [source.dataset_id, source.n_obs, subset, files]
 
 
 def _version() -> str:

@@ -96,11 +96,15 @@ def scurate_register_embedders(register: Register) -> None:
 
 @hookspec
 def scurate_register_sources(register: Register) -> None:
-    """Register source readers: call ``register(suffix, opener, summary=...)``.
+    """Register source readers: call ``register(name, opener, summary=...)``.
 
-    ``opener(path: Path, dataset_id: str) -> Source`` opens a file whose name ends with
-    ``suffix`` (for example ``".h5ad"``) so that its obs, genes and counts can be read in
-    chunks (:class:`scurate.plugin.Source`; its ``read_genes`` returns a
-    :class:`scurate.plugin.GeneTable`). Folders given as sources are searched for every
-    registered suffix. :class:`scurate.plugin.H5adSource` is the h5ad reader, to subclass.
+    ``opener(path: Path, dataset_id: str, read: ReadOptions) -> Source`` opens one source so
+    that its obs, genes and counts can be read in chunks (:class:`scurate.plugin.Source`; its
+    ``read_genes`` returns a :class:`scurate.plugin.GeneTable`; ``read`` is passed only where
+    the opener takes it, see :class:`scurate.plugin.ReadOptions`). ``name`` is a suffix such
+    as ``".h5ad"``: files (and folders, ``".zarr"``) whose names end with it are opened by this
+    reader. A reader may instead claim folders by content: give the opener a
+    ``claims(path) -> bool`` attribute (a TileDB-SOMA experiment has no suffix). Folders given
+    as sources are opened when claimed, else searched recursively for files and claimed
+    folders. :class:`scurate.plugin.H5adSource` is the h5ad reader, to subclass.
     """

@@ -127,6 +127,28 @@ SHARED: dict[str, tuple[Any, Any]] = {
     "no_cache": option(
         bool, False, "--no-cache", help="Neither read nor keep the scored pool in the work dir."
     ),
+    "counts_layer": option(
+        str | None,
+        None,
+        "--counts-layer",
+        help="Where the raw counts are: X, raw (.raw.X) or a layer's name (default: the first "
+        "of X, raw and layers['counts'] that holds whole numbers).",
+        metavar="NAME",
+    ),
+    "obs_filter": option(
+        str | None,
+        None,
+        "--obs-filter",
+        help="Value filter on obs for TileDB-SOMA sources, e.g. \"tissue_general == 'lung'\".",
+        metavar="EXPR",
+    ),
+    "primary_only": option(
+        bool,
+        False,
+        "--primary-only",
+        help="Choose only cells whose is_primary_data is not false (CELLxGENE marks cells "
+        "deposited again elsewhere with false).",
+    ),
     "example": option(
         bool, False, "--example", help="Add the small example corpus shipped inside scurate."
     ),
@@ -134,7 +156,16 @@ SHARED: dict[str, tuple[Any, Any]] = {
 }
 WORK_DIR = "scurate-work"  # beside the output folder, unless --work-dir names another
 # how every job that scores a pool embeds it, finds duplicates and reads its metadata
-POOL = ("obsm_key", "embedder", "near_dup_eps", "index_factory", "dup_min_genes", "threads")
+POOL = (
+    "obsm_key",
+    "embedder",
+    "near_dup_eps",
+    "index_factory",
+    "dup_min_genes",
+    "threads",
+    "counts_layer",
+    "obs_filter",
+)
 METADATA = ("metadata_map", "set_fields")
 WORK = ("work_dir", "no_cache")  # jobs whose scored pool a later run can reuse
 

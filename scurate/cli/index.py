@@ -33,7 +33,7 @@ IndexOut = Annotated[
 ]
 
 
-@with_options("obsm_key", "seed", "index_factory", "threads", "example", "as_json")
+@with_options("obsm_key", "seed", "index_factory", "threads", "counts_layer", "example", "as_json")
 def build(
     ctx: typer.Context,
     corpus: Sources = None,

@@ -91,6 +91,7 @@ def overlap_lines(report: dict[str, Any], most: int = 5) -> list[str]:
     "seed",
     "reference",
     "keep_duplicates",
+    "primary_only",
     *POOL,
     *METADATA,
     *WORK,
