@@ -19,6 +19,7 @@ from scurate._engine.context import SelectionContext
 from scurate._engine.jobs import (
     Scores,
     Selection,
+    annotate,
     build_index,
     score,
     score_to_dir,
@@ -53,6 +54,7 @@ __all__ = [
     "Selection",
     "SelectionContext",
     "__version__",
+    "annotate",
     "bench",
     "bench_to_dir",
     "build_index",

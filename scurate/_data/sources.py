@@ -361,16 +361,15 @@ class ReadOptions:
 Opener = Callable[..., Source]
 
 
-def _claims(opener: Opener, name: str, path: Path) -> bool:
-    """Whether the reader registered as ``name`` opens the folder ``path`` as one source: its
-    ``claims(path)`` says so, or the folder's name ends with its suffix (``x.zarr``)."""
+def _claims(opener: Opener, path: Path) -> bool:
+    """Whether a reader opens the folder ``path`` as one source: its opener's ``claims(path)``
+    says so (an anndata zarr store, a TileDB-SOMA experiment). A reader without ``claims``
+    opens files only, by suffix."""
     claims = getattr(opener, "claims", None)
-    if claims is not None:
-        return bool(claims(path))
-    return name.startswith(".") and path.name.endswith(name)
+    return claims is not None and bool(claims(path))
 
 
-def _accepts_read(opener: Opener) -> bool:
+def accepts_read(opener: Opener) -> bool:
     try:
         params = inspect.signature(opener).parameters
     except (TypeError, ValueError):
@@ -390,7 +389,7 @@ def discover(
     suffixes = tuple(n for n in readers if n.startswith("."))
 
     def claimed(folder: Path) -> str | None:
-        return next((n for n, o in readers.items() if _claims(o, n, folder)), None)
+        return next((n for n, o in readers.items() if _claims(o, folder)), None)
 
     def by_suffix(file: Path) -> str | None:
         return next((s for s in suffixes if file.name.endswith(s)), None)
@@ -439,6 +438,8 @@ def open_sources(
     paths: Sequence[str | os.PathLike[str]],
     readers: Mapping[str, Opener] | None = None,
     read: ReadOptions | None = None,
+    *,
+    taken: set[str] | None = None,
 ) -> list[Source]:
     """Open files and folders of sources (see :func:`discover`).
 
@@ -446,12 +447,13 @@ def open_sources(
     ``-2``, ``-3``... where names repeat. ``readers`` maps a reader's name (a suffix such as
     ``.h5ad``, or any name for a reader with ``claims``) to an opener ``(path, dataset_id,
     read=ReadOptions) -> Source`` (``read`` is passed where the opener takes it); the path is
-    absolute, so that a manifest names each source wherever it is read.
+    absolute, so that a manifest names each source wherever it is read. ``taken`` holds the
+    dataset ids already given (it is added to).
     """
     readers = dict(readers or {H5adSource.suffix: H5adSource})
     read = read or ReadOptions()
     sources: list[Source] = []
-    taken: set[str] = set()
+    taken = set() if taken is None else taken
     for given, name in discover(paths, readers):
         # stored absolute, the folder resolved (the file keeps its name: a link stays a link)
         path = given.parent.resolve() / given.name
@@ -463,7 +465,7 @@ def open_sources(
         taken.add(dataset_id)
         opener = readers[name]
         try:
-            if _accepts_read(opener):
+            if accepts_read(opener):
                 sources.append(opener(path, dataset_id, read=read))
             else:
                 sources.append(opener(path, dataset_id))

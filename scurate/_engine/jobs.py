@@ -6,19 +6,23 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from scurate._compute.reference import build_reference, index_folder, save_reference
 from scurate._compute.scoring import keep_mask
 from scurate._compute.weights import Assignment, assign
 from scurate._data import atomic
 from scurate._data import manifest as mf
+from scurate._data.memory import Input
+from scurate._data.sources import Source
 from scurate._engine import coverage as cov
+from scurate._engine import in_memory
 from scurate._engine import report as rp
 from scurate._engine.cache import WorkDir
 from scurate._engine.choose import Chosen, choose
@@ -31,6 +35,7 @@ from scurate.errors import InputError
 
 Progress = Callable[[str, int, int], None]
 Paths = Sequence[str | os.PathLike[str]]
+Inputs = Input  # paths, AnnData objects, a list of both, or a mapping of names to AnnData
 
 
 @dataclass
@@ -39,11 +44,27 @@ class Selection:
 
     manifest: pl.DataFrame
     report: dict[str, Any]
+    sources: list[Source] = field(default_factory=list, repr=False)  # as the run opened them
+    embedding: NDArray[np.float32] | None = field(default=None, repr=False)  # one row a cell
 
     @property
     def selected(self) -> pl.DataFrame:
         """The selected cells in priority order."""
         return self.manifest.filter(pl.col("selected")).sort("selection_rank")
+
+    def to_anndata(self) -> Any:
+        """The selected cells in priority order as one AnnData: counts (raw where the sources
+        had them) on the genes every source shares, the manifest's columns as obs (obs names
+        are cell ids), the embedding in ``obsm['X_scurate']``."""
+        if not self.sources:
+            msg = "to_anndata: this selection was read back without its sources"
+            raise InputError(msg)
+        return in_memory.to_anndata(self.manifest, self.sources, self.embedding)
+
+    def annotate(self, adata: Any) -> Any:
+        """Write ``selected``, ``selection_rank``, ``weight`` and the scores into
+        ``adata.obs`` (see :func:`scurate.annotate`); returns ``adata``."""
+        return in_memory.annotate(adata, self.manifest, self.sources)
 
     def to_dict(self) -> dict[str, Any]:
         return self.report
@@ -60,7 +81,7 @@ class Scores:
 
 
 def _open_pool(
-    sources: Paths, options: ScoreOptions, progress: Progress, *, policy: str | None = None
+    sources: Inputs, options: ScoreOptions, progress: Progress, *, policy: str | None = None
 ) -> ScoredPool:
     """Discover plugins, check the policy's name (before any cell is read), open and score."""
     timings: dict[str, float] = {}
@@ -76,7 +97,7 @@ def _open_pool(
 
 
 def select(
-    sources: Paths, budget: int, *, progress: Progress | None = None, **options: Any
+    sources: Inputs, budget: int, *, progress: Progress | None = None, **options: Any
 ) -> Selection:
     """Select ``budget`` cells that cover the sources, in priority order.
 
@@ -102,13 +123,13 @@ def select(
     return select_with(sources, opts, progress=progress or LogProgress())
 
 
-def select_with(sources: Paths, opts: SelectOptions, *, progress: Progress = quiet) -> Selection:
+def select_with(sources: Inputs, opts: SelectOptions, *, progress: Progress = quiet) -> Selection:
     """:func:`select` from an options object already checked."""
     with limited(opts.threads) as threads:
         return _select(sources, opts, progress, threads)
 
 
-def _select(sources: Paths, opts: SelectOptions, progress: Progress, threads: int) -> Selection:
+def _select(sources: Inputs, opts: SelectOptions, progress: Progress, threads: int) -> Selection:
     pool = _open_pool(sources, opts, progress, policy=opts.policy)
     timings, budget = pool.timings, opts.budget
     with timed(timings, "select"):
@@ -150,7 +171,7 @@ def _select(sources: Paths, opts: SelectOptions, progress: Progress, threads: in
     for row in report["datasets"]:
         aside = report["duplicates"]["set_aside_per_dataset"]
         row["duplicates_set_aside"] = aside.get(row["dataset_id"], 0)
-    return Selection(mf.conform(manifest), report)
+    return Selection(mf.conform(manifest), report, pool.sources, pool.embedding.values)
 
 
 def _coverage(pool: ScoredPool, picked: Chosen) -> tuple[list[float] | None, float, Assignment]:
@@ -189,7 +210,15 @@ def _with_selection(
     )
 
 
-def score(sources: Paths, *, progress: Progress | None = None, **options: Any) -> Scores:
+def annotate(adata: Any, result: Selection) -> Any:
+    """Write a selection's ``selected``, ``selection_rank``, ``weight`` and scores
+    (``exact_dup_of``, ``near_dup_group``, ``density``, ``novelty``...) into ``adata.obs``,
+    as scanpy's functions do; ``adata`` is one of the AnnData objects the run selected from
+    (or has the obs names of one of its datasets). Returns ``adata``."""
+    return result.annotate(adata)
+
+
+def score(sources: Inputs, *, progress: Progress | None = None, **options: Any) -> Scores:
     """Score every cell without selecting: the analysis mode behind ``scurate score``.
 
     ``options`` are the fields of :class:`scurate.ScoreOptions` (those of :func:`select` that
@@ -201,7 +230,7 @@ def score(sources: Paths, *, progress: Progress | None = None, **options: Any) -
     )
 
 
-def score_with(sources: Paths, opts: ScoreOptions, *, progress: Progress = quiet) -> Scores:
+def score_with(sources: Inputs, opts: ScoreOptions, *, progress: Progress = quiet) -> Scores:
     """:func:`score` from an options object already checked."""
     with limited(opts.threads) as threads:
         pool = _open_pool(sources, opts, progress)
@@ -271,7 +300,7 @@ def output_folder(out: str | os.PathLike[str], **files: str) -> tuple[Path, dict
 
 
 def select_to_dir(
-    sources: Paths, budget: int, *, out: str | os.PathLike[str], **options: Any
+    sources: Inputs, budget: int, *, out: str | os.PathLike[str], **options: Any
 ) -> Selection:
     """:func:`select`, then write it into ``out`` (see :func:`write_selection`)."""
     out_dir(out)  # before any computation
@@ -292,7 +321,7 @@ def write_selection(selection: Selection, out: str | os.PathLike[str]) -> None:
     atomic.write_json(selection.report, folder / "report.json")
 
 
-def score_to_dir(sources: Paths, *, out: str | os.PathLike[str], **options: Any) -> Scores:
+def score_to_dir(sources: Inputs, *, out: str | os.PathLike[str], **options: Any) -> Scores:
     """:func:`score`, then write it into ``out`` (see :func:`write_scores`)."""
     out_dir(out)
     scored = score(sources, **options)

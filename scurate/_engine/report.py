@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +11,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate._compute.scoring import dataset_overlap
+from scurate._data.memory import Input, describe
 from scurate._engine.options import Options
 from scurate._engine.stages import ScoredPool
 
@@ -62,7 +61,7 @@ def radius_curve(radii: list[float], points: int = 40) -> list[dict[str, float]]
 
 
 def job_report(
-    sources: Sequence[str | os.PathLike[str]],
+    sources: Input,
     options: Options,
     timings: dict[str, float],
     *,
@@ -75,7 +74,7 @@ def job_report(
     return {
         "report_version": REPORT_VERSION,
         "parameters": {
-            "sources": [str(s) for s in sources],
+            "sources": describe(sources),
             **options.to_report(),
             **(parameters or {}),
         },

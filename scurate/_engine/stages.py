@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +25,8 @@ from scurate._compute.scoring import PoolScores, score_pool
 from scurate._data import harmonization as hz
 from scurate._data import manifest as mf
 from scurate._data import ontology
-from scurate._data.sources import ReadOptions, Source, open_sources
+from scurate._data.memory import AnnDataSource, Input, open_inputs
+from scurate._data.sources import ReadOptions, Source
 from scurate._engine.cache import WorkDir, file_identity, make_key, tree_identity
 from scurate._engine.options import PoolOptions, ScoreOptions, SelectOptions, check_budget
 from scurate._plugins.registry import Plugins
@@ -97,11 +97,10 @@ def source_readers(plugins: Plugins) -> dict[str, Any]:
     return readers
 
 
-def open_all(
-    sources: Sequence[str | os.PathLike[str]], plugins: Plugins, read: ReadOptions | None = None
-) -> list[Source]:
-    """Every source (folders searched), opened by its registered reader as ``read`` says."""
-    return open_sources(sources, source_readers(plugins), read)
+def open_all(sources: Input, plugins: Plugins, read: ReadOptions | None = None) -> list[Source]:
+    """Every source (folders searched, AnnData objects taken as they are), opened by its
+    registered reader as ``read`` says."""
+    return open_inputs(sources, source_readers(plugins), read)
 
 
 def _embed(
@@ -141,6 +140,9 @@ def scored_pool(
     timings = {} if timings is None else timings
     if isinstance(options, SelectOptions):
         check_budget(options.budget, sum(s.n_obs for s in opened))
+    if work_dir is not None and any(isinstance(s, AnnDataSource) for s in opened):
+        log.info("work_dir not used: AnnData objects in memory have no file to key them by")
+        work_dir = None
     if work_dir is None:
         return _compute_pool(opened, options, plugins, progress, timings)
     key = pool_key(opened, options, plugins)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from numpy.typing import NDArray
 
 from scurate._data import manifest as mf
 from scurate._data.genes import ENSEMBL, GeneSpace, common_genes, gene_keys, onto_genes
-from scurate._data.sources import Source, read_rows
+from scurate._data.memory import MEMORY_PREFIX
+from scurate._data.sources import ReadOptions, Source, accepts_read, discover, read_rows
 from scurate.errors import InputError, OptionError
 
 BLOCK_SIZE = 64  # cells read together from one source (neighbouring rows of the file)
@@ -106,44 +108,87 @@ def _selected(path: Path, budget: int | None) -> pl.DataFrame:
     return frame
 
 
-def _source_file(name: str, manifest: Path) -> Path:
-    """The file that rows of ``manifest`` name as their ``source``: a file, at a path without
-    ``..`` (a manifest is not trusted to lead elsewhere; scurate writes absolute paths)."""
-    path = Path(name)
-    if ".." in path.parts:
-        msg = (
-            f"{manifest}: a row's source '{name}' has '..' in its path; "
-            "give the file's absolute path (as scurate writes it)"
-        )
-        raise InputError(msg)
-    if not path.exists():
-        msg = f"{path}: source file not found (moved since the selection in {manifest}?)"
-        raise InputError(msg)
-    if not path.is_file():
-        msg = f"{manifest}: a row's source '{name}' is not a file"
-        raise InputError(msg)
-    return path
-
-
-def _open(frame: pl.DataFrame, manifest: Path) -> dict[str, Source]:
-    """Open each source of the selection, checking it still holds the rows it held."""
-    from scurate._engine import stages
-    from scurate._plugins.registry import discover
-
-    readers = stages.source_readers(discover())
-    sources: dict[str, Source] = {}
-    for (name, dataset_id), part in frame.group_by(["source", "dataset_id"], maintain_order=True):
-        path = _source_file(str(name), manifest)
-        suffix = next((s for s in readers if path.name.endswith(s)), None)
-        if suffix is None:
-            msg = f"{path}: no source reader for this file (known: {', '.join(readers)})"
+def _where(names: Sequence[str], manifest: Path, root: str | os.PathLike[str] | None) -> list[Path]:
+    """The paths of the sources the manifest names (absolute, without ``..``: a manifest is not
+    trusted to lead elsewhere). With ``root``, the sources were moved together: each is looked
+    for under ``root`` at its path relative to the folder all of them shared (for one source,
+    its folder)."""
+    paths = []
+    for name in names:
+        path = Path(name)
+        if name.startswith(MEMORY_PREFIX):
+            msg = (
+                f"{manifest}: selected from an AnnData in memory ('{name}'), which no file holds; "
+                "use the selection's to_anndata() in the session that made it"
+            )
             raise InputError(msg)
-        source: Source = readers[suffix](path, str(dataset_id))
+        if ".." in path.parts:
+            msg = (
+                f"{manifest}: a row's source '{name}' has '..' in its path; "
+                "give the source's absolute path (as scurate writes it)"
+            )
+            raise InputError(msg)
+        paths.append(path)
+    if root is None:
+        return paths
+    base = Path(os.path.commonpath(paths))
+    if len(set(paths)) == 1:
+        base = base.parent
+    return [Path(root).resolve() / p.relative_to(base) for p in paths]
+
+
+def _read_options(manifest: Path) -> ReadOptions:
+    """How the selection read its sources (``counts_layer``, ``obs_filter``), from the
+    report.json beside the manifest; the defaults where there is none."""
+    report = manifest.parent / "report.json"
+    try:
+        params = json.loads(report.read_text()).get("parameters", {})
+    except (OSError, ValueError, AttributeError):
+        return ReadOptions()
+    if not isinstance(params, dict):
+        return ReadOptions()
+    return ReadOptions(counts_layer=params.get("counts_layer"), obs_filter=params.get("obs_filter"))
+
+
+def _open(
+    frame: pl.DataFrame, manifest: Path, root: str | os.PathLike[str] | None
+) -> dict[str, Source]:
+    """Open each source of the selection (by the manifest's name for it), checking it still
+    holds the rows it held."""
+    from scurate._engine import stages
+    from scurate._plugins.registry import discover as plugins
+
+    readers = stages.source_readers(plugins())
+    read = _read_options(manifest)
+    groups = list(frame.group_by(["source", "dataset_id"], maintain_order=True))
+    paths = _where([str(key[0]) for key, _ in groups], manifest, root)
+    sources: dict[str, Source] = {}
+    for ((name, dataset_id), part), path in zip(groups, paths, strict=True):
+        if not path.exists():
+            msg = f"{path}: source not found (moved since the selection in {manifest}?"
+            msg += " root= names the folder the sources were moved to)" if root is None else ")"
+            raise InputError(msg)
+        try:
+            found = discover([path], readers)
+        except InputError:
+            found = []
+        if len(found) != 1 or found[0][0] != path:
+            msg = (
+                f"{manifest}: a row's source '{name}' is not one source a reader opens "
+                f"(readers: {', '.join(readers)})"
+            )
+            raise InputError(msg)
+        opener = readers[found[0][1]]
+        source: Source = (
+            opener(path, str(dataset_id), read=read)
+            if accepts_read(opener)
+            else opener(path, str(dataset_id))
+        )
         rows = part["row"].to_numpy().astype(np.int64)
         if rows.max() >= source.n_obs:
             msg = f"{path}: has {source.n_obs} cells, the selection names row {rows.max()}"
             raise InputError(msg + " (the file changed since the selection)")
-        expected = mf.cell_ids(dataset_id, source.obs_names[rows])
+        expected = mf.cell_ids(str(dataset_id), source.obs_names[rows])
         differ = np.flatnonzero(expected != part["cell_id"].to_numpy().astype(str))
         if len(differ):
             i = int(differ[0])
@@ -197,6 +242,10 @@ class CellLoader:
     selection once). ``genes`` is ``"shared"`` (the genes every source of the selection has)
     or a list of names (Ensembl ids or symbols); a source lacking a listed gene gives zeros.
     With ``shuffle`` the order depends only on ``seed`` and the epoch (``set_epoch``).
+    ``root``: the sources were moved together, to this folder; each is looked for under it at
+    its path relative to the folder they all shared (for one source, its folder). Sources are
+    read as the selection read them (``counts_layer``, ``obs_filter`` from the report.json
+    beside the manifest).
     """
 
     def __init__(
@@ -214,6 +263,7 @@ class CellLoader:
         block_size: int = BLOCK_SIZE,
         buffer_size: int = BUFFER_BLOCKS,
         drop_last: bool = False,
+        root: str | os.PathLike[str] | None = None,
     ) -> None:
         for name, value in (
             ("batch_size", batch_size),
@@ -236,7 +286,7 @@ class CellLoader:
         if missing := [c for c in labels if c not in frame.columns]:
             msg = f"labels: {self.manifest_path} has no column {', '.join(map(repr, missing))}"
             raise OptionError(msg)
-        self._sources = _open(frame, self.manifest_path)
+        self._sources = _open(frame, self.manifest_path, root)
         order = list(self._sources)
         space = _gene_space([self._sources[s] for s in order], genes)
         self.genes: NDArray[np.object_] = space.genes
@@ -294,8 +344,8 @@ class CellLoader:
 
     @property
     def sources(self) -> dict[str, str]:
-        """The source file of each ``dataset_id`` of the selection, as the manifest names it."""
-        return {source.dataset_id: name for name, source in self._sources.items()}
+        """The source path of each ``dataset_id`` of the selection, where it was read."""
+        return {source.dataset_id: str(source.path) for source in self._sources.values()}
 
     def __len__(self) -> int:
         full, rest = divmod(self.n_cells, self.batch_size)

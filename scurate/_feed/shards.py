@@ -281,6 +281,7 @@ def materialize(
     budget: int | None = None,
     genes: str | Sequence[str] = "shared",
     overwrite: bool = False,
+    root: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> Materialized:
     """Write the selected cells of a ``select`` output into shards in ``out``.
@@ -289,8 +290,9 @@ def materialize(
     ``CellLoader(selection, seed=seed)`` yields them (blocks of neighbouring cells permuted
     across the whole selection, then mixed within a buffer). ``budget`` keeps the first
     cells of the priority order; ``genes`` is ``"shared"``, a list of gene names or a path
-    to a file of them (one a line). Returns what was written and skipped; ``out/index.json``
-    lists the shards with their cell counts and rank ranges.
+    to a file of them (one a line); ``root`` is the folder the sources were moved to (see
+    :class:`scurate.loader.CellLoader`). Returns what was written and skipped;
+    ``out/index.json`` lists the shards with their cell counts and rank ranges.
     """
     if format not in FORMATS:
         msg = f"format={format!r}: give one of {', '.join(FORMATS)}"
@@ -312,6 +314,7 @@ def materialize(
         genes=gene_option,
         labels=labels,
         budget=budget,
+        root=root,
     )
     n_cells = loader.n_cells
     plan: dict[str, Any] = {

@@ -102,9 +102,9 @@ def scurate_register_sources(register: Register) -> None:
     that its obs, genes and counts can be read in chunks (:class:`scurate.plugin.Source`; its
     ``read_genes`` returns a :class:`scurate.plugin.GeneTable`; ``read`` is passed only where
     the opener takes it, see :class:`scurate.plugin.ReadOptions`). ``name`` is a suffix such
-    as ``".h5ad"``: files (and folders, ``".zarr"``) whose names end with it are opened by this
-    reader. A reader may instead claim folders by content: give the opener a
-    ``claims(path) -> bool`` attribute (a TileDB-SOMA experiment has no suffix). Folders given
-    as sources are opened when claimed, else searched recursively for files and claimed
-    folders. :class:`scurate.plugin.H5adSource` is the h5ad reader, to subclass.
+    as ``".h5ad"``: files whose names end with it are opened by this reader. A reader of
+    folders (an anndata zarr store, a TileDB-SOMA experiment) gives its opener a
+    ``claims(path) -> bool`` attribute that recognises one cheaply, by its name or content.
+    Folders given as sources are opened when claimed, else searched recursively for files and
+    claimed folders. :class:`scurate.plugin.H5adSource` is the h5ad reader, to subclass.
     """

@@ -66,6 +66,16 @@ Overwrite = Annotated[
     bool,
     typer.Option("--overwrite", help="Replace shards made earlier in -o with other options."),
 ]
+Root = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        help="The folder the sources were moved to, together (each is looked for at its path "
+        "relative to the folder they all shared).",
+        metavar="FOLDER",
+        show_default=False,
+    ),
+]
 
 
 @with_options("seed", "as_json")
@@ -79,6 +89,7 @@ def materialize(
     budget: Budget = None,
     genes: Genes = "shared",
     overwrite: Overwrite = False,
+    root: Root = None,
     **shared: Any,
 ) -> None:
     """Write the selected cells into shards on one gene order, with labels, weights and ranks.
