@@ -111,6 +111,20 @@ def selected_cells(out: Path) -> pl.DataFrame:
     return mf.read_manifest(out / "manifest.parquet").filter("selected").sort("selection_rank")
 
 
+def write_selection_folder(frame: pl.DataFrame, out: Path) -> Path:
+    """``frame`` written as ``out``'s manifest, with a report.json that records it: a complete
+    output folder, as ``select`` writes one (for tests that edit a manifest)."""
+    import json
+
+    from scurate._data import manifest as mf
+    from scurate._engine.outputs import digest
+
+    mf.write_manifest(frame, out / "manifest.parquet")
+    record = {"parameters": {}, "written": {"manifest.parquet": digest(out / "manifest.parquet")}}
+    (out / "report.json").write_text(json.dumps(record))
+    return out
+
+
 def rows_on_symbols(source: str | Path, rows: np.ndarray, genes: np.ndarray) -> np.ndarray:
     """Rows of a source file as anndata reads them, on ``genes`` (symbols; zeros for a gene
     the file lacks)."""

@@ -19,6 +19,7 @@ from conftest import (
     rows_on_symbols,
     select_two_labs,
     selected_cells,
+    write_selection_folder,
     write_two_labs,
 )
 
@@ -139,8 +140,7 @@ def _moved_copy(selected: Path, tmp_path: Path) -> Path:
         pl.col("source").str.replace(str(selected.parent), str(tmp_path), literal=True)
     )
     (tmp_path / "out").mkdir()
-    mf.write_manifest(frame, tmp_path / "out" / "manifest.parquet")
-    return tmp_path / "out"
+    return write_selection_folder(frame, tmp_path / "out")
 
 
 def test_bad_input_gets_one_line(selected: Path, tmp_path: Path) -> None:
@@ -179,7 +179,7 @@ def _with_sources(out: Path, sources: dict[str, str]) -> Path:
     """The manifest of ``out`` with its source paths replaced as ``sources`` says."""
     path = out / "manifest.parquet"
     frame = mf.read_manifest(path).with_columns(pl.col("source").replace(sources))
-    mf.write_manifest(frame, path)
+    write_selection_folder(frame, out)
     return path
 
 

@@ -23,7 +23,7 @@ from scurate._data import manifest as mf
 from scurate.cli import app
 from typer.testing import CliRunner
 
-from conftest import rows_on_symbols, select_two_labs, selected_cells
+from conftest import rows_on_symbols, select_two_labs, selected_cells, write_selection_folder
 
 mz = importlib.import_module("scurate._feed.shards")  # the module behind scurate.materialize
 BUDGET = 300
@@ -269,8 +269,7 @@ def _own_copy(selected: Path, tmp_path: Path) -> Path:
         pl.col("source").str.replace(str(selected.parent), str(tmp_path), literal=True)
     )
     (tmp_path / "sel").mkdir()
-    mf.write_manifest(frame, tmp_path / "sel" / "manifest.parquet")
-    return tmp_path / "sel"
+    return write_selection_folder(frame, tmp_path / "sel")
 
 
 @pytest.mark.parametrize("where", ["../x.h5ad", "ABSOLUTE", "sub/shard-00000.h5ad", "other"])

@@ -40,6 +40,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,11 +51,11 @@ from scurate._bench.proxies import Features, describe, evaluate, features, metri
 from scurate._bench.split import Split, split
 from scurate._bench.summary import summarize
 from scurate._compute.scoring import keep_mask
-from scurate._data import atomic
 from scurate._data import harmonization as hz
 from scurate._engine.choose import choose
-from scurate._engine.jobs import out_dir, output_folder
+from scurate._engine.jobs import outputs_of
 from scurate._engine.options import check_budget
+from scurate._engine.outputs import commit, prepare
 from scurate._engine.progress import LogProgress
 from scurate._engine.report import job_report
 from scurate._engine.stages import ScoredPool, open_all, pool_manifest, quiet, scored_pool, timed
@@ -255,25 +256,40 @@ def _runs(
 
 
 def bench_to_dir(
-    sources: Sequence[str | os.PathLike[str]], *, out: str | os.PathLike[str], **options: Any
+    sources: Sequence[str | os.PathLike[str]],
+    *,
+    out: str | os.PathLike[str],
+    overwrite: bool = False,
+    **options: Any,
 ) -> BenchResult:
-    """:func:`bench`, then write it into ``out`` (see :func:`write_bench`)."""
-    out_dir(out)  # before any computation
+    """:func:`bench`, then write it into ``out`` (see :func:`write_bench`); ``out`` is checked
+    before any computation, and one holding an earlier run needs ``overwrite=True``."""
+    prepare(out, overwrite=overwrite)
     result = bench(sources, **options)
     write_bench(result, out)
     return result
 
 
 def write_bench(result: BenchResult, out: str | os.PathLike[str]) -> None:
-    """Write ``bench.json``, ``bench.html`` and ``selections.parquet`` (which cells each run
-    picked, in order) into ``out``, each under a temporary name, then renamed."""
+    """Write ``selections.parquet`` (which cells each run picked, in order), ``bench.html`` and
+    then ``bench.json`` (the record, last) into ``out`` as one unit."""
     from scurate._bench.html import render
 
-    folder, result.info["outputs"] = output_folder(
-        out, json="bench.json", html="bench.html", selections="selections.parquet"
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.info["outputs"] = outputs_of(
+        folder, json="bench.json", html="bench.html", selections="selections.parquet"
     )
     payload = result.to_dict()
-    with atomic.atomic(folder / "selections.parquet") as tmp:
-        result.selections.write_parquet(tmp)
-    atomic.write_json(payload, folder / "bench.json")
-    atomic.write_text(render(payload), folder / "bench.html")
+
+    def record(written: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "written": written}
+
+    commit(
+        folder,
+        {
+            "selections.parquet": result.selections.write_parquet,
+            "bench.html": lambda tmp: tmp.write_text(render(payload), encoding="utf-8"),
+        },
+        ("bench.json", record),
+    )

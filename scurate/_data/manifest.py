@@ -111,8 +111,13 @@ def read_manifest(path: Path) -> pl.DataFrame:
 def write_manifest(frame: pl.DataFrame, path: Path) -> None:
     """Write to a temporary name and rename, so a manifest that exists is complete."""
     with atomic(path) as tmp:
-        # one chunk: the bytes depend on the content only, not on how the frame was built
-        conform(frame).rechunk().write_parquet(tmp, statistics=False)
+        write_manifest_to(frame, tmp)
+
+
+def write_manifest_to(frame: pl.DataFrame, path: Path) -> None:
+    """Write the manifest at ``path`` as it is (the caller renames it into place)."""
+    # one chunk: the bytes depend on the content only, not on how the frame was built
+    conform(frame).rechunk().write_parquet(path, statistics=False)
 
 
 def cell_ids(dataset_id: str, obs_names: NDArray[Any]) -> NDArray[np.str_]:

@@ -3,6 +3,7 @@ run from its options object, and written into one output folder by the ``*_to_di
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,6 @@ from numpy.typing import NDArray
 from scurate._compute.reference import build_reference, index_folder, save_reference
 from scurate._compute.scoring import keep_mask
 from scurate._compute.weights import Assignment, assign
-from scurate._data import atomic
 from scurate._data import manifest as mf
 from scurate._data.memory import Input
 from scurate._data.sources import Source
@@ -27,6 +27,7 @@ from scurate._engine import report as rp
 from scurate._engine.cache import WorkDir
 from scurate._engine.choose import Chosen, choose
 from scurate._engine.options import IndexOptions, ScoreOptions, SelectOptions
+from scurate._engine.outputs import commit, prepare
 from scurate._engine.progress import LogProgress
 from scurate._engine.stages import ScoredPool, open_all, quiet, scored_pool, source_readers, timed
 from scurate._engine.threads import limited
@@ -282,60 +283,78 @@ def build_index_with(
     return {**ref.info, "path": str(path)}
 
 
-def out_dir(out: str | os.PathLike[str]) -> Path:
-    """The output folder ``out``, or one line when it is something else."""
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        msg = f"out={str(folder)!r}: exists and is not a folder"
-        raise InputError(msg)
-    return folder
-
-
-def output_folder(out: str | os.PathLike[str], **files: str) -> tuple[Path, dict[str, str]]:
-    """Make the output folder ``out``, and the paths of its ``files`` for the report's
-    ``outputs`` (``{key: path}``)."""
-    folder = out_dir(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder, {key: str(folder / name) for key, name in files.items()}
+def outputs_of(folder: Path, **files: str) -> dict[str, str]:
+    """The paths of a run's ``files`` in ``folder``, for the report's ``outputs``."""
+    return {key: str(folder / name) for key, name in files.items()}
 
 
 def select_to_dir(
-    sources: Inputs, budget: int, *, out: str | os.PathLike[str], **options: Any
+    sources: Inputs,
+    budget: int,
+    *,
+    out: str | os.PathLike[str],
+    overwrite: bool = False,
+    **options: Any,
 ) -> Selection:
-    """:func:`select`, then write it into ``out`` (see :func:`write_selection`)."""
-    out_dir(out)  # before any computation
+    """:func:`select`, then write it into ``out`` (see :func:`write_selection`). ``out`` is
+    checked before any computation; one that holds an earlier run needs ``overwrite=True``."""
+    prepare(out, overwrite=overwrite)
     selection = select(sources, budget, **options)
     write_selection(selection, out)
     return selection
 
 
 def write_selection(selection: Selection, out: str | os.PathLike[str]) -> None:
-    """Write ``manifest.parquet`` and ``report.json`` into ``out``, each under a temporary name
-    and renamed, so an interrupted run never leaves a manifest that looks complete."""
+    """Write ``manifest.parquet``, then ``report.json`` (the record, last) into ``out`` as one
+    unit (see :mod:`scurate._engine.outputs`): an interrupted run never leaves a manifest that
+    looks complete, nor one beside an earlier run's report."""
     start = time.perf_counter()
-    folder, selection.report["outputs"] = output_folder(
-        out, manifest="manifest.parquet", report="report.json"
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    report = selection.report
+    report["outputs"] = outputs_of(folder, manifest="manifest.parquet", report="report.json")
+
+    def record(written: dict[str, Any]) -> dict[str, Any]:
+        report["timings_s"]["write"] = round(time.perf_counter() - start, 4)
+        report["written"] = written
+        return report
+
+    commit(
+        folder,
+        {"manifest.parquet": functools.partial(mf.write_manifest_to, selection.manifest)},
+        ("report.json", record),
     )
-    mf.write_manifest(selection.manifest, folder / "manifest.parquet")
-    selection.report["timings_s"]["write"] = round(time.perf_counter() - start, 4)
-    atomic.write_json(selection.report, folder / "report.json")
 
 
-def score_to_dir(sources: Inputs, *, out: str | os.PathLike[str], **options: Any) -> Scores:
+def score_to_dir(
+    sources: Inputs, *, out: str | os.PathLike[str], overwrite: bool = False, **options: Any
+) -> Scores:
     """:func:`score`, then write it into ``out`` (see :func:`write_scores`)."""
-    out_dir(out)
+    prepare(out, overwrite=overwrite)
     scored = score(sources, **options)
     write_scores(scored, out)
     return scored
 
 
 def write_scores(scored: Scores, out: str | os.PathLike[str]) -> None:
-    """Write ``manifest.parquet``, ``neighbours.parquet`` and ``report.json`` into ``out``
-    (each under a temporary name, then renamed)."""
-    folder, scored.report["outputs"] = output_folder(
-        out, manifest="manifest.parquet", neighbours="neighbours.parquet", report="report.json"
+    """Write ``manifest.parquet``, ``neighbours.parquet``, then ``report.json`` (the record,
+    last) into ``out`` as one unit."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    report = scored.report
+    report["outputs"] = outputs_of(
+        folder, manifest="manifest.parquet", neighbours="neighbours.parquet", report="report.json"
     )
-    mf.write_manifest(scored.manifest, folder / "manifest.parquet")
-    with atomic.atomic(folder / "neighbours.parquet") as tmp:
-        scored.neighbours.write_parquet(tmp)
-    atomic.write_json(scored.report, folder / "report.json")
+
+    def record(written: dict[str, Any]) -> dict[str, Any]:
+        report["written"] = written
+        return report
+
+    commit(
+        folder,
+        {
+            "manifest.parquet": functools.partial(mf.write_manifest_to, scored.manifest),
+            "neighbours.parquet": scored.neighbours.write_parquet,
+        },
+        ("report.json", record),
+    )

@@ -27,6 +27,7 @@ from scurate._data import manifest as mf
 from scurate._data.genes import ENSEMBL, GeneSpace, common_genes, gene_keys, onto_genes
 from scurate._data.memory import MEMORY_PREFIX
 from scurate._data.sources import ReadOptions, Source, accepts_read, discover, read_rows
+from scurate._engine.outputs import check_complete
 from scurate.errors import InputError, OptionError
 
 BLOCK_SIZE = 64  # cells read together from one source (neighbouring rows of the file)
@@ -74,16 +75,21 @@ class _Cells:
 
 
 def _manifest_path(selection: str | os.PathLike[str]) -> Path:
+    """The manifest of a selection: ``manifest.parquet`` of a complete output folder (its
+    report.json there and matching it), or a manifest file given as such."""
     path = Path(selection)
     if path.is_dir():
         found = path / "manifest.parquet"
         if not found.is_file():
             msg = f"{path}: no manifest.parquet in this folder (is it an output of select?)"
             raise InputError(msg)
+        check_complete(path)
         return found
     if not path.is_file():
         msg = f"{path}: no such selection folder or manifest"
         raise InputError(msg)
+    if (path.parent / "report.json").is_file() and path.name == "manifest.parquet":
+        check_complete(path.parent)
     return path
 
 

@@ -16,8 +16,8 @@ import typer
 
 from scurate._compute.dedup import MIN_GENES
 from scurate._data.example import example_sources
-from scurate._engine.jobs import out_dir
 from scurate._engine.options import Options
+from scurate._engine.outputs import prepare
 from scurate._engine.progress import LogProgress
 from scurate.errors import OptionError
 
@@ -153,6 +153,9 @@ SHARED: dict[str, tuple[Any, Any]] = {
         bool, False, "--example", help="Add the small example corpus shipped inside scurate."
     ),
     "as_json": option(bool, False, "--json", help="Print the result as JSON on stdout."),
+    "overwrite": option(
+        bool, False, "--overwrite", help="Replace an earlier run's outputs in the -o folder."
+    ),
 }
 WORK_DIR = "scurate-work"  # beside the output folder, unless --work-dir names another
 # how every job that scores a pool embeds it, finds duplicates and reads its metadata
@@ -167,7 +170,9 @@ POOL = (
     "obs_filter",
 )
 METADATA = ("metadata_map", "set_fields")
-WORK = ("work_dir", "no_cache")  # jobs whose scored pool a later run can reuse
+WORK = ("work_dir", "no_cache")
+# jobs that write a run into an output folder
+WRITES = ("overwrite",)  # jobs whose scored pool a later run can reuse
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -207,7 +212,7 @@ def run_job(
     then its outputs written."""
     params = dict(ctx.params)
     paths = sources_or_example(params["sources"], example=params["example"])
-    folder = out_dir(params["out"])
+    folder = prepare(params["out"], overwrite=bool(params.get("overwrite")))
     if params.get("no_cache"):
         params["work_dir"] = None
     elif "work_dir" in params and params["work_dir"] is None:

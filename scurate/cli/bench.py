@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scurate._bench.options import DEFAULT_BUDGETS, DEFAULT_POLICIES, BenchOptions
 from scurate._bench.run import bench_with, write_bench
-from scurate.cli._options import METADATA, POOL, Params, Sources, run_job, with_options
+from scurate.cli._options import METADATA, POOL, WRITES, Params, Sources, run_job, with_options
 
 Holdout = Annotated[
     str,
@@ -111,7 +111,7 @@ def bench_table(payload: dict[str, Any]) -> Table:
     return table
 
 
-@with_options("keep_duplicates", *POOL, *METADATA, "example", "as_json")
+@with_options("keep_duplicates", *POOL, *METADATA, *WRITES, "example", "as_json")
 def bench(
     ctx: typer.Context,
     sources: Sources = None,

@@ -13,7 +13,16 @@ from rich.table import Table
 from scurate._compute.scoring import overlap_line
 from scurate._engine.jobs import select_with, write_selection
 from scurate._engine.options import SelectOptions
-from scurate.cli._options import METADATA, POOL, WORK, Params, Sources, run_job, with_options
+from scurate.cli._options import (
+    METADATA,
+    POOL,
+    WORK,
+    WRITES,
+    Params,
+    Sources,
+    run_job,
+    with_options,
+)
 
 Budget = Annotated[
     int, typer.Option("--budget", "-b", help="Cells to select.", show_default=False, metavar="N")
@@ -95,6 +104,7 @@ def overlap_lines(report: dict[str, Any], most: int = 5) -> list[str]:
     *POOL,
     *METADATA,
     *WORK,
+    *WRITES,
     "example",
     "as_json",
 )
