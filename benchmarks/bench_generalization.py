@@ -109,6 +109,7 @@ def main() -> int:
         result = bench_to_dir(
             [path],
             out=args.out / name,
+            overwrite=True,  # a rerun of this script replaces its own earlier results
             holdout=holdout,
             label=label,
             budgets=args.budgets,

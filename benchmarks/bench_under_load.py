@@ -11,7 +11,8 @@ install.
 Usage::
 
     python benchmarks/bench_under_load.py --repeats 3 \\
-        --cmd "new=.venv/bin/scurate bench DATA --holdout X=Y --label cell_type -o /tmp/b1" \\
+        --cmd "new=.venv/bin/scurate bench DATA --holdout X=Y --label cell_type \\
+               -o /tmp/b1 --overwrite" \\
         --cmd "old=/tmp/old/bin/scurate bench DATA --holdout X=Y --label cell_type -o /tmp/b2"
 
 Never run in CI.

@@ -160,7 +160,8 @@ def test_piped_cli_prints_progress_lines(
     lines = result.stderr.splitlines()
     assert lines and all(line.startswith("scurate: ") for line in lines), lines
     assert any(line.startswith("scurate: embed") for line in lines), lines
-    quiet = runner.invoke(app, ["score", "--example", "-o", str(example_out), "--json"])
+    again = ["score", "--example", "-o", str(example_out), "--json", "--overwrite"]
+    quiet = runner.invoke(app, again)
     assert quiet.exit_code == 0 and quiet.stderr == "" and json.loads(quiet.stdout)
 
 

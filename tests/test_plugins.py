@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+import scurate
 from scurate._plugins import hookspecs
 from scurate._plugins.registry import discover, load_plugins
-from scurate.errors import PluginError
+from scurate.errors import OptionError, PluginError
 
 from plugin_helpers import (
     BROKEN_HOOK,
@@ -125,7 +126,7 @@ def test_the_readme_plugin_installs_lists_and_runs(
     assert rows["by-donor"]["version"] == "0.1"
     assert rows["broken"]["ok"] is False and "ModuleNotFoundError" in rows["broken"]["error"]
     out = tmp_path / "out"
-    args = ["select", *map(str, two_labs), "-b", "40", "-o", str(out), "--json"]
+    args = ["select", *map(str, two_labs), "-b", "40", "-o", str(out), "--json", "--overwrite"]
     result = runner.invoke(app, [*args, "--policy", "by-donor"])
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
@@ -137,3 +138,81 @@ def test_the_readme_plugin_installs_lists_and_runs(
     assert failed.exit_code == 1 and "plugin 'broken' failed (ModuleNotFoundError" in failed.stderr
     ok = runner.invoke(app, [*args, "--policy", "facility"])
     assert ok.exit_code == 0, ok.stderr
+
+
+EXITS = """
+    import sys
+    from scurate import hookimpl
+
+    def leaves(ctx, budget):
+        sys.exit(3)
+
+    @hookimpl
+    def scurate_register_policies(register):
+        register("leaves", leaves)
+"""
+
+
+def test_a_policy_that_calls_sys_exit_is_one_line_naming_it(
+    two_labs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(monkeypatch, tmp_path / "site", "leaves", EXITS)
+    with pytest.raises(PluginError) as err:
+        scurate.select(two_labs, 10, policy="leaves")
+    assert str(err.value) == "policy 'leaves' (plugin 'leaves') called sys.exit(3)"
+
+
+def test_a_param_no_policy_reads_is_one_line(two_labs: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(OptionError) as err:
+        scurate.select(two_labs, 10, params={"frist": "central"})
+    assert str(err.value) == (
+        "params['frist']='central': policy 'kcenter' has no parameter 'frist' (it reads: first)"
+    )
+    # every key a policy looks at counts as read, in whichever stratum it was read
+    facility = scurate.select(two_labs, 10, policy="facility", params=["k=5", "sigma=0.5"])
+    assert facility.report["n_selected"] == 10
+    strata = scurate.select(two_labs, 10, params=["first=central"], strata="dataset_id")
+    assert strata.report["n_selected"] == 10
+
+
+EMBEDDERS = """
+    import sys
+    import numpy as np
+    from scurate import hookimpl
+    from scurate.plugin import Embedding
+
+    def raises(sources, *, rng, progress):
+        raise RuntimeError("no GPU found")
+
+    def exits(sources, *, rng, progress):
+        sys.exit(2)
+
+    def nan(sources, *, rng, progress):
+        values = np.zeros((sum(s.n_obs for s in sources), 4), dtype=np.float32)
+        values[7, 1] = np.nan
+        return Embedding(values)
+
+    @hookimpl
+    def scurate_register_embedders(register):
+        register("raises", raises)
+        register("exits", exits)
+        register("nan", nan)
+"""
+
+
+@pytest.mark.parametrize(
+    ("embedder", "text"),
+    [
+        ("raises", "embedder 'raises' (plugin 'odd') failed: RuntimeError: no GPU found"),
+        ("exits", "embedder 'exits' (plugin 'odd') called sys.exit(2)"),
+        ("nan", "embedder 'nan' (plugin 'odd') returned NaN or inf in row 7 (1 such rows)"),
+    ],
+)
+def test_an_embedder_that_fails_is_one_line_naming_it(
+    two_labs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: str, text: str
+) -> None:
+    install_plugin(monkeypatch, tmp_path / "site", "odd", EMBEDDERS)
+    for policy in ("random", "kcenter"):
+        with pytest.raises(PluginError) as err:
+            scurate.select(two_labs, 10, embedder=embedder, policy=policy)
+        assert str(err.value) == text

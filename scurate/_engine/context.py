@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from scurate._compute.faiss_index import build_index, exact_search_affordable, ivf_lists, search
 from scurate._plugins.registry import Registered
-from scurate.errors import PluginError, ScurateError
+from scurate.errors import OptionError, PluginError, ScurateError
 
 
 @dataclass
@@ -43,7 +43,7 @@ class SelectionContext:
     embeddings: NDArray[np.float32]
     manifest: pl.DataFrame
     rng: np.random.Generator
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)  # held as Params (keys read are known)
     info: dict[str, Any] = field(default_factory=dict)
     covered: NDArray[np.float32] | None = None
     _indexes: dict[bool, Any] = field(default_factory=dict, init=False, repr=False)
@@ -91,6 +91,59 @@ class SelectionContext:
         """A ``--param`` value, or ``default`` when it was not given."""
         return self.params.get(key, default)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, Params):
+            self.params = Params(self.params)
+
+
+class Params(dict[str, str]):
+    """A policy's ``--param`` values, remembering which keys the policy looked at, so that a
+    parameter no policy reads (a typo, another policy's) is reported instead of ignored."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.looked_at: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.looked_at.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.looked_at.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.looked_at.add(key)
+        return super().__contains__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self.looked_at.update(super().keys())
+        return super().__iter__()
+
+    def items(self) -> Any:
+        self.looked_at.update(super().keys())
+        return super().items()
+
+    def unread(self) -> list[str]:
+        """The keys given that the policy never looked at, sorted."""
+        return sorted(set(super().keys()) - self.looked_at)
+
+
+def check_params_read(policy: Registered, params: dict[str, str]) -> None:
+    """One line naming a ``--param`` the policy never read (a typo, or another policy's)."""
+    if not isinstance(params, Params):
+        return
+    unread = params.unread()
+    if unread:
+        key = unread[0]
+        read = ", ".join(sorted(params.looked_at)) or "none"
+        msg = (
+            f"params['{key}']={dict.__getitem__(params, key)!r}: policy '{policy.name}' has no "
+            f"parameter '{key}' (it reads: {read})"
+        )
+        raise OptionError(msg)
+
 
 def run_policy(policy: Registered, ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     """Run a policy and check that it returned ``budget`` distinct rows in range."""
@@ -99,6 +152,9 @@ def run_policy(policy: Registered, ctx: SelectionContext, budget: int) -> NDArra
         result = policy.obj(ctx, budget)
     except ScurateError:
         raise
+    except SystemExit as exc:  # a plugin must not end the run in silence, nor with its code
+        msg = f"{who} called sys.exit({exc.code!r})"
+        raise PluginError(msg) from exc
     except Exception as exc:
         msg = f"{who} failed: {type(exc).__name__}: {exc}"
         raise PluginError(msg) from exc

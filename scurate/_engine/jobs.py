@@ -26,6 +26,7 @@ from scurate._engine import in_memory
 from scurate._engine import report as rp
 from scurate._engine.cache import WorkDir
 from scurate._engine.choose import Chosen, choose
+from scurate._engine.context import check_params_read
 from scurate._engine.options import IndexOptions, ScoreOptions, SelectOptions
 from scurate._engine.outputs import commit, prepare
 from scurate._engine.progress import LogProgress
@@ -136,6 +137,7 @@ def _select(sources: Inputs, opts: SelectOptions, progress: Progress, threads: i
     with timed(timings, "select"):
         progress("select", 0, budget)
         picked = choose(pool, opts)
+        check_params_read(picked.policy, picked.ctx.params)
         progress("select", budget, budget)
     with timed(timings, "coverage"):
         radii, radius, nearest = _coverage(pool, picked)

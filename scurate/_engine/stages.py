@@ -30,7 +30,7 @@ from scurate._data.sources import ReadOptions, Source
 from scurate._engine.cache import WorkDir, file_identity, make_key, tree_identity
 from scurate._engine.options import PoolOptions, ScoreOptions, SelectOptions, check_budget
 from scurate._plugins.registry import Plugins
-from scurate.errors import PluginError
+from scurate.errors import PluginError, ScurateError
 
 Progress = Callable[[str, int, int], None]
 log = logging.getLogger(__name__)
@@ -114,13 +114,27 @@ def _embed(
     if options.obsm_key is not None:
         return from_obsm(sources, options.obsm_key)
     chosen = plugins.get("embedders", options.embedder, option="embedder")
-    embedding: Embedding = chosen.obj(sources, rng=rng, progress=progress)
+    who = f"embedder '{chosen.name}' (plugin '{chosen.plugin}')"
+    try:
+        embedding: Embedding = chosen.obj(sources, rng=rng, progress=progress)
+    except ScurateError:
+        raise
+    except SystemExit as exc:  # a plugin must not end the run in silence, nor with its code
+        msg = f"{who} called sys.exit({exc.code!r})"
+        raise PluginError(msg) from exc
+    except Exception as exc:
+        msg = f"{who} failed: {type(exc).__name__}: {exc}"
+        raise PluginError(msg) from exc
     n = sum(s.n_obs for s in sources)
     values = getattr(embedding, "values", None)
     if not isinstance(values, np.ndarray) or values.ndim != 2 or values.shape[0] != n:
-        msg = f"embedder '{chosen.name}' (plugin '{chosen.plugin}') did not return {n} rows"
+        msg = f"{who} did not return {n} rows"
         raise PluginError(msg)
     embedding.values = np.ascontiguousarray(values, dtype=np.float32)
+    bad = np.flatnonzero(~np.isfinite(embedding.values).all(axis=1))
+    if len(bad):
+        msg = f"{who} returned NaN or inf in row {int(bad[0])} ({len(bad)} such rows)"
+        raise PluginError(msg)
     return embedding
 
 

@@ -294,7 +294,7 @@ def run_stratified(
             np.ascontiguousarray(ctx.embeddings[rows]),
             ctx.manifest[rows],
             np.random.default_rng(int(seeds[s])),
-            params=dict(ctx.params),
+            params=ctx.params,  # shared: what any stratum's run reads counts as read
         )
         local = run_policy(policy, sub, int(quotas[s]))
         orders.append(rows[local])

@@ -212,12 +212,13 @@ def run_job(
     then its outputs written."""
     params = dict(ctx.params)
     paths = sources_or_example(params["sources"], example=params["example"])
-    folder = prepare(params["out"], overwrite=bool(params.get("overwrite")))
+    folder = Path(params["out"])
     if params.get("no_cache"):
         params["work_dir"] = None
     elif "work_dir" in params and params["work_dir"] is None:
         params["work_dir"] = folder.resolve().parent / WORK_DIR
-    opts = kind.from_params(params)
+    opts = kind.from_params(params)  # a bad option first, then the folder, then any work
+    prepare(folder, overwrite=bool(params.get("overwrite")))
     with progress_on_stderr(enabled=not params["as_json"]) as progress:
         result = job(paths, opts, progress=progress)
     write(result, folder)
