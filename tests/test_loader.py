@@ -153,6 +153,7 @@ def test_bad_input_gets_one_line(selected: Path, tmp_path: Path) -> None:
         (OptionError, "genes: no source of the selection has NOPE1, NOPE2", {}, selected),
         (OptionError, "labels:", {"labels": ("no_such_column",)}, selected),
         (OptionError, "batch_size=0", {"batch_size": 0}, selected),
+        (OptionError, "seed=-1: must be a whole number >= 0", {"seed": -1}, selected),
         (OptionError, "world_size=9 is larger", {"budget": 8, "world_size": 9}, selected),
     ]
     cases[5][2]["genes"] = ["SG0001", "NOPE1", "NOPE2"]

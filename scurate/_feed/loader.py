@@ -27,6 +27,7 @@ from scurate._data import manifest as mf
 from scurate._data.genes import ENSEMBL, GeneSpace, common_genes, gene_keys, onto_genes
 from scurate._data.memory import MEMORY_PREFIX
 from scurate._data.sources import ReadOptions, Source, accepts_read, discover, read_rows
+from scurate._engine.options import check_seed
 from scurate._engine.outputs import check_complete
 from scurate.errors import InputError, OptionError
 
@@ -280,6 +281,7 @@ class CellLoader:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name}={value!r}: must be a positive integer"
                 raise OptionError(msg)
+        check_seed(seed)
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             msg = f"rank={rank!r}: must be in 0..{world_size - 1} for world_size={world_size}"
             raise OptionError(msg)
