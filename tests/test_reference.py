@@ -106,3 +106,68 @@ def test_a_file_that_appears_while_the_index_is_written_is_kept(tmp_path: Path) 
         _clear(out)
     assert [p.name for p in out.iterdir()] == ["arrived.txt"]
     assert (out / "arrived.txt").read_text() == "written by the user meanwhile"
+
+
+def _damage_json(folder: Path, change: object) -> None:
+    meta = json.loads((folder / MARKER).read_text())
+    (folder / MARKER).write_text(json.dumps(change(meta) if callable(change) else change))
+
+
+def _damage_model(folder: Path, **arrays: np.ndarray) -> None:
+    with np.load(folder / "pca.npz") as z:
+        parts = {k: z[k] for k in z.files}
+    parts.update(arrays)
+    np.savez(folder / "pca.npz", **parts)
+
+
+def test_a_damaged_index_is_one_line_naming_the_part(tmp_path: Path, corpus: Path) -> None:
+    pca = tmp_path / "pca.idx"
+    scurate.build_index([corpus], out=pca)
+    with np.load(pca / "pca.npz") as z:
+        n_var, n_dims = z["loadings"].shape
+        n_genes = len(z["genes"])
+    cases = [
+        (lambda f: _damage_json(f, [1, 2]), f"{MARKER} is not a JSON object"),
+        (lambda f: _damage_json(f, lambda m: {**m, "n_dims": 0}), "n_dims=0, not a positive"),
+        (
+            lambda f: _damage_json(f, lambda m: {**m, "n_dims": n_dims + 1}),
+            f"index.faiss has {n_dims} dimensions but {MARKER} says {n_dims + 1}",
+        ),
+        (
+            lambda f: _damage_model(f, loadings=np.zeros((n_var - 1, n_dims), np.float32)),
+            f"loadings of shape ({n_var - 1}, {n_dims}), expected ({n_var}, {n_dims})",
+        ),
+        (
+            lambda f: _damage_model(f, variable=np.arange(n_var) + n_genes),
+            f"variable genes are not distinct positions in its {n_genes} genes",
+        ),
+        (
+            lambda f: _damage_model(f, center=np.full(n_dims, np.nan, np.float32)),
+            "pca.npz holds NaN or inf",
+        ),
+    ]
+    for k, (damage, text) in enumerate(cases):
+        folder = tmp_path / f"damaged-{k}"
+        folder.mkdir()
+        for name in FILES:
+            if (pca / name).exists():
+                (folder / name).write_bytes((pca / name).read_bytes())
+        damage(folder)
+        with pytest.raises(InputError) as err:
+            load_reference(folder)
+        assert str(err.value).startswith(f"{folder}: ") and text in str(err.value), err.value
+        result = CliRunner().invoke(
+            app,
+            [
+                "select",
+                str(corpus),
+                "-b",
+                "5",
+                "-o",
+                str(tmp_path / f"o{k}"),
+                "--reference",
+                str(folder),
+            ],
+        )
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert text in result.stderr

@@ -210,6 +210,9 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
     folder = Path(path)
     try:
         meta = json.loads((folder / MARKER).read_text())
+        if not isinstance(meta, dict):
+            msg = f"{folder}: {MARKER} is not a JSON object"
+            raise InputError(msg)
         version = meta.get("index_version")
         if version != INDEX_VERSION:
             msg = f"{folder}: index format {version}; this scurate reads {INDEX_VERSION}"
@@ -233,9 +236,7 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
     except (OSError, KeyError, ValueError, RuntimeError, pl.exceptions.PolarsError) as exc:
         msg = f"{folder}: cannot read the scurate index ({type(exc).__name__}: {exc})"
         raise InputError(msg) from exc
-    if index.ntotal != cells.height:
-        msg = f"{folder}: index.faiss holds {index.ntotal} cells but cells.parquet {cells.height}"
-        raise InputError(msg)
+    _check_parts(folder, meta, index, cells, model)
     return Reference(
         index,
         cells["cell_id"].to_numpy().astype(object),
@@ -245,6 +246,54 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
         meta.get("obsm_key"),
         meta,
     )
+
+
+def _check_parts(
+    folder: Path, meta: dict[str, Any], index: Any, cells: pl.DataFrame, model: PcaModel | None
+) -> None:
+    """The parts of an index folder agree with each other, or one line naming what does not."""
+    problems: list[str] = []
+    n_dims = meta.get("n_dims")
+    if isinstance(n_dims, bool) or not isinstance(n_dims, int) or n_dims < 1:
+        problems.append(f"{MARKER} gives n_dims={n_dims!r}, not a positive whole number")
+    elif index.d != n_dims:
+        problems.append(f"index.faiss has {index.d} dimensions but {MARKER} says {n_dims}")
+    if missing := {"cell_id", "dataset_id"} - set(cells.columns):
+        problems.append(f"cells.parquet has no {', '.join(sorted(missing))} column")
+    if index.ntotal != cells.height:
+        problems.append(f"index.faiss holds {index.ntotal} cells but cells.parquet {cells.height}")
+    if model is not None and not problems:
+        problems.extend(_model_problems(model, int(index.d)))
+    if problems:
+        msg = f"{folder}: a damaged scurate index ({problems[0]})"
+        raise InputError(msg)
+
+
+def _model_problems(model: PcaModel, n_dims: int) -> list[str]:
+    n_genes, n_var = len(model.genes), len(model.variable)
+    checks = [
+        (model.genes.ndim == 1 and n_genes > 0, "pca.npz holds no gene list"),
+        (model.kind in ("ensembl", "symbol"), f"pca.npz: gene kind {model.kind!r}"),
+        (
+            model.variable.ndim == 1
+            and n_var > 0
+            and bool(np.all((model.variable >= 0) & (model.variable < n_genes)))
+            and len(np.unique(model.variable)) == n_var,
+            f"pca.npz: variable genes are not distinct positions in its {n_genes} genes",
+        ),
+        (
+            model.loadings.shape == (n_var, n_dims),
+            f"pca.npz: loadings of shape {model.loadings.shape}, expected ({n_var}, {n_dims})",
+        ),
+        (model.center.shape == (n_dims,), f"pca.npz: center of shape {model.center.shape}"),
+        (model.mean.shape == (n_var,), f"pca.npz: mean of shape {model.mean.shape}"),
+    ]
+    problems = [text for ok, text in checks if not ok]
+    if not problems:
+        finite = all(np.isfinite(a).all() for a in (model.loadings, model.center, model.mean))
+        if not finite:
+            problems.append("pca.npz holds NaN or inf")
+    return problems
 
 
 def open_reference(
