@@ -21,6 +21,7 @@ import pytest
 import scurate
 from scurate._data import manifest as mf
 from scurate.cli import app
+from scurate.errors import InputError
 from typer.testing import CliRunner
 
 from conftest import rows_on_symbols, select_two_labs, selected_cells, write_selection_folder
@@ -382,3 +383,29 @@ def test_a_source_changed_while_materialize_reads_it_is_refused(
     with pytest.raises(mz.InputError, match=r"lab_a\.h5ad: the source changed while materialize"):
         scurate.materialize(sel, out, shard_size=100)
     assert json.loads((out / "index.json").read_text())["complete"] is False
+
+
+def test_a_second_materialize_into_the_same_folder_is_one_line(
+    selected: Path, tmp_path: Path
+) -> None:
+    import fcntl
+    import os
+
+    out = tmp_path / "shards"
+    out.mkdir()
+    held = os.open(out, os.O_RDONLY)  # a run that is writing there now holds the folder
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(InputError) as err:
+            scurate.materialize(selected, out, shard_size=100)
+        assert str(err.value) == (
+            f"{out}: another materialize is writing into this folder; wait for it to finish, "
+            "or give another folder"
+        )
+        assert list(out.iterdir()) == []
+    finally:
+        os.close(held)
+    done = scurate.materialize(selected, out, shard_size=100)  # once it has finished
+    assert done.written == 3 and done.index["complete"]
+    again = scurate.materialize(selected, out, shard_size=100)
+    assert again.skipped == 3

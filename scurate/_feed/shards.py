@@ -20,12 +20,14 @@ cell ids, obs ``dataset_id``, ``source_row`` (the cell's row in its source file)
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,30 @@ def _write(adata: Any, path: Path, fmt: str) -> None:
         # anndata consolidates the metadata, which zarr v3 reads but calls non-standard
         warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
         adata.write_zarr(path)
+
+
+@contextmanager
+def _only_writer(out: Path) -> Iterator[None]:
+    """Hold a lock on the folder ``out`` (the folder itself: nothing is left in it) while
+    shards are written: a second materialize into the same folder is one line, not shards of
+    two runs interleaved."""
+    if out.exists() and not out.is_dir():
+        yield  # _prepare says what is wrong
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            msg = (
+                f"{out}: another materialize is writing into this folder; wait for it to "
+                "finish, or give another folder"
+            )
+            raise InputError(msg) from exc
+        yield
+    finally:
+        os.close(fd)
 
 
 def _prepare(
@@ -340,6 +366,21 @@ def materialize(
         },
     }
     out = Path(out)
+    with _only_writer(out):
+        return _write_shards(loader, plan, out, labels, overwrite, progress)
+
+
+def _write_shards(
+    loader: CellLoader,
+    plan: dict[str, Any],
+    out: Path,
+    labels: Sequence[str],
+    overwrite: bool,
+    progress: Progress | None,
+) -> Materialized:
+    """Write the shards ``plan`` describes into ``out`` (this process alone writes there)."""
+    n_cells, shard_size = loader.n_cells, plan["options"]["shard_size"]
+    format = plan["format"]
     done, recorded = _prepare(out, plan, overwrite=overwrite)
     files = _source_files(loader.sources)
     if done:  # the shards there were made from the sources as they were then
