@@ -260,6 +260,7 @@ def fit_pca(
         "explained_variance_ratio": [round(float(e), 6) for e in explained],
         "target_sum": TARGET_SUM,
     }
+    info["genes_mapped_by_table"] = space.mapped([s.dataset_id for s in sources])
     return PcaModel(
         genes=space.genes,
         kind=space.kind,
@@ -347,6 +348,7 @@ def project(
         "normalized_sources": normalized,
         "variable_genes_missing": {k: v for k, v in missing.items() if v},
     }
+    info["genes_mapped_by_table"] = space.mapped([s.dataset_id for s in sources])
     return Embedding(values, info, n_counts, n_genes)
 
 
