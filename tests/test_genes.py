@@ -13,9 +13,7 @@ import scurate
 from scurate._data import id_table
 from scurate._data.genes import common_genes, gene_keys, onto_genes
 from scurate._data.sources import GeneTable, open_sources
-from scurate.cli import app
 from scurate.errors import InputError
-from typer.testing import CliRunner
 
 from conftest import N_GENES, make_counts, type_programs
 
@@ -204,20 +202,6 @@ def test_symbols_of_no_table_and_same_organism_disjoint_are_one_line(tmp_path: P
     assert str(err.value) == (
         "sources share no genes, even through scurate's gene tables: a.h5ad (human) name "
         "genes by Ensembl id only and c.h5ad (neither human nor mouse) by symbol only"
-    )
-
-
-def test_nothing_shared_through_the_table_is_one_line_from_the_cli(tmp_path: Path) -> None:
-    ids, _ = table_pairs("human", 30, seed=5)
-    _, mouse_symbols = table_pairs("mouse", 30, seed=5)
-    x = np.random.default_rng(0).poisson(3.0, (20, 30))
-    a = write(tmp_path / "a.h5ad", x, pd.DataFrame(index=ids))
-    b = write(tmp_path / "b.h5ad", x, pd.DataFrame(index=mouse_symbols))
-    result = CliRunner().invoke(app, ["select", str(a), str(b), "-b", "5", "-o", str(tmp_path)])
-    assert result.exit_code == 1
-    assert result.stderr == (
-        "scurate: error: sources share no genes, even through scurate's gene tables: a.h5ad "
-        "(human) name genes by Ensembl id only and b.h5ad (mouse) by symbol only\n"
     )
 
 
