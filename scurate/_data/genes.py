@@ -220,7 +220,7 @@ def _no_meeting(
         table, _ = id_table.table_for_symbols(k.symbols if k.symbols is not None else [])
         return table.organism if table else "neither human nor mouse"
 
-    ids_only, symbols_only, organisms = [], [], set()
+    ids_only, symbols_only, symbol_files, organisms = [], [], [], set()
     for source, k in zip(sources, keys, strict=True):
         if k.symbols is None:
             organism = id_table.organism_of_ids(k.ensembl if k.ensembl is not None else [])
@@ -230,6 +230,7 @@ def _no_meeting(
         elif k.ensembl is None:
             organism = organism_of_symbols(k)
             symbols_only.append(f"{source.path.name} ({organism})")
+            symbol_files.append(source.path.name)
             organisms.add(organism)
     if len(organisms) > 1 or any(k is None for k in keyed):
         return (
@@ -240,8 +241,7 @@ def _no_meeting(
     names = ", ".join(s.path.name for s in sources)
     return (
         f"sources share no genes: no Ensembl id is common to {names}, with the symbols of "
-        f"{', '.join(s.split(' (')[0] for s in symbols_only)} mapped through the "
-        f"{organisms.pop()} gene table"
+        f"{', '.join(symbol_files)} mapped through the {organisms.pop()} gene table"
     )
 
 
