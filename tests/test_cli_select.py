@@ -269,8 +269,8 @@ def test_no_shared_genes(tmp_path: Path) -> None:
             "-o",
             tmp_path / "o",
         ],
-        "sources share no genes: human.h5ad name genes by Ensembl id only and "
-        "mouse.h5ad by symbol only",
+        "sources share no genes, even through scurate's gene tables: human.h5ad (human) name "
+        "genes by Ensembl id only and mouse.h5ad (mouse) by symbol only",
     )
 
 

@@ -42,9 +42,34 @@ def test_mouse_symbols_and_human_ids_share_no_genes() -> None:
     with pytest.raises(InputError) as err:
         scurate.select([CELLBENCH, BARON], 100)
     assert str(err.value) == (
-        "sources share no genes: cellbench_lung_celllines.h5ad name genes by Ensembl id only "
-        "and baron_mouse_pancreas.h5ad by symbol only"
+        "sources share no genes, even through scurate's gene tables: "
+        "cellbench_lung_celllines.h5ad (human) name genes by Ensembl id only and "
+        "baron_mouse_pancreas.h5ad (mouse) by symbol only"
     )
+
+
+def test_cellbench_by_ids_and_by_symbols_meets_through_the_table(tmp_path: Path) -> None:
+    """CellBench's cells split in two files, one keeping its Ensembl ids, the other renamed to
+    the symbols of the shipped table (genes without an unambiguous symbol dropped, as a
+    symbol-only deposit would lack them): they meet on every gene the second one kept."""
+    from scurate._data import id_table
+
+    cellbench = ad.read_h5ad(CELLBENCH)
+    to_symbol = id_table.load("human").id_to_symbol
+    named = np.array([g in to_symbol for g in cellbench.var_names])
+    half = cellbench.n_obs // 2
+    by_id = cellbench[:half].copy()
+    by_symbol = cellbench[half:, named].copy()
+    by_symbol.var = by_symbol.var.drop(columns="gene_id")
+    by_symbol.var_names = [to_symbol[g] for g in by_symbol.var_names]
+    by_id.write_h5ad(tmp_path / "by_id.h5ad")
+    by_symbol.write_h5ad(tmp_path / "by_symbol.h5ad")
+    selection = scurate.select([tmp_path / "by_id.h5ad", tmp_path / "by_symbol.h5ad"], 100)
+    embedding = selection.report["embedding"]
+    assert embedding["gene_id_kind"] == "ensembl"
+    assert embedding["n_genes_shared"] == int(named.sum())
+    assert embedding["genes_mapped_by_table"] == {"by_symbol": int(named.sum())}
+    print(f"{named.sum()} of {cellbench.n_vars} CellBench genes met through the table")
 
 
 def test_a_redeposited_baron_subset_is_found_and_nothing_else(tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
 Every cell's nonzero (gene, count) pairs are hashed in the native core while X streams by in
 chunks, on the genes that every counts source measured (so a file filtered to a subset of
 another's genes, or with its genes in another order, hashes alike). Genes meet as Ensembl ids
-when every source has them, else as symbols; a symbol that names two columns of any source is
-left out, since its counts cannot be told apart. Rows whose hashes match are then compared
+when every source has them, else as symbols, else as Ensembl ids with the symbols of
+symbol-only sources translated through the gene table
+(:func:`scurate._data.genes.meeting_keys`); a key that names two columns of any source is left
+out, since its counts cannot be told apart. Rows whose hashes match are then compared
 themselves, on every gene both of their files measured: a hash collision, or two cells that
 differ on a gene only their two files share, is never merged.
 
@@ -37,7 +39,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate import _core
-from scurate._data.genes import GeneKeys, gene_keys
+from scurate._data.genes import GeneKeys, gene_keys, meeting_keys
 from scurate._data.sources import Source, prefetched, read_rows
 from scurate.errors import InputError
 
@@ -73,11 +75,12 @@ class _Space:
 
 
 def _key_space(keys: Sequence[GeneKeys]) -> tuple[str, list[NDArray[np.object_]]] | None:
-    if all(k.ensembl is not None for k in keys):
-        return "ensembl", [k.ensembl for k in keys]  # type: ignore[misc]
-    if all(k.symbols is not None for k in keys):
-        return "symbol", [k.symbols for k in keys]  # type: ignore[misc]
-    return None
+    """The kind sources meet on (ids and symbols meet through the gene table), and each one's
+    key per column; None where some source's genes cannot be keyed so."""
+    kind, keyed = meeting_keys(keys)
+    if any(k is None for k in keyed):
+        return None
+    return kind, [k.keys for k in keyed if k is not None]
 
 
 def _gene_space(kind: str, per_source: Sequence[NDArray[np.object_]]) -> _Space:
@@ -165,7 +168,9 @@ def find_exact_duplicates(
     chosen = _key_space(keys) if taking else None
     if chosen is None:
         if taking:
-            info["not_searched"] = "the counts sources share no kind of gene identifier"
+            info["not_searched"] = (
+                "the counts sources share no kind of gene identifier, even through the gene table"
+            )
         info.update(n_duplicates=0, n_candidates=0, n_hash_matches_rejected=0)
         return ExactDuplicates(dup_of, info)
     space = _gene_space(*chosen)

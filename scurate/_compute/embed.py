@@ -1,9 +1,10 @@
 """Embeddings: a stored obsm entry, or PCA of log-normalized counts on the shared genes.
 
 The default embedder does what a scanpy user would: scale every cell to 10,000 counts on
-the shared genes, log1p, keep the most variable genes (Seurat-style dispersion, z-scored
-within bins of mean expression), and fit PCA on a seeded sample of cells; then every cell
-is projected chunk by chunk. A source whose X is not integer counts is taken as already
+the shared genes, log1p, keep the most variable genes (as scanpy's
+``highly_variable_genes(flavor="seurat")`` picks them: dispersion z-scored within 20
+equal-width bins of mean expression), and fit PCA on a seeded sample of cells; then every
+cell is projected chunk by chunk. A source whose X is not integer counts is taken as already
 normalized and used as it is.
 """
 
@@ -86,29 +87,85 @@ def _log_normalize(chunk: sp.csr_matrix, *, counts: bool) -> sp.csr_matrix:
     return out
 
 
+def _equal_width_bins(values: NDArray[np.float64], n_bins: int) -> NDArray[np.intp]:
+    """The bin of each value among ``n_bins`` equal-width bins over its range, as
+    ``pandas.cut(values, n_bins)`` makes them (right-closed; the lowest edge lowered by 0.1 % of
+    the range so the minimum falls in the first bin; a range of one value widened by 0.1 %)."""
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        low -= 0.001 * abs(low) if low != 0 else 0.001
+        high += 0.001 * abs(high) if high != 0 else 0.001
+        edges = np.linspace(low, high, n_bins + 1, endpoint=True)
+    else:
+        edges = np.linspace(low, high, n_bins + 1, endpoint=True)
+        edges[0] -= (high - low) * 0.001
+    return np.searchsorted(edges, values, side="left") - 1
+
+
+def _binned_z(
+    dispersion: NDArray[np.float64], bins: NDArray[np.intp], n_bins: int
+) -> NDArray[np.float64]:
+    """Dispersion z-scored within its bin (mean and sample std of the bin's non-NaN values).
+
+    A bin whose std is undefined (one gene with a dispersion) divides by its mean instead and
+    subtracts nothing, so its one gene scores 1, as scanpy does.
+    """
+    known = ~np.isnan(dispersion)
+    b, d = bins[known], dispersion[known]
+    count = np.bincount(b, minlength=n_bins).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        avg = np.bincount(b, weights=d, minlength=n_bins) / count
+        squares = np.bincount(b, weights=(d - avg[b]) ** 2, minlength=n_bins)
+        dev = np.where(count > 1, np.sqrt(squares / (count - 1)), np.nan)
+        single = np.isnan(dev)
+        dev[single] = avg[single]
+        avg[single] = 0.0
+        out: NDArray[np.float64] = (dispersion - avg[bins]) / dev[bins]
+    return out
+
+
+def normalized_dispersion(sample: sp.csr_matrix) -> NDArray[np.float64]:
+    """Each gene's normalized dispersion in a log1p-normalized ``sample`` (NaN where it has
+    none), as ``scanpy.pp.highly_variable_genes(flavor="seurat")`` computes it.
+
+    On ``expm1`` of the values: per-gene mean and variance (ddof 1), dispersion = var / mean (a
+    zero mean taken as 1e-12, a zero dispersion as NaN), its log, and the log1p of the mean;
+    means cut into :data:`N_BINS` equal-width bins; dispersions z-scored within their bin.
+    """
+    n_cells, n_genes = sample.shape
+    x = sp.csr_matrix(sample)
+    values = np.expm1(x.data)
+    sums = np.bincount(x.indices, weights=values.astype(np.float64), minlength=n_genes)
+    squares = np.bincount(
+        x.indices, weights=(values * values).astype(np.float64), minlength=n_genes
+    )
+    mean = sums / n_cells
+    var = squares / n_cells - mean**2
+    if n_cells != 1:
+        var *= n_cells / (n_cells - 1)
+    mean[mean == 0] = 1e-12
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dispersion = var / mean
+        dispersion[dispersion == 0] = np.nan
+        dispersion = np.log(dispersion)
+    return _binned_z(dispersion, _equal_width_bins(np.log1p(mean), N_BINS), N_BINS)
+
+
 def highly_variable(sample: sp.csr_matrix, n_top: int) -> NDArray[np.int64]:
-    """Indices of the ``n_top`` genes of highest normalized dispersion (Seurat flavour)."""
-    n_genes = sample.shape[1]
-    mean = np.asarray(sample.mean(axis=0), dtype=np.float64).ravel()
-    sq = np.asarray(sample.multiply(sample).mean(axis=0), dtype=np.float64).ravel()
-    var = np.maximum(sq - mean**2, 0.0) * sample.shape[0] / max(sample.shape[0] - 1, 1)
-    expressed = mean > 0
-    if n_top >= int(expressed.sum()):
-        return np.flatnonzero(expressed).astype(np.int64)
-    dispersion = np.full(n_genes, -np.inf)
-    dispersion[expressed] = np.log(np.maximum(var[expressed], 1e-12) / mean[expressed])
-    edges = np.quantile(mean[expressed], np.linspace(0, 1, N_BINS + 1))
-    bins = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, N_BINS - 1)
-    score = np.full(n_genes, -np.inf)
-    for b in range(N_BINS):
-        members = expressed & (bins == b)
-        if not members.any():
-            continue
-        d = dispersion[members]
-        sd = d.std()
-        score[members] = (d - d.mean()) / sd if sd > 0 else 0.0
-    order = np.lexsort((np.arange(n_genes), -score))  # ties to the lower gene index
-    return np.sort(order[:n_top]).astype(np.int64)
+    """Indices (ascending) of the most variable genes of a log1p-normalized ``sample``, as
+    ``scanpy.pp.highly_variable_genes(flavor="seurat", n_top_genes=n_top)`` picks them.
+
+    The genes kept are those whose :func:`normalized_dispersion` is at least the ``n_top``-th
+    highest (NaN left out), so genes tied at that value are all kept. A sample where no gene
+    has one (one cell, or nothing varies) keeps every expressed gene.
+    """
+    score = normalized_dispersion(sample)
+    scored = np.sort(score[~np.isnan(score)])[::-1]
+    if len(scored) == 0:
+        x = sp.csr_matrix(sample)
+        return np.unique(x.indices[x.data != 0]).astype(np.int64)
+    cutoff = scored[min(max(n_top, 1), len(scored)) - 1]
+    return np.flatnonzero(np.nan_to_num(score, nan=-np.inf) >= cutoff).astype(np.int64)
 
 
 def pca_fit(
@@ -203,6 +260,7 @@ def fit_pca(
         "explained_variance_ratio": [round(float(e), 6) for e in explained],
         "target_sum": TARGET_SUM,
     }
+    info["genes_mapped_by_table"] = space.mapped([s.dataset_id for s in sources])
     return PcaModel(
         genes=space.genes,
         kind=space.kind,
@@ -290,6 +348,7 @@ def project(
         "normalized_sources": normalized,
         "variable_genes_missing": {k: v for k, v in missing.items() if v},
     }
+    info["genes_mapped_by_table"] = space.mapped([s.dataset_id for s in sources])
     return Embedding(values, info, n_counts, n_genes)
 
 

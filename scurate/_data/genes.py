@@ -3,7 +3,11 @@
 Each source's genes are found as Ensembl ids (in var_names or a var column, version suffix
 dropped) and/or symbols (a symbol column, or var_names that are not Ensembl ids). Sources
 meet on Ensembl ids when all of them have ids, else on symbols when all of them have
-symbols; a symbol that repeats within a source has its counts summed.
+symbols; a symbol that repeats within a source has its counts summed. When neither kind is
+common to all (some name genes by id only, others by symbol only), they meet on Ensembl ids,
+the symbols translated through scurate's shipped human or mouse table
+(:mod:`scurate._data.id_table`: unambiguous pairs only), and how many genes each source
+reached that way is counted.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from scurate._data import id_table
 from scurate._data.sources import GeneTable, Source
 from scurate.errors import InputError
 
@@ -100,6 +105,78 @@ def gene_keys(genes: GeneTable) -> GeneKeys:
 
 
 @dataclass(frozen=True)
+class Keyed:
+    """A source's genes as keys of one kind: one per column (None where it has none), where
+    they were read, and which columns got theirs through the gene table (None: no column)."""
+
+    keys: NDArray[np.object_]
+    found_in: str
+    through_table: NDArray[np.bool_] | None = None
+
+
+def _symbols_as_ids(symbols: NDArray[np.object_], table: id_table.IdTable) -> Keyed:
+    keys = np.empty(len(symbols), dtype=object)
+    through = np.zeros(len(symbols), dtype=bool)
+    for i, symbol in enumerate(symbols):
+        if symbol is None:
+            keys[i] = None
+        elif ENSEMBL.match(symbol):  # an unnamed gene called by its id, as CELLxGENE does
+            keys[i] = symbol.split(".", 1)[0]
+        else:
+            keys[i] = table.symbol_to_id.get(symbol)
+            through[i] = keys[i] is not None
+    return Keyed(keys, "", through)
+
+
+def as_kind(keys: GeneKeys, kind: str, target: NDArray[np.object_] | None = None) -> Keyed | None:
+    """A source's genes as ``kind`` ("ensembl" or "symbol"): its own where it has that kind,
+    else translated through the gene table of its organism; None where neither can be.
+
+    Ids are translated with the table their prefix names; symbols to ids with the table of the
+    ``target`` ids' organism where given (a reference's genes), else the table that has more of
+    them.
+    """
+    own, where = (
+        (keys.ensembl, keys.ensembl_from)
+        if kind == "ensembl"
+        else (keys.symbols, keys.symbols_from)
+    )
+    if own is not None:
+        return Keyed(own, where or "")
+    if kind == "ensembl" and keys.symbols is not None:
+        if target is not None:
+            organism = id_table.organism_of_ids(target)
+            table = id_table.load(organism) if organism else None
+        else:
+            table, _ = id_table.table_for_symbols(keys.symbols)
+        if table is None:
+            return None
+        keyed = _symbols_as_ids(keys.symbols, table)
+        where = f"{keys.symbols_from}, through the {table.organism} gene table"
+        return Keyed(keyed.keys, where, keyed.through_table)
+    if kind == "symbol" and keys.ensembl is not None:
+        organism = id_table.organism_of_ids(keys.ensembl)
+        if organism is None:
+            return None
+        table = id_table.load(organism)
+        mapped = np.array([table.id_to_symbol.get(g) if g else None for g in keys.ensembl])
+        where = f"{keys.ensembl_from}, through the {organism} gene table"
+        return Keyed(mapped.astype(object), where, np.array([m is not None for m in mapped]))
+    return None
+
+
+def meeting_keys(keys: Sequence[GeneKeys]) -> tuple[str, list[Keyed | None]]:
+    """The identifier kind sources meet on, and each one's genes as that kind: Ensembl ids
+    where all have them, else symbols where all have them, else Ensembl ids with the symbols
+    of symbol-only sources translated (None for a source whose symbols no table has)."""
+    if all(k.ensembl is not None for k in keys):
+        return "ensembl", [as_kind(k, "ensembl") for k in keys]
+    if all(k.symbols is not None for k in keys):
+        return "symbol", [as_kind(k, "symbol") for k in keys]
+    return "ensembl", [as_kind(k, "ensembl") for k in keys]
+
+
+@dataclass(frozen=True)
 class GeneSpace:
     """The genes every source shares, and per source a (n_vars x n_genes) 0/1 matrix that
     maps its columns onto them (so ``chunk @ projection`` reorders, subsets and sums)."""
@@ -108,82 +185,120 @@ class GeneSpace:
     kind: str  # "ensembl" or "symbol"
     projections: list[sp.csr_matrix]
     found_in: list[str]  # per source, where its identifiers were read
+    mapped_by_table: list[int]  # per source, genes of the space it reached through the table
+
+    def mapped(self, dataset_ids: Sequence[str]) -> dict[str, int]:
+        """``{dataset_id: genes reached through the gene table}``, for the sources that did."""
+        return {d: n for d, n in zip(dataset_ids, self.mapped_by_table, strict=True) if n}
+
+
+def _projection(
+    source: Source, keyed: Keyed, position: dict[object, int], width: int
+) -> tuple[sp.csr_matrix, int]:
+    """``source``'s columns onto the genes at ``position``, and how many of those genes it
+    reached through the gene table."""
+    rows = [i for i, g in enumerate(keyed.keys) if g in position]
+    cols = [position[keyed.keys[i]] for i in rows]
+    through = keyed.through_table
+    mapped = (
+        len({c for i, c in zip(rows, cols, strict=True) if through[i]})
+        if through is not None
+        else 0
+    )
+    matrix = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(source.n_vars, width)
+    )
+    return matrix, mapped
+
+
+def _no_meeting(
+    sources: Sequence[Source], keys: Sequence[GeneKeys], keyed: Sequence[Keyed | None]
+) -> str:
+    """Why sources of different identifier kinds share no gene even through the table."""
+
+    def organism_of_symbols(k: GeneKeys) -> str:
+        table, _ = id_table.table_for_symbols(k.symbols if k.symbols is not None else [])
+        return table.organism if table else "neither human nor mouse"
+
+    ids_only, symbols_only, symbol_files, organisms = [], [], [], set()
+    for source, k in zip(sources, keys, strict=True):
+        if k.symbols is None:
+            organism = id_table.organism_of_ids(k.ensembl if k.ensembl is not None else [])
+            organism = organism or "neither human nor mouse"
+            ids_only.append(f"{source.path.name} ({organism})")
+            organisms.add(organism)
+        elif k.ensembl is None:
+            organism = organism_of_symbols(k)
+            symbols_only.append(f"{source.path.name} ({organism})")
+            symbol_files.append(source.path.name)
+            organisms.add(organism)
+    if len(organisms) > 1 or any(k is None for k in keyed):
+        return (
+            "sources share no genes, even through scurate's gene tables: "
+            f"{', '.join(ids_only)} name genes by Ensembl id only and "
+            f"{', '.join(symbols_only)} by symbol only"
+        )
+    names = ", ".join(s.path.name for s in sources)
+    return (
+        f"sources share no genes: no Ensembl id is common to {names}, with the symbols of "
+        f"{', '.join(symbol_files)} mapped through the {organisms.pop()} gene table"
+    )
 
 
 def common_genes(sources: Sequence[Source]) -> GeneSpace:
     """The shared gene space of ``sources``, or one line saying why there is none."""
     keys = [gene_keys(s.read_genes()) for s in sources]
-    if all(k.ensembl is not None for k in keys):
-        kind = "ensembl"
-        per_source = [k.ensembl for k in keys]
-        found_in = [k.ensembl_from or "" for k in keys]
-    elif all(k.symbols is not None for k in keys):
-        kind = "symbol"
-        per_source = [k.symbols for k in keys]
-        found_in = [k.symbols_from or "" for k in keys]
-    else:
-        only_ids = [s.path.name for s, k in zip(sources, keys, strict=True) if k.symbols is None]
-        only_symbols = [
-            s.path.name for s, k in zip(sources, keys, strict=True) if k.ensembl is None
-        ]
-        msg = (
-            "sources share no genes: "
-            f"{', '.join(only_ids)} name genes by Ensembl id only and "
-            f"{', '.join(only_symbols)} by symbol only"
-        )
-        raise InputError(msg)
-    assert all(p is not None for p in per_source)
-    shared = set(v for v in per_source[0] if v is not None)  # type: ignore[union-attr]
-    for ids in per_source[1:]:
-        shared &= set(v for v in ids if v is not None)  # type: ignore[union-attr]
+    kind, keyed = meeting_keys(keys)
+    mixed = not all(k.ensembl is not None for k in keys) and not all(
+        k.symbols is not None for k in keys
+    )
+    shared: set[object] = set()
+    if all(k is not None for k in keyed):
+        per_source = [set(v for v in k.keys if v is not None) for k in keyed if k is not None]
+        shared = set.intersection(*per_source) if per_source else set()
     if not shared:
+        if mixed:
+            raise InputError(_no_meeting(sources, keys, keyed))
         names = ", ".join(s.path.name for s in sources)
         msg = f"sources share no genes: no {kind} is common to {names}"
         raise InputError(msg)
-    genes = np.array(sorted(shared), dtype=object)
+    genes = np.array(sorted(shared), dtype=object)  # type: ignore[type-var]
     position = {g: j for j, g in enumerate(genes)}
-    projections = []
-    for source, ids in zip(sources, per_source, strict=True):
-        rows = [i for i, g in enumerate(ids) if g in position]  # type: ignore[arg-type]
-        cols = [position[ids[i]] for i in rows]  # type: ignore[index]
-        projections.append(
-            sp.csr_matrix(
-                (np.ones(len(rows), dtype=np.float32), (rows, cols)),
-                shape=(source.n_vars, len(genes)),
-            )
-        )
-    return GeneSpace(genes, kind, projections, found_in)
+    projections, mapped = [], []
+    for source, k in zip(sources, keyed, strict=True):
+        assert k is not None
+        matrix, n = _projection(source, k, position, len(genes))
+        projections.append(matrix)
+        mapped.append(n)
+    found_in = [k.found_in for k in keyed if k is not None]
+    return GeneSpace(genes, kind, projections, found_in, mapped)
 
 
 def onto_genes(sources: Sequence[Source], genes: NDArray[np.object_], kind: str) -> GeneSpace:
-    """Map each source onto a fixed gene list of identifier ``kind`` (a reference's genes).
+    """Map each source onto a fixed gene list of identifier ``kind`` (a reference's genes),
+    through the gene table where a source names genes by the other kind only.
 
-    A source that names no genes of that kind, or none of the list, stops the run with one
-    line naming it.
+    A source that names no genes of that kind (nor any the table translates), or none of the
+    list, stops the run with one line naming it.
     """
     position = {g: j for j, g in enumerate(genes)}
-    projections, found_in = [], []
+    projections, found_in, mapped = [], [], []
     for source in sources:
-        keys = gene_keys(source.read_genes())
-        ids, where = (
-            (keys.ensembl, keys.ensembl_from)
-            if kind == "ensembl"
-            else (keys.symbols, keys.symbols_from)
-        )
-        if ids is None:
+        keyed = as_kind(gene_keys(source.read_genes()), kind, np.asarray(genes, dtype=object))
+        if keyed is None:
             what = "Ensembl id" if kind == "ensembl" else "symbol"
             msg = f"{source.path}: names no genes by {what}, which the reference uses"
             raise InputError(msg)
-        rows = [i for i, g in enumerate(ids) if g in position]
-        if not rows:
-            msg = f"{source.path}: shares none of the reference's {len(genes)} genes"
-            raise InputError(msg)
-        cols = [position[ids[i]] for i in rows]
-        projections.append(
-            sp.csr_matrix(
-                (np.ones(len(rows), dtype=np.float32), (rows, cols)),
-                shape=(source.n_vars, len(genes)),
+        matrix, n = _projection(source, keyed, position, len(genes))
+        if matrix.nnz == 0:
+            through = (
+                " (its genes translated through the gene table)"
+                if keyed.through_table is not None
+                else ""
             )
-        )
-        found_in.append(where or "")
-    return GeneSpace(np.asarray(genes, dtype=object), kind, projections, found_in)
+            msg = f"{source.path}: shares none of the reference's {len(genes)} genes{through}"
+            raise InputError(msg)
+        projections.append(matrix)
+        found_in.append(keyed.found_in)
+        mapped.append(n)
+    return GeneSpace(np.asarray(genes, dtype=object), kind, projections, found_in, mapped)

@@ -24,7 +24,14 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate._data import manifest as mf
-from scurate._data.genes import ENSEMBL, GeneSpace, common_genes, gene_keys, onto_genes
+from scurate._data.genes import (
+    ENSEMBL,
+    GeneSpace,
+    as_kind,
+    common_genes,
+    gene_keys,
+    onto_genes,
+)
 from scurate._data.memory import MEMORY_PREFIX
 from scurate._data.sources import ReadOptions, Source, accepts_read, discover, read_rows
 from scurate._engine.options import check_seed
@@ -227,10 +234,9 @@ def _gene_space(sources: Sequence[Source], genes: str | Sequence[str]) -> GeneSp
         wanted = [g.split(".", 1)[0] for g in wanted]
     known: set[Any] = set()
     for source in sources:
-        keys = gene_keys(source.read_genes())
-        ids = keys.ensembl if kind == "ensembl" else keys.symbols
-        if ids is not None:
-            known.update(ids)
+        keyed = as_kind(gene_keys(source.read_genes()), kind, np.array(wanted, dtype=object))
+        if keyed is not None:
+            known.update(keyed.keys)
     if missing := [g for g in wanted if g not in known]:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
