@@ -334,3 +334,29 @@ def test_claims_is_cheap_and_exact(experiment: Path, tmp_path: Path) -> None:
     (tmp_path / "plain" / "obs").mkdir(parents=True)
     (tmp_path / "plain" / "ms").mkdir()
     assert not claims(tmp_path / "plain"), "obs and ms folders alone are no TileDB group"
+
+
+def test_the_loader_reads_a_filtered_selection_back_by_joinid(
+    adata: ad.AnnData, experiment: Path, tmp_path: Path
+) -> None:
+    import scurate
+    from scurate.loader import CellLoader
+
+    out = tmp_path / "out"
+    code, _, err = run(
+        "select", experiment, "-b", "30", "-o", out, "--obs-filter", "tissue == 'lung'"
+    )
+    assert code == 0, err
+    loader = CellLoader(out, batch_size=8, labels=("tissue",))
+    batches = list(loader)
+    chosen = read_manifest(out / "manifest.parquet").filter("selected")
+    by_id = dict(zip(chosen["cell_id"], chosen["soma_joinid"], strict=True))
+    ids = [c for b in batches for c in b.cell_id]
+    assert sorted(ids) == sorted(by_id)
+    assert {t for b in batches for t in b.labels["tissue"]} == {"lung"}
+    x = sp.vstack([b.X for b in batches]).toarray()
+    joinids = np.array([by_id[c] for c in ids])
+    assert loader.genes.tolist() == ensembl_ids().tolist()
+    np.testing.assert_array_equal(x, adata.X[joinids].toarray())
+    done = scurate.materialize(out, tmp_path / "shards", shard_size=16)
+    assert done.n_cells == 30

@@ -117,11 +117,22 @@ class SomaSource:
     claims = staticmethod(is_experiment)
     why_not = staticmethod(why_not_experiment)
 
-    def __init__(self, path: Path, dataset_id: str, read: ReadOptions | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        dataset_id: str,
+        read: ReadOptions | None = None,
+        *,
+        soma_joinids: NDArray[np.int64] | None = None,
+    ) -> None:
+        """Open the experiment at ``path``; its cells are those ``read.obs_filter`` keeps, or
+        exactly ``soma_joinids`` where given (a selection's cells, read again by the loader;
+        the filter is then not applied)."""
         self.path = Path(path)
         self.dataset_id = dataset_id
         read = read or ReadOptions()
-        self.obs_filter = read.obs_filter
+        self.obs_filter = read.obs_filter if soma_joinids is None else None
+        self._given = None if soma_joinids is None else np.unique(np.asarray(soma_joinids))
         soma = _tiledbsoma(self.path)
         with _reading(self.path, "the experiment"), soma.open(str(self.path)) as found:
             if not isinstance(found, soma.Experiment):
@@ -176,11 +187,20 @@ class SomaSource:
             return COUNTS_LAYER if COUNTS_LAYER in names else str(names[0])
         return str(sorted(names)[0])
 
-    def _cells(self, obs: Any) -> tuple[NDArray[np.int64], NDArray[np.object_]]:
-        """The joinids obs_filter keeps, ascending, and their obs names."""
-        columns = ["soma_joinid", *self._id_columns]
+    def _read_obs(self, obs: Any, columns: list[str] | None = None) -> Any:
+        """obs of the source's cells (an arrow table, in no set order): those the obs filter
+        keeps, or the joinids given; a filter TileDB cannot parse is one line."""
+        if self._given is not None:
+            table = obs.read(coords=(self._given,), column_names=columns).concat()
+            if table.num_rows != len(self._given):
+                msg = (
+                    f"{self.path}: obs has {table.num_rows} of the {len(self._given)} "
+                    "soma_joinids asked for (the experiment changed since the selection?)"
+                )
+                raise InputError(msg)
+            return table
         try:
-            table = obs.read(column_names=columns, value_filter=self.obs_filter).concat()
+            return obs.read(column_names=columns, value_filter=self.obs_filter).concat()
         except Exception as exc:
             if self.obs_filter is None or not isinstance(exc, _tiledbsoma(self.path).SOMAError):
                 raise
@@ -189,6 +209,10 @@ class SomaSource:
                 f"({_first_line(exc)})"
             )
             raise InputError(msg) from exc
+
+    def _cells(self, obs: Any) -> tuple[NDArray[np.int64], NDArray[np.object_]]:
+        """The source's joinids, ascending, and their obs names."""
+        table = self._read_obs(obs, ["soma_joinid", *self._id_columns])
         joinids = _column(table, "soma_joinid").astype(np.int64)
         if len(joinids) == 0:
             if self.obs_filter is None:
@@ -216,7 +240,7 @@ class SomaSource:
     def read_obs(self) -> pd.DataFrame:
         """obs of the source's cells (ascending joinid), indexed by obs name; X is not read."""
         with self._open("obs") as exp:
-            frame = exp.obs.read(value_filter=self.obs_filter).concat().to_pandas()
+            frame = self._read_obs(exp.obs).to_pandas()
         frame = frame.sort_values("soma_joinid", kind="stable")
         if len(frame) != self.n_obs or np.any(frame["soma_joinid"].to_numpy() != self.soma_joinids):
             msg = f"{self.path}: obs changed while scurate was reading it"

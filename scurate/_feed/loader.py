@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,20 @@ def _selected(path: Path, budget: int | None) -> pl.DataFrame:
     return frame
 
 
-def _source_file(name: str, manifest: Path) -> Path:
-    """The file that rows of ``manifest`` name as their ``source``: a file, at a path without
-    ``..`` (a manifest is not trusted to lead elsewhere; scurate writes absolute paths)."""
+def _reader_of(path: Path, readers: Mapping[str, Any]) -> str | None:
+    """The reader of a source file (by its suffix) or folder (one whose ``claims(path)`` says
+    so: a folder named x.h5ad is no h5ad), or None."""
+    if path.is_dir():
+        return next(
+            (n for n, o in readers.items() if getattr(o, "claims", None) and o.claims(path)), None
+        )
+    return next((n for n in readers if n.startswith(".") and path.name.endswith(n)), None)
+
+
+def _source_file(name: str, manifest: Path, readers: Mapping[str, Any]) -> tuple[Path, str]:
+    """The source that rows of ``manifest`` name as their ``source``, and its reader: a file,
+    or a folder a reader claims (a TileDB-SOMA experiment), at a path without ``..`` (a
+    manifest is not trusted to lead elsewhere; scurate writes absolute paths)."""
     path = Path(name)
     if ".." in path.parts:
         msg = (
@@ -119,10 +131,37 @@ def _source_file(name: str, manifest: Path) -> Path:
     if not path.exists():
         msg = f"{path}: source file not found (moved since the selection in {manifest}?)"
         raise InputError(msg)
-    if not path.is_file():
+    reader = _reader_of(path, readers)
+    if not (path.is_file() or (path.is_dir() and reader is not None)):
         msg = f"{manifest}: a row's source '{name}' is not a file"
         raise InputError(msg)
-    return path
+    if reader is None:
+        msg = f"{path}: no source reader for this file (known: {', '.join(readers)})"
+        raise InputError(msg)
+    return path, reader
+
+
+def _pool_joinids(manifest: Path, name: str) -> NDArray[np.int64] | None:
+    """The ``soma_joinid`` of every pool cell of the source ``name``, in row order, or None
+    where the manifest has none for it: a TileDB-SOMA source is opened on exactly these cells,
+    so its rows are the manifest's whatever obs filter chose them."""
+    joinids = (
+        mf.scan_manifest(manifest)
+        .filter(pl.col("source") == name)
+        .sort("row")
+        .select("soma_joinid")
+        .collect()["soma_joinid"]
+    )
+    if joinids.null_count() > 0 or joinids.is_empty():
+        return None
+    return joinids.to_numpy().astype(np.int64)
+
+
+def _takes(opener: Any, keyword: str) -> bool:
+    try:
+        return keyword in inspect.signature(opener).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _open(frame: pl.DataFrame, manifest: Path) -> dict[str, Source]:
@@ -133,12 +172,14 @@ def _open(frame: pl.DataFrame, manifest: Path) -> dict[str, Source]:
     readers = stages.source_readers(discover())
     sources: dict[str, Source] = {}
     for (name, dataset_id), part in frame.group_by(["source", "dataset_id"], maintain_order=True):
-        path = _source_file(str(name), manifest)
-        suffix = next((s for s in readers if path.name.endswith(s)), None)
-        if suffix is None:
-            msg = f"{path}: no source reader for this file (known: {', '.join(readers)})"
-            raise InputError(msg)
-        source: Source = readers[suffix](path, str(dataset_id))
+        path, reader = _source_file(str(name), manifest, readers)
+        opener = readers[reader]
+        joinids = _pool_joinids(manifest, str(name))
+        source: Source = (
+            opener(path, str(dataset_id), soma_joinids=joinids)
+            if joinids is not None and _takes(opener, "soma_joinids")
+            else opener(path, str(dataset_id))
+        )
         rows = part["row"].to_numpy().astype(np.int64)
         if rows.max() >= source.n_obs:
             msg = f"{path}: has {source.n_obs} cells, the selection names row {rows.max()}"
