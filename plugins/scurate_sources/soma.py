@@ -110,6 +110,21 @@ def _is_text(kind: Any) -> bool:
     return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
+def _csr(
+    row: NDArray[np.int64], col: NDArray[np.int64], value: NDArray[Any], n_rows: int, n_cols: int
+) -> sp.csr_matrix:
+    """CSR from coordinates as TileDB returns them (row-major where the layer was written so:
+    then no sort, and no COO step)."""
+    if len(row) > 1 and np.any(row[1:] < row[:-1]):
+        order = np.argsort(row, kind="stable")
+        row, col, value = row[order], col[order], value[order]
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n_rows), out=indptr[1:])
+    out = sp.csr_matrix((value, col, indptr), shape=(n_rows, n_cols))
+    out.sort_indices()  # a check where they are sorted already
+    return out
+
+
 class SomaSource:
     """A TileDB-SOMA experiment (a local folder) read in place: obs filtered where it is read,
     X one chunk of cells at a time."""
@@ -300,9 +315,11 @@ class SomaSource:
     def _read(self, x: Any, ids: NDArray[np.int64]) -> sp.csr_matrix:
         """X's rows of the joinids ``ids`` (ascending, distinct), on the source's var order."""
         rows, cols, data = [], [], []
-        for table in x.read(coords=(self._coords(ids), slice(None))).tables():
-            row = np.searchsorted(ids, _column(table, "soma_dim_0"))
-            col = _column(table, "soma_dim_1").astype(np.int64)
+        coords = self._coords(ids)
+        for table in x.read(coords=(coords,)).tables():
+            dim0 = _column(table, "soma_dim_0")
+            row = dim0 - ids[0] if isinstance(coords, slice) else np.searchsorted(ids, dim0)
+            col = _column(table, "soma_dim_1")
             value = _column(table, "soma_data")
             if not self._var_contiguous:  # var joinids with gaps: map them to positions
                 at = np.minimum(np.searchsorted(self._var_joinids, col), self.n_vars - 1)
@@ -313,9 +330,8 @@ class SomaSource:
             data.append(value)
         if not rows:
             return sp.csr_matrix((len(ids), self.n_vars), dtype=np.float32)
-        return sp.csr_matrix(
-            (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(len(ids), self.n_vars),
+        return _csr(
+            np.concatenate(rows), np.concatenate(cols), np.concatenate(data), len(ids), self.n_vars
         )
 
     def iter_x(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, sp.csr_matrix]]:
