@@ -360,3 +360,17 @@ def test_the_loader_reads_a_filtered_selection_back_by_joinid(
     np.testing.assert_array_equal(x, adata.X[joinids].toarray())
     done = scurate.materialize(out, tmp_path / "shards", shard_size=16)
     assert done.n_cells == 30
+
+
+def test_a_collection_of_experiments_opens_each(adata: ad.AnnData, tmp_path: Path) -> None:
+    root = tmp_path / "census_data"  # as Census keeps homo_sapiens and mus_musculus
+    with tiledbsoma.Collection.create(str(root)) as census:
+        for name, part in (("homo_sapiens", adata[:200]), ("mus_musculus", adata[200:])):
+            write_soma(part.copy(), root / name)
+            with tiledbsoma.Experiment.open(str(root / name)) as exp:
+                census.set(name, exp, use_relative_uri=True)
+    sources = open_soma([root], ReadOptions(obs_filter="tissue == 'lung'"))
+    assert [(s.dataset_id, s.n_obs) for s in sources] == [
+        ("homo_sapiens", int((adata.obs["tissue"][:200] == "lung").sum())),
+        ("mus_musculus", int((adata.obs["tissue"][200:] == "lung").sum())),
+    ]

@@ -148,6 +148,7 @@ class SomaSource:
         read = read or ReadOptions()
         self.obs_filter = read.obs_filter if soma_joinids is None else None
         self._given = None if soma_joinids is None else np.unique(np.asarray(soma_joinids))
+        self._counts: bool | None = None
         soma = _tiledbsoma(self.path)
         with _reading(self.path, "the experiment"), soma.open(str(self.path)) as found:
             if not isinstance(found, soma.Experiment):
@@ -361,8 +362,11 @@ class SomaSource:
         return self.read_rows
 
     def x_is_counts(self) -> bool:
-        """True when the layer's first cells hold only non-negative integers (raw counts)."""
-        with self._open(f"X['{self.layer}']") as exp:
-            x = exp.ms[self.measurement].X[self.layer]
-            data = self._read(x, self.soma_joinids[:COUNTS_CHECK_ROWS]).data
-        return bool(np.all(data >= 0) and np.all(data == np.round(data)))
+        """True when the layer's first cells hold only non-negative integers (raw counts);
+        read once (embedding and duplicates both ask)."""
+        if self._counts is None:
+            with self._open(f"X['{self.layer}']") as exp:
+                x = exp.ms[self.measurement].X[self.layer]
+                data = self._read(x, self.soma_joinids[:COUNTS_CHECK_ROWS]).data
+            self._counts = bool(np.all(data >= 0) and np.all(data == np.round(data)))
+        return self._counts
