@@ -5,7 +5,14 @@ from __future__ import annotations
 from scurate import hookimpl
 from scurate.plugin import H5adSource, Register
 
+from .soma import SomaSource
+
 
 @hookimpl
 def scurate_register_sources(register: Register) -> None:
     register(".h5ad", H5adSource, summary="AnnData h5ad, read in place (obs, var, X chunks)")
+    register(
+        "tiledbsoma",
+        SomaSource,
+        summary="TileDB-SOMA experiment folder, as CELLxGENE Census (obs filtered, X chunks)",
+    )

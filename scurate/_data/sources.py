@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from scurate.errors import InputError
 CHUNK_ROWS = 8192  # rows of X or obsm read at a time: memory stays bounded whatever the size
 T = TypeVar("T")
 ROW_GAP = 32  # read_rows: candidate rows closer than this are read in one slice
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,9 @@ class RowSubset:
         self.n_obs = len(rows)
         self.n_vars = base.n_vars
         self.obs_names = base.obs_names[rows]
+        joinids = getattr(base, "soma_joinids", None)  # a TileDB-SOMA source's, for the manifest
+        if joinids is not None:
+            self.soma_joinids = np.asarray(joinids)[rows]
 
     def read_obs(self) -> pd.DataFrame:
         return self.base.read_obs().iloc[self.rows]
@@ -369,6 +374,16 @@ def _claims(opener: Opener, path: Path) -> bool:
     return claims is not None and bool(claims(path))
 
 
+def _why_not(readers: Mapping[str, Opener], path: Path) -> str | None:
+    """Why a folder given as a source that holds none is not one: the first reader whose
+    ``why_not(path)`` says (a TileDB-SOMA collection that is not an experiment)."""
+    for opener in readers.values():
+        why_not = getattr(opener, "why_not", None)
+        if why_not is not None and (reason := why_not(path)):
+            return str(reason)
+    return None
+
+
 def accepts_read(opener: Opener) -> bool:
     try:
         params = inspect.signature(opener).parameters
@@ -384,7 +399,9 @@ def discover(
 
     A folder a reader claims (an anndata zarr store, a TileDB-SOMA experiment) is one source;
     any other folder is searched recursively, in sorted order, for files and claimed folders.
-    A file is read by the reader whose suffix its name ends with.
+    A file is read by the reader whose suffix its name ends with. A folder given that holds no
+    source is one line: why a reader's optional ``why_not(path)`` says it is not one of its
+    own (a TileDB-SOMA collection that is no experiment), else that it holds none.
     """
     suffixes = tuple(n for n in readers if n.startswith("."))
 
@@ -416,7 +433,8 @@ def discover(
                 continue
             inside = list(search(path))
             if not inside:
-                msg = f"{path}: no sources in this folder (readers: {known})"
+                why = _why_not(readers, path) or f"no sources in this folder (readers: {known})"
+                msg = f"{path}: {why}"
                 raise InputError(msg)
             found.extend(inside)
         elif path.is_file():
@@ -475,7 +493,34 @@ def open_sources(
         except PermissionError as exc:
             msg = f"{path}: cannot read ({exc.strerror})"
             raise InputError(msg) from exc
+    if read.obs_filter is not None:
+        _check_obs_filter(sources, read.obs_filter)
     return sources
+
+
+def _check_obs_filter(sources: Sequence[Source], obs_filter: str) -> None:
+    """An obs filter is applied by the readers that can (a source that did sets its
+    ``obs_filter``): one line when none of the sources can, a log line naming those that
+    cannot when some can (all their cells are read)."""
+    unfiltered = [s for s in sources if getattr(s, "obs_filter", None) != obs_filter]
+    if not unfiltered:
+        return
+    names = ", ".join(str(s.path) for s in unfiltered[:3])
+    more = f" and {len(unfiltered) - 3} more" if len(unfiltered) > 3 else ""
+    if len(unfiltered) == len(sources):
+        msg = (
+            f"obs_filter={obs_filter!r} applies to TileDB-SOMA experiments only; no source "
+            f"given is one ({names}{more})"
+        )
+        raise InputError(msg)
+    log.warning(
+        "obs_filter=%r is not applied to %d sources that cannot filter obs (%s%s): "
+        "all their cells are read",
+        obs_filter,
+        len(unfiltered),
+        names,
+        more,
+    )
 
 
 def prefetched(chunks: Iterator[T], depth: int = 2) -> Iterator[T]:

@@ -208,7 +208,9 @@ class PoolOptions(Options):
         numbers; report.json says which each source used).
     obs_filter
         A value filter on obs applied where the cells are read, as TileDB-SOMA writes it
-        (``"tissue_general == 'lung'"``); TileDB-SOMA sources only.
+        (``"tissue_general == 'lung'"``); TileDB-SOMA sources only (an error when no source
+        is one; other sources beside them are read whole, with a log line). It picks the
+        cells of the sources, never those of ``reference``.
     """
 
     obsm_key: str | None = None

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,21 @@ def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
+def _soma_joinids(source: Source) -> pl.Series:
+    """The source's ``soma_joinids`` where its reader has them (TileDB-SOMA), else nulls."""
+    joinids = getattr(source, "soma_joinids", None)
+    if joinids is None:
+        return pl.Series("soma_joinid", [None] * source.n_obs, dtype=pl.Int64)
+    joinids = np.asarray(joinids, dtype=np.int64)
+    if joinids.shape != (source.n_obs,):
+        msg = f"{source.path}: the reader gave {len(joinids)} soma_joinids for {source.n_obs} cells"
+        raise PluginError(msg)
+    return pl.Series("soma_joinid", joinids, dtype=pl.Int64)
+
+
 def pool_manifest(sources: Sequence[Source], embedding: Embedding | None = None) -> pl.DataFrame:
-    """One row per cell of ``sources`` (id, dataset, file, row), with counts where embedded."""
+    """One row per cell of ``sources`` (id, dataset, file, row, soma_joinid where the source
+    has one), with counts where embedded."""
     frames = [
         pl.DataFrame(
             {
@@ -73,6 +86,7 @@ def pool_manifest(sources: Sequence[Source], embedding: Embedding | None = None)
                 "dataset_id": np.full(source.n_obs, source.dataset_id),
                 "source": np.full(source.n_obs, str(source.path)),
                 "row": np.arange(source.n_obs, dtype=np.uint32),
+                "soma_joinid": _soma_joinids(source),
             }
         )
         for source in sources
@@ -192,7 +206,9 @@ def _compute_pool(
             ref = open_reference(
                 options.reference,
                 readers=source_readers(plugins),
-                read=options.read,
+                # the obs filter picks the cells to select from, not the corpus: a reference
+                # folder reads as `index build` reads it
+                read=replace(options.read, obs_filter=None),
                 obsm_key=options.obsm_key,
                 seed=options.seed,
                 index_factory=options.index_factory,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -164,6 +165,29 @@ def _read_options(manifest: Path) -> ReadOptions:
     return ReadOptions(counts_layer=params.get("counts_layer"), obs_filter=params.get("obs_filter"))
 
 
+def _pool_joinids(manifest: Path, name: str) -> NDArray[np.int64] | None:
+    """The ``soma_joinid`` of every pool cell of the source ``name``, in row order, or None
+    where the manifest has none for it: a TileDB-SOMA source is opened on exactly these cells,
+    so its rows are the manifest's whatever obs filter chose them."""
+    joinids = (
+        mf.scan_manifest(manifest)
+        .filter(pl.col("source") == name)
+        .sort("row")
+        .select("soma_joinid")
+        .collect()["soma_joinid"]
+    )
+    if joinids.null_count() > 0 or joinids.is_empty():
+        return None
+    return joinids.to_numpy().astype(np.int64)
+
+
+def _takes(opener: Any, keyword: str) -> bool:
+    try:
+        return keyword in inspect.signature(opener).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _open(
     frame: pl.DataFrame, manifest: Path, root: str | os.PathLike[str] | None
 ) -> dict[str, Source]:
@@ -193,8 +217,12 @@ def _open(
             )
             raise InputError(msg)
         opener = readers[found[0][1]]
+        joinids = _pool_joinids(manifest, str(name))
+        extra: dict[str, Any] = {}
+        if joinids is not None and _takes(opener, "soma_joinids"):
+            extra["soma_joinids"] = joinids  # exactly the pool's cells, whatever filtered them
         source: Source = (
-            opener(path, str(dataset_id), read=read)
+            opener(path, str(dataset_id), read=read, **extra)
             if accepts_read(opener)
             else opener(path, str(dataset_id))
         )

@@ -104,7 +104,11 @@ def scurate_register_sources(register: Register) -> None:
     the opener takes it, see :class:`scurate.plugin.ReadOptions`). ``name`` is a suffix such
     as ``".h5ad"``: files whose names end with it are opened by this reader. A reader of
     folders (an anndata zarr store, a TileDB-SOMA experiment) gives its opener a
-    ``claims(path) -> bool`` attribute that recognises one cheaply, by its name or content.
-    Folders given as sources are opened when claimed, else searched recursively for files and
-    claimed folders. :class:`scurate.plugin.H5adSource` is the h5ad reader, to subclass.
+    ``claims(path) -> bool`` attribute that recognises one cheaply, by its name or content,
+    and may give a ``why_not(path) -> str | None`` that says why a folder given as a source is
+    not one of its own (a TileDB-SOMA collection). Folders given as sources are opened when
+    claimed, else searched recursively for files and claimed folders. A source may carry
+    ``soma_joinids`` (the manifest's ``soma_joinid``; the loader then reopens it with
+    ``soma_joinids=``) and ``obs_filter`` (the ``ReadOptions.obs_filter`` it applied).
+    :class:`scurate.plugin.H5adSource` is the h5ad reader, to subclass.
     """
