@@ -124,7 +124,7 @@ def _select(sources: Paths, opts: SelectOptions, progress: Progress, threads: in
         timings,
         parameters={"policy_plugin": picked.policy.plugin, "threads_used": threads},
         n_selected=int(manifest["selected"].sum()),
-        **rp.pool_sections(pool, picked.keep, manifest),
+        **rp.pool_sections(pool, picked.keep, manifest, picked.primary),
         covering_radius=None if radius is None else round(radius, 6),
         covering_radius_curve=rp.radius_curve(radii or []),
         covering_radius_curve_over=(
@@ -150,6 +150,9 @@ def _select(sources: Paths, opts: SelectOptions, progress: Progress, threads: in
     for row in report["datasets"]:
         aside = report["duplicates"]["set_aside_per_dataset"]
         row["duplicates_set_aside"] = aside.get(row["dataset_id"], 0)
+        if "primary_only" in report:
+            primary = report["primary_only"]["set_aside_per_dataset"]
+            row["not_primary_set_aside"] = primary.get(row["dataset_id"], 0)
     return Selection(mf.conform(manifest), report)
 
 
