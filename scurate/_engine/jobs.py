@@ -83,7 +83,7 @@ def select(
     Parameters
     ----------
     sources
-        .h5ad files, or folders searched for them.
+        .h5ad files, AnnData zarr stores, or folders searched for them.
     budget
         Cells to select; at most the number of cells in the sources.
     progress

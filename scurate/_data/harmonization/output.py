@@ -86,7 +86,7 @@ def harmonize(
     Parameters
     ----------
     sources
-        .h5ad files, or folders searched for them.
+        .h5ad files, AnnData zarr stores, or folders searched for them.
     metadata_map
         A TOML mapping file: per dataset (id or file name, globs allowed), which column is
         which field, and constants (format in the README).
