@@ -14,13 +14,11 @@ import scipy.sparse as sp
 import scurate
 from scurate._data.anndata_store import H5adSource
 from scurate._data.sources import ReadOptions
-from scurate.cli import app
 from scurate.errors import InputError
-from typer.testing import CliRunner
 
 from conftest import TYPES, ensembl_ids, gene_symbols, make_adata, type_programs
+from test_cli_select import fails_in_one_line, run
 
-runner = CliRunner()
 TYPE_IDS = ("CL:0000084", "CL:0000236", "CL:0000623", "CL:0000576", "CL:0000784")
 IN_X = 250  # X keeps these many of the 300 genes; .raw keeps them all, as scanpy leaves it
 
@@ -78,20 +76,6 @@ def atlas_and_copy(tmp_path: Path) -> tuple[Path, Path]:
     atlas.write_h5ad(paths[0])
     again.write_h5ad(paths[1])
     return paths
-
-
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = runner.invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
-def fails_in_one_line(args: list[str | Path], *needles: str) -> str:
-    code, _, err = run(*args)
-    assert code == 1, err
-    assert err.count("\n") == 1 and err.startswith("scurate: error: "), err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def test_counts_are_found_in_raw_and_in_a_layer(atlas_and_copy: tuple[Path, Path]) -> None:
@@ -257,6 +241,7 @@ def test_every_bad_counts_input_is_one_line(
     fails_in_one_line(
         ["select", bad_raw, *out],
         "badraw.h5ad: .raw lacks 10 of X's 300 genes (such as 'ENSG90000000001')",
+        "give --counts-layer to read another matrix",
     )
     with pytest.raises(InputError, match="counts_layer"):
         H5adSource(bad_raw, "badraw")

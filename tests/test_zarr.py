@@ -17,12 +17,9 @@ from scurate._data.anndata_store import ZarrSource
 from scurate._data.sources import ReadOptions, open_sources
 from scurate._engine.stages import source_readers
 from scurate._plugins.registry import discover
-from scurate.cli import app
-from typer.testing import CliRunner
 
+from test_cli_select import fails_in_one_line
 from test_counts import counts_of, deposit, redeposit
-
-runner = CliRunner()
 
 
 def write_zarr(adata: ad.AnnData, path: Path, zarr_format: int = 2) -> Path:
@@ -104,27 +101,19 @@ def test_a_folder_is_a_store_by_its_suffix_or_its_attributes(tmp_path: Path) -> 
     assert layer.counts_from == "X"
 
 
-def run(*args: str | Path) -> tuple[int, str]:
-    result = runner.invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stderr
-
-
 def test_bad_zarr_stores_are_one_line(tmp_path: Path) -> None:
     out = ["-b", "5", "-o", str(tmp_path / "o")]
     (tmp_path / "empty.zarr").mkdir()
-    code, err = run("select", tmp_path / "empty.zarr", *out)
-    assert code == 1 and err.count("\n") == 1, err
-    assert "empty.zarr: cannot read as zarr" in err
+    fails_in_one_line(["select", tmp_path / "empty.zarr", *out], "empty.zarr: cannot read as zarr")
     adata = counts_of([10, 10, 10, 10, 2], "c", seed=14)
     store = write_zarr(adata, tmp_path / "damaged.zarr")
     for chunk in (store / "X" / "data").iterdir():
         if chunk.is_file() and not chunk.name.startswith("."):
             chunk.write_bytes(chunk.read_bytes()[:20])
-    code, err = run("select", store, *out)
-    assert code == 1 and err.count("\n") == 1, err
-    assert "damaged.zarr: cannot read X as zarr" in err
+    fails_in_one_line(["select", store, *out], "damaged.zarr: cannot read X as zarr")
     shutil.rmtree(store)
     write_zarr(adata, store)
-    code, err = run("select", store, *out, "--counts-layer", "spliced")
-    assert code == 1 and err.count("\n") == 1, err
-    assert "damaged.zarr: --counts-layer spliced: no such layer (layers: none)" in err
+    fails_in_one_line(
+        ["select", store, *out, "--counts-layer", "spliced"],
+        "damaged.zarr: --counts-layer spliced: no such layer (layers: none)",
+    )

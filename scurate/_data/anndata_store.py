@@ -257,7 +257,7 @@ class AnnDataSource:
         if len(missing):
             msg = (
                 f"{self.path}: .raw lacks {len(missing)} of X's {len(x_genes)} genes (such as"
-                f" '{missing[0]}'), so it is not the raw counts of this X; give counts_layer"
+                f" '{missing[0]}'), so it is not the raw counts of this X; give `counts_layer`"
                 " to read another matrix"
             )
             raise InputError(msg)

@@ -106,5 +106,7 @@ def scurate_register_sources(register: Register) -> None:
     reader. A reader may instead claim folders by content: give the opener a
     ``claims(path) -> bool`` attribute (a TileDB-SOMA experiment has no suffix). Folders given
     as sources are opened when claimed, else searched recursively for files and claimed
-    folders. :class:`scurate.plugin.H5adSource` is the h5ad reader, to subclass.
+    folders. :class:`scurate.plugin.H5adSource` and :class:`scurate.plugin.ZarrSource` are
+    the AnnData readers, to subclass; they read the counts from X, ``.raw.X`` or a layer as
+    ``read.counts_layer`` says and name the matrix in ``counts_from``.
     """
