@@ -11,11 +11,12 @@ values are whole non-negative numbers. Where none is, X is read as normalized va
 embedding uses it as it is; exact duplicates are not searched in it). ``iter_x``, ``read_rows``,
 ``row_reader``, ``read_genes``, ``n_vars`` and ``x_is_counts`` then all speak of the chosen
 matrix, and ``counts_from`` says which it is (``"X"``, ``"raw"``, ``"layers['NAME']"``, or None
-for normalized X). The genes of ``.raw.X`` are those of ``raw/var``: scanpy leaves raw with more
-genes than X once X is subset, which is fine; a raw that lacks some of X's genes is not the raw
-of this X and stops the run. A named matrix that is absent, or that holds values other than
-whole non-negative numbers, is one line naming the file and the option. ``counts_layer="X"``
-reads X as it is, whatever it holds (whole numbers as counts, anything else as normalized).
+for normalized X; ``x_from`` names the matrix read either way). The genes of ``.raw.X`` are
+those of ``raw/var``: scanpy leaves raw with more genes than X once X is subset, which is fine;
+a raw that lacks some of X's genes is not the raw of this X and stops the run. A named matrix
+that is absent, or that holds values other than whole non-negative numbers, is one line naming
+the file and the option. ``counts_layer="X"`` reads X as it is, whatever it holds (whole
+numbers as counts, anything else as normalized).
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ class AnnDataSource:
                 raise InputError(msg)
             self._matrix, self.counts_from = self._choose_counts(f, (read or ReadOptions()))
             self.n_vars = len(_index(f[self._matrix.genes]))
+        self.x_from = self._matrix.label  # the matrix read as X, counts or not
 
     def _check_present(self) -> None:
         """A check of the path before it is opened (an empty h5ad file)."""

@@ -169,8 +169,10 @@ class RowSubset:
 
     @property
     def counts_from(self) -> str | None:
-        """The base's matrix of counts, where the subset's rows hold counts."""
-        return counts_from(self.base) if self.x_is_counts() else None
+        """The matrix the base reads (``x_from``: X, raw or a layer) where the subset's own
+        rows hold counts: the base chose it on its first rows, held-out ones among them, so
+        their values must not decide whether the subset is counts."""
+        return str(getattr(self.base, "x_from", "X")) if self.x_is_counts() else None
 
 
 @dataclass(frozen=True)
