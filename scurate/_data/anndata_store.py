@@ -50,6 +50,16 @@ COUNTS_CHECK_VALUES = 1 << 22  # at most this many stored values looked at to te
 DEFAULT_COUNTS = ("X", "raw", "counts")  # where counts are looked for, in this order
 
 
+@dataclass(frozen=True)
+class Spans:
+    """Pieces of a 1-D array to read, ``[starts[i], ends[i])`` in order, and runs of them (their
+    indices) that lie close enough together to read in one slice."""
+
+    starts: NDArray[np.int64]
+    ends: NDArray[np.int64]
+    runs: list[NDArray[np.intp]]
+
+
 class Store:
     """What differs between an h5ad file and a zarr folder: how the root group is opened, what
     is an array and what a group, the format's name and the errors a damaged store raises."""
@@ -70,18 +80,13 @@ class Store:
     def is_group(self, item: Any) -> bool:
         raise NotImplementedError
 
-    def read_spans(
-        self,
-        array: Any,
-        starts: NDArray[np.int64],
-        ends: NDArray[np.int64],
-        runs: list[NDArray[np.intp]],
-    ) -> NDArray[Any]:
+    def read_spans(self, array: Any, spans: Spans) -> NDArray[Any]:
         """``array[starts[i]:ends[i]]`` for every span, concatenated. Each run (indices of
         spans that lie close together) is read in one slice, from its first start to its last
         end: an h5py read costs per call far more than per value."""
+        starts, ends = spans.starts, spans.ends
         parts: list[NDArray[Any]] = []
-        for run in runs:
+        for run in spans.runs:
             lo, hi = int(starts[run[0]]), int(ends[run[-1]])
             block = array[lo:hi]
             parts.extend(block[a:b] for a, b in zip(starts[run] - lo, ends[run] - lo, strict=True))
@@ -124,20 +129,14 @@ class ZarrStore(Store):
 
         return isinstance(item, zarr.Group)
 
-    def read_spans(
-        self,
-        array: Any,
-        starts: NDArray[np.int64],
-        ends: NDArray[np.int64],
-        runs: list[NDArray[np.intp]],
-    ) -> NDArray[Any]:
+    def read_spans(self, array: Any, spans: Spans) -> NDArray[Any]:
         """All spans in one coordinate selection: zarr then decompresses each chunk once, where
         a slice per run decompresses a chunk per run (2,000 scattered rows: 30 ms, not 2 s)."""
-        lengths = ends - starts
+        lengths = spans.ends - spans.starts
         total = int(lengths.sum())
         if total == 0:
             return np.asarray(array[0:0])
-        shift = np.repeat(np.cumsum(lengths) - lengths - starts, lengths)
+        shift = np.repeat(np.cumsum(lengths) - lengths - spans.starts, lengths)
         return np.asarray(array.get_coordinate_selection(np.arange(total) - shift))
 
 
@@ -458,11 +457,12 @@ class CsrRows:
         at = np.searchsorted(self.rows, rows)
         starts, ends = self.starts[at], self.ends[at]
         runs = np.split(np.arange(len(rows)), np.flatnonzero(np.diff(rows) > ROW_GAP) + 1)
+        spans = Spans(starts, ends, runs)
         store = self.source.store
         with self.source._reading(self.key), store.open() as f:
             x = f[self.key]
-            data = store.read_spans(x["data"], starts, ends, runs)
-            indices = store.read_spans(x["indices"], starts, ends, runs)
+            data = store.read_spans(x["data"], spans)
+            indices = store.read_spans(x["indices"], spans)
         ptr = np.concatenate([[0], np.cumsum(ends - starts)])
         return sp.csr_matrix((data, indices, ptr), shape=(len(rows), self.n_vars))
 
