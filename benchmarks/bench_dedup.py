@@ -47,7 +47,8 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scurate import _core
 from scurate._compute.dedup import find_exact_duplicates
-from scurate._data.sources import H5adSource, open_sources
+from scurate._data.anndata_store import H5adSource
+from scurate._data.sources import open_sources
 
 
 def write_counts(path: Path, n: int, genes: int, copies: int, seed: int) -> NDArray[np.int64]:

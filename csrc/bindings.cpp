@@ -134,25 +134,27 @@ int64_t hash_typed(const carray<int64_t>& indptr, const py::array& indices, cons
     return nonintegral;
 }
 
+// Types are matched by dtype equality, not by numpy's descriptor object: a store (zarr) may
+// hand float32 data whose descriptor is an equal copy ('<f4'), not numpy's own one.
 template <class Index>
 int64_t hash_values(const carray<int64_t>& indptr, const py::array& indices, const py::array& data,
                     const carray<int32_t>& gene_map, uint64_t* hashes, uint32_t* nnz) {
     const auto dt = data.dtype();
-    if (dt.is(py::dtype::of<float>()))
+    if (dt.equal(py::dtype::of<float>()))
         return hash_typed<Index, float>(indptr, indices, data, gene_map, hashes, nnz);
-    if (dt.is(py::dtype::of<double>()))
+    if (dt.equal(py::dtype::of<double>()))
         return hash_typed<Index, double>(indptr, indices, data, gene_map, hashes, nnz);
-    if (dt.is(py::dtype::of<int16_t>()))
+    if (dt.equal(py::dtype::of<int16_t>()))
         return hash_typed<Index, int16_t>(indptr, indices, data, gene_map, hashes, nnz);
-    if (dt.is(py::dtype::of<int32_t>()))
+    if (dt.equal(py::dtype::of<int32_t>()))
         return hash_typed<Index, int32_t>(indptr, indices, data, gene_map, hashes, nnz);
-    if (dt.is(py::dtype::of<int64_t>()))
+    if (dt.equal(py::dtype::of<int64_t>()))
         return hash_typed<Index, int64_t>(indptr, indices, data, gene_map, hashes, nnz);
-    if (dt.is(py::dtype::of<uint16_t>()))
+    if (dt.equal(py::dtype::of<uint16_t>()))
         return hash_typed<Index, uint16_t>(indptr, indices, data, gene_map, hashes, nnz);
-    if (dt.is(py::dtype::of<uint32_t>()))
+    if (dt.equal(py::dtype::of<uint32_t>()))
         return hash_typed<Index, uint32_t>(indptr, indices, data, gene_map, hashes, nnz);
-    if (dt.is(py::dtype::of<uint64_t>()))
+    if (dt.equal(py::dtype::of<uint64_t>()))
         return hash_typed<Index, uint64_t>(indptr, indices, data, gene_map, hashes, nnz);
     throw py::type_error("data: expected a float, int or uint array, got " +
                          std::string(py::str(dt)));
@@ -167,10 +169,10 @@ py::tuple hash_count_rows(const py::array& indptr, const py::array& indices, con
     py::array_t<uint64_t> hashes(n_rows);
     py::array_t<uint32_t> nnz(n_rows);
     int64_t nonintegral = 0;
-    if (indices.dtype().is(py::dtype::of<int32_t>())) {
+    if (indices.dtype().equal(py::dtype::of<int32_t>())) {
         nonintegral = hash_values<int32_t>(ptr, indices, data, map, hashes.mutable_data(),
                                            nnz.mutable_data());
-    } else if (indices.dtype().is(py::dtype::of<int64_t>())) {
+    } else if (indices.dtype().equal(py::dtype::of<int64_t>())) {
         nonintegral = hash_values<int64_t>(ptr, indices, data, map, hashes.mutable_data(),
                                            nnz.mutable_data());
     } else {

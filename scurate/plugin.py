@@ -70,7 +70,11 @@ Sources (``scurate_register_sources``)
     GeneTable
         What ``Source.read_genes`` returns: var names and var's string columns.
     H5adSource
-        The h5ad reader (``.h5ad``), to register or to subclass.
+        The h5ad reader (``.h5ad``), to register or to subclass: counts from X, ``.raw.X`` or
+        a layer (``counts_from`` says which).
+    ZarrSource
+        The reader of AnnData zarr stores (``.zarr`` folders, or folders whose root attributes
+        say ``encoding-type: anndata``); the same reading as ``H5adSource``.
     ReadOptions
         What an opener may take as ``read=``: where the raw counts are (``counts_layer``) and
         a value filter on obs (``obs_filter``).
@@ -92,6 +96,7 @@ from scurate._compute.kernels import (
     grid_covering,
 )
 from scurate._data import ontology
+from scurate._data.anndata_store import H5adSource, ZarrSource
 from scurate._data.harmonization.context import FieldRecord, HarmonizeContext
 from scurate._data.harmonization.fields import (  # the canonical columns a harmonizer fills
     FIELDS,
@@ -104,7 +109,7 @@ from scurate._data.harmonization.fields import (  # the canonical columns a harm
     terms_from_ids,
 )
 from scurate._data.manifest import ONTOLOGY_FIELDS
-from scurate._data.sources import GeneTable, H5adSource, ReadOptions, Source
+from scurate._data.sources import GeneTable, ReadOptions, Source
 from scurate._engine.context import SelectionContext
 from scurate._plugins.hookspecs import Register, hookimpl
 from scurate.errors import InputError, OptionError, PluginError, ScurateError
@@ -128,6 +133,7 @@ __all__ = [
     "ScurateError",
     "SelectionContext",
     "Source",
+    "ZarrSource",
     "clean_text",
     "covering_radius",
     "farthest_first",

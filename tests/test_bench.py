@@ -15,7 +15,8 @@ import scipy.sparse as sp
 from scurate._bench.options import parse_budgets
 from scurate._bench.run import bench
 from scurate._bench.summary import summarize
-from scurate._data.sources import H5adSource, RowSubset
+from scurate._data.anndata_store import H5adSource
+from scurate._data.sources import RowSubset
 from scurate.cli import app
 from typer.testing import CliRunner
 

@@ -177,8 +177,9 @@ def test_sources_that_are_not_counts_are_skipped_and_reported(
         )
     )
     skipped = result.info["skipped_sources"]
-    assert skipped["normalized"] == "X is not integer counts"
+    assert skipped["normalized"].startswith("no integer counts in X, .raw.X or layers")
     assert skipped["late"].startswith("X is not integer counts (1 values")
+    assert result.info["counts_from"] == {"atlas": "X", "normalized": None, "late": "X"}
     assert (result.dup_of >= 0).sum() == 0
 
 

@@ -384,8 +384,8 @@ def test_obs_columns_whose_first_values_are_missing_are_strings(tmp_path: Path) 
     import numpy as np
     import pandas as pd
     import scipy.sparse as sp
+    from scurate._data.anndata_store import H5adSource
     from scurate._data.harmonization import harmonize, obs_frame
-    from scurate._data.sources import H5adSource
 
     obs = pd.DataFrame(
         {

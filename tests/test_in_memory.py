@@ -112,6 +112,13 @@ def test_counts_are_found_in_raw_of_a_normalized_object() -> None:
     assert copies.null_count() <= 2  # cells with too few genes are not called copies
 
 
+def _raw_lacking_a_gene(adata: ad.AnnData) -> ad.AnnData:
+    out = adata.copy()
+    out.raw = adata[:, 1:].copy()
+    out.X = out.X.multiply(0.5).tocsr()  # not counts: the raw would be read
+    return out
+
+
 def test_bad_in_memory_input_is_one_line() -> None:
     rng = np.random.default_rng(0)
     programs = type_programs(rng, len(TYPES))
@@ -122,6 +129,7 @@ def test_bad_in_memory_input_is_one_line() -> None:
         (good[:0].copy(), {}, "AnnData 'adata': has no cells"),
         (twice, {}, "AnnData 'adata': obs names are not unique ('same' appears 100 times"),
         (good, {"counts_layer": "spliced"}, "AnnData 'adata': no counts_layer='spliced'"),
+        (_raw_lacking_a_gene(good), {}, "AnnData 'adata': .raw lacks 1 of X's 300 genes"),
         ({"lab": "not-an-adata"}, {}, "sources['lab']: str is not an AnnData"),
         ([good, 3], {}, "sources: int is not a path or an AnnData"),
         (42, {}, "sources: expected paths, AnnData objects or a mapping"),

@@ -10,7 +10,8 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scurate._data.sources import H5adSource, open_sources
+from scurate._data.anndata_store import H5adSource
+from scurate._data.sources import open_sources
 from scurate.errors import InputError
 
 

@@ -100,7 +100,7 @@ def bench(
     Parameters
     ----------
     sources
-        .h5ad files, or folders searched for them.
+        .h5ad files, AnnData zarr stores, or folders searched for them.
     holdout
         ``COL=VALUE``: a manifest column (harmonized: ``donor_id``, ``assay``, ``dataset_id``...)
         or an obs column of the sources.

@@ -24,8 +24,10 @@ dataset (a superset atlas keeps its cells and its per-lineage subsets are marked
 earlier source in the order the sources were opened (folders are searched in sorted order),
 then the lower row.
 
-Sources whose X holds values that are not non-negative whole numbers are not counts and are
-skipped; the report lists them with the reason.
+The counts are read wherever a source keeps them (X, ``.raw.X`` or a layer; the report says
+which under ``counts_from``). Sources with no counts anywhere (X normalized, nothing else) are
+skipped, and so is a source whose counts turn out to hold values other than non-negative whole
+numbers past the rows looked at when it was opened; the report lists them with the reason.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ from numpy.typing import NDArray
 
 from scurate import _core
 from scurate._data.genes import GeneKeys, gene_keys, meeting_keys
-from scurate._data.sources import Source, prefetched, read_rows
+from scurate._data.sources import Source, counts_from, prefetched, read_rows
 from scurate.errors import InputError
 
 MIN_GENES = 20
+NO_COUNTS = "no integer counts in X, .raw.X or layers['counts'] (X is normalized)"
 # rows read and hashed at a time: a few MB, so the hash reads them while they are in cache
 HASH_CHUNK_ROWS = 512
 
@@ -153,17 +156,22 @@ def find_exact_duplicates(
     dup_of = np.full(int(offsets[-1]), -1, dtype=np.int64)
     skipped: dict[str, str] = {}
     taking: list[int] = []
+    where: dict[str, str | None] = {}  # dataset -> the matrix read as its counts
     for k, source in enumerate(sources):
         try:
-            counts = source.x_is_counts()
+            where[source.dataset_id] = counts_from(source)
         except InputError as exc:
             skipped[source.dataset_id] = str(exc)
             continue
-        if counts:
+        if where[source.dataset_id] is not None:
             taking.append(k)
         else:
-            skipped[source.dataset_id] = "X is not integer counts"
-    info: dict[str, Any] = {"min_genes": min_genes, "skipped_sources": skipped}
+            skipped[source.dataset_id] = NO_COUNTS
+    info: dict[str, Any] = {
+        "min_genes": min_genes,
+        "counts_from": where,
+        "skipped_sources": skipped,
+    }
     keys = [gene_keys(sources[k].read_genes()) for k in taking]
     chosen = _key_space(keys) if taking else None
     if chosen is None:
@@ -189,7 +197,8 @@ def find_exact_duplicates(
         done += source.n_obs
         if nonintegral:
             skipped[source.dataset_id] = (
-                f"X is not integer counts ({nonintegral} values are negative or not whole)"
+                f"{where[source.dataset_id]} is not integer counts ({nonintegral} values are"
+                " negative or not whole)"
             )
             continue
         rows_g.append(np.arange(offsets[k], offsets[k + 1], dtype=np.int64))

@@ -4,8 +4,9 @@ The default embedder does what a scanpy user would: scale every cell to 10,000 c
 the shared genes, log1p, keep the most variable genes (as scanpy's
 ``highly_variable_genes(flavor="seurat")`` picks them: dispersion z-scored within 20
 equal-width bins of mean expression), and fit PCA on a seeded sample of cells; then every
-cell is projected chunk by chunk. A source whose X is not integer counts is taken as already
-normalized and used as it is.
+cell is projected chunk by chunk. The counts are read wherever a source keeps them (X,
+``.raw.X`` or a layer: see :mod:`scurate._data.anndata_store`); a source with no counts
+anywhere has its X taken as already normalized and used as it is.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate._data.genes import GeneSpace, common_genes, onto_genes
-from scurate._data.sources import Source
+from scurate._data.sources import Source, counts_from
 from scurate.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ def fit_pca(
 ) -> PcaModel:
     """Fit the PCA of log-normalized counts on a seeded sample of the cells of ``sources``."""
     space: GeneSpace = common_genes(sources)
-    counts = [s.x_is_counts() for s in sources]
+    counts = [counts_from(s) is not None for s in sources]
     sizes = np.array([s.n_obs for s in sources])
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     total = int(offsets[-1])
@@ -280,8 +281,12 @@ class OnVariable:
     source: Source
     model: PcaModel
     projection: sp.csr_matrix  # the source's genes onto the model's genes
-    is_counts: bool
+    counts_from: str | None  # the matrix read as counts ("X", "raw"...); None: normalized X
     unmeasured: NDArray[np.bool_]  # over the model's variable genes
+
+    @property
+    def is_counts(self) -> bool:
+        return self.counts_from is not None
 
     def chunks(self) -> Iterator[tuple[int, sp.csr_matrix, sp.csr_matrix]]:
         """``(first_row, chunk as read, chunk log-normalized on the variable genes)``."""
@@ -301,7 +306,7 @@ def on_variable(
         measured = np.zeros(len(model.genes), dtype=bool)
         measured[np.unique(projection.indices)] = True
         unmeasured = ~measured[model.variable]
-        parts.append(OnVariable(source, model, projection, source.x_is_counts(), unmeasured))
+        parts.append(OnVariable(source, model, projection, counts_from(source), unmeasured))
     return parts
 
 
@@ -345,6 +350,7 @@ def project(
     info = {
         **model.info,
         "genes_found_in": {s.dataset_id: w for s, w in zip(sources, space.found_in, strict=True)},
+        "counts_from": {p.source.dataset_id: p.counts_from for p in parts},
         "normalized_sources": normalized,
         "variable_genes_missing": {k: v for k, v in missing.items() if v},
     }

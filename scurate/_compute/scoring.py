@@ -165,11 +165,24 @@ def _edges(
 
 
 def keep_mask(
-    exact_dup_of: NDArray[np.int64], near_dup_group: NDArray[np.int64]
+    exact_dup_of: NDArray[np.int64],
+    near_dup_group: NDArray[np.int64],
+    eligible: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.bool_]:
     """The pool selection chooses from: no exact copy, and one cell per near-duplicate group
-    (its smallest row that is not an exact copy)."""
+    (its smallest row that is not an exact copy).
+
+    With ``eligible``, only those cells are kept, and a set of exact copies whose kept copy is
+    not eligible keeps its lowest eligible row instead (``primary_only``: the copy that
+    CELLxGENE marks primary stands for the cells deposited again)."""
     keep = exact_dup_of < 0
+    if eligible is not None:
+        rows = np.flatnonzero(eligible)
+        copy_set = np.where(exact_dup_of[rows] >= 0, exact_dup_of[rows], rows)
+        order = np.lexsort((rows, ~keep[rows], copy_set))  # per set: its kept copy, then rows
+        first = np.diff(copy_set[order], prepend=-1) != 0
+        keep = np.zeros(len(exact_dup_of), dtype=bool)
+        keep[rows[order][first]] = True
     grouped = np.flatnonzero((near_dup_group >= 0) & keep)
     if len(grouped):
         groups = near_dup_group[grouped]

@@ -18,7 +18,14 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from scurate._data.sources import CHUNK_ROWS, GeneTable, ReadOptions, Source, open_sources
+from scurate._data.sources import (
+    CHUNK_ROWS,
+    GeneTable,
+    ReadOptions,
+    Source,
+    check_obs_filter,
+    open_sources,
+)
 from scurate.errors import InputError
 
 MEMORY_PREFIX = "anndata:"  # a manifest's ``source`` for a cell that came from memory
@@ -86,10 +93,6 @@ class AnnDataSource:
         if a.X is not None:
             choices["X"] = (a.X, a.var)
         if raw is not None:
-            missing = a.var_names.difference(raw.var_names)
-            if len(missing):
-                msg = f"{where}: .raw has other genes than X ('{missing[0]}' is not in raw.var)"
-                raise InputError(msg)
             choices["raw"] = (raw.X, raw.var)
         for layer in a.layers:
             choices[f"layers['{layer}']"] = (a.layers[layer], a.var)
@@ -100,17 +103,34 @@ class AnnDataSource:
                 msg = f"{where}: no counts_layer={wanted!r} (has: {has})"
                 raise InputError(msg)
             matrix, var = choices[key]
+            if key == "X":
+                return (key if _whole_numbers(matrix) else None), matrix, var  # X as it is
             if not _whole_numbers(matrix):
                 msg = f"{where}: counts_layer={wanted!r} does not hold whole numbers"
                 raise InputError(msg)
+            self._check_raw(key)
             return key, matrix, var
         for key in ("X", "raw", "layers['counts']"):
             if key in choices and _whole_numbers(choices[key][0]):
+                self._check_raw(key)
                 return key, *choices[key]
         if "X" not in choices:
             msg = f"{where}: has no X (give `obsm_key` to use a stored embedding)"
             raise InputError(msg)
         return None, *choices["X"]
+
+    def _check_raw(self, key: str) -> None:
+        """``.raw`` read as the counts must hold every gene of X (it may hold more)."""
+        if key != "raw":
+            return
+        missing = self.adata.var_names.difference(self.adata.raw.var_names)
+        if len(missing):
+            msg = (
+                f"AnnData '{self.dataset_id}': .raw lacks {len(missing)} of X's "
+                f"{self.adata.n_vars} genes (such as '{missing[0]}'), so it is not the raw counts "
+                "of this X; give `counts_layer` to read another matrix"
+            )
+            raise InputError(msg)
 
     def read_obs(self) -> pd.DataFrame:
         obs: pd.DataFrame = self.adata.obs.copy()
@@ -188,7 +208,7 @@ def open_inputs(
             taken.add(dataset_id)
             sources.append(AnnDataSource(item, dataset_id, read))
         elif isinstance(item, (str, os.PathLike)) and name is None:
-            sources.extend(open_sources([item], readers, read, taken=taken))
+            sources.extend(open_sources([item], readers, read, taken=taken, check_filter=False))
         else:
             what = f"sources['{name}']" if name is not None else "sources"
             msg = f"{what}: {type(item).__name__} is not " + (
@@ -200,6 +220,8 @@ def open_inputs(
     if not sources:
         msg = "no sources given"
         raise InputError(msg)
+    if read is not None and read.obs_filter is not None:
+        check_obs_filter(sources, read.obs_filter)
     return sources
 
 

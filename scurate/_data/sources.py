@@ -1,9 +1,10 @@
-"""Reading sources: h5ad files and folders of them, obs without X, X in row chunks."""
+"""Sources: what scurate needs of one (:class:`Source`), finding them in files and folders, and
+opening each with its reader. The AnnData readers (h5ad, zarr) are in
+:mod:`scurate._data.anndata_store`."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import logging
 import os
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -50,182 +50,34 @@ class Source(Protocol):
     def iter_x(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, sp.csr_matrix]]: ...
     def x_is_counts(self) -> bool: ...
 
+    # X here means the matrix of the cells' counts, wherever the source keeps them (for AnnData:
+    # X, .raw.X or a layer; see scurate._data.anndata_store).
     # Optional: ``read_rows(rows) -> csr_matrix`` reads a few scattered rows of X quickly, and
     # ``row_reader(rows)`` returns a reader of subsets of those rows that finds them once
-    # (:func:`read_rows` and the loader use them where present, else one pass of iter_x).
+    # (:func:`read_rows` and the loader use them where present, else one pass of iter_x);
+    # ``counts_from`` names the matrix read as counts (None where X holds normalized values;
+    # see :func:`counts_from`); ``uns_scalars() -> dict[str, str]`` gives the string scalars of
+    # the source's uns (a harmonizer reads CELLxGENE's organism there).
 
 
 @contextlib.contextmanager
-def reading(path: Path, what: str = "") -> Iterator[None]:
-    """Turn a failure to read ``path`` into one line that names it (and what was being read)."""
+def reading(
+    path: Path, what: str = "", *, fmt: str = "h5ad", errors: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """Turn a failure to read ``path`` into one line that names it (and what was being read, in
+    which format); ``errors`` are further exception types the format's reader raises."""
+    caught: tuple[type[BaseException], ...] = (OSError, KeyError, ValueError, TypeError, *errors)
     try:
         yield
     except InputError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except caught as exc:
         part = f" {what}" if what else ""
         if not path.exists():
             msg = f"{path}: no longer exists (removed or moved while scurate was reading{part})"
         else:
-            msg = f"{path}: cannot read{part} as h5ad ({type(exc).__name__}: {exc})"
+            msg = f"{path}: cannot read{part} as {fmt} ({type(exc).__name__}: {exc})"
         raise InputError(msg) from exc
-
-
-def _read_strings(dataset: Any) -> NDArray[np.object_]:
-    from anndata.io import read_elem
-
-    values = read_elem(dataset)
-    if isinstance(values, pd.Categorical):
-        values = np.asarray(values.astype(str))
-    return np.asarray(values, dtype=object)
-
-
-class H5adSource:
-    """An .h5ad file read in place with h5py: nothing is loaded until it is asked for."""
-
-    suffix = ".h5ad"
-
-    def __init__(self, path: Path, dataset_id: str) -> None:
-        self.path = Path(path)
-        self.dataset_id = dataset_id
-        if self.path.stat().st_size == 0:
-            msg = f"{self.path}: the file is empty"
-            raise InputError(msg)
-        with reading(self.path), h5py.File(self.path, "r") as f:
-            for part in ("obs", "var"):
-                if part not in f:
-                    msg = f"{self.path}: not an h5ad file (no '{part}' group)"
-                    raise InputError(msg)
-            self.obs_names = _read_strings(f["obs"][f["obs"].attrs["_index"]])
-            self.n_obs = len(self.obs_names)
-            self.n_vars = len(f["var"][f["var"].attrs["_index"]])
-            self._x_kind = self._layout(f)
-        if self.n_obs == 0:
-            msg = f"{self.path}: has no cells"
-            raise InputError(msg)
-        names = pd.Index(self.obs_names)
-        if not names.is_unique:
-            dup = names[names.duplicated()][0]
-            count = int((names == dup).sum())
-            msg = f"{self.path}: obs names are not unique ('{dup}' appears {count} times)"
-            raise InputError(msg)
-
-    @staticmethod
-    def _layout(f: h5py.File) -> str | None:
-        if "X" not in f:
-            return None
-        x = f["X"]
-        if isinstance(x, h5py.Dataset):
-            return "dense"
-        encoding = x.attrs.get("encoding-type", "")
-        if encoding in ("csr_matrix", "csc_matrix"):
-            return str(encoding)[:3]
-        return f"unsupported ({encoding or 'unknown encoding'})"
-
-    def read_obs(self) -> pd.DataFrame:
-        """obs as a pandas DataFrame indexed by obs name; X is not touched."""
-        from anndata.io import read_elem
-
-        with reading(self.path, "obs"), h5py.File(self.path, "r") as f:
-            obs = read_elem(f["obs"])
-        assert isinstance(obs, pd.DataFrame)
-        return obs
-
-    def read_genes(self) -> GeneTable:
-        with reading(self.path, "var"), h5py.File(self.path, "r") as f:
-            var = f["var"]
-            index = var.attrs["_index"]
-            names = _read_strings(var[index])
-            columns = {}
-            for key in var:
-                if key in (index, "__categories"):
-                    continue
-                item = var[key]
-                is_categorical = isinstance(item, h5py.Group) and "categories" in item
-                if is_categorical or (isinstance(item, h5py.Dataset) and item.dtype.kind in "OSU"):
-                    values = _read_strings(item)
-                    if values.ndim == 1 and len(values) == len(names):
-                        columns[key] = values
-        return GeneTable(names, columns)
-
-    def obsm_keys(self) -> list[str]:
-        with reading(self.path, "obsm"), h5py.File(self.path, "r") as f:
-            return sorted(f["obsm"]) if "obsm" in f else []
-
-    def read_obsm(self, key: str) -> NDArray[np.float32]:
-        keys = self.obsm_keys()
-        if key not in keys:
-            has = ", ".join(keys) if keys else "no obsm entries"
-            msg = f"{self.path}: obsm has no '{key}' (has: {has})"
-            raise InputError(msg)
-        with reading(self.path, f"obsm['{key}']"), h5py.File(self.path, "r") as f:
-            item = f["obsm"][key]
-            if not isinstance(item, h5py.Dataset) or item.ndim != 2 or item.dtype.kind not in "fiu":
-                msg = f"{self.path}: obsm['{key}'] is not a 2-D numeric array"
-                raise InputError(msg)
-            out = np.empty(item.shape, dtype=np.float32)
-            for start in range(0, item.shape[0], CHUNK_ROWS):
-                out[start : start + CHUNK_ROWS] = item[start : start + CHUNK_ROWS]
-        return out
-
-    def _require_x(self) -> str:
-        if self._x_kind is None:
-            msg = f"{self.path}: has no X (give `obsm_key` to use a stored embedding)"
-            raise InputError(msg)
-        if self._x_kind.startswith("unsupported"):
-            msg = f"{self.path}: X is {self._x_kind}; expected a dense, CSR or CSC matrix"
-            raise InputError(msg)
-        return self._x_kind
-
-    def iter_x(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, sp.csr_matrix]]:
-        """Yield ``(first_row, csr_chunk)`` over X. CSR and dense X are read chunk by chunk;
-        CSC X cannot be sliced by rows cheaply and is read whole once."""
-        kind = self._require_x()
-        with reading(self.path, "X"), h5py.File(self.path, "r") as f:
-            x = f["X"]
-            if kind == "csc":
-                from anndata.io import sparse_dataset
-
-                whole = sp.csr_matrix(sparse_dataset(x).to_memory())
-                for start in range(0, self.n_obs, chunk_rows):
-                    yield start, whole[start : start + chunk_rows]
-                return
-            if kind == "dense":
-                for start in range(0, self.n_obs, chunk_rows):
-                    yield start, sp.csr_matrix(x[start : start + chunk_rows])
-                return
-            indptr = x["indptr"][:].astype(np.int64)
-            data, indices = x["data"], x["indices"]
-            for start in range(0, self.n_obs, chunk_rows):
-                stop = min(start + chunk_rows, self.n_obs)
-                lo, hi = int(indptr[start]), int(indptr[stop])
-                yield (
-                    start,
-                    sp.csr_matrix(
-                        (data[lo:hi], indices[lo:hi], indptr[start : stop + 1] - lo),
-                        shape=(stop - start, self.n_vars),
-                    ),
-                )
-
-    def read_rows(self, rows: NDArray[np.int64]) -> sp.csr_matrix:
-        """The given rows of X (sorted, distinct) as CSR, in that order.
-
-        CSR X is read row run by row run (rows less than ``ROW_GAP`` apart share one read), so
-        a few thousand scattered rows cost milliseconds rather than a pass over the file;
-        dense and CSC X go through :meth:`iter_x`.
-        """
-        return self.row_reader(rows)(rows)
-
-    def row_reader(self, rows: NDArray[np.int64]) -> Callable[[NDArray[np.int64]], sp.csr_matrix]:
-        """A reader of any sorted subset of ``rows`` that finds their offsets in X once, for a
-        caller that reads the same rows many times over (a loader, one buffer at a time)."""
-        if self._require_x() != "csr":
-            return functools.partial(rows_by_scan, self)
-        return CsrRows(self.path, np.asarray(rows, dtype=np.int64), self.n_vars)
-
-    def x_is_counts(self) -> bool:
-        """True when the first rows of X hold only non-negative integers (raw counts)."""
-        return first_rows_are_counts(self)
 
 
 COUNTS_CHECK_ROWS = 2048  # rows of X looked at to decide whether a source holds raw counts
@@ -244,6 +96,16 @@ def first_rows_are_counts(source: Source, rows: int = COUNTS_CHECK_ROWS) -> bool
     return True
 
 
+def counts_from(source: Source) -> str | None:
+    """Which matrix of ``source`` is read as its counts: its ``counts_from`` where the reader
+    says (``"X"``, ``"raw"``, ``"layers['counts']"``), else ``"X"`` when X holds counts; None
+    where X is read as normalized values."""
+    if hasattr(source, "counts_from"):
+        named = source.counts_from
+        return None if named is None else str(named)
+    return "X" if source.x_is_counts() else None
+
+
 def rows_by_scan(source: Source, rows: NDArray[np.int64]) -> sp.csr_matrix:
     """The given rows (sorted, distinct) of X in one pass of ``iter_x``: any source can."""
     rows = np.asarray(rows, dtype=np.int64)
@@ -260,44 +122,6 @@ def read_rows(source: Source, rows: NDArray[np.int64]) -> sp.csr_matrix:
     reader has one, else by one pass of ``iter_x``."""
     reader = getattr(source, "read_rows", None)
     return sp.csr_matrix(reader(rows)) if reader is not None else rows_by_scan(source, rows)
-
-
-class CsrRows:
-    """Reads rows of a CSR h5ad's X, with the offsets of ``selected`` rows found once (16 bytes
-    a selected row, rather than the whole ``indptr`` on every read). Rows less than
-    ``ROW_GAP`` apart share one read of ``data`` and ``indices``."""
-
-    def __init__(self, path: Path, selected: NDArray[np.int64], n_vars: int) -> None:
-        self.path = path
-        self.n_vars = n_vars
-        self.rows = np.unique(selected)
-        with reading(path, "X"), h5py.File(path, "r") as f:
-            indptr = f["X"]["indptr"][:]
-        self.starts = indptr[self.rows].astype(np.int64)
-        self.ends = indptr[self.rows + 1].astype(np.int64)
-
-    def __call__(self, rows: NDArray[np.int64]) -> sp.csr_matrix:
-        """Rows (sorted, distinct, among the selected ones) as CSR, in that order."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) == 0:
-            return sp.csr_matrix((0, self.n_vars))
-        at = np.searchsorted(self.rows, rows)
-        starts, ends = self.starts[at], self.ends[at]
-        data_parts, index_parts = [], []
-        with reading(self.path, "X"), h5py.File(self.path, "r") as f:
-            data_ds, indices_ds = f["X"]["data"], f["X"]["indices"]  # each lookup costs
-            breaks = np.flatnonzero(np.diff(rows) > ROW_GAP) + 1
-            for run in np.split(np.arange(len(rows)), breaks):
-                lo, hi = int(starts[run[0]]), int(ends[run[-1]])
-                data, indices = data_ds[lo:hi], indices_ds[lo:hi]
-                for a, b in zip(starts[run] - lo, ends[run] - lo, strict=True):
-                    data_parts.append(data[a:b])
-                    index_parts.append(indices[a:b])
-        ptr = np.concatenate([[0], np.cumsum(ends - starts)])
-        return sp.csr_matrix(
-            (np.concatenate(data_parts), np.concatenate(index_parts), ptr),
-            shape=(len(rows), self.n_vars),
-        )
 
 
 class RowSubset:
@@ -347,6 +171,13 @@ class RowSubset:
     def x_is_counts(self) -> bool:
         """True when the subset's first rows hold only non-negative integers."""
         return first_rows_are_counts(self)
+
+    @property
+    def counts_from(self) -> str | None:
+        """The matrix the base reads (``x_from``: X, raw or a layer) where the subset's own
+        rows hold counts: the base chose it on its first rows, held-out ones among them, so
+        their values must not decide whether the subset is counts."""
+        return str(getattr(self.base, "x_from", "X")) if self.x_is_counts() else None
 
 
 @dataclass(frozen=True)
@@ -458,6 +289,7 @@ def open_sources(
     read: ReadOptions | None = None,
     *,
     taken: set[str] | None = None,
+    check_filter: bool = True,
 ) -> list[Source]:
     """Open files and folders of sources (see :func:`discover`).
 
@@ -466,16 +298,23 @@ def open_sources(
     ``.h5ad``, or any name for a reader with ``claims``) to an opener ``(path, dataset_id,
     read=ReadOptions) -> Source`` (``read`` is passed where the opener takes it); the path is
     absolute, so that a manifest names each source wherever it is read. ``taken`` holds the
-    dataset ids already given (it is added to).
+    dataset ids already given (it is added to). ``check_filter=False`` leaves the check of
+    ``read.obs_filter`` (:func:`check_obs_filter`) to a caller that opens more sources.
     """
-    readers = dict(readers or {H5adSource.suffix: H5adSource})
+    if not readers:
+        from scurate._data.anndata_store import H5adSource
+
+        readers = {H5adSource.suffix: H5adSource}
+    readers = dict(readers)
     read = read or ReadOptions()
     sources: list[Source] = []
     taken = set() if taken is None else taken
     for given, name in discover(paths, readers):
         # stored absolute, the folder resolved (the file keeps its name: a link stays a link)
         path = given.parent.resolve() / given.name
-        stem = path.name[: -len(name)] if name.startswith(".") else path.name
+        # a folder a reader claimed by content may not end with its suffix
+        suffixed = name.startswith(".") and path.name.endswith(name) and path.name != name
+        stem = path.name[: -len(name)] if suffixed else path.name
         dataset_id, n = stem, 1
         while dataset_id in taken:
             n += 1
@@ -493,12 +332,12 @@ def open_sources(
         except PermissionError as exc:
             msg = f"{path}: cannot read ({exc.strerror})"
             raise InputError(msg) from exc
-    if read.obs_filter is not None:
-        _check_obs_filter(sources, read.obs_filter)
+    if read.obs_filter is not None and check_filter:
+        check_obs_filter(sources, read.obs_filter)
     return sources
 
 
-def _check_obs_filter(sources: Sequence[Source], obs_filter: str) -> None:
+def check_obs_filter(sources: Sequence[Source], obs_filter: str) -> None:
     """An obs filter is applied by the readers that can (a source that did sets its
     ``obs_filter``): one line when none of the sources can, a log line naming those that
     cannot when some can (all their cells are read)."""

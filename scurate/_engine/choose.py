@@ -1,5 +1,6 @@
-"""The policy step of ``select`` and ``bench``: duplicates set aside, the budget checked against
-what is left, the policy looked up and run (inside each stratum where strata are given)."""
+"""The policy step of ``select`` and ``bench``: cells that are not primary data (with
+``primary_only``) and duplicates set aside, the budget checked against what is left, the policy
+looked up and run (inside each stratum where strata are given)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from numpy.typing import NDArray
 from scurate._compute.scoring import keep_mask
 from scurate._engine.context import SelectionContext, run_policy
 from scurate._engine.options import SelectOptions, check_budget
-from scurate._engine.stages import ScoredPool
+from scurate._engine.stages import ScoredPool, primary_cells
 from scurate._engine.strata import obs_lookup, run_stratified
 from scurate._plugins.registry import Registered
 
@@ -19,13 +20,15 @@ from scurate._plugins.registry import Registered
 @dataclass
 class Chosen:
     """A policy's pick from a scored pool: ``order`` (pool rows, priority first), the policy,
-    the context it saw, and which cells it could choose from (``keep``, ``candidates``)."""
+    the context it saw, and which cells it could choose from (``keep``, ``candidates``; with
+    ``primary_only``, ``primary`` says which cells that option let through)."""
 
     order: NDArray[np.int64]
     policy: Registered
     ctx: SelectionContext
     keep: NDArray[np.bool_]
     candidates: NDArray[np.int64]
+    primary: NDArray[np.bool_] | None = None  # with primary_only: cells not marked non-primary
 
 
 def policy_rng(seed: int) -> np.random.Generator:
@@ -36,18 +39,26 @@ def policy_rng(seed: int) -> np.random.Generator:
 
 
 def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
-    """Run the options' policy for their budget on a scored pool: exact copies and
-    near-duplicate groups set aside first (unless ``keep_duplicates``), quotas per stratum
-    where ``strata`` are given, the policy's generator seeded by ``seed``."""
+    """Run the options' policy for their budget on a scored pool: with ``primary_only``, cells
+    whose ``is_primary_data`` is false set aside; exact copies and near-duplicate groups set
+    aside (unless ``keep_duplicates``; a set of copies whose kept copy is not primary keeps a
+    primary one instead); quotas per stratum where ``strata`` are given; the policy's generator
+    seeded by ``seed``."""
     scores, manifest, n = pool.scores, pool.manifest, pool.manifest.height
-    keep = (
-        np.ones(n, dtype=bool)
-        if options.keep_duplicates
-        else keep_mask(scores.exact_dup_of, scores.near_dup_group)
-    )
+    primary = primary_cells(manifest) if options.primary_only else None
+    if options.keep_duplicates:
+        keep = np.ones(n, dtype=bool) if primary is None else primary.copy()
+    else:
+        keep = keep_mask(scores.exact_dup_of, scores.near_dup_group, primary)
     candidates = np.flatnonzero(keep)
     budget = options.budget
-    check_budget(budget, len(candidates), set_aside=n - len(candidates))
+    not_primary = 0 if primary is None else int((~primary).sum())
+    check_budget(
+        budget,
+        len(candidates),
+        set_aside=n - len(candidates) - not_primary,
+        not_primary=not_primary,
+    )
     chosen = pool.plugins.get("policies", options.policy, option="policy")
     ctx = SelectionContext(
         np.ascontiguousarray(pool.embedding.values[candidates]),
@@ -63,4 +74,4 @@ def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
         within = run_stratified(
             chosen, ctx, budget, columns=options.strata, quota=options.quota, lookup=lookup
         )
-    return Chosen(candidates[within], chosen, ctx, keep, candidates)
+    return Chosen(candidates[within], chosen, ctx, keep, candidates, primary)

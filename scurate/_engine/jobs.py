@@ -106,7 +106,7 @@ def select(
     Parameters
     ----------
     sources
-        .h5ad files, or folders searched for them.
+        .h5ad files, AnnData zarr stores, or folders searched for them.
     budget
         Cells to select; at most the number of cells in the sources.
     progress
@@ -148,7 +148,7 @@ def _select(sources: Inputs, opts: SelectOptions, progress: Progress, threads: i
         timings,
         parameters={"policy_plugin": picked.policy.plugin, "threads_used": threads},
         n_selected=int(manifest["selected"].sum()),
-        **rp.pool_sections(pool, picked.keep, manifest),
+        **rp.pool_sections(pool, picked.keep, manifest, picked.primary),
         covering_radius=None if radius is None else round(radius, 6),
         covering_radius_curve=rp.radius_curve(radii or []),
         covering_radius_curve_over=(
@@ -174,6 +174,9 @@ def _select(sources: Inputs, opts: SelectOptions, progress: Progress, threads: i
     for row in report["datasets"]:
         aside = report["duplicates"]["set_aside_per_dataset"]
         row["duplicates_set_aside"] = aside.get(row["dataset_id"], 0)
+        if "primary_only" in report:
+            primary = report["primary_only"]["set_aside_per_dataset"]
+            row["not_primary_set_aside"] = primary.get(row["dataset_id"], 0)
     return Selection(mf.conform(manifest), report, pool.sources, pool.embedding.values)
 
 

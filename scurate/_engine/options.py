@@ -28,21 +28,27 @@ OptionsT = TypeVar("OptionsT", bound="Options")
 
 
 def check_budget(
-    budget: int, pool: int | None = None, *, set_aside: int = 0, name: str = "budget"
+    budget: int,
+    pool: int | None = None,
+    *,
+    set_aside: int = 0,
+    not_primary: int = 0,
+    name: str = "budget",
 ) -> None:
     """The one rule for a budget: at least 1 and, once the pool is known, at most the cells a
-    policy can choose from (``pool``, after ``set_aside`` duplicates were set aside). ``name``
-    is the parameter that gave it."""
+    policy can choose from (``pool``, after ``set_aside`` duplicates and, with ``primary_only``,
+    ``not_primary`` cells were set aside). ``name`` is the parameter that gave it."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         msg = f"{name}={budget!r}: must be at least 1"
         raise OptionError(msg)
     if pool is not None and budget > pool:
+        aside = []
+        if set_aside:
+            aside.append(f"{set_aside} duplicates (keep_duplicates=True keeps them)")
+        if not_primary:
+            aside.append(f"{not_primary} cells not primary data (primary_only=True)")
         msg = f"{name}={budget} is more than the {pool} cells "
-        msg += (
-            f"left after setting aside {set_aside} duplicates (keep_duplicates=True keeps them)"
-            if set_aside
-            else "in the pool"
-        )
+        msg += "left after setting aside " + " and ".join(aside) if aside else "in the pool"
         raise OptionError(msg)
 
 

@@ -84,29 +84,39 @@ def job_report(
     }
 
 
+def _per_dataset(manifest: pl.DataFrame, mask: NDArray[np.bool_]) -> dict[str, int]:
+    """How many cells of each dataset ``mask`` marks."""
+    counts = (
+        manifest.with_columns(pl.Series("marked", mask))
+        .group_by("dataset_id")
+        .agg(pl.col("marked").sum())
+    )
+    return {str(k): int(v) for k, v in counts.iter_rows()}
+
+
 def pool_sections(
-    pool: ScoredPool, keep: NDArray[np.bool_], manifest: pl.DataFrame | None = None
+    pool: ScoredPool,
+    keep: NDArray[np.bool_],
+    manifest: pl.DataFrame | None = None,
+    primary: NDArray[np.bool_] | None = None,
 ) -> dict[str, Any]:
     """What the report says of a scored pool: its datasets (counted on ``manifest``, the
-    pool's own by default), the scores' rules, duplicates found and set aside (``~keep``), the
-    overlap between datasets, harmonization and embedding."""
+    pool's own by default), the scores' rules, duplicates found and set aside (``~keep``; with
+    ``primary``, the cells ``primary_only`` let through, those it set aside are counted apart,
+    under ``primary_only``), the overlap between datasets, harmonization and embedding."""
     scores = pool.scores
     manifest = pool.manifest if manifest is None else manifest
-    aside = dict(
-        manifest.with_columns(pl.Series("kept", keep))
-        .group_by("dataset_id")
-        .agg((~pl.col("kept")).sum())
-        .iter_rows()
-    )
-    return {
+    passed = np.ones(manifest.height, dtype=bool) if primary is None else primary
+    duplicates = ~keep & passed
+    sections: dict[str, Any] = {
         "n_pool": manifest.height,
         "datasets": per_dataset(manifest),
         "scores": scores.info,
         "duplicates": {
             "exact_copies": int((scores.exact_dup_of >= 0).sum()),
             "in_near_dup_groups": int((scores.near_dup_group >= 0).sum()),
-            "set_aside": int((~keep).sum()),
-            "set_aside_per_dataset": {k: int(v) for k, v in aside.items()},
+            "set_aside": int(duplicates.sum()),
+            "set_aside_per_dataset": _per_dataset(manifest, duplicates),
         },
         "overlap": dataset_overlap(
             manifest["dataset_id"].to_numpy(), scores.exact_dup_of, scores.near_dup_group
@@ -115,3 +125,9 @@ def pool_sections(
         "work_dir": {"entry": pool.stored, "reused": pool.reused},
         "embedding": pool.embedding.info,
     }
+    if primary is not None:
+        sections["primary_only"] = {
+            "set_aside": int((~primary).sum()),
+            "set_aside_per_dataset": _per_dataset(manifest, ~primary),
+        }
+    return sections

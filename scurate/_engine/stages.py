@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from scurate._compute.embed import Embedding, from_obsm
 from scurate._compute.reference import Reference, open_reference
@@ -30,7 +31,7 @@ from scurate._data.sources import ReadOptions, Source
 from scurate._engine.cache import WorkDir, file_identity, make_key, tree_identity
 from scurate._engine.options import PoolOptions, ScoreOptions, SelectOptions, check_budget
 from scurate._plugins.registry import Plugins
-from scurate.errors import PluginError, ScurateError
+from scurate.errors import OptionError, PluginError, ScurateError
 
 Progress = Callable[[str, int, int], None]
 log = logging.getLogger(__name__)
@@ -200,6 +201,8 @@ def _compute_pool(
             set_fields=options.set_fields,
             plugins=plugins,
         )
+    if isinstance(options, SelectOptions) and options.primary_only:  # before any X is read
+        primary_cells(pl.concat([r.carried for r in harmonized]))
     ref: Reference | None = None
     if isinstance(options, ScoreOptions) and options.reference:
         with timed(timings, "reference"):
@@ -237,6 +240,22 @@ def _compute_pool(
     return ScoredPool(
         list(opened), manifest, embedding, scores, ref is not None, plugins, report, timings
     )
+
+
+NO_PRIMARY = (
+    "primary_only=True: no source has an obs column 'is_primary_data' (CELLxGENE files do),"
+    " so no cell is marked as deposited again"
+)
+
+
+def primary_cells(frame: pl.DataFrame) -> NDArray[np.bool_]:
+    """The cells ``primary_only`` lets a policy choose, of a frame with ``is_primary_data``
+    (the manifest): true or unknown (null: a source without the column); one line where no
+    source has the column."""
+    column = frame["is_primary_data"]
+    if column.null_count() == frame.height:
+        raise OptionError(NO_PRIMARY)
+    return column.fill_null(True).to_numpy().astype(bool)
 
 
 def pool_key(opened: Sequence[Source], options: PoolOptions, plugins: Plugins) -> str:

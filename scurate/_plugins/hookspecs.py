@@ -110,5 +110,7 @@ def scurate_register_sources(register: Register) -> None:
     claimed, else searched recursively for files and claimed folders. A source may carry
     ``soma_joinids`` (the manifest's ``soma_joinid``; the loader then reopens it with
     ``soma_joinids=``) and ``obs_filter`` (the ``ReadOptions.obs_filter`` it applied).
-    :class:`scurate.plugin.H5adSource` is the h5ad reader, to subclass.
+    :class:`scurate.plugin.H5adSource` and :class:`scurate.plugin.ZarrSource` are the AnnData
+    readers, to subclass; they read the counts from X, ``.raw.X`` or a layer as
+    ``read.counts_layer`` says and name the matrix in ``counts_from``.
     """

@@ -23,7 +23,11 @@ from scurate.errors import OptionError
 
 Sources = Annotated[
     list[Path] | None,
-    typer.Argument(help=".h5ad files or folders of them.", show_default=False, metavar="SOURCES"),
+    typer.Argument(
+        help=".h5ad files, AnnData .zarr stores, or folders of them.",
+        show_default=False,
+        metavar="SOURCES",
+    ),
 ]
 Params = Annotated[
     list[str] | None,
@@ -231,7 +235,7 @@ def sources_or_example(sources: Sequence[Path] | None, *, example: bool) -> list
     if example:
         paths.extend(example_sources())
     if not paths:
-        msg = "no sources: give .h5ad files or folders, or --example"
+        msg = "no sources: give .h5ad files, .zarr stores or folders, or --example"
         raise OptionError(msg)
     return paths
 

@@ -71,6 +71,18 @@ def test_hash_ignores_column_order_dtype_and_layout() -> None:
     np.testing.assert_array_equal(z_hash, hashed(z, np.arange(30))[0])
 
 
+def test_hash_takes_an_equal_dtype_that_is_not_numpys_own_descriptor() -> None:
+    # zarr hands chunks typed '<f4'/'<i4' by equal copies of numpy's descriptors
+    x = counts_matrix(np.random.default_rng(2), 50, 20).astype(np.float32)
+    data = x.data.view(np.dtype(np.float32).newbyteorder("<"))
+    indices = x.indices.view(np.dtype(np.int32).newbyteorder("<"))
+    assert data.dtype is not np.dtype(np.float32) and indices.dtype is not np.dtype(np.int32)
+    got = _core.hash_count_rows(
+        x.indptr.astype(np.int64), indices, data, np.arange(20, dtype=np.int32)
+    )
+    np.testing.assert_array_equal(got[0], hashed(x, np.arange(20))[0])
+
+
 def test_hash_counts_values_that_are_not_counts() -> None:
     x = sp.csr_matrix(np.array([[1.0, 2.5, 0.0], [-1.0, 3.0, 1.0], [1.0, 0.0, 2.0]]))
     _, nnz, bad = hashed(x, np.arange(3))

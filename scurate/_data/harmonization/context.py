@@ -76,6 +76,7 @@ class DatasetResult:
     path: Path
     frame: pl.DataFrame  # OUTPUT_COLUMNS, one row per cell in source order
     records: dict[str, FieldRecord]
+    carried: pl.DataFrame  # CARRIED_COLUMNS, as the source's obs has them (null where not)
 
     def summary(self) -> dict[str, Any]:
         n = self.frame.height

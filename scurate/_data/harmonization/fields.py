@@ -13,6 +13,8 @@ ID_COLUMNS = tuple(f"{f}_ontology_term_id" for f in ONTOLOGY_FIELDS)
 OUTPUT_COLUMNS = (*FIELDS, *ID_COLUMNS)
 RENAMED_PREFIX = "obs."
 INDEX_COLUMN = "obs.index"  # the obs names, in the frame a harmonizer sees
+# obs columns the manifest carries as the source has them (typed, not harmonized)
+CARRIED_COLUMNS = {"is_primary_data": pl.Boolean}
 
 
 def id_column(field_name: str) -> str:

@@ -1,37 +1,20 @@
-"""What the harmonizers read of a source: its obs as polars and its uns scalars, never X."""
+"""What the harmonizers read of a source: its obs as polars and its uns scalars, never X; and
+the obs columns carried to the manifest as they are (``is_primary_data``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
-from scurate._data.harmonization.fields import INDEX_COLUMN
+from scurate._data.harmonization.fields import CARRIED_COLUMNS, INDEX_COLUMN, clean_text
 from scurate._data.sources import Source
+from scurate.errors import InputError
 
 
-def read_uns_scalars(path: Path) -> dict[str, str]:
-    """String scalars of an h5ad's uns (``organism_ontology_term_id``...); empty otherwise."""
-    if not path.name.endswith(".h5ad"):
-        return {}
-    import h5py
-
-    out: dict[str, str] = {}
-    try:
-        with h5py.File(path, "r") as f:
-            uns = f.get("uns")
-            if not isinstance(uns, h5py.Group):
-                return {}
-            for key, item in uns.items():
-                if isinstance(item, h5py.Dataset) and item.shape == ():
-                    value = item[()]
-                    if isinstance(value, bytes):
-                        value = value.decode("utf-8", "replace")
-                    if isinstance(value, str):
-                        out[key] = value
-    except OSError:
-        return {}
-    return out
+def uns_scalars(source: Source) -> dict[str, str]:
+    """String scalars of a source's uns (``organism_ontology_term_id``...), where its reader
+    gives them (``uns_scalars()``; the AnnData readers do); empty otherwise."""
+    reader = getattr(source, "uns_scalars", None)
+    return dict(reader()) if reader is not None else {}
 
 
 def obs_frame(source: Source) -> pl.DataFrame:
@@ -53,3 +36,29 @@ def obs_frame(source: Source) -> pl.DataFrame:
             series = pl.Series(str(name), values, dtype=pl.String)
         data[str(name)] = series
     return pl.DataFrame(data, height=len(obs))
+
+
+TRUTH = {"true": True, "false": False, "1": True, "0": False}
+
+
+def carried_columns(obs: pl.DataFrame, where: str) -> pl.DataFrame:
+    """The obs columns a manifest carries as they are (:data:`CARRIED_COLUMNS`), typed; null
+    where the source has no such column. ``is_primary_data`` is a bool column of CELLxGENE files,
+    or text "True"/"False"; any other value is one line naming ``where``."""
+    out = []
+    for name, dtype in CARRIED_COLUMNS.items():
+        if name not in obs.columns:
+            out.append(pl.Series(name, [None] * obs.height, dtype=dtype))
+            continue
+        column = obs[name]
+        if column.dtype != pl.Boolean:
+            text = clean_text(column).str.to_lowercase()
+            flags = text.replace_strict(TRUTH, default=None, return_dtype=pl.Boolean)
+            bad = text.filter(text.is_not_null() & flags.is_null())
+            if len(bad):
+                first = column.filter(text.is_not_null() & flags.is_null())[0]
+                msg = f"{where}: obs column '{name}' holds '{first}'; expected True or False"
+                raise InputError(msg)
+            column = flags
+        out.append(column.cast(dtype).alias(name))
+    return pl.DataFrame(out, height=obs.height)

@@ -13,7 +13,7 @@ import polars as pl
 
 from scurate._data.atomic import atomic
 from scurate._data.harmonization.context import DatasetResult
-from scurate._data.harmonization.fields import FIELDS, OUTPUT_COLUMNS, id_column
+from scurate._data.harmonization.fields import CARRIED_COLUMNS, FIELDS, OUTPUT_COLUMNS, id_column
 from scurate._data.harmonization.run import harmonize_sources
 from scurate._data.manifest import ONTOLOGY_FIELDS, cell_ids
 from scurate._data.sources import Source
@@ -41,15 +41,16 @@ def report(results: Sequence[DatasetResult]) -> dict[str, Any]:
 class Harmonized:
     """Every source's canonical obs, one row per cell, and what happened per field."""
 
-    obs: pl.DataFrame  # cell_id, dataset_id, source, row, then OUTPUT_COLUMNS
+    obs: pl.DataFrame  # cell_id, dataset_id, source, row, OUTPUT_COLUMNS, CARRIED_COLUMNS
     report: dict[str, Any]
     results: list[DatasetResult]
 
 
 def attach(manifest: pl.DataFrame, results: Sequence[DatasetResult]) -> pl.DataFrame:
-    """The manifest with its canonical columns taken from the harmonized obs (same cells,
-    same order: the sources' rows one after the other)."""
-    canonical = pl.concat([r.frame for r in results])
+    """The manifest with its canonical columns taken from the harmonized obs, and the obs
+    columns it carries (``is_primary_data``), for the same cells in the same order (the
+    sources' rows one after the other)."""
+    canonical = pl.concat([r.frame.hstack(r.carried) for r in results])
     if canonical.height != manifest.height:
         msg = f"harmonized {canonical.height} cells for a pool of {manifest.height}"
         raise PluginError(msg)
@@ -61,12 +62,14 @@ def canonical_obs(sources: Sequence[Source], results: Sequence[DatasetResult]) -
     for source, result in zip(sources, results, strict=True):
         ids = pl.Series("cell_id", cell_ids(source.dataset_id, source.obs_names), pl.String)
         frames.append(
-            result.frame.with_columns(
+            result.frame.hstack(result.carried)
+            .with_columns(
                 ids,
                 pl.lit(source.dataset_id).alias("dataset_id"),
                 pl.lit(str(source.path)).alias("source"),
                 pl.int_range(0, result.frame.height, dtype=pl.UInt32).alias("row"),
-            ).select(["cell_id", "dataset_id", "source", "row", *OUTPUT_COLUMNS])
+            )
+            .select(["cell_id", "dataset_id", "source", "row", *OUTPUT_COLUMNS, *CARRIED_COLUMNS])
         )
     return pl.concat(frames)
 
@@ -83,7 +86,7 @@ def harmonize(
     Parameters
     ----------
     sources
-        .h5ad files, or folders searched for them.
+        .h5ad files, AnnData zarr stores, or folders searched for them.
     metadata_map
         A TOML mapping file: per dataset (id or file name, globs allowed), which column is
         which field, and constants (format in the README).

@@ -14,7 +14,7 @@ import polars as pl
 
 from scurate._data.harmonization.context import DatasetResult, HarmonizeContext
 from scurate._data.harmonization.fields import FIELDS, OUTPUT_COLUMNS, id_column, obs_column
-from scurate._data.harmonization.inputs import obs_frame, read_uns_scalars
+from scurate._data.harmonization.inputs import carried_columns, obs_frame, uns_scalars
 from scurate._data.harmonization.mapfile import MapEntry, parse_set, read_metadata_map
 from scurate._data.manifest import ONTOLOGY_FIELDS
 from scurate._data.sources import Source
@@ -130,7 +130,8 @@ def harmonize_obs(
         result = _run_one(item, frame, ctx)
         frame = _merge(frame, result)
     out = frame.select(OUTPUT_COLUMNS)
-    return DatasetResult(dataset_id, where, out, ctx.records)
+    carried = carried_columns(obs, str(where))
+    return DatasetResult(dataset_id, where, out, ctx.records, carried)
 
 
 def harmonize_sources(
@@ -159,7 +160,7 @@ def harmonize_sources(
                 source.dataset_id,
                 path=source.path,
                 entries=entries,
-                uns=read_uns_scalars(Path(source.path)),
+                uns=uns_scalars(source),
                 plugins=plugins,
             )
         )
