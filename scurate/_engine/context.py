@@ -11,8 +11,8 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate._compute.faiss_index import build_index, exact_search_affordable, ivf_lists, search
-from scurate._plugins.registry import Registered
-from scurate.errors import OptionError, PluginError, ScurateError
+from scurate._plugins.registry import Registered, calling
+from scurate.errors import OptionError, PluginError
 
 
 @dataclass
@@ -148,16 +148,8 @@ def check_params_read(policy: Registered, params: dict[str, str]) -> None:
 def run_policy(policy: Registered, ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     """Run a policy and check that it returned ``budget`` distinct rows in range."""
     who = f"policy '{policy.name}' (plugin '{policy.plugin}')"
-    try:
+    with calling(who):
         result = policy.obj(ctx, budget)
-    except ScurateError:
-        raise
-    except SystemExit as exc:  # a plugin must not end the run in silence, nor with its code
-        msg = f"{who} called sys.exit({exc.code!r})"
-        raise PluginError(msg) from exc
-    except Exception as exc:
-        msg = f"{who} failed: {type(exc).__name__}: {exc}"
-        raise PluginError(msg) from exc
     order = np.asarray(result)
     if order.ndim != 1 or (order.size and order.dtype.kind not in "iu"):
         msg = f"{who} returned {order.dtype} of shape {order.shape}; expected 1-D integer rows"

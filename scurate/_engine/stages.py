@@ -30,8 +30,8 @@ from scurate._data.memory import AnnDataSource, Input, open_inputs
 from scurate._data.sources import ReadOptions, Source
 from scurate._engine.cache import WorkDir, file_identity, make_key, tree_identity
 from scurate._engine.options import PoolOptions, ScoreOptions, SelectOptions, check_budget
-from scurate._plugins.registry import Plugins
-from scurate.errors import OptionError, PluginError, ScurateError
+from scurate._plugins.registry import Plugins, calling
+from scurate.errors import OptionError, PluginError
 
 Progress = Callable[[str, int, int], None]
 log = logging.getLogger(__name__)
@@ -130,16 +130,8 @@ def _embed(
         return from_obsm(sources, options.obsm_key)
     chosen = plugins.get("embedders", options.embedder, option="embedder")
     who = f"embedder '{chosen.name}' (plugin '{chosen.plugin}')"
-    try:
+    with calling(who):
         embedding: Embedding = chosen.obj(sources, rng=rng, progress=progress)
-    except ScurateError:
-        raise
-    except SystemExit as exc:  # a plugin must not end the run in silence, nor with its code
-        msg = f"{who} called sys.exit({exc.code!r})"
-        raise PluginError(msg) from exc
-    except Exception as exc:
-        msg = f"{who} failed: {type(exc).__name__}: {exc}"
-        raise PluginError(msg) from exc
     n = sum(s.n_obs for s in sources)
     values = getattr(embedding, "values", None)
     if not isinstance(values, np.ndarray) or values.ndim != 2 or values.shape[0] != n:

@@ -3,16 +3,17 @@ others, and the registries that each hook fills."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 
 from scurate._plugins import hookspecs
-from scurate.errors import PluginError
+from scurate.errors import PluginError, ScurateError
 
 ENTRY_POINT_GROUP = "scurate"
 KINDS = {
@@ -27,6 +28,23 @@ SINGULAR = {
     "embedders": "embedder",
     "sources": "source reader",
 }
+
+
+@contextlib.contextmanager
+def calling(who: str) -> Iterator[None]:
+    """Call into a plugin (``who`` names it: "policy 'x' (plugin 'y')"): a ScurateError passes
+    as the plugin's own one-line message; any other exception, ``sys.exit`` included, becomes a
+    :class:`PluginError` naming the plugin, never a traceback or a silent exit."""
+    try:
+        yield
+    except ScurateError:
+        raise
+    except SystemExit as exc:  # a plugin must not end the run in silence, nor with its code
+        msg = f"{who} called sys.exit({exc.code!r})"
+        raise PluginError(msg) from exc
+    except Exception as exc:
+        msg = f"{who} failed: {type(exc).__name__}: {exc}"
+        raise PluginError(msg) from exc
 
 
 @dataclass(frozen=True)
