@@ -216,3 +216,35 @@ def test_an_embedder_that_fails_is_one_line_naming_it(
         with pytest.raises(PluginError) as err:
             scurate.select(two_labs, 10, embedder=embedder, policy=policy)
         assert str(err.value) == text
+
+
+READERS = """
+    import sys
+    from scurate import hookimpl
+
+    def broken(path, dataset_id):
+        raise ValueError("unsupported compression")
+
+    def leaves(path, dataset_id):
+        sys.exit(4)
+
+    @hookimpl
+    def scurate_register_sources(register):
+        register(".brk", broken)
+        register(".bye", leaves)
+"""
+
+
+def test_a_source_reader_that_fails_is_one_line_naming_it(
+    two_labs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(monkeypatch, tmp_path / "site", "odd-readers", READERS)
+    for suffix, text in [
+        (".brk", "failed: ValueError: unsupported compression"),
+        (".bye", "called sys.exit(4)"),
+    ]:
+        path = tmp_path / f"lab{suffix}"
+        path.write_bytes(b"x")
+        with pytest.raises(PluginError) as err:
+            scurate.select([two_labs[0], path], 10)
+        assert str(err.value) == f"source reader '{suffix}' on {path} {text}"

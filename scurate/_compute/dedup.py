@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 
 from scurate import _core
 from scurate._data.genes import GeneKeys, gene_keys, meeting_keys
-from scurate._data.sources import Source, counts_from, prefetched, read_rows
+from scurate._data.sources import Source, counts_from, finite_chunks, prefetched, read_rows
 from scurate.errors import InputError
 
 MIN_GENES = 20
@@ -115,7 +115,7 @@ def _hash_source(
     hashes = np.empty(source.n_obs, dtype=np.uint64)
     nnz = np.empty(source.n_obs, dtype=np.uint32)
     nonintegral = 0
-    for start, chunk in prefetched(source.iter_x(chunk_rows=HASH_CHUNK_ROWS)):
+    for start, chunk in prefetched(finite_chunks(source, source.iter_x(HASH_CHUNK_ROWS))):
         stop = start + chunk.shape[0]
         h, n, bad = _core.hash_count_rows(
             chunk.indptr.astype(np.int64, copy=False),

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate._data.genes import GeneSpace, common_genes, onto_genes
-from scurate._data.sources import Source, counts_from
+from scurate._data.sources import Source, counts_from, finite_chunks
 from scurate.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ def fit_pca(
     parts: list[sp.csr_matrix] = []
     for k, source in enumerate(sources):
         mask = picked[offsets[k] : offsets[k + 1]]
-        for start, chunk in source.iter_x():
+        for start, chunk in finite_chunks(source, source.iter_x()):
             rows = np.flatnonzero(mask[start : start + chunk.shape[0]])
             if len(rows):
                 parts.append(_log_normalize(chunk[rows] @ space.projections[k], counts=counts[k]))
@@ -290,7 +290,7 @@ class OnVariable:
 
     def chunks(self) -> Iterator[tuple[int, sp.csr_matrix, sp.csr_matrix]]:
         """``(first_row, chunk as read, chunk log-normalized on the variable genes)``."""
-        for start, chunk in self.source.iter_x():
+        for start, chunk in finite_chunks(self.source, self.source.iter_x()):
             normed = _log_normalize(chunk @ self.projection, counts=self.is_counts)
             yield start, chunk, normed[:, self.model.variable]
 

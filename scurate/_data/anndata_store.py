@@ -345,6 +345,12 @@ class AnnDataSource:
             if not self.store.is_array(item) or item.ndim != 2 or item.dtype.kind not in "fiu":
                 msg = f"{self.path}: obsm['{key}'] is not a 2-D numeric array"
                 raise InputError(msg)
+            if item.shape[0] != self.n_obs:
+                msg = (
+                    f"{self.path}: obsm['{key}'] has {item.shape[0]} rows but obs has "
+                    f"{self.n_obs} cells"
+                )
+                raise InputError(msg)
             out = np.empty(item.shape, dtype=np.float32)
             for start in range(0, item.shape[0], CHUNK_ROWS):
                 out[start : start + CHUNK_ROWS] = item[start : start + CHUNK_ROWS]
@@ -404,6 +410,12 @@ class AnnDataSource:
                     yield start, sp.csr_matrix(x[start : start + chunk_rows])
                 return
             indptr = np.asarray(x["indptr"][:]).astype(np.int64)
+            if len(indptr) != self.n_obs + 1:
+                msg = (
+                    f"{self.path}: {matrix.label} holds {len(indptr) - 1} rows but obs has "
+                    f"{self.n_obs} cells (the file changed while scurate read it, or is damaged)"
+                )
+                raise InputError(msg)
             data, indices = x["data"], x["indices"]
             for start in range(0, self.n_obs, chunk_rows):
                 stop = min(start + chunk_rows, self.n_obs)

@@ -18,6 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from scurate._plugins.registry import calling
 from scurate.errors import InputError
 
 CHUNK_ROWS = 8192  # rows of X or obsm read at a time: memory stays bounded whatever the size
@@ -66,7 +67,14 @@ def reading(
 ) -> Iterator[None]:
     """Turn a failure to read ``path`` into one line that names it (and what was being read, in
     which format); ``errors`` are further exception types the format's reader raises."""
-    caught: tuple[type[BaseException], ...] = (OSError, KeyError, ValueError, TypeError, *errors)
+    caught: tuple[type[BaseException], ...] = (
+        OSError,
+        KeyError,
+        ValueError,
+        TypeError,
+        IndexError,  # a file replaced by a smaller one while it is read
+        *errors,
+    )
     try:
         yield
     except InputError:
@@ -104,6 +112,22 @@ def counts_from(source: Source) -> str | None:
         named = source.counts_from
         return None if named is None else str(named)
     return "X" if source.x_is_counts() else None
+
+
+def finite_chunks(
+    source: Source, chunks: Iterator[tuple[int, sp.csr_matrix]]
+) -> Iterator[tuple[int, sp.csr_matrix]]:
+    """``chunks`` of a source's matrix, checked as they stream: a NaN or inf stops the run with
+    one line naming the file, the matrix, the row and the cell."""
+    for start, chunk in chunks:
+        data = chunk.data
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            first = int(np.flatnonzero(~np.isfinite(data))[0])
+            row = start + int(np.searchsorted(chunk.indptr, first, side="right")) - 1
+            what = counts_from(source) or "X"
+            msg = f"{source.path}: {what} row {row} (cell '{source.obs_names[row]}') has NaN or inf"
+            raise InputError(msg)
+        yield start, chunk
 
 
 def rows_by_scan(source: Source, rows: NDArray[np.int64]) -> sp.csr_matrix:
@@ -321,17 +345,18 @@ def open_sources(
             dataset_id = f"{stem}-{n}"
         taken.add(dataset_id)
         opener = readers[name]
-        try:
-            if accepts_read(opener):
-                sources.append(opener(path, dataset_id, read=read))
-            else:
-                sources.append(opener(path, dataset_id))
-        except FileNotFoundError as exc:
-            msg = f"{path}: no such file or folder"
-            raise InputError(msg) from exc
-        except PermissionError as exc:
-            msg = f"{path}: cannot read ({exc.strerror})"
-            raise InputError(msg) from exc
+        with calling(f"source reader '{name}' on {path}"):  # a reader's bug is named, in a line
+            try:
+                if accepts_read(opener):
+                    sources.append(opener(path, dataset_id, read=read))
+                else:
+                    sources.append(opener(path, dataset_id))
+            except FileNotFoundError as exc:
+                msg = f"{path}: no such file or folder"
+                raise InputError(msg) from exc
+            except PermissionError as exc:
+                msg = f"{path}: cannot read ({exc.strerror})"
+                raise InputError(msg) from exc
     if read.obs_filter is not None and check_filter:
         check_obs_filter(sources, read.obs_filter)
     return sources
