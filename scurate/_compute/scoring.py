@@ -59,6 +59,21 @@ class NeighbourScores:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def exact_d2(
+    x: NDArray[np.float32], start: int, labels: NDArray[np.int64]
+) -> NDArray[np.float32]:
+    """Squared distances from rows ``start...`` of ``x`` to their neighbours ``labels``,
+    computed again here in float64 in one fixed order: FAISS's own come from BLAS, whose sums
+    differ in the last bits with the number of threads, and the scores must not."""
+    out = np.full(labels.shape, np.inf, dtype=np.float32)
+    rows = np.arange(start, start + labels.shape[0])
+    for j in range(labels.shape[1]):
+        found = labels[:, j] >= 0
+        diff = x[rows[found]].astype(np.float64) - x[labels[found, j]]
+        out[found, j] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
 def neighbour_scores(
     embeddings: NDArray[np.float32],
     *,
@@ -88,6 +103,7 @@ def neighbour_scores(
         stop = min(start + SEARCH_CHUNK, n)
         d2, labels = index.search(x[start:stop], k_search)
         labels = labels.astype(np.int64, copy=False)
+        d2 = exact_d2(x, start, labels)
         nn_row[start:stop], nn_dist[start:stop], mean_dist[start:stop] = _core.knn_summary(
             d2, labels, start, k
         )
