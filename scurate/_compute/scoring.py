@@ -59,9 +59,7 @@ class NeighbourScores:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def exact_d2(
-    x: NDArray[np.float32], start: int, labels: NDArray[np.int64]
-) -> NDArray[np.float32]:
+def exact_d2(x: NDArray[np.float32], start: int, labels: NDArray[np.int64]) -> NDArray[np.float32]:
     """Squared distances from rows ``start...`` of ``x`` to their neighbours ``labels``,
     computed again here in float64 in one fixed order: FAISS's own come from BLAS, whose sums
     differ in the last bits with the number of threads, and the scores must not."""
