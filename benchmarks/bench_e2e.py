@@ -5,9 +5,10 @@ last, matches; see :func:`write_counts` and :func:`write_obsm`):
 
 - ``--mode counts`` (default): ``--cells`` cells of raw counts over ``--files`` h5ad files (CSR,
   float32, ``--genes`` human genes named by Ensembl id or symbol, about ``--nnz`` nonzeros per
-  cell), ``--types`` cell types with their own expression programs (``--rare`` of them under
-  0.5 %), obs ``cell_type`` and ``donor``, and ``--copies`` cells planted again as exact copies
-  in later files. Each file is generated and written in chunks, so memory stays bounded.
+  cell), ``--types`` cell types in ``--lineages`` lineages, each lineage and type with its own
+  expression program (``--rare`` types under 0.5 %), obs ``cell_type`` and ``donor``, and
+  ``--copies`` cells planted again as exact copies in later files. Each file is generated and
+  written in chunks, so memory stays bounded.
 - ``--mode obsm``: ``--cells`` cells with a 50-d float32 embedding in ``obsm['X_emb']`` and no X,
   over ``--files`` files (up to 10,000,000 cells: 10 files of 1M), a mixture of ``--types``
   Gaussian types (``_data.pca_like``'s shape), written in chunks.
@@ -37,7 +38,10 @@ alternates, medians reported, on a warm page cache:
 
 It prints the machine (CPU model, cores, memory, load average before and after), one markdown
 table (median wall s, CPU s, peak RSS GB, the ratio scurate / run per round, medians), scurate's
-stage timings and the scanpy route's steps; the raw numbers go to ``OUT/bench_e2e.json``.
+stage timings and the scanpy route's steps; the raw numbers go to ``OUT/bench_e2e.json``
+(``--out``, default ``bench-out/e2e``; ``bench_e2e.partial.json`` is rewritten after every run,
+and each run's stdout/stderr stay in ``OUT/logs``). A peer that fails is recorded as failed and
+the rounds go on; a failing ``scurate`` stops the benchmark.
 
 Usage::
 
@@ -489,8 +493,12 @@ def child_geosketch(source: str, budget: int, seed: int) -> dict[str, Any]:
 # Measuring
 
 
-def measure(cmd: list[str], log: Path, timeout: float | None = None) -> dict[str, Any]:
-    """Run ``cmd`` in a fresh process: wall s, CPU s, peak RSS GB, and its stdout's last line."""
+def measure(
+    cmd: list[str], log: Path, timeout: float | None = None, check: bool = True
+) -> dict[str, Any]:
+    """Run ``cmd`` in a fresh process: wall s, CPU s, peak RSS GB, and its stdout's last line.
+
+    A failure stops the benchmark with ``check``, else it is recorded (``failed``)."""
     stats = log.with_suffix(".time")
     stats.unlink(missing_ok=True)
     if TIME.exists():
@@ -515,7 +523,11 @@ def measure(cmd: list[str], log: Path, timeout: float | None = None) -> dict[str
         tail = log.with_suffix(".err").read_text(errors="replace").strip().splitlines()[-15:]
         print("\n".join(tail), file=sys.stderr)
         msg = f"failed (exit {rc}): {' '.join(cmd)}; see {log.with_suffix('.err')}"
-        raise SystemExit(msg)
+        if check:
+            raise SystemExit(msg)
+        print(msg, file=sys.stderr)
+        result["failed"] = True
+        return result
     fields = stats.read_text().split("\n")[-2].split()  # the last line (an rc line may precede)
     result["cpu_s"] = float(fields[1]) + float(fields[2])
     result["rss_gb"] = int(fields[3]) * 1024 / 1e9
@@ -582,7 +594,10 @@ class Bench:
     def record(self, name: str, result: dict[str, Any], round_: int) -> dict[str, Any]:
         result["round"] = round_
         self.results.setdefault(name, []).append(result)
+        partial = self.out / "bench_e2e.partial.json"  # kept should a later run stop the bench
+        partial.write_text(json.dumps(self.results, indent=1))
         wall = f">{result['wall_s']:.0f}" if result["timed_out"] else f"{result['wall_s']:.1f}"
+        wall += " (failed)" if result.get("failed") else ""
         rss = f", {result['rss_gb']:.2f} GB" if "rss_gb" in result else ""
         print(f"round {round_ + 1}: {name}: {wall} s{rss}", file=sys.stderr)
         return result
@@ -593,7 +608,7 @@ class Bench:
         cmd = [self.scurate, "select", str(self.data), "-o", str(folder), *extra]
         if self.args.threads:
             cmd += ["--threads", str(self.args.threads)]
-        result = measure(cmd, self.out / "logs" / f"r{round_}-{folder.name}")
+        result = measure(cmd, self.out / "logs" / folder.name)
         report = json.loads((folder / "report.json").read_text())
         result["timings_s"] = report["timings_s"]
         result["n_pool"] = report["n_pool"]
@@ -609,7 +624,7 @@ class Bench:
         cmd = [self.peer, self.script, "--child", child, "--budget", str(self.args.budget)]
         cmd += ["--seed", str(self.args.seed), *extra]
         log = self.out / "logs" / f"r{round_}-{child}"
-        return self.record(name, measure(cmd, log, timeout=timeout), round_)
+        return self.record(name, measure(cmd, log, timeout=timeout, check=False), round_)
 
     def counts_units(self, round_: int) -> dict[str, Any]:
         budget = str(self.args.budget)
@@ -684,32 +699,37 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+def finished(result: dict[str, Any]) -> bool:
+    return not result["timed_out"] and not result.get("failed")
+
+
 def median_of(results: list[dict[str, Any]], key: str) -> float | None:
-    values = [r[key] for r in results if key in r and not r["timed_out"]]
+    values = [r[key] for r in results if key in r and finished(r)]
     return statistics.median(values) if values else None
 
 
 def wall_of(results: list[dict[str, Any]]) -> str:
-    done = [r["wall_s"] for r in results if not r["timed_out"]]
+    done = [r["wall_s"] for r in results if finished(r)]
     if done:
         return fmt(statistics.median(done))
-    return f">{min(r['wall_s'] for r in results):.0f}"
+    capped = [r["wall_s"] for r in results if r["timed_out"]]
+    return f">{min(capped):.0f}" if capped else "failed"
 
 
 def ratios(
     results: dict[str, list[dict[str, Any]]], name: str, base: str = "scurate"
 ) -> list[float]:
     """scurate's wall / this run's wall, within each round where both ran to the end."""
-    by_round = {r["round"]: r["wall_s"] for r in results.get(base, []) if not r["timed_out"]}
+    by_round = {r["round"]: r["wall_s"] for r in results.get(base, []) if finished(r)}
     return [
         by_round[r["round"]] / r["wall_s"]
         for r in results.get(name, [])
-        if r["round"] in by_round and not r["timed_out"]
+        if r["round"] in by_round and finished(r)
     ]
 
 
 def sketch_of(result: dict[str, Any]) -> float | None:
-    return None if result["timed_out"] else float(result["child"]["steps"]["sketch"])
+    return float(result["child"]["steps"]["sketch"]) if finished(result) else None
 
 
 def report(
@@ -727,7 +747,8 @@ def report(
         "|---|---:|---:|---:|---:|---:|",
     ]
     what = {
-        "scurate": "scurate select (kcenter, --no-cache)",
+        "scurate": "scurate select (kcenter, --no-cache"
+        + (", --obsm-key X_emb)" if args.mode == "obsm" else ")"),
         "scurate, fill work dir": "scurate select, keeping a work dir",
         "scurate, rerun from it": f"scurate select -b {2 * args.budget:,} --policy "
         f"{args.rerun_policy}, from the work dir",
@@ -748,7 +769,10 @@ def report(
     if "geosketch" in results:
         sketches = results["geosketch"]
         done = [s for s in (sketch_of(r) for r in sketches) if s is not None]
-        cap = f">{args.geosketch_timeout:.0f}" if not done else fmt(statistics.median(done))
+        stopped = (
+            f">{args.geosketch_timeout:.0f}" if any(r["timed_out"] for r in sketches) else "failed"
+        )
+        cap = fmt(statistics.median(done)) if done else stopped
         base = [r["wall_s"] for r in results["scurate"] if r["round"] < args.geosketch_rounds]
         ratio = fmt(statistics.median(base) / statistics.median(done), 2) if done else "—"
         derived.append(f"| geosketch sketch step alone | {cap} | | | {ratio} | {len(sketches)} |")
@@ -759,13 +783,14 @@ def report(
                 - r["child"]["steps"]["sample"]
                 - r["child"]["steps"].get("save_pca (for geosketch)", 0.0)
                 for r in routes
-                if r["round"] < args.geosketch_rounds
+                if r["round"] < args.geosketch_rounds and finished(r)
             ]
-            total = statistics.median(totals) + statistics.median(done)
-            derived.append(
-                f"| scanpy route to PCA + geosketch (derived) | {fmt(total)} | | | "
-                f"{fmt(statistics.median(base) / total, 2)} | |"
-            )
+            if totals:
+                total = statistics.median(totals) + statistics.median(done)
+                derived.append(
+                    f"| scanpy route to PCA + geosketch (derived) | {fmt(total)} | | | "
+                    f"{fmt(statistics.median(base) / total, 2)} | |"
+                )
     less = [r["wall_s"] - r["timings_s"].get("select", 0.0) for r in results["scurate"]]
     derived.append(
         f"| scurate less its select stage (derived: ≈ `--policy random`) | "
@@ -773,7 +798,7 @@ def report(
     )
     lines += derived
     peer = "scanpy route" if "scanpy route" in results else "random sample"
-    by_round = {r["round"]: r["wall_s"] for r in results.get(peer, []) if not r["timed_out"]}
+    by_round = {r["round"]: r["wall_s"] for r in results.get(peer, []) if finished(r)}
     pairs = [
         (r["wall_s"] - r["timings_s"].get("select", 0.0)) / by_round[r["round"]]
         for r in results["scurate"]
