@@ -277,7 +277,7 @@ def test_no_shared_genes(tmp_path: Path) -> None:
 def test_no_sources_and_bad_param(two_labs: list[Path], tmp_path: Path) -> None:
     fails_in_one_line(
         ["select", "-b", "3", "-o", tmp_path / "o"],
-        "no sources: give .h5ad files, .zarr stores or folders, or --example",
+        "no sources: give .h5ad files, .zarr stores, SOMA experiments or folders, or --example",
     )
     fails_in_one_line(
         ["select", *two_labs, "-b", "3", "-o", tmp_path / "o", "--param", "first"],

@@ -106,7 +106,9 @@ def select(
     Parameters
     ----------
     sources
-        .h5ad files, AnnData zarr stores, or folders searched for them.
+        .h5ad files, AnnData zarr stores, TileDB-SOMA experiments or folders searched for
+        them; AnnData objects in memory; a list mixing both; or a mapping of dataset names
+        to AnnData objects.
     budget
         Cells to select; at most the number of cells in the sources.
     progress

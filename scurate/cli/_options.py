@@ -24,7 +24,7 @@ from scurate.errors import OptionError
 Sources = Annotated[
     list[Path] | None,
     typer.Argument(
-        help=".h5ad files, AnnData .zarr stores, or folders of them.",
+        help=".h5ad files, AnnData .zarr stores, TileDB-SOMA experiments, or folders of them.",
         show_default=False,
         metavar="SOURCES",
     ),
@@ -235,7 +235,9 @@ def sources_or_example(sources: Sequence[Path] | None, *, example: bool) -> list
     if example:
         paths.extend(example_sources())
     if not paths:
-        msg = "no sources: give .h5ad files, .zarr stores or folders, or --example"
+        msg = (
+            "no sources: give .h5ad files, .zarr stores, SOMA experiments or folders, or --example"
+        )
         raise OptionError(msg)
     return paths
 
