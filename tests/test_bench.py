@@ -272,6 +272,7 @@ def test_row_subset_reads_only_its_rows(tmp_path: Path) -> None:
         (["--seeds", "0"], ["--seeds 0", "at least 1"]),
         (["--param", "nosuch:k=1"], ["--param nosuch:k=1", "not among --policies"]),
         (["--param", "novalue"], ["--param novalue", "key=value"]),
+        (["--param", "bogus=1"], ["--param bogus=1", "no policy given it reads it"]),
     ],
 )
 def test_bad_input_is_one_line(

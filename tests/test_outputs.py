@@ -97,3 +97,20 @@ def test_files_of_two_runs_do_not_match_one_record(two_labs: list[Path], tmp_pat
         CellLoader(tmp_path / "a")
     with pytest.raises(InputError, match="does not match"):
         CellLoader(tmp_path / "a" / "manifest.parquet")
+
+
+def test_index_build_and_materialize_check_their_output_first(
+    two_labs: list[Path], tmp_path: Path
+) -> None:
+    (tmp_path / "a_file").write_text("x")
+    for out, text in [
+        (tmp_path / "a_file" / "out", "is a file, so no folder can be made under it"),
+        (Path("/proc/scurate-out"), "cannot write in '/proc'"),
+    ]:
+        one_line(["index", "build", *two_labs, "-o", out], text)
+    scurate.select_to_dir(two_labs, 20, out=tmp_path / "sel")
+    for out, text in [
+        (tmp_path / "a_file" / "out", "is a file, so no folder can be made under it"),
+        (Path("/proc/scurate-out"), "cannot write in '/proc'"),
+    ]:
+        one_line(["materialize", tmp_path / "sel", "-o", out], text)

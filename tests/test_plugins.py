@@ -228,10 +228,14 @@ READERS = """
     def leaves(path, dataset_id):
         sys.exit(4)
 
+    def nothing(path, dataset_id):
+        return None
+
     @hookimpl
     def scurate_register_sources(register):
         register(".brk", broken)
         register(".bye", leaves)
+        register(".none", nothing)
 """
 
 
@@ -242,9 +246,10 @@ def test_a_source_reader_that_fails_is_one_line_naming_it(
     for suffix, text in [
         (".brk", "failed: ValueError: unsupported compression"),
         (".bye", "called sys.exit(4)"),
+        (".none", "returned NoneType, not a source (it has no n_obs, n_vars, obs_names"),
     ]:
         path = tmp_path / f"lab{suffix}"
         path.write_bytes(b"x")
         with pytest.raises(PluginError) as err:
             scurate.select([two_labs[0], path], 10)
-        assert str(err.value) == f"source reader '{suffix}' on {path} {text}"
+        assert str(err.value).startswith(f"source reader '{suffix}' on {path} {text}")

@@ -145,6 +145,10 @@ def test_a_damaged_index_is_one_line_naming_the_part(tmp_path: Path, corpus: Pat
             lambda f: _damage_model(f, center=np.full(n_dims, np.nan, np.float32)),
             "pca.npz holds NaN or inf",
         ),
+        (
+            lambda f: (f / "pca.npz").write_bytes(b"PK\x03\x04 not a zip after all"),
+            "cannot read the scurate index (BadZipFile",
+        ),
     ]
     for k, (damage, text) in enumerate(cases):
         folder = tmp_path / f"damaged-{k}"

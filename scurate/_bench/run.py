@@ -53,6 +53,7 @@ from scurate._bench.summary import summarize
 from scurate._compute.scoring import keep_mask
 from scurate._data import harmonization as hz
 from scurate._engine.choose import choose
+from scurate._engine.context import looked_at
 from scurate._engine.jobs import outputs_of
 from scurate._engine.options import check_budget
 from scurate._engine.outputs import commit, prepare
@@ -61,6 +62,7 @@ from scurate._engine.report import job_report
 from scurate._engine.stages import ScoredPool, open_all, pool_manifest, quiet, scored_pool, timed
 from scurate._engine.threads import limited, one_blas_thread
 from scurate._plugins.registry import Plugins, discover
+from scurate.errors import OptionError
 
 Progress = Callable[[str, int, int], None]
 
@@ -204,6 +206,21 @@ def _bench(
     return BenchResult(records, summarize(records, metrics), full_pool, info, pl.concat(picks))
 
 
+def _check_params_read(opts: BenchOptions, read: dict[str, set[str]]) -> None:
+    """One line naming a ``--param`` that no policy given it read (``key=value`` is given to
+    every policy, ``policy:key=value`` to one)."""
+    for name in opts.policies:
+        for key, value in opts.params.get(name, {}).items():
+            given_to = [p for p in opts.policies if key in opts.params.get(p, {})]
+            if not any(key in read[p] for p in given_to):
+                where = f"{name}:" if len(given_to) == 1 and len(opts.policies) > 1 else ""
+                reads = "; ".join(
+                    f"{p} reads: {', '.join(sorted(read[p])) or 'none'}" for p in given_to
+                )
+                msg = f"params['{where}{key}']={value!r}: no policy given it reads it ({reads})"
+                raise OptionError(msg)
+
+
 def _runs(
     pool: ScoredPool,
     feats: Features,
@@ -218,12 +235,14 @@ def _runs(
     picks: list[pl.DataFrame] = []
     cell_ids = pool.manifest["cell_id"].to_numpy()
     total, done = len(opts.policies) * len(opts.budgets) * opts.seeds, 0
+    read: dict[str, set[str]] = {name: set() for name in opts.policies}
     for seed in range(opts.seeds):
         for name in opts.policies:
             for b in opts.budgets:
                 t0 = time.perf_counter()
                 picked = choose(pool, opts.selection(name, sizes[b.text], seed))
                 select_s = time.perf_counter() - t0
+                read[name] |= looked_at(picked.ctx.params)
                 picks.append(
                     pl.DataFrame(
                         {
@@ -252,6 +271,8 @@ def _runs(
                 )
                 done += 1
                 progress("bench", done, total)
+        if seed == 0:  # every policy has run once: a parameter none of them read is a typo
+            _check_params_read(opts, read)
     return records, picks
 
 

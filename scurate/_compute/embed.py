@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate._data.genes import GeneSpace, common_genes, onto_genes
-from scurate._data.sources import Source, counts_from, finite_chunks
+from scurate._data.sources import COUNTS_CHECK_ROWS, Source, counts_from, finite_chunks
 from scurate.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,26 @@ def _log_normalize(chunk: sp.csr_matrix, *, counts: bool) -> sp.csr_matrix:
     out.data *= np.repeat(scale, np.diff(out.indptr)).astype(np.float32)
     np.log1p(out.data, out=out.data)
     return out
+
+
+LOG_SCALE_MAX = 50.0  # log1p of 10,000-scaled counts stays far below; expm1 overflows past 88
+
+
+def check_log_scale(source: Source) -> None:
+    """A source with no counts has its X used as log-normalized values; one line when its first
+    rows show it is not (a value above 50: raw values with a negative one, CPM not logged,
+    Pearson residuals), since the variable-gene step would overflow on it."""
+    for _, chunk in finite_chunks(source, source.iter_x(chunk_rows=COUNTS_CHECK_ROWS)):
+        data = chunk.data
+        if len(data) and float(data.max()) > LOG_SCALE_MAX:
+            negative = ", and negative ones" if float(data.min()) < 0 else ""
+            msg = (
+                f"{source.path}: X is neither raw counts nor log-normalized (values up to "
+                f"{float(data.max()):g}{negative}); give `counts_layer` where the counts are, "
+                "or `obsm_key` for a stored embedding"
+            )
+            raise InputError(msg)
+        return
 
 
 def _equal_width_bins(values: NDArray[np.float64], n_bins: int) -> NDArray[np.intp]:
@@ -231,6 +251,9 @@ def fit_pca(
     """Fit the PCA of log-normalized counts on a seeded sample of the cells of ``sources``."""
     space: GeneSpace = common_genes(sources)
     counts = [counts_from(s) is not None for s in sources]
+    for source, is_counts in zip(sources, counts, strict=True):
+        if not is_counts:
+            check_log_scale(source)
     sizes = np.array([s.n_obs for s in sources])
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     total = int(offsets[-1])
@@ -306,7 +329,10 @@ def on_variable(
         measured = np.zeros(len(model.genes), dtype=bool)
         measured[np.unique(projection.indices)] = True
         unmeasured = ~measured[model.variable]
-        parts.append(OnVariable(source, model, projection, counts_from(source), unmeasured))
+        found = counts_from(source)
+        if found is None:
+            check_log_scale(source)
+        parts.append(OnVariable(source, model, projection, found, unmeasured))
     return parts
 
 

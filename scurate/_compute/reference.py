@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from numpy.typing import NDArray
 
 from scurate._compute.embed import Embedding, PcaModel, fit_pca, from_obsm, project
 from scurate._compute.faiss_index import build_index, nearest, read_index, write_index
-from scurate._data.atomic import atomic, is_partial, remove, write_json
+from scurate._data.atomic import atomic, check_writable, is_partial, remove, write_json
 from scurate._data.manifest import cell_ids as cell_ids_of
 from scurate._data.sources import ReadOptions, Source, open_sources
 from scurate.errors import InputError
@@ -138,6 +139,7 @@ def index_folder(out: str | os.PathLike[str]) -> Path:
         msg = f"out={str(target)!r}: is a symbolic link; give the folder itself"
         raise InputError(msg)
     if not target.exists():
+        check_writable(target)
         return target
     if not target.is_dir():
         msg = f"out={str(target)!r}: exists and is not a folder"
@@ -233,7 +235,14 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
                 )
     except InputError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError, pl.exceptions.PolarsError) as exc:
+    except (
+        OSError,
+        KeyError,
+        ValueError,
+        RuntimeError,
+        zipfile.BadZipFile,
+        pl.exceptions.PolarsError,
+    ) as exc:
         msg = f"{folder}: cannot read the scurate index ({type(exc).__name__}: {exc})"
         raise InputError(msg) from exc
     _check_parts(folder, meta, index, cells, model)

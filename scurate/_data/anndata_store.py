@@ -402,20 +402,17 @@ class AnnDataSource:
                 from anndata.io import sparse_dataset
 
                 whole = sp.csr_matrix(sparse_dataset(x).to_memory())
+                self._same_rows(matrix, whole.shape[0])
                 for start in range(0, self.n_obs, chunk_rows):
                     yield start, whole[start : start + chunk_rows]
                 return
             if matrix.layout == "dense":
+                self._same_rows(matrix, x.shape[0])
                 for start in range(0, self.n_obs, chunk_rows):
                     yield start, sp.csr_matrix(x[start : start + chunk_rows])
                 return
             indptr = np.asarray(x["indptr"][:]).astype(np.int64)
-            if len(indptr) != self.n_obs + 1:
-                msg = (
-                    f"{self.path}: {matrix.label} holds {len(indptr) - 1} rows but obs has "
-                    f"{self.n_obs} cells (the file changed while scurate read it, or is damaged)"
-                )
-                raise InputError(msg)
+            self._same_rows(matrix, len(indptr) - 1)
             data, indices = x["data"], x["indices"]
             for start in range(0, self.n_obs, chunk_rows):
                 stop = min(start + chunk_rows, self.n_obs)
@@ -427,6 +424,15 @@ class AnnDataSource:
                         shape=(stop - start, self.n_vars),
                     ),
                 )
+
+    def _same_rows(self, matrix: Matrix, rows: int) -> None:
+        """The matrix read has as many rows as obs had when the source was opened."""
+        if rows != self.n_obs:
+            msg = (
+                f"{self.path}: {matrix.label} holds {rows} rows but obs has {self.n_obs} cells "
+                "(the file changed while scurate read it, or is damaged)"
+            )
+            raise InputError(msg)
 
     def read_rows(self, rows: NDArray[np.int64]) -> sp.csr_matrix:
         """The given rows of the counts matrix (sorted, distinct) as CSR, in that order.

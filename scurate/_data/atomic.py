@@ -48,6 +48,26 @@ def atomic(path: Path, *, unique: bool = False) -> Iterator[Path]:
     tmp.replace(path)
 
 
+def check_writable(folder: Path, name: str = "out") -> None:
+    """One line when the folder ``folder`` could not be made and written (nothing is made):
+    its nearest existing ancestor must be a folder where a file can be written."""
+    import tempfile
+
+    from scurate.errors import InputError
+
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        msg = f"{name}='{folder}': '{ancestor}' is a file, so no folder can be made under it"
+        raise InputError(msg)
+    try:
+        tempfile.TemporaryDirectory(dir=ancestor, prefix=".scurate-write-check.").cleanup()
+    except OSError as exc:
+        msg = f"{name}='{folder}': cannot write in '{ancestor}' ({exc.strerror or exc})"
+        raise InputError(msg) from exc
+
+
 def write_text(text: str, path: Path) -> None:
     with atomic(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

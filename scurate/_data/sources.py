@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate._plugins.registry import calling
-from scurate.errors import InputError
+from scurate.errors import InputError, PluginError
 
 CHUNK_ROWS = 8192  # rows of X or obsm read at a time: memory stays bounded whatever the size
 T = TypeVar("T")
@@ -345,21 +345,73 @@ def open_sources(
             dataset_id = f"{stem}-{n}"
         taken.add(dataset_id)
         opener = readers[name]
-        with calling(f"source reader '{name}' on {path}"):  # a reader's bug is named, in a line
+        who = f"source reader '{name}' on {path}"
+        with calling(who):  # a reader's bug is named, in a line
             try:
                 if accepts_read(opener):
-                    sources.append(opener(path, dataset_id, read=read))
+                    opened = opener(path, dataset_id, read=read)
                 else:
-                    sources.append(opener(path, dataset_id))
+                    opened = opener(path, dataset_id)
             except FileNotFoundError as exc:
                 msg = f"{path}: no such file or folder"
                 raise InputError(msg) from exc
             except PermissionError as exc:
                 msg = f"{path}: cannot read ({exc.strerror})"
                 raise InputError(msg) from exc
+        sources.append(checked_source(opened, who))
     if read.obs_filter is not None and check_filter:
         check_obs_filter(sources, read.obs_filter)
     return sources
+
+
+SAMPLE_BLOCKS = 64  # blocks of a source file hashed for its fingerprint
+SAMPLE_BLOCK = 1 << 16
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """What identifies a source's content cheaply, wherever it is copied: its size and a
+    SHA-256 of 64 evenly spaced 64 KiB blocks (the whole file below 4 MiB); for a folder (a
+    zarr store, a SOMA experiment), the names and sizes of its files."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        for f in files:
+            sha.update(f"{f.relative_to(path)}\0{f.stat().st_size}\n".encode())
+        return {"bytes": sum(f.stat().st_size for f in files), "sample_sha256": sha.hexdigest()}
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        if size <= SAMPLE_BLOCKS * SAMPLE_BLOCK:
+            sha.update(handle.read())
+        else:
+            step = (size - SAMPLE_BLOCK) // (SAMPLE_BLOCKS - 1)
+            for k in range(SAMPLE_BLOCKS):
+                handle.seek(k * step)
+                sha.update(handle.read(SAMPLE_BLOCK))
+    return {"bytes": size, "sample_sha256": sha.hexdigest()}
+
+
+SOURCE_PARTS = ("n_obs", "n_vars", "obs_names", "read_obs", "read_genes", "iter_x", "x_is_counts")
+
+
+def checked_source(opened: Any, who: str) -> Source:
+    """What a reader returned, if it is a :class:`Source`; else one line naming the reader."""
+    missing = [part for part in SOURCE_PARTS if not hasattr(opened, part)]
+    if missing:
+        msg = (
+            f"{who} returned {type(opened).__name__}, not a source (it has no {', '.join(missing)})"
+        )
+        raise PluginError(msg)
+    n_obs = opened.n_obs
+    if isinstance(n_obs, bool) or not isinstance(n_obs, (int, np.integer)):
+        msg = f"{who} returned a source whose n_obs is {n_obs!r}, not a number of cells"
+        raise PluginError(msg)
+    if len(opened.obs_names) != n_obs:
+        msg = f"{who} returned a source with {len(opened.obs_names)} obs names for {n_obs} cells"
+        raise PluginError(msg)
+    source: Source = opened
+    return source
 
 
 def check_obs_filter(sources: Sequence[Source], obs_filter: str) -> None:

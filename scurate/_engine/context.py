@@ -130,6 +130,11 @@ class Params(dict[str, str]):
         return sorted(set(super().keys()) - self.looked_at)
 
 
+def looked_at(params: dict[str, str]) -> set[str]:
+    """The keys of ``params`` a policy looked at (all of them where they were not tracked)."""
+    return set(params.looked_at) if isinstance(params, Params) else set(dict.keys(params))
+
+
 def check_params_read(policy: Registered, params: dict[str, str]) -> None:
     """One line naming a ``--param`` the policy never read (a typo, or another policy's)."""
     if not isinstance(params, Params):

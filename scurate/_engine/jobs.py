@@ -20,7 +20,7 @@ from scurate._compute.scoring import keep_mask
 from scurate._compute.weights import Assignment, assign
 from scurate._data import manifest as mf
 from scurate._data.memory import Input
-from scurate._data.sources import Source
+from scurate._data.sources import Source, fingerprint
 from scurate._engine import coverage as cov
 from scurate._engine import in_memory
 from scurate._engine import report as rp
@@ -171,6 +171,7 @@ def _select(sources: Inputs, opts: SelectOptions, progress: Progress, threads: i
         strata=picked.ctx.info.get("strata"),
         coverage=cov.coverage(manifest),
         manifest_columns=list(mf.MANIFEST_SCHEMA),
+        source_files=_fingerprints(pool.sources),
     )
     report["duplicates"]["kept_in_pool"] = opts.keep_duplicates
     for row in report["datasets"]:
@@ -180,6 +181,18 @@ def _select(sources: Inputs, opts: SelectOptions, progress: Progress, threads: i
             primary = report["primary_only"]["set_aside_per_dataset"]
             row["not_primary_set_aside"] = primary.get(row["dataset_id"], 0)
     return Selection(mf.conform(manifest), report, pool.sources, pool.embedding.values)
+
+
+def _fingerprints(sources: Sequence[Source]) -> dict[str, Any]:
+    """Each source's fingerprint as the selection read it (see
+    :func:`scurate._data.sources.fingerprint`): the loader and ``materialize`` refuse a source
+    rewritten since. Sources in memory have none."""
+    out: dict[str, Any] = {}
+    for source in sources:
+        path = Path(source.path)
+        if str(path) not in out and path.exists():
+            out[str(path)] = fingerprint(path)
+    return out
 
 
 def _coverage(pool: ScoredPool, picked: Chosen) -> tuple[list[float] | None, float, Assignment]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,17 +48,7 @@ def prepare(out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
             "to replace it, or another folder"
         )
         raise InputError(msg)
-    ancestor = folder
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        msg = f"out='{folder}': '{ancestor}' is a file, so no folder can be made under it"
-        raise InputError(msg)
-    try:  # the folder is made when the run writes; here only what would be written is tried
-        tempfile.TemporaryDirectory(dir=ancestor, prefix=".scurate-write-check.").cleanup()
-    except OSError as exc:
-        msg = f"out='{folder}': cannot write in '{ancestor}' ({exc.strerror or type(exc).__name__})"
-        raise InputError(msg) from exc
+    atomic.check_writable(folder)  # the folder is made when the run writes
     return folder
 
 

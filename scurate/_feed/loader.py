@@ -34,7 +34,14 @@ from scurate._data.genes import (
     onto_genes,
 )
 from scurate._data.memory import MEMORY_PREFIX
-from scurate._data.sources import ReadOptions, Source, accepts_read, discover, read_rows
+from scurate._data.sources import (
+    ReadOptions,
+    Source,
+    accepts_read,
+    discover,
+    fingerprint,
+    read_rows,
+)
 from scurate._engine.options import check_seed
 from scurate._engine.outputs import check_complete
 from scurate.errors import InputError, OptionError
@@ -152,17 +159,40 @@ def _where(names: Sequence[str], manifest: Path, root: str | os.PathLike[str] | 
     return [Path(root).resolve() / p.relative_to(base) for p in paths]
 
 
-def _read_options(manifest: Path) -> ReadOptions:
-    """How the selection read its sources (``counts_layer``, ``obs_filter``), from the
-    report.json beside the manifest; the defaults where there is none."""
-    report = manifest.parent / "report.json"
+def _report(manifest: Path) -> dict[str, Any]:
+    """The report.json beside the manifest (already checked to match it), or {}."""
     try:
-        params = json.loads(report.read_text()).get("parameters", {})
-    except (OSError, ValueError, AttributeError):
-        return ReadOptions()
+        report = json.loads((manifest.parent / "report.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def _read_options(report: dict[str, Any]) -> ReadOptions:
+    """How the selection read its sources (``counts_layer``, ``obs_filter``); the defaults
+    where the report does not say."""
+    params = report.get("parameters", {})
     if not isinstance(params, dict):
         return ReadOptions()
     return ReadOptions(counts_layer=params.get("counts_layer"), obs_filter=params.get("obs_filter"))
+
+
+def _unchanged(name: str, path: Path, report: dict[str, Any], manifest: Path) -> None:
+    """A source still holds what the selection read: its size and sampled hash as report.json
+    recorded them (a source moved with ``root`` keeps them; its modification time may not)."""
+    recorded = report.get("source_files", {})
+    before = recorded.get(name) if isinstance(recorded, dict) else None
+    if not isinstance(before, dict):
+        return  # a selection made before scurate recorded them, or from memory
+    now = fingerprint(path)
+    if now != before:
+        what = (
+            f"{before.get('bytes')} bytes then, {now['bytes']} now"
+            if before.get("bytes") != now["bytes"]
+            else "same size, other content"
+        )
+        msg = f"{path}: changed since the selection in {manifest} ({what}); select again"
+        raise InputError(msg)
 
 
 def _pool_joinids(manifest: Path, name: str) -> NDArray[np.int64] | None:
@@ -197,7 +227,8 @@ def _open(
     from scurate._plugins.registry import discover as plugins
 
     readers = stages.source_readers(plugins())
-    read = _read_options(manifest)
+    report = _report(manifest)
+    read = _read_options(report)
     groups = list(frame.group_by(["source", "dataset_id"], maintain_order=True))
     paths = _where([str(key[0]) for key, _ in groups], manifest, root)
     sources: dict[str, Source] = {}
@@ -216,6 +247,7 @@ def _open(
                 f"(readers: {', '.join(readers)})"
             )
             raise InputError(msg)
+        _unchanged(str(name), path, report, manifest)
         opener = readers[found[0][1]]
         joinids = _pool_joinids(manifest, str(name))
         extra: dict[str, Any] = {}

@@ -166,6 +166,7 @@ def _only_writer(out: Path) -> Iterator[None]:
     if out.exists() and not out.is_dir():
         yield  # _prepare says what is wrong
         return
+    atomic.check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_RDONLY)
     try:
