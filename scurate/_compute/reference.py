@@ -223,7 +223,11 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
         cells = pl.read_parquet(folder / "cells.parquet")
         model = None
         if meta.get("obsm_key") is None:
-            with np.load(folder / "pca.npz", allow_pickle=False) as z:
+            # our own handle: numpy leaves its file open when the archive is damaged
+            with (
+                (folder / "pca.npz").open("rb") as handle,
+                np.load(handle, allow_pickle=False) as z,
+            ):
                 model = PcaModel(
                     genes=z["genes"].astype(object),
                     kind=str(z["kind"]),
