@@ -18,11 +18,11 @@ from scurate._data.manifest import read_manifest
 from scurate._data.sources import ReadOptions, open_sources
 from scurate._engine.stages import source_readers
 from scurate._plugins.registry import discover
-from scurate.cli import app
 from scurate.errors import InputError
 from typer.testing import CliRunner
 
 from conftest import TYPES, ensembl_ids, gene_symbols, make_counts, type_programs
+from test_cli_select import fails_in_one_line, run
 
 tiledbsoma = pytest.importorskip("tiledbsoma")  # an optional dependency (scurate[soma])
 soma_io = pytest.importorskip("tiledbsoma.io")
@@ -56,20 +56,6 @@ def census_like(seed: int = 0, n: int = N_CELLS) -> ad.AnnData:
 def write_soma(adata: ad.AnnData, uri: Path, layer: str = "raw") -> Path:
     soma_io.from_anndata(str(uri), adata, measurement_name="RNA", X_layer_name=layer)
     return uri
-
-
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = runner.invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
-def fails_in_one_line(args: list[str | Path], *needles: str) -> str:
-    code, _, err = run(*args)
-    assert code == 1, err
-    assert err.count("\n") == 1 and err.startswith("scurate: error: "), err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def open_soma(paths: list[Path], read: ReadOptions | None = None) -> list[Any]:
