@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from scurate._data.sources import (
     CHUNK_ROWS,
+    COUNTS_CHECK_ROWS,
     GeneTable,
     ReadOptions,
     Source,
@@ -29,7 +30,6 @@ from scurate._data.sources import (
 from scurate.errors import InputError
 
 MEMORY_PREFIX = "anndata:"  # a manifest's ``source`` for a cell that came from memory
-COUNTS_CHECK_ROWS = 2048
 DEFAULT_NAME = "adata"
 Input = Any  # a path, an AnnData, or a mapping of dataset names to either
 
