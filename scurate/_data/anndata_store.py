@@ -42,6 +42,7 @@ from scurate._data.sources import (
     GeneTable,
     ReadOptions,
     reading,
+    require_obsm,
     rows_by_scan,
 )
 from scurate.errors import InputError
@@ -335,11 +336,7 @@ class AnnDataSource:
             return sorted(f["obsm"].keys()) if "obsm" in f else []
 
     def read_obsm(self, key: str) -> NDArray[np.float32]:
-        keys = self.obsm_keys()
-        if key not in keys:
-            has = ", ".join(keys) if keys else "no obsm entries"
-            msg = f"{self.path}: obsm has no '{key}' (has: {has})"
-            raise InputError(msg)
+        require_obsm(f"{self.path}", self.obsm_keys(), key)
         with self._reading(f"obsm['{key}']"), self.store.open() as f:
             item = f["obsm"][key]
             if not self.store.is_array(item) or item.ndim != 2 or item.dtype.kind not in "fiu":

@@ -26,6 +26,7 @@ from scurate._data.sources import (
     Source,
     check_obs_filter,
     open_sources,
+    require_obsm,
 )
 from scurate.errors import InputError
 
@@ -144,11 +145,7 @@ class AnnDataSource:
         return sorted(self.adata.obsm.keys())
 
     def read_obsm(self, key: str) -> NDArray[np.float32]:
-        keys = self.obsm_keys()
-        if key not in keys:
-            has = ", ".join(keys) if keys else "no obsm entries"
-            msg = f"AnnData '{self.dataset_id}': obsm has no '{key}' (has: {has})"
-            raise InputError(msg)
+        require_obsm(f"AnnData '{self.dataset_id}'", self.obsm_keys(), key)
         values = np.asarray(self.adata.obsm[key])
         if values.ndim != 2 or values.dtype.kind not in "fiu":
             msg = f"AnnData '{self.dataset_id}': obsm['{key}'] is not a 2-D numeric array"

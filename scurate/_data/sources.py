@@ -114,6 +114,14 @@ def counts_from(source: Source) -> str | None:
     return "X" if source.x_is_counts() else None
 
 
+def require_obsm(where: str, keys: Sequence[str], key: str) -> None:
+    """One line when ``key`` is not among a source's obsm ``keys`` (``where`` names it)."""
+    if key not in keys:
+        has = ", ".join(keys) if keys else "no obsm entries"
+        msg = f"{where}: obsm has no '{key}' (has: {has})"
+        raise InputError(msg)
+
+
 def finite_chunks(
     source: Source, chunks: Iterator[tuple[int, sp.csr_matrix]]
 ) -> Iterator[tuple[int, sp.csr_matrix]]:
@@ -239,12 +247,21 @@ def _why_not(readers: Mapping[str, Opener], path: Path) -> str | None:
     return None
 
 
-def accepts_read(opener: Opener) -> bool:
+def takes(opener: Opener, keyword: str, *, any_keyword: bool = False) -> bool:
+    """Whether ``opener`` takes ``keyword`` by name (or any keyword, with ``any_keyword``,
+    where it has ``**kwargs``)."""
     try:
         params = inspect.signature(opener).parameters
     except (TypeError, ValueError):
         return False
-    return "read" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return keyword in params or (
+        any_keyword and any(p.kind is p.VAR_KEYWORD for p in params.values())
+    )
+
+
+def accepts_read(opener: Opener) -> bool:
+    """Whether ``opener`` takes ``read=`` (see :class:`ReadOptions`)."""
+    return takes(opener, "read", any_keyword=True)
 
 
 def discover(

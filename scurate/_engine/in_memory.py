@@ -39,15 +39,14 @@ def _obs_frame(frame: pl.DataFrame, index: Sequence[str]) -> pd.DataFrame:
         series = frame[name]
         if series.null_count() == series.len():
             continue  # a column no stage filled says nothing
-        values = series.to_list()
         if series.dtype == pl.Boolean:
-            columns[name] = pd.array(values, dtype="boolean")
+            columns[name] = series.to_pandas().astype("boolean").array  # values, not its index
         elif series.dtype.is_integer():
-            columns[name] = pd.array(values, dtype="Int64")
+            columns[name] = series.to_pandas().astype("Int64").array
         elif series.dtype.is_float():
-            columns[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
+            columns[name] = series.cast(pl.Float64).fill_null(np.nan).to_numpy()
         else:
-            columns[name] = pd.Categorical(values)
+            columns[name] = pd.Categorical(series.cast(pl.String).to_numpy())
     return pd.DataFrame(columns, index=pd.Index(list(index), dtype=object))
 
 

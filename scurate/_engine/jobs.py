@@ -37,7 +37,6 @@ from scurate.errors import InputError
 
 Progress = Callable[[str, int, int], None]
 Paths = Sequence[str | os.PathLike[str]]
-Inputs = Input  # paths, AnnData objects, a list of both, or a mapping of names to AnnData
 
 
 @dataclass
@@ -83,7 +82,7 @@ class Scores:
 
 
 def _open_pool(
-    sources: Inputs, options: ScoreOptions, progress: Progress, *, policy: str | None = None
+    sources: Input, options: ScoreOptions, progress: Progress, *, policy: str | None = None
 ) -> ScoredPool:
     """Discover plugins, check the policy's name (before any cell is read), open and score."""
     timings: dict[str, float] = {}
@@ -99,7 +98,7 @@ def _open_pool(
 
 
 def select(
-    sources: Inputs, budget: int, *, progress: Progress | None = None, **options: Any
+    sources: Input, budget: int, *, progress: Progress | None = None, **options: Any
 ) -> Selection:
     """Select ``budget`` cells that cover the sources, in priority order.
 
@@ -127,13 +126,13 @@ def select(
     return select_with(sources, opts, progress=progress or LogProgress())
 
 
-def select_with(sources: Inputs, opts: SelectOptions, *, progress: Progress = quiet) -> Selection:
+def select_with(sources: Input, opts: SelectOptions, *, progress: Progress = quiet) -> Selection:
     """:func:`select` from an options object already checked."""
     with limited(opts.threads) as threads:
         return _select(sources, opts, progress, threads)
 
 
-def _select(sources: Inputs, opts: SelectOptions, progress: Progress, threads: int) -> Selection:
+def _select(sources: Input, opts: SelectOptions, progress: Progress, threads: int) -> Selection:
     pool = _open_pool(sources, opts, progress, policy=opts.policy)
     timings, budget = pool.timings, opts.budget
     with timed(timings, "select"):
@@ -239,7 +238,7 @@ def annotate(adata: Any, result: Selection) -> Any:
     return result.annotate(adata)
 
 
-def score(sources: Inputs, *, progress: Progress | None = None, **options: Any) -> Scores:
+def score(sources: Input, *, progress: Progress | None = None, **options: Any) -> Scores:
     """Score every cell without selecting: the analysis mode behind ``scurate score``.
 
     ``options`` are the fields of :class:`scurate.ScoreOptions` (those of :func:`select` that
@@ -251,7 +250,7 @@ def score(sources: Inputs, *, progress: Progress | None = None, **options: Any) 
     )
 
 
-def score_with(sources: Inputs, opts: ScoreOptions, *, progress: Progress = quiet) -> Scores:
+def score_with(sources: Input, opts: ScoreOptions, *, progress: Progress = quiet) -> Scores:
     """:func:`score` from an options object already checked."""
     with limited(opts.threads) as threads:
         pool = _open_pool(sources, opts, progress)
@@ -309,7 +308,7 @@ def outputs_of(folder: Path, **files: str) -> dict[str, str]:
 
 
 def select_to_dir(
-    sources: Inputs,
+    sources: Input,
     budget: int,
     *,
     out: str | os.PathLike[str],
@@ -347,7 +346,7 @@ def write_selection(selection: Selection, out: str | os.PathLike[str]) -> None:
 
 
 def score_to_dir(
-    sources: Inputs, *, out: str | os.PathLike[str], overwrite: bool = False, **options: Any
+    sources: Input, *, out: str | os.PathLike[str], overwrite: bool = False, **options: Any
 ) -> Scores:
     """:func:`score`, then write it into ``out`` (see :func:`write_scores`)."""
     prepare(out, overwrite=overwrite)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +40,7 @@ from scurate._data.sources import (
     discover,
     fingerprint,
     read_rows,
+    takes,
 )
 from scurate._engine.options import check_seed
 from scurate._engine.outputs import check_complete
@@ -195,27 +195,17 @@ def _unchanged(name: str, path: Path, report: dict[str, Any], manifest: Path) ->
         raise InputError(msg)
 
 
-def _pool_joinids(manifest: Path, name: str) -> NDArray[np.int64] | None:
-    """The ``soma_joinid`` of every pool cell of the source ``name``, in row order, or None
-    where the manifest has none for it: a TileDB-SOMA source is opened on exactly these cells,
-    so its rows are the manifest's whatever obs filter chose them."""
-    joinids = (
-        mf.scan_manifest(manifest)
-        .filter(pl.col("source") == name)
-        .sort("row")
-        .select("soma_joinid")
-        .collect()["soma_joinid"]
-    )
-    if joinids.null_count() > 0 or joinids.is_empty():
-        return None
-    return joinids.to_numpy().astype(np.int64)
-
-
-def _takes(opener: Any, keyword: str) -> bool:
-    try:
-        return keyword in inspect.signature(opener).parameters
-    except (TypeError, ValueError):
-        return False
+def _pool_joinids(manifest: Path) -> dict[str, NDArray[np.int64]]:
+    """Per source, the ``soma_joinid`` of every pool cell in row order, for the sources whose
+    cells all have one: a TileDB-SOMA source is opened on exactly these cells, so its rows are
+    the manifest's whatever obs filter chose them. The manifest is read once for all sources."""
+    pool = mf.scan_manifest(manifest).select("source", "row", "soma_joinid").collect()
+    out: dict[str, NDArray[np.int64]] = {}
+    for (name,), part in pool.group_by(["source"]):
+        joinids = part.sort("row")["soma_joinid"]
+        if joinids.null_count() == 0:
+            out[str(name)] = joinids.to_numpy().astype(np.int64)
+    return out
 
 
 def _open(
@@ -230,6 +220,9 @@ def _open(
     report = _report(manifest)
     read = _read_options(report)
     groups = list(frame.group_by(["source", "dataset_id"], maintain_order=True))
+    pool_joinids = (
+        _pool_joinids(manifest) if frame["soma_joinid"].null_count() < frame.height else {}
+    )
     paths = _where([str(key[0]) for key, _ in groups], manifest, root)
     sources: dict[str, Source] = {}
     for ((name, dataset_id), part), path in zip(groups, paths, strict=True):
@@ -249,9 +242,9 @@ def _open(
             raise InputError(msg)
         _unchanged(str(name), path, report, manifest)
         opener = readers[found[0][1]]
-        joinids = _pool_joinids(manifest, str(name))
+        joinids = pool_joinids.get(str(name))
         extra: dict[str, Any] = {}
-        if joinids is not None and _takes(opener, "soma_joinids"):
+        if joinids is not None and takes(opener, "soma_joinids"):
             extra["soma_joinids"] = joinids  # exactly the pool's cells, whatever filtered them
         source: Source = (
             opener(path, str(dataset_id), read=read, **extra)
