@@ -256,12 +256,9 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter_covered(const py::a
 // ---- issue 5: facility location and grid covering (policies) -------------------------------
 namespace {
 
-std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(const py::array& indptr,
-                                                                       const py::array& indices,
-                                                                       const py::array& values,
-                                                                       int64_t budget,
-                                                                       int64_t sample,
-                                                                       uint64_t seed) {
+std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(
+    const py::array& indptr, const py::array& indices, const py::array& values, int64_t budget,
+    int64_t sample, uint64_t seed) {
     auto ptr = expect<int64_t>(indptr, "indptr", 1);
     auto idx = expect<int64_t>(indices, "indices", 1);
     auto val = expect<float>(values, "values", 1);
@@ -284,8 +281,8 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(const py:
     SignalInterrupt interrupt;
     {
         py::gil_scoped_release nogil;
-        st = scurate::facility_location(ptr.data(), idx.data(), val.data(), n, budget, sample,
-                                        seed, order.mutable_data(), objective.mutable_data(),
+        st = scurate::facility_location(ptr.data(), idx.data(), val.data(), n, budget, sample, seed,
+                                        order.mutable_data(), objective.mutable_data(),
                                         interrupt.get());
     }
     interrupt.raise_if_failed(st);

@@ -102,11 +102,13 @@ def test_facility_kcenter_is_facility_then_farthest_first() -> None:
 def test_kcenter_density_leaves_lone_outliers_late() -> None:
     _, labels = blobs(0)
     plain = kcenter(context(2), 60)
-    weighted = kcenter_density(context(2), 60)
-    outliers_plain = int((labels[plain] == -1).sum())
-    outliers_weighted = int((labels[weighted] == -1).sum())
-    assert outliers_plain >= 25  # plain farthest-first spends its first picks on them
-    assert outliers_weighted <= outliers_plain // 2
+    assert (labels[plain] == -1).sum() >= 25  # plain farthest-first spends its picks on them
+    weighted = kcenter_density(context(2, {"exponent": "1"}), 60)
+    assert (labels[weighted] == -1).sum() == 0
+    assert set(labels[weighted].tolist()) == set(range(7))  # every real type, none missed
+    default = kcenter_density(context(2), 60)  # exponent 0.5: outliers later than plain's
+    first_outlier = np.flatnonzero(labels[default] == -1)[0]
+    assert first_outlier > np.flatnonzero(labels[plain] == -1)[0] + 2
     ctx = context(2, {"exponent": "0"})  # no weight: plain kcenter
     np.testing.assert_array_equal(kcenter_density(ctx, 60), plain)
     assert ctx.info["density_from"] == "neighbors" and ctx.info["exponent"] == 0.0
@@ -115,7 +117,7 @@ def test_kcenter_density_leaves_lone_outliers_late() -> None:
 
 
 def test_kcenter_density_reads_the_manifest_density() -> None:
-    ctx = context(2)
+    ctx = context(2, {"exponent": "1"})
     density = np.ones(ctx.n_cells, dtype=np.float32)
     density[:100] = 50.0  # the first 100 cells weigh so much that they come first
     ctx.manifest = ctx.manifest.with_columns(density=pl.Series(density))

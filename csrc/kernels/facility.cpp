@@ -81,6 +81,8 @@ inline void take(const int64_t* indptr, const int64_t* indices, const float* val
     }
 }
 
+constexpr int64_t kBatch = 256;  // sampled candidates whose gains are computed together
+
 // Stochastic greedy: see facility.hpp. `bound` holds the first gains (upper bounds).
 Status stochastic(const int64_t* indptr, const int64_t* indices, const float* values,
                   int64_t n_rows, int64_t budget, int64_t sample, uint64_t seed,
@@ -96,6 +98,8 @@ Status stochastic(const int64_t* indptr, const int64_t* indices, const float* va
     };
     std::vector<float> best(n_rows, 0.0f);
     std::vector<Bound> cand;
+    std::vector<int64_t> batch;
+    std::vector<double> gains;
     SplitMix rng(seed);
     const Lower lower;
     double total = 0.0;
@@ -111,16 +115,32 @@ Status stochastic(const int64_t* indptr, const int64_t* indices, const float* va
         }
         // a heap of the sample by stale bound: only the candidates that might win are popped
         std::make_heap(cand.begin(), cand.end(), lower);
+        // Candidates leave the heap in batches, largest bound first, and a batch's gains are
+        // computed by OpenMP threads (each its own entries; the winner is chosen after, in
+        // order, so nothing depends on the threads). Stale bounds are >= gains: once the next
+        // bound cannot beat the winner, no candidate left can.
         Bound win{-1.0, -1};
-        for (auto end = cand.end(); end != cand.begin(); --end) {
-            const Bound c = cand.front();
-            // stale bounds are >= gains: once one cannot beat the winner, none after it can
-            if (win.row >= 0 && !lower(win, c)) break;
-            std::pop_heap(cand.begin(), end, lower);
-            const double g = gain_of(indptr, indices, values, best, c.row);
-            bound[c.row] = g;
-            const Bound now{g, c.row};
-            if (win.row < 0 || lower(win, now)) win = now;
+        auto end = cand.end();
+        int64_t size = 8;  // batches grow as long as the bounds keep winners in doubt
+        while (end != cand.begin() && (win.row < 0 || lower(win, cand.front()))) {
+            batch.clear();
+            size = std::min(2 * size, kBatch);
+            while (end != cand.begin() && static_cast<int64_t>(batch.size()) < size &&
+                   (win.row < 0 || lower(win, cand.front()))) {
+                batch.push_back(cand.front().row);
+                std::pop_heap(cand.begin(), end, lower);
+                --end;
+            }
+            const int64_t nb = static_cast<int64_t>(batch.size());
+            gains.resize(nb);
+#pragma omp parallel for schedule(static) if (nb >= kBatch / 2)
+            for (int64_t b = 0; b < nb; ++b)
+                gains[b] = gain_of(indptr, indices, values, best, batch[b]);
+            for (int64_t b = 0; b < nb; ++b) {
+                bound[batch[b]] = gains[b];
+                const Bound now{gains[b], batch[b]};
+                if (win.row < 0 || lower(win, now)) win = now;
+            }
         }
         take(indptr, indices, values, best, win.row);
         total += win.gain;

@@ -706,9 +706,8 @@ Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, cons
         w2.resize(n_rows);
         for (int64_t i = 0; i < n_rows; ++i) {
             if (!std::isfinite(weights[i]) || weights[i] < 0.0f)
-                return Status::error("weights[" + std::to_string(i) +
-                                     "] = " + std::to_string(weights[i]) +
-                                     ": expected finite and >= 0");
+                return Status::error("weights[" + std::to_string(i) + "] = " +
+                                     std::to_string(weights[i]) + ": expected finite and >= 0");
             w2[i] = static_cast<double>(weights[i]) * static_cast<double>(weights[i]);
         }
     }

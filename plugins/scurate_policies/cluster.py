@@ -15,7 +15,7 @@ from scurate import OptionError, SelectionContext
 
 from .balance import water_fill
 
-DEFAULT_CLUSTERS = 50
+DEFAULT_CLUSTERS = 20  # Baron, each donor held out: 50 lost mean distance at 5 %, 10 won less
 NITER = 25
 TRAIN_PER_CLUSTER = 256  # k-means trains on a seeded sample of at most this many per cluster
 
@@ -38,7 +38,7 @@ def kmeans_labels(
     km.cp.max_points_per_centroid = TRAIN_PER_CLUSTER
     km.train(train, init_centroids=kmeans_plus_plus(train, clusters, rng))
     _, labels = km.index.search(x, 1)
-    return labels[:, 0].astype(np.int64)
+    return np.asarray(labels[:, 0], dtype=np.int64)
 
 
 def kmeans_plus_plus(
@@ -60,7 +60,7 @@ def kmeans_plus_plus(
 def cluster_balance(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     """K-means clusters, water-filled: rarest cluster first in each round, then by cluster id.
 
-    Parameters (``--param``): ``clusters`` (k-means clusters, default 50; at most the pool).
+    Parameters (``--param``): ``clusters`` (k-means clusters, default 20; at most the pool).
     ``ctx.info``: ``clusters`` (pool and selected cells per cluster, rarest first).
     """
     text = ctx.param("clusters", str(DEFAULT_CLUSTERS))

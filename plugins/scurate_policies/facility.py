@@ -22,8 +22,8 @@ from scurate import OptionError, SelectionContext, farthest_first
 from scurate.plugin import greedy_facility_location
 
 DEFAULT_K = 15
-DEFAULT_SWITCH = 0.5  # facility-kcenter: gains below half the first one end the facility phase
-DEFAULT_SAMPLE = 2048  # within 1 % of the exact objective: benchmarks/bench_policies.py
+DEFAULT_SWITCH = 0.1  # facility-kcenter: a gain below a tenth of the first ends the facility phase
+DEFAULT_SAMPLE = 2048  # objective within 1 % of the exact greedy (README, policies)
 
 
 def _number(ctx: SelectionContext, key: str, default: str, *, integer: bool) -> float:
@@ -123,7 +123,7 @@ def facility_kcenter(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     run's prefix, so the order does not depend on the budget: the first ``m`` picks of a run
     with budget ``B`` are the run with budget ``m``.
 
-    Parameters (``--param``): ``switch`` (default 0.5; 0 is ``facility`` alone, above 1 one
+    Parameters (``--param``): ``switch`` (default 0.1; 0 is ``facility`` alone, above 1 one
     facility pick then farthest-first), and ``facility``'s ``k``, ``sigma``, ``sample``.
     ``ctx.info``: ``facility``'s, and ``representatives`` (picks before the switch).
     """
