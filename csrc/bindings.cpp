@@ -79,13 +79,21 @@ class SignalInterrupt {
 
 std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter(const py::array& x, int64_t budget,
                                                              const py::object& initial,
-                                                             int64_t first) {
+                                                             int64_t first,
+                                                             const py::object& weights) {
     auto emb = expect<float>(x, "x", 2);
     carray<int64_t> seeds;
     if (initial.is_none()) {
         seeds = carray<int64_t>(0);
     } else {
         seeds = expect<int64_t>(py::reinterpret_borrow<py::array>(initial), "initial", 1);
+    }
+    carray<float> w;
+    if (!weights.is_none()) {
+        w = expect<float>(py::reinterpret_borrow<py::array>(weights), "weights", 1);
+        if (w.shape(0) != emb.shape(0))
+            throw py::value_error("weights: has " + std::to_string(w.shape(0)) + " entries for " +
+                                  std::to_string(emb.shape(0)) + " rows of x");
     }
     if (budget < 0) throw py::value_error("budget: must be >= 0, got " + std::to_string(budget));
     py::array_t<int64_t> order(budget);
@@ -96,7 +104,7 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter(const py::array& x,
         py::gil_scoped_release nogil;
         st = scurate::kcenter(emb.data(), emb.shape(0), emb.shape(1), budget, seeds.data(),
                               seeds.shape(0), first, order.mutable_data(), radii.mutable_data(),
-                              interrupt.get());
+                              interrupt.get(), weights.is_none() ? nullptr : w.data());
     }
     interrupt.raise_if_failed(st);
     return {order, radii};
@@ -248,10 +256,9 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter_covered(const py::a
 // ---- issue 5: facility location and grid covering (policies) -------------------------------
 namespace {
 
-std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(const py::array& indptr,
-                                                                       const py::array& indices,
-                                                                       const py::array& values,
-                                                                       int64_t budget) {
+std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(
+    const py::array& indptr, const py::array& indices, const py::array& values, int64_t budget,
+    int64_t sample, uint64_t seed) {
     auto ptr = expect<int64_t>(indptr, "indptr", 1);
     auto idx = expect<int64_t>(indices, "indices", 1);
     auto val = expect<float>(values, "values", 1);
@@ -267,13 +274,14 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(const py:
     if (budget < 0 || budget > n)
         throw py::value_error("budget: must be between 0 and the " + std::to_string(n) +
                               " rows, got " + std::to_string(budget));
+    if (sample < 0) throw py::value_error("sample: must be >= 0, got " + std::to_string(sample));
     py::array_t<int64_t> order(budget);
     py::array_t<double> objective(budget);
     scurate::Status st;
     SignalInterrupt interrupt;
     {
         py::gil_scoped_release nogil;
-        st = scurate::facility_location(ptr.data(), idx.data(), val.data(), n, budget,
+        st = scurate::facility_location(ptr.data(), idx.data(), val.data(), n, budget, sample, seed,
                                         order.mutable_data(), objective.mutable_data(),
                                         interrupt.get());
     }
@@ -314,12 +322,15 @@ std::tuple<py::array_t<int64_t>, int64_t, double> grid_covering(const py::array&
 
 void bind_policies(py::module_& m) {
     m.def("facility_location", &facility_location, py::arg("indptr"), py::arg("indices"),
-          py::arg("values"), py::arg("budget"),
-          R"doc(Lazy-greedy facility location over a sparse similarity graph (CSR by candidate).
+          py::arg("values"), py::arg("budget"), py::kw_only(), py::arg("sample") = 0,
+          py::arg("seed") = 0,
+          R"doc(Greedy facility location over a sparse similarity graph (CSR by candidate).
 
 Row j of (indptr, indices, values) lists the cells i that candidate j covers and sim(i, j)
-(float32, finite, >= 0). Returns (order, objective): the picks in greedy order (int64; ties to
-the lowest row, as a plain greedy) and F = sum_i max_{j picked} sim(i, j) after each pick.)doc");
+(float32, finite, >= 0). Returns (order, objective): the picks in greedy order (int64) and
+F = sum_i max_{j picked} sim(i, j) after each pick. sample = 0 (or >= n_rows): exact lazy
+greedy, ties to the lowest row. sample > 0: stochastic greedy, each pick the best of
+``sample`` candidates not yet picked, drawn from a stream seeded by ``seed``.)doc");
     m.def(
         "grid_boxes", &grid_boxes, py::arg("x"), py::arg("unit"),
         R"doc(Plaid grid boxes of side ``unit`` over a float32 (n, d) array (geosketch's covering).
@@ -340,13 +351,14 @@ PYBIND11_MODULE(_core, m) {
     m.attr("has_cuda") = static_cast<bool>(SCURATE_HAS_CUDA);
     m.def("max_threads", &omp_get_max_threads, "OpenMP threads the kernels use.");
     m.def("kcenter", &kcenter, py::arg("x"), py::arg("budget"), py::kw_only(),
-          py::arg("initial") = py::none(), py::arg("first") = 0,
+          py::arg("initial") = py::none(), py::arg("first") = 0, py::arg("weights") = py::none(),
           R"doc(Greedy k-center (farthest-first traversal) over a float32 (n, d) embedding.
 
 Returns (order, radii): the picked rows in priority order (int64) and, after each pick,
 the covering radius (float64, the largest distance of any row to its nearest pick).
 ``initial`` (int64 rows) are centers already chosen, never returned; without them the
-first pick is ``first``. Ties go to the lowest row index.)doc");
+first pick is ``first``. Ties go to the lowest row index. ``weights`` (float32 per row,
+finite, >= 0): each pick maximizes weight * distance instead, and radii hold that maximum.)doc");
     m.def("check_finite", &check_finite, py::arg("x"), py::arg("arg") = "x",
           "Raise ValueError naming the first row of x with NaN or inf.");
 

@@ -13,6 +13,7 @@ def kcenter(
     *,
     initial: NDArray[np.int64] | None = None,
     first: int = 0,
+    weights: NDArray[np.float32] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]: ...
 def check_finite(x: NDArray[np.float32], arg: str = "x") -> None: ...
 def hash_count_rows(
@@ -33,6 +34,9 @@ def facility_location(
     indices: NDArray[np.int64],
     values: NDArray[np.float32],
     budget: int,
+    *,
+    sample: int = 0,
+    seed: int = 0,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]: ...
 def grid_boxes(x: NDArray[np.float32], unit: float) -> tuple[NDArray[np.int64], int]: ...
 def grid_covering(

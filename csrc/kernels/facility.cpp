@@ -1,6 +1,8 @@
 #include "kernels/facility.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <queue>
 #include <string>
 #include <vector>
@@ -40,11 +42,120 @@ Status check_graph(const int64_t* indptr, const int64_t* indices, const float* v
     return Status();
 }
 
+// splitmix64 (Steele, Lea and Flood 2014): a small seeded stream, the same on every platform.
+class SplitMix {
+  public:
+    explicit SplitMix(uint64_t seed) : state_(seed) {}
+    uint64_t next() {
+        uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+    }
+    // Uniform in [0, m), for m < 2^53.
+    int64_t below(int64_t m) {
+        const double u = static_cast<double>(next() >> 11) * 0x1.0p-53;
+        return std::min<int64_t>(static_cast<int64_t>(u * static_cast<double>(m)), m - 1);
+    }
+
+  private:
+    uint64_t state_;
+};
+
+// F(S + j) - F(S) given each cell's similarity to its nearest pick.
+inline double gain_of(const int64_t* indptr, const int64_t* indices, const float* values,
+                      const std::vector<float>& best, int64_t j) {
+    double g = 0.0;
+    for (int64_t p = indptr[j]; p < indptr[j + 1]; ++p) {
+        const double d = static_cast<double>(values[p]) - static_cast<double>(best[indices[p]]);
+        if (d > 0.0) g += d;
+    }
+    return g;
+}
+
+inline void take(const int64_t* indptr, const int64_t* indices, const float* values,
+                 std::vector<float>& best, int64_t j) {
+    for (int64_t p = indptr[j]; p < indptr[j + 1]; ++p) {
+        float& b = best[indices[p]];
+        if (values[p] > b) b = values[p];
+    }
+}
+
+constexpr int64_t kBatch = 256;  // sampled candidates whose gains are computed together
+
+// Stochastic greedy: see facility.hpp. `bound` holds the first gains (upper bounds).
+Status stochastic(const int64_t* indptr, const int64_t* indices, const float* values,
+                  int64_t n_rows, int64_t budget, int64_t sample, uint64_t seed,
+                  std::vector<double> bound, int64_t* order, double* objective,
+                  Interrupt* interrupt) {
+    std::vector<int64_t> pool(n_rows), pos(n_rows);  // pool[0, remaining): not picked yet
+    std::iota(pool.begin(), pool.end(), 0);
+    std::iota(pos.begin(), pos.end(), 0);
+    auto swap_at = [&](int64_t a, int64_t b) {
+        std::swap(pool[a], pool[b]);
+        pos[pool[a]] = a;
+        pos[pool[b]] = b;
+    };
+    std::vector<float> best(n_rows, 0.0f);
+    std::vector<Bound> cand;
+    std::vector<int64_t> batch;
+    std::vector<double> gains;
+    SplitMix rng(seed);
+    const Lower lower;
+    double total = 0.0;
+    for (int64_t t = 0; t < budget; ++t) {
+        if (interrupt != nullptr && (t & 63) == 63 && interrupt->requested())
+            return Status::interrupted();
+        const int64_t remaining = n_rows - t;
+        const int64_t m = std::min(sample, remaining);
+        cand.resize(m);
+        for (int64_t i = 0; i < m; ++i) {  // a partial Fisher-Yates shuffle of the pool
+            swap_at(i, i + rng.below(remaining - i));
+            cand[i] = Bound{bound[pool[i]], pool[i]};
+        }
+        // a heap of the sample by stale bound: only the candidates that might win are popped
+        std::make_heap(cand.begin(), cand.end(), lower);
+        // Candidates leave the heap in batches, largest bound first, and a batch's gains are
+        // computed by OpenMP threads (each its own entries; the winner is chosen after, in
+        // order, so nothing depends on the threads). Stale bounds are >= gains: once the next
+        // bound cannot beat the winner, no candidate left can.
+        Bound win{-1.0, -1};
+        auto end = cand.end();
+        int64_t size = 8;  // batches grow as long as the bounds keep winners in doubt
+        while (end != cand.begin() && (win.row < 0 || lower(win, cand.front()))) {
+            batch.clear();
+            size = std::min(2 * size, kBatch);
+            while (end != cand.begin() && static_cast<int64_t>(batch.size()) < size &&
+                   (win.row < 0 || lower(win, cand.front()))) {
+                batch.push_back(cand.front().row);
+                std::pop_heap(cand.begin(), end, lower);
+                --end;
+            }
+            const int64_t nb = static_cast<int64_t>(batch.size());
+            gains.resize(nb);
+#pragma omp parallel for schedule(static) if (nb >= kBatch / 2)
+            for (int64_t b = 0; b < nb; ++b)
+                gains[b] = gain_of(indptr, indices, values, best, batch[b]);
+            for (int64_t b = 0; b < nb; ++b) {
+                bound[batch[b]] = gains[b];
+                const Bound now{gains[b], batch[b]};
+                if (win.row < 0 || lower(win, now)) win = now;
+            }
+        }
+        take(indptr, indices, values, best, win.row);
+        total += win.gain;
+        order[t] = win.row;
+        objective[t] = total;
+        swap_at(pos[win.row], remaining - 1);
+    }
+    return Status();
+}
+
 }  // namespace
 
 Status facility_location(const int64_t* indptr, const int64_t* indices, const float* values,
-                         int64_t n_rows, int64_t budget, int64_t* order, double* objective,
-                         Interrupt* interrupt) {
+                         int64_t n_rows, int64_t budget, int64_t sample, uint64_t seed,
+                         int64_t* order, double* objective, Interrupt* interrupt) {
     if (budget < 0 || budget > n_rows)
         return Status::error("budget: must be between 0 and the " + std::to_string(n_rows) +
                              " rows, got " + std::to_string(budget));
@@ -57,6 +168,9 @@ Status facility_location(const int64_t* indptr, const int64_t* indices, const fl
         for (int64_t p = indptr[j]; p < indptr[j + 1]; ++p) g += static_cast<double>(values[p]);
         first[j] = g;
     }
+    if (sample > 0 && sample < n_rows)
+        return stochastic(indptr, indices, values, n_rows, budget, sample, seed, std::move(first),
+                          order, objective, interrupt);
     std::vector<Bound> heap(n_rows);
     for (int64_t j = 0; j < n_rows; ++j) heap[j] = Bound{first[j], j};
     std::priority_queue<Bound, std::vector<Bound>, Lower> queue(Lower{}, std::move(heap));
@@ -71,11 +185,7 @@ Status facility_location(const int64_t* indptr, const int64_t* indices, const fl
             return Status::interrupted();
         Bound top = queue.top();
         queue.pop();
-        double g = 0.0;
-        for (int64_t p = indptr[top.row]; p < indptr[top.row + 1]; ++p) {
-            const double d = static_cast<double>(values[p]) - static_cast<double>(best[indices[p]]);
-            if (d > 0.0) g += d;
-        }
+        const double g = gain_of(indptr, indices, values, best, top.row);
         // the stale bounds of the others are >= their gains: j wins if it beats the next bound
         const bool wins = queue.empty() || g > queue.top().gain ||
                           (g == queue.top().gain && top.row < queue.top().row);
@@ -83,10 +193,7 @@ Status facility_location(const int64_t* indptr, const int64_t* indices, const fl
             queue.push(Bound{g, top.row});
             continue;
         }
-        for (int64_t p = indptr[top.row]; p < indptr[top.row + 1]; ++p) {
-            float& b = best[indices[p]];
-            if (values[p] > b) b = values[p];
-        }
+        take(indptr, indices, values, best, top.row);
         total += g;
         order[picked] = top.row;
         objective[picked] = total;

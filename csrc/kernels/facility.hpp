@@ -1,4 +1,4 @@
-// Lazy-greedy facility location over a sparse similarity graph.
+// Facility location over a sparse similarity graph: lazy greedy, or stochastic greedy.
 #pragma once
 #include <cstdint>
 
@@ -16,12 +16,20 @@ namespace scurate {
 // that recomputes every gain; the lazy evaluation (Minoux) only skips candidates whose stale
 // upper bound cannot win. Gains are summed in double.
 //
+// With `sample` > 0 (and below n_rows) the greedy is stochastic ("lazier than lazy greedy",
+// Mirzasoleiman et al. 2015): each pick draws `sample` candidates uniformly, without
+// replacement, from those not yet picked (all of them once fewer remain) and takes the one
+// of largest gain, ties to the lowest row; the lazy bounds skip sampled candidates whose
+// stale bound cannot win. The draws come from a splitmix64 stream started at `seed`, one pick
+// after another, so a run's first m picks are the run with budget m. `sample` <= 0 is the
+// exact lazy greedy above (`seed` unused).
+//
 // Writes `order` (budget rows) and `objective` (F after each pick). The initial gains use
 // OpenMP threads, one candidate each, so nothing depends on their number. Asks `interrupt`
-// between heap steps and returns Status::interrupted() when told to stop. Touches no Python
+// between steps and returns Status::interrupted() when told to stop. Touches no Python
 // object.
 Status facility_location(const int64_t* indptr, const int64_t* indices, const float* values,
-                         int64_t n_rows, int64_t budget, int64_t* order, double* objective,
-                         Interrupt* interrupt = nullptr);
+                         int64_t n_rows, int64_t budget, int64_t sample, uint64_t seed,
+                         int64_t* order, double* objective, Interrupt* interrupt = nullptr);
 
 }  // namespace scurate

@@ -179,6 +179,7 @@ struct Group {
     Array<int64_t> row;
     Array<float> lead;  // kLead per member
     Array<float> tail;  // n_tail per member
+    Array<double> w2;   // with weights: each member's squared weight
     int64_t holes = 0;
     int64_t size() const { return static_cast<int64_t>(d2.size()); }
 };
@@ -192,8 +193,10 @@ constexpr int64_t kParallelCopy = 65536;     // members above which a copy is sp
 
 class Traversal {
   public:
-    Traversal(const float* x, int64_t n, int64_t dim, int64_t capacity)
-        : x_(x), n_(n), dim_(dim), tournament_(capacity) {
+    // `w2`: each row's squared weight, or nullptr for none (all 1).
+    Traversal(const float* x, int64_t n, int64_t dim, int64_t capacity, const double* w2)
+        : x_(x), n_(n), dim_(dim), w2_(w2), tournament_(capacity) {
+        stale_.assign(w2_ != nullptr ? capacity : 0, 1);
         dims_ = dims_by_variance();
         n_tail_ = std::max<int64_t>(0, dim_ - kLead);
         n_tail_ = (n_tail_ + kLanes - 1) / kLanes * kLanes;
@@ -283,6 +286,7 @@ class Traversal {
         g.row.resize(m);
         g.lead.resize(m * kLead);
         g.tail.resize(m * n_tail_);
+        g.w2.resize(w2_ != nullptr ? m : 0);
         g.holes = 0;
         const bool tracking = !slot_of_.empty();
 #pragma omp parallel for schedule(static) if (m > kParallelCopy)
@@ -291,6 +295,7 @@ class Traversal {
             const Key& k = keys[i];
             g.d2[i] = k.d2;
             g.row[i] = k.row;
+            if (w2_ != nullptr) g.w2[i] = w2_[k.row];
             if (tracking) slot_of_[k.row] = slot;
             std::memcpy(&g.lead[i * kLead], k.coords, kLead * sizeof(float));
             if (n_tail_ > 0)  // no tail (dim <= kLead): g.tail is empty, with no element to name
@@ -412,6 +417,7 @@ class Traversal {
             while (m >= 0 && g.row[m] != p) --m;
             make_hole(g, m);
             ++g.holes;
+            if (w2_ != nullptr) stale_[home] = 1;
         }
         affected_groups(slot, home);
         const int64_t ng = static_cast<int64_t>(affected_.size());
@@ -505,6 +511,9 @@ class Traversal {
                 orow.push_back(g.row[m]);
                 ocoords.insert(ocoords.end(), lead + m * kLead, lead + (m + 1) * kLead);
                 ocoords.insert(ocoords.end(), tm, tm + n_tail);
+                // a group whose weighted farthest row leaves must look for its next one
+                if (w2_ != nullptr && g.row[m] == tournament_.leaf(task.group).row)
+                    stale_[task.group] = 1;
                 make_hole(g, m);
                 ++left;
             }
@@ -534,6 +543,7 @@ class Traversal {
                 g.row.resize(m);
                 g.lead.resize(m * kLead);
                 g.tail.resize(m * n_tail_);
+                if (w2_ != nullptr) g.w2.resize(m);
             }
             if (g.holes > 0 && 4 * g.holes >= g.size()) compact_.push_back(j);
         }
@@ -570,6 +580,7 @@ class Traversal {
                 if (n_tail_ > 0)
                     std::memcpy(&g.tail[w * n_tail_], &g.tail[i * n_tail_],
                                 n_tail_ * sizeof(float));
+                if (w2_ != nullptr) g.w2[w] = g.w2[i];
             }
             ++w;
         }
@@ -577,12 +588,14 @@ class Traversal {
         g.row.resize(w);
         g.lead.resize(w * kLead);
         g.tail.resize(w * n_tail_);
+        if (w2_ != nullptr) g.w2.resize(w);
         g.holes = 0;
         if (g.d2.capacity() > 1024 && g.d2.capacity() > 3 * static_cast<size_t>(w)) {
             g.d2.shrink_to_fit();
             g.row.shrink_to_fit();
             g.lead.shrink_to_fit();
             g.tail.shrink_to_fit();
+            g.w2.shrink_to_fit();
         }
     }
 
@@ -599,6 +612,16 @@ class Traversal {
                               : limit < std::numeric_limits<float>::max()
                                   ? static_cast<float>(limit) + 1e-30f
                                   : std::numeric_limits<float>::infinity();
+        if (w2_ != nullptr) {
+            // The tournament holds the largest weighted distance w^2 d2, ties to the lowest
+            // row. Members never change distance while they stay, so it changes only when its
+            // row leaves (stale_), and is then found again by one pass over the group.
+            if (!stale_[slot]) return;
+            stale_[slot] = 0;
+            b = Best{};
+            for (int64_t m = 0; m < g.size(); ++m)
+                if (g.row[m] >= 0) b.offer(Best{g.w2[m] * g.d2[m], g.row[m], slot});
+        }
         const Best& old = tournament_.leaf(slot);
         if (b.d2 != old.d2 || b.row != old.row) tournament_.set(slot, b);
     }
@@ -606,6 +629,8 @@ class Traversal {
   private:
     const float* x_;
     int64_t n_, dim_;
+    const double* w2_;            // squared weights per row, or nullptr
+    std::vector<uint8_t> stale_;  // with weights: per group, its weighted farthest row left
     int threads_ = 1;
     std::vector<int64_t> dims_;         // dimensions by decreasing variance
     int64_t n_tail_ = 0;                // dimensions after the leading ones, padded to kLanes
@@ -654,7 +679,7 @@ Status check_finite(const float* x, int64_t n_rows, int64_t dim, const char* arg
 
 Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, const int64_t* initial,
                int64_t n_initial, int64_t first, int64_t* order, double* radii,
-               Interrupt* interrupt) {
+               Interrupt* interrupt, const float* weights) {
     if (dim < 1) return Status::error("x: expected at least one column");
     if (budget < 0) return Status::error("budget: must be >= 0, got " + std::to_string(budget));
     std::vector<uint8_t> seen(n_rows, 0);
@@ -676,8 +701,18 @@ Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, cons
         return Status::error("first: " + std::to_string(first) + " is out of range for " +
                              std::to_string(n_rows) + " rows");
     if (Status st = check_finite(x, n_rows, dim, "x"); !st.ok()) return st;
+    std::vector<double> w2;
+    if (weights != nullptr) {
+        w2.resize(n_rows);
+        for (int64_t i = 0; i < n_rows; ++i) {
+            if (!std::isfinite(weights[i]) || weights[i] < 0.0f)
+                return Status::error("weights[" + std::to_string(i) + "] = " +
+                                     std::to_string(weights[i]) + ": expected finite and >= 0");
+            w2[i] = static_cast<double>(weights[i]) * static_cast<double>(weights[i]);
+        }
+    }
 
-    Traversal tr(x, n_rows, dim, n_initial + budget);
+    Traversal tr(x, n_rows, dim, n_initial + budget, weights != nullptr ? w2.data() : nullptr);
     if (n_initial > 0) tr.track_rows();
     for (int64_t s = 0; s < n_initial; ++s) {
         if (interrupt != nullptr && interrupt->requested()) return Status::interrupted();

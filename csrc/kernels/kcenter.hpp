@@ -23,12 +23,17 @@ namespace scurate {
 // contiguously, sorted by distance, so a scan reads memory sequentially and stops a row's
 // distance as soon as its partial sum rules it out.
 //
+// With `weights` (n_rows finite values >= 0; nullptr for none) each pick is the row of the
+// largest weighted distance w_i * d(i, S) instead, ties to the lowest row, and `radii` holds
+// that largest weighted distance. Rows still join their nearest center, so the pruning is
+// unchanged; a group's weighted farthest row is found again only when it leaves the group.
+//
 // Writes `order` (budget entries) and `radii` (budget entries). Runs OpenMP threads; the result
 // does not depend on their number (no reduction crosses threads). Asks `interrupt` before each
 // pick and returns Status::interrupted() when told to stop. Touches no Python object.
 Status kcenter(const float* x, int64_t n_rows, int64_t dim, int64_t budget, const int64_t* initial,
                int64_t n_initial, int64_t first, int64_t* order, double* radii,
-               Interrupt* interrupt = nullptr);
+               Interrupt* interrupt = nullptr, const float* weights = nullptr);
 
 // Returns a Status naming the first row with a NaN or infinite value, if any.
 Status check_finite(const float* x, int64_t n_rows, int64_t dim, const char* arg);

@@ -4,8 +4,13 @@ The objective is ``F(S) = sum_i max_{j in S} sim(i, j)`` over every pool cell ``
 ``sim(i, j) = exp(-(d(i, j) / sigma) ** 2)`` for ``j`` among the ``k`` nearest neighbours of
 ``i`` (FAISS, see :meth:`scurate.SelectionContext.neighbors`), ``sim(i, i) = 1`` and 0 for
 every other pair. No n x n matrix is built: the graph has ``n * (k + 1)`` entries. ``F`` is at
-most the number of cells (every cell selected). Greedy picks are prefix-ordered: the first
-``m`` of a run with budget ``B`` are the run with budget ``m``.
+most the number of cells (every cell selected).
+
+The greedy is stochastic (Mirzasoleiman et al. 2015, "Lazier than lazy greedy"): each pick is
+the best of ``sample`` candidates drawn from the cells not yet picked, a number that does not
+depend on the budget, so picks are prefix-ordered (the first ``m`` of a run with budget ``B``
+are the run with budget ``m``) and seeds give measurably different selections. ``sample=all``
+(or a sample at least the pool) is the exact lazy greedy, the same for every seed.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
-from scurate import OptionError, SelectionContext
+from scurate import OptionError, SelectionContext, farthest_first
 from scurate.plugin import greedy_facility_location
 
 DEFAULT_K = 15
+DEFAULT_SWITCH = 0.1  # facility-kcenter: a gain below a tenth of the first ends the facility phase
+DEFAULT_SAMPLE = 2048  # objective within 1 % of the exact greedy (README, policies)
 
 
 def _number(ctx: SelectionContext, key: str, default: str, *, integer: bool) -> float:
@@ -58,23 +65,82 @@ def knn_similarity(
     return covers.tocsr(), sigma
 
 
-def facility_location(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
-    """Greedy facility location; records the objective after each pick.
+def sample_size(ctx: SelectionContext) -> int | None:
+    """``--param sample``: candidates per pick (None for ``all``: the exact greedy). The
+    default, 2048 or half the pool where that is fewer, keeps a seeded spread on small pools."""
+    default = max(1, min(DEFAULT_SAMPLE, ctx.n_cells // 2))
+    text = ctx.param("sample", str(default))
+    if text == "all":
+        return None
+    size = int(_number(ctx, "sample", str(default), integer=True))
+    return None if size >= ctx.n_cells else size
 
-    Parameters (``--param``): ``k`` (neighbours per cell, default 15), ``sigma`` (the kernel's
-    length scale; default the median distance of a cell to its ``k``-th neighbour).
-    ``ctx.info``: ``objective`` (final F), ``objective_curve`` (F after each pick, a list),
-    ``objective_max`` (F with every cell selected), ``k``, ``sigma``.
-    """
+
+def run_facility(
+    ctx: SelectionContext, budget: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Facility location's picks and the objective after each; reads ``k``, ``sigma`` and
+    ``sample`` and leaves them, with the objective, in ``ctx.info``."""
     k = int(_number(ctx, "k", str(DEFAULT_K), integer=True))
     sigma = _number(ctx, "sigma", "1", integer=False) if "sigma" in ctx.params else None
+    sample = sample_size(ctx)
+    seed = int(ctx.rng.integers(2**63))  # drawn even for the exact greedy: one rng stream
     graph, used = knn_similarity(ctx, k, sigma)
-    order, objective = greedy_facility_location(graph.indptr, graph.indices, graph.data, budget)
+    order, objective = greedy_facility_location(
+        graph.indptr, graph.indices, graph.data, budget, sample=sample, seed=seed
+    )
     ctx.info.update(
         objective=float(objective[-1]) if budget else 0.0,
-        objective_curve=objective.tolist(),
         objective_max=float(ctx.n_cells),
         k=k,
         sigma=used,
+        sample="all" if sample is None else sample,
     )
+    return order, objective
+
+
+def facility_location(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
+    """Stochastic greedy facility location; records the objective after each pick.
+
+    Parameters (``--param``): ``k`` (neighbours per cell, default 15), ``sigma`` (the kernel's
+    length scale; default the median distance of a cell to its ``k``-th neighbour), ``sample``
+    (candidates drawn per pick, default 2048 or half the pool where that is fewer; ``all`` for
+    the exact lazy greedy).
+    ``ctx.info``: ``objective`` (final F), ``objective_curve`` (F after each pick, a list),
+    ``objective_max`` (F with every cell selected), ``k``, ``sigma``, ``sample``.
+    """
+    order, objective = run_facility(ctx, budget)
+    ctx.info["objective_curve"] = objective.tolist()
     return order
+
+
+def facility_kcenter(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
+    """Representatives first, then the gaps: facility location picks (as ``facility``) while
+    each pick's gain is at least ``switch`` times the first pick's, then farthest-first from
+    every cell picked so far.
+
+    The switch is the first pick whose gain falls below the bar, a property of the facility
+    run's prefix, so the order does not depend on the budget: the first ``m`` picks of a run
+    with budget ``B`` are the run with budget ``m``.
+
+    Parameters (``--param``): ``switch`` (default 0.1; 0 is ``facility`` alone, above 1 one
+    facility pick then farthest-first), and ``facility``'s ``k``, ``sigma``, ``sample``.
+    ``ctx.info``: ``facility``'s, and ``representatives`` (picks before the switch).
+    """
+    text = ctx.param("switch", str(DEFAULT_SWITCH))
+    try:
+        switch = float(text)
+    except ValueError:
+        switch = -1.0
+    if not (switch >= 0 and np.isfinite(switch)):
+        msg = f"params['switch']={text!r}: expected a number >= 0"
+        raise OptionError(msg)
+    picks, objective = run_facility(ctx, budget)
+    gains = np.diff(objective, prepend=0.0)
+    below = np.flatnonzero(gains < switch * gains[0]) if budget else np.empty(0, np.int64)
+    cut = int(below[0]) if len(below) else budget
+    ctx.info["representatives"] = cut
+    if cut == budget:
+        return picks
+    rest, _ = farthest_first(ctx.embeddings, budget - cut, initial=picks[:cut])
+    return np.concatenate([picks[:cut], rest]).astype(np.int64)

@@ -1,5 +1,6 @@
-"""The native selection kernels' wrappers: farthest-first traversal (greedy k-center) over an
-embedding, lazy-greedy facility location over a sparse graph, and plaid-grid covering."""
+"""The native selection kernels' wrappers: farthest-first traversal (greedy k-center, optionally
+weighted) over an embedding, lazy or stochastic greedy facility location over a sparse graph,
+and plaid-grid covering."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def farthest_first(
     initial: NDArray[np.int64] | None = None,
     first: int = 0,
     covered: NDArray[np.float32] | None = None,
+    weights: NDArray[np.float32] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Pick ``budget`` rows, each the farthest from all picked before (and from ``initial``,
     or from a reference corpus when ``covered`` is given).
@@ -34,6 +36,10 @@ def farthest_first(
         Each row's distance to a reference corpus outside ``embeddings`` (inf for none): the
         traversal starts as if that corpus were already picked, so the first pick is the row
         farthest from it. Cannot be combined with ``initial``.
+    weights
+        Per-row weights (finite, >= 0): each pick is then the row of largest
+        ``weights[i] * d(i, picked)``, and the radii are that weighted maximum. Not with
+        ``covered``.
 
     Returns
     -------
@@ -43,12 +49,13 @@ def farthest_first(
     """
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     if covered is not None:
-        if initial is not None:
-            msg = "farthest_first: give initial or covered, not both"
+        if initial is not None or weights is not None:
+            msg = "farthest_first: covered cannot be combined with initial or weights"
             raise ValueError(msg)
         return _core.kcenter_covered(x, np.ascontiguousarray(covered, dtype=np.float32), budget)
     seeds = None if initial is None else np.ascontiguousarray(initial, dtype=np.int64)
-    return _core.kcenter(x, budget, initial=seeds, first=first)
+    w = None if weights is None else np.ascontiguousarray(weights, dtype=np.float32)
+    return _core.kcenter(x, budget, initial=seeds, first=first, weights=w)
 
 
 def covering_radius(embeddings: NDArray[np.float32], selected: NDArray[np.int64]) -> float:
@@ -72,8 +79,11 @@ def greedy_facility_location(
     indices: NDArray[np.int64],
     values: NDArray[np.float32],
     budget: int,
+    *,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Lazy-greedy facility location over a sparse similarity graph, stored CSR by candidate.
+    """Greedy facility location over a sparse similarity graph, stored CSR by candidate.
 
     Parameters
     ----------
@@ -87,17 +97,29 @@ def greedy_facility_location(
         float32 if it is not.
     budget
         Candidates to pick, between 0 and the number of rows.
+    sample
+        None: the exact lazy greedy (Minoux). A positive number: stochastic greedy
+        (Mirzasoleiman et al. 2015), each pick the best of ``sample`` candidates drawn
+        uniformly from those not yet picked, with lazy bounds inside the sample.
+    seed
+        Seeds the stochastic greedy's draws (a 64-bit integer); unused by the exact one.
 
     Returns
     -------
-    The picks in greedy order (ties to the lowest row, as a plain greedy), and the objective
-    ``F = sum_i max_{j picked} sim(i, j)`` after each pick.
+    The picks in greedy order (ties to the lowest row), and the objective
+    ``F = sum_i max_{j picked} sim(i, j)`` after each pick. Both are prefix-ordered: the first
+    ``m`` picks of a run are the run with budget ``m`` (same ``sample`` and ``seed``).
     """
+    if sample is not None and sample < 1:
+        msg = f"sample: expected None or a positive integer, got {sample}"
+        raise ValueError(msg)
     return _core.facility_location(
         np.ascontiguousarray(indptr, dtype=np.int64),
         np.ascontiguousarray(indices, dtype=np.int64),
         np.ascontiguousarray(values, dtype=np.float32),
         budget,
+        sample=0 if sample is None else int(sample),
+        seed=int(seed) & 0xFFFFFFFFFFFFFFFF,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +36,13 @@ class SelectionContext:
         With ``--reference``: float32, each pool cell's distance to its nearest reference cell
         (the corpus the team already has), so a policy can treat that corpus as already
         covered. None without a reference.
+    obs
+        Reads a column of the sources' obs by name for the context's cells: one string per
+        pool row, in order (null where the cell's source lacks it), or None when no source has
+        that column (see :func:`obs_reader`). None: only manifest columns can be read.
 
-    :meth:`neighbors` finds nearest cells with FAISS; :meth:`param` reads a parameter.
+    :meth:`neighbors` finds nearest cells with FAISS; :meth:`param` reads a parameter;
+    :meth:`column` reads a per-cell column from the manifest or the sources' obs.
     """
 
     embeddings: NDArray[np.float32]
@@ -46,6 +51,7 @@ class SelectionContext:
     params: dict[str, str] = field(default_factory=dict)  # held as Params (keys read are known)
     info: dict[str, Any] = field(default_factory=dict)
     covered: NDArray[np.float32] | None = None
+    obs: Callable[[str], pl.Series | None] | None = None
     _indexes: dict[bool, Any] = field(default_factory=dict, init=False, repr=False)
 
     def neighbors(
@@ -86,6 +92,21 @@ class SelectionContext:
     @property
     def n_cells(self) -> int:
         return int(self.embeddings.shape[0])
+
+    def column(self, name: str) -> pl.Series | None:
+        """One value per pool cell: the manifest column ``name`` where it has a value for some
+        cell, else the sources' obs column ``name`` (strings), else None."""
+        if name in self.manifest.columns:
+            values = self.manifest[name]
+            if values.null_count() < self.manifest.height or self.obs is None:
+                return values
+        found = None if self.obs is None else self.obs(name)
+        if found is None and name in self.manifest.columns:
+            return self.manifest[name]
+        if found is not None and len(found) != self.n_cells:
+            msg = f"obs column {name!r}: {len(found)} values for {self.n_cells} cells"
+            raise ValueError(msg)
+        return found
 
     def param(self, key: str, default: str) -> str:
         """A ``--param`` value, or ``default`` when it was not given."""
@@ -170,3 +191,33 @@ def run_policy(policy: Registered, ctx: SelectionContext, budget: int) -> NDArra
         msg = f"{who} returned the same row more than once"
         raise PluginError(msg)
     return order
+
+
+def obs_reader(sources: Sequence[Any], manifest: pl.DataFrame) -> Callable[[str], pl.Series | None]:
+    """The :attr:`SelectionContext.obs` reader for the cells of ``manifest`` (its
+    ``dataset_id`` and ``row`` columns name each cell's source and obs row): a column's values
+    as strings, null where missing or where the source lacks it; None when no source has it.
+    Each source's obs is read once, at the first call."""
+    where = {source.dataset_id: source for source in sources}
+    datasets = manifest["dataset_id"].to_numpy()
+    rows = manifest["row"].to_numpy().astype(np.int64)
+    frames: dict[str, Any] = {}
+
+    def read(name: str) -> pl.Series | None:
+        values = np.full(len(rows), None, dtype=object)
+        found = False
+        for dataset_id in np.unique(datasets):
+            if dataset_id not in frames:
+                frames[dataset_id] = where[dataset_id].read_obs()
+            obs = frames[dataset_id]
+            if name not in obs.columns:
+                continue
+            found = True
+            cells = np.flatnonzero(datasets == dataset_id)
+            column = obs[name].iloc[rows[cells]]
+            text = column.astype(object).to_numpy()
+            missing = column.isna().to_numpy()
+            values[cells] = [None if m else str(v) for v, m in zip(text, missing, strict=True)]
+        return pl.Series(name, values.tolist(), dtype=pl.String) if found else None
+
+    return read

@@ -80,3 +80,82 @@ def test_bad_inputs_are_named() -> None:
         _core.facility_location(indptr, indices, neg, 3)
     with pytest.raises(ValueError, match="indptr\\[-1\\] = "):
         _core.facility_location(indptr[:-1], indices, values, 3)
+
+
+MASK = (1 << 64) - 1
+
+
+class SplitMix:
+    """The kernel's splitmix64 stream, in Python."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & MASK
+
+    def below(self, m: int) -> int:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        z ^= z >> 31
+        return min(int((z >> 11) * 2.0**-53 * m), m - 1)
+
+
+def stochastic_reference(
+    graph: sp.csr_matrix, budget: int, sample: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each pick: a partial Fisher-Yates draw of ``sample`` unpicked rows, every gain computed,
+    the best taken (ties to the lowest row); the picked row swapped to the pool's end."""
+    dense = graph.toarray().astype(np.float32).astype(np.float64)
+    n = dense.shape[0]
+    pool, best, rng = list(range(n)), np.zeros(n), SplitMix(seed)
+    order, objective = [], []
+    for t in range(budget):
+        remaining = n - t
+        for i in range(min(sample, remaining)):
+            r = i + rng.below(remaining - i)
+            pool[i], pool[r] = pool[r], pool[i]
+        drawn = pool[: min(sample, remaining)]
+        gains = np.maximum(dense[drawn] - best[None, :], 0).sum(axis=1)
+        top = gains.max()
+        j = min(c for c, g in zip(drawn, gains, strict=True) if g == top)
+        order.append(j)
+        best = np.maximum(best, dense[j])
+        objective.append(best.sum())
+        at = pool.index(j)
+        pool[at], pool[remaining - 1] = pool[remaining - 1], pool[at]
+    return np.array(order), np.array(objective)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_stochastic_greedy_matches_its_reference(seed: int) -> None:
+    rng = np.random.default_rng(50 + seed)
+    n = int(rng.integers(60, 250))
+    graph = random_graph(rng, n, int(rng.integers(2, 10)))
+    budget, sample = int(rng.integers(1, n)), int(rng.integers(1, 40))
+    order, objective = _core.facility_location(
+        *arrays(graph), budget, sample=sample, seed=1234 + seed
+    )
+    want_order, want_objective = stochastic_reference(graph, budget, sample, 1234 + seed)
+    np.testing.assert_array_equal(order, want_order)
+    np.testing.assert_allclose(objective, want_objective, rtol=1e-9)
+
+
+def test_stochastic_greedy_is_seeded_prefix_ordered_and_near_the_exact() -> None:
+    graph = random_graph(np.random.default_rng(3), 600, 8)
+    run = lambda budget, seed: _core.facility_location(  # noqa: E731
+        *arrays(graph), budget, sample=64, seed=seed
+    )
+    big, big_objective = run(300, 7)
+    small, _ = run(90, 7)
+    np.testing.assert_array_equal(big[:90], small)
+    np.testing.assert_array_equal(run(300, 7)[0], big)
+    assert len(set(big.tolist())) == 300
+    others = [run(90, seed)[0] for seed in range(8, 12)]
+    assert all(not np.array_equal(o, small) for o in others)
+    _, exact = _core.facility_location(*arrays(graph), 300)
+    assert big_objective[-1] >= 0.97 * exact[-1]
+    # a sample of the whole pool is the exact greedy
+    whole, _ = _core.facility_location(*arrays(graph), 300, sample=600, seed=5)
+    np.testing.assert_array_equal(whole, _core.facility_location(*arrays(graph), 300)[0])
+    with pytest.raises(ValueError, match="sample: must be >= 0, got -1"):
+        _core.facility_location(*arrays(graph), 3, sample=-1)

@@ -110,3 +110,79 @@ def test_bad_inputs_name_the_argument() -> None:
 def test_core_reports_its_build() -> None:
     assert isinstance(_core.has_cuda, bool)
     assert _core.max_threads() >= 1
+
+
+def reference_weighted(
+    x: np.ndarray,
+    weights: np.ndarray,
+    budget: int,
+    initial: np.ndarray | None = None,
+    first: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted farthest-first in float64: each pick maximizes w^2 d^2; ties to the lowest row."""
+    x64, w2 = x.astype(np.float64), weights.astype(np.float64) ** 2
+    d2 = np.full(len(x), np.inf)
+    taken = np.zeros(len(x), dtype=bool)
+    for r in [] if initial is None else initial:
+        d2 = np.minimum(d2, ((x64 - x64[r]) ** 2).sum(1))
+        taken[r] = True
+    order, radii = [], []
+    for t in range(budget):
+        with np.errstate(invalid="ignore"):  # 0 * inf before the first pick; unused then
+            score = np.where(taken, -np.inf, w2 * d2)
+        p = first if t == 0 and (initial is None or len(initial) == 0) else int(np.argmax(score))
+        d2 = np.minimum(d2, ((x64 - x64[p]) ** 2).sum(1))
+        taken[p] = True
+        order.append(p)
+        left = np.where(taken, -np.inf, w2 * d2)
+        radii.append(np.sqrt(max(left.max(), 0.0)) if (~taken).any() else 0.0)
+    return np.array(order, dtype=np.int64), np.array(radii)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_weighted_matches_numpy_reference(seed: int) -> None:
+    rng = np.random.default_rng(300 + seed)
+    n, dim = int(rng.integers(200, 2500)), int(rng.integers(2, 30))
+    x = clustered(rng, n, dim, int(rng.integers(1, 25)))
+    weights = rng.uniform(0.1, 3.0, size=n).astype(np.float32)
+    weights[rng.random(n) < 0.05] = 0.0  # rows that never win while others are left
+    budget = int(rng.integers(1, min(n, 250)))
+    initial = None
+    if seed % 2:
+        initial = rng.choice(n, size=int(rng.integers(1, 20)), replace=False).astype(np.int64)
+    first = int(rng.integers(n))
+    order, radii = _core.kcenter(x, budget, initial=initial, first=first, weights=weights)
+    ref_order, ref_radii = reference_weighted(x, weights, budget, initial, first)
+    np.testing.assert_array_equal(order, ref_order)
+    np.testing.assert_allclose(radii, ref_radii, rtol=1e-9)
+
+
+def test_weighted_with_copies_unit_weights_and_prefixes() -> None:
+    rng = np.random.default_rng(8)
+    base = rng.normal(size=(60, 5)).astype(np.float32)
+    x = np.concatenate([base, base, base[:7]])
+    weights = rng.uniform(0.5, 2.0, size=len(x)).astype(np.float32)
+    order, _ = _core.kcenter(x, len(x), first=3, weights=weights)
+    np.testing.assert_array_equal(order, reference_weighted(x, weights, len(x), first=3)[0])
+    assert sorted(order) == list(range(len(x)))
+    y = clustered(rng, 3000, 12, 15)
+    ones = np.ones(len(y), dtype=np.float32)
+    np.testing.assert_array_equal(
+        _core.kcenter(y, 150, first=9, weights=ones)[0], _core.kcenter(y, 150, first=9)[0]
+    )
+    w = rng.uniform(0.2, 2.0, size=len(y)).astype(np.float32)
+    big, _ = _core.kcenter(y, 300, first=9, weights=w)
+    small, _ = _core.kcenter(y, 70, first=9, weights=w)
+    np.testing.assert_array_equal(big[:70], small)
+
+
+def test_bad_weights_are_named() -> None:
+    x = np.zeros((10, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="weights: has 9 entries for 10 rows of x"):
+        _core.kcenter(x, 2, weights=np.ones(9, dtype=np.float32))
+    with pytest.raises(TypeError, match="weights: expected C-contiguous float32, got float64"):
+        _core.kcenter(x, 2, weights=np.ones(10))
+    bad = np.ones(10, dtype=np.float32)
+    bad[6] = -1.0
+    with pytest.raises(ValueError, match=r"weights\[6\] = -1.0+: expected finite and >= 0"):
+        _core.kcenter(x, 2, weights=bad)

@@ -1,0 +1,185 @@
+"""The policies that mix coverage with representativeness (issue 17): facility (stochastic),
+facility-kcenter, kcenter-density, cluster-balance; and label columns read from obs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from numpy.typing import NDArray
+from scurate import farthest_first
+from scurate._engine.context import SelectionContext, obs_reader
+from scurate.errors import OptionError
+
+from scurate_policies.cluster import cluster_balance
+from scurate_policies.facility import facility_kcenter, facility_location
+from scurate_policies.kcenter import kcenter, kcenter_density
+from scurate_policies.reweight import reweight
+
+Policy = Callable[[SelectionContext, int], NDArray[np.int64]]
+
+
+def blobs(seed: int = 0, n: int = 3000) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Gaussian types of very different sizes, plus 30 lone outliers far from all (type -1)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.array([1200, 800, 500, 300, 100, 40, 30])
+    sizes = (sizes * (n - 30) / sizes.sum()).astype(int)
+    centers = rng.normal(scale=6.0, size=(len(sizes), 8))
+    x = np.concatenate([c + rng.normal(size=(s, 8)) for c, s in zip(centers, sizes, strict=True)])
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    outliers = rng.normal(scale=25.0, size=(30, 8))
+    return (
+        np.concatenate([x, outliers]).astype(np.float32),
+        np.concatenate([labels, np.full(30, -1)]).astype(np.int64),
+    )
+
+
+def context(seed: int, params: dict[str, str] | None = None, n: int = 3000) -> SelectionContext:
+    x, labels = blobs(0, n)
+    manifest = pl.DataFrame({"row": np.arange(len(x)), "kind": labels.astype(str)})
+    return SelectionContext(x, manifest, np.random.default_rng(seed), params=dict(params or {}))
+
+
+RUNS: list[tuple[Policy, dict[str, str]]] = [
+    (facility_location, {"sample": "64"}),
+    (facility_kcenter, {"sample": "64"}),
+    (kcenter_density, {}),
+    (cluster_balance, {"clusters": "12"}),
+]
+
+
+@pytest.mark.parametrize(("policy", "params"), RUNS)
+def test_prefix_ordered_seeded_and_spread(policy: Policy, params: dict[str, str]) -> None:
+    big = policy(context(3, params), 400)
+    small = policy(context(3, params), 90)
+    np.testing.assert_array_equal(big[:90], small)
+    assert big.dtype == np.int64 and len(set(big.tolist())) == 400
+    np.testing.assert_array_equal(policy(context(3, params), 400), big)
+    others = [policy(context(seed, params), 90) for seed in (4, 5, 6)]
+    assert all(len(set(o.tolist()) ^ set(small.tolist())) > 0 for o in others)
+
+
+def test_facility_sample_all_is_the_exact_greedy_for_every_seed() -> None:
+    exact = [facility_location(context(s, {"sample": "all"}), 150) for s in (1, 2)]
+    np.testing.assert_array_equal(exact[0], exact[1])
+    ctx = context(1, {"sample": "64"})
+    stochastic = facility_location(ctx, 150)
+    assert ctx.info["sample"] == 64 and not np.array_equal(stochastic, exact[0])
+    best = context(1, {"sample": "all"})
+    facility_location(best, 150)
+    assert ctx.info["objective"] >= 0.97 * best.info["objective"]
+    with pytest.raises(OptionError, match=r"params\['sample'\]='some': expected a positive"):
+        facility_location(context(1, {"sample": "some"}), 5)
+
+
+def test_facility_kcenter_is_facility_then_farthest_first() -> None:
+    params = {"sample": "64", "switch": "0.6"}
+    ctx = context(7, params)
+    order = facility_kcenter(ctx, 600)
+    cut = ctx.info["representatives"]
+    assert 0 < cut < 600
+    alone = facility_location(context(7, {"sample": "64"}), cut)
+    np.testing.assert_array_equal(order[:cut], alone)
+    rest, _ = farthest_first(ctx.embeddings, 600 - cut, initial=alone)
+    np.testing.assert_array_equal(order[cut:], rest)
+    curve = context(7, {"sample": "64"})
+    facility_location(curve, cut + 1)
+    gains = np.diff(curve.info["objective_curve"], prepend=0.0)
+    assert (gains[:cut] >= 0.6 * gains[0]).all() and gains[cut] < 0.6 * gains[0]
+    # switch 0: facility alone
+    np.testing.assert_array_equal(
+        facility_kcenter(context(7, {"sample": "64", "switch": "0"}), 200),
+        facility_location(context(7, {"sample": "64"}), 200),
+    )
+    with pytest.raises(OptionError, match=r"params\['switch'\]='-1': expected a number >= 0"):
+        facility_kcenter(context(7, {"switch": "-1"}), 5)
+
+
+def test_kcenter_density_leaves_lone_outliers_late() -> None:
+    _, labels = blobs(0)
+    plain = kcenter(context(2), 60)
+    assert (labels[plain] == -1).sum() >= 25  # plain farthest-first spends its picks on them
+    weighted = kcenter_density(context(2, {"exponent": "1"}), 60)
+    assert (labels[weighted] == -1).sum() == 0
+    assert set(labels[weighted].tolist()) == set(range(7))  # every real type, none missed
+    default = kcenter_density(context(2), 60)  # exponent 0.5: outliers later than plain's
+    first_outlier = np.flatnonzero(labels[default] == -1)[0]
+    assert first_outlier > np.flatnonzero(labels[plain] == -1)[0] + 2
+    ctx = context(2, {"exponent": "0"})  # no weight: plain kcenter
+    np.testing.assert_array_equal(kcenter_density(ctx, 60), plain)
+    assert ctx.info["density_from"] == "neighbors" and ctx.info["exponent"] == 0.0
+    with pytest.raises(OptionError, match=r"params\['exponent'\]='x': expected a number >= 0"):
+        kcenter_density(context(2, {"exponent": "x"}), 5)
+
+
+def test_kcenter_density_reads_the_manifest_density() -> None:
+    ctx = context(2, {"exponent": "1"})
+    density = np.ones(ctx.n_cells, dtype=np.float32)
+    density[:100] = 50.0  # the first 100 cells weigh so much that they come first
+    ctx.manifest = ctx.manifest.with_columns(density=pl.Series(density))
+    order = kcenter_density(ctx, 40)
+    assert ctx.info["density_from"] == "manifest"
+    assert (order[1:30] < 100).all()
+    ctx = context(2)
+    ctx.covered = np.ones(ctx.n_cells, dtype=np.float32)
+    with pytest.raises(OptionError, match="does not take --reference"):
+        kcenter_density(ctx, 5)
+
+
+def test_cluster_balance_water_fills_the_clusters() -> None:
+    ctx = context(5, {"clusters": "20"})
+    order = cluster_balance(ctx, 800)
+    table = ctx.info["clusters"]
+    assert sum(c["pool"] for c in table) == ctx.n_cells
+    assert sum(c["selected"] for c in table) == 800
+    cut = [c["selected"] for c in table if c["selected"] < c["pool"]]
+    whole = [c["pool"] for c in table if c["selected"] == c["pool"]]
+    assert cut and whole and max(cut) - min(cut) <= 1  # one water level
+    assert max(whole) <= max(cut)  # every cluster below the level is taken whole
+    assert len(order) == 800
+    _, labels = blobs(0)  # every planted type is represented, the largest below its share
+    assert set(labels[order].tolist()) == set(labels.tolist())
+    assert (labels[order] == 0).sum() < 800 * (labels == 0).mean()
+    with pytest.raises(OptionError, match=r"params\['clusters'\]='0': expected a positive"):
+        cluster_balance(context(5, {"clusters": "0"}), 5)
+    tiny = context(5, {"clusters": "9999"}, n=60)  # more clusters than cells: one cell each
+    assert sorted(cluster_balance(tiny, tiny.n_cells).tolist()) == list(range(tiny.n_cells))
+
+
+def test_reweight_and_column_read_obs_where_the_manifest_has_none() -> None:
+    ctx = context(1)
+    kinds = ctx.manifest["kind"]
+    ctx.manifest = ctx.manifest.drop("kind").with_columns(cell_type=pl.lit(None, pl.String))
+    with pytest.raises(OptionError, match="not a manifest column nor an obs column"):
+        reweight(SelectionContext(ctx.embeddings, ctx.manifest, ctx.rng, {"label": "kind"}), 5)
+    asked: list[str] = []
+
+    def obs(name: str) -> pl.Series | None:
+        asked.append(name)
+        return kinds.alias(name) if name in ("kind", "cell_type") else None
+
+    ctx.obs = obs
+    assert ctx.column("row") is not None and asked == []  # a filled manifest column
+    assert ctx.column("missing") is None
+    np.testing.assert_array_equal(ctx.column("cell_type").to_numpy(), kinds.to_numpy())
+    ctx.params = {"label": "kind"}
+    order = reweight(ctx, 240)
+    assert {t["type"] for t in ctx.info["types"]} == set(kinds.unique().to_list())
+    picked = kinds.to_numpy()[order]
+    assert (picked == "-1").sum() == 30  # the rarest type (30 outliers) is taken whole
+
+
+def test_obs_reader_maps_pool_rows_to_their_sources() -> None:
+    sources = [
+        SimpleNamespace(dataset_id="a", read_obs=lambda: pd.DataFrame({"batch": ["x", "y", None]})),
+        SimpleNamespace(dataset_id="b", read_obs=lambda: pd.DataFrame({"other": [1, 2]})),
+    ]
+    manifest = pl.DataFrame({"dataset_id": ["b", "a", "a", "b"], "row": [1, 2, 0, 0]})
+    read = obs_reader(sources, manifest)
+    assert read("batch").to_list() == [None, None, "x", None]
+    assert read("other").to_list() == ["2", None, None, "1"]
+    assert read("nothing") is None
