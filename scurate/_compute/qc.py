@@ -233,7 +233,7 @@ def gene_floor(n_genes: NDArray[np.int64]) -> float:
         return 0.0
     median = float(np.median(genes))
     mad = 1.4826 * float(np.median(np.abs(genes - median)))
-    return float(np.expm1(median - 3.0 * mad))
+    return float(np.floor(np.expm1(median - 3.0 * mad) + 1e-6))  # whole genes
 
 
 def failures(
