@@ -185,11 +185,8 @@ def parse_qc(value: QcSpec | str | Mapping[str, Any] | None) -> QcSpec:
                 msg = f"qc='{part.strip()}': expected key=value (keys: {QC_KEYS}) or off"
                 raise OptionError(msg)
             pairs[key.strip()] = given.strip()
-    elif isinstance(value, Mapping):
-        pairs = {str(k): str(v).strip() for k, v in value.items()}
     else:
-        msg = f"qc={value!r}: expected key=value pairs, a mapping or 'off'"
-        raise OptionError(msg)
+        pairs = {str(k): str(v).strip() for k, v in dict(value).items()}
     if unknown := sorted(set(pairs) - set(FILTERS)):
         msg = f"qc='{unknown[0]}={pairs[unknown[0]]}': unknown key {unknown[0]!r} (keys: {QC_KEYS})"
         raise OptionError(msg)
@@ -335,7 +332,9 @@ def _exact_d2(
     return out
 
 
-def _share_simulated(real: NDArray[np.float32], sim: NDArray[np.float32], k: int) -> NDArray:
+def _share_simulated(
+    real: NDArray[np.float32], sim: NDArray[np.float32], k: int
+) -> NDArray[np.float32]:
     """Per row, the share of simulated neighbours among the ``k`` nearest of both lists (ties
     go to the real cells)."""
     both = np.concatenate([real, sim], axis=1)

@@ -153,9 +153,7 @@ def _select(sources: Input, opts: SelectOptions, progress: Progress, threads: in
         n_selected=int(manifest["selected"].sum()),
         **rp.pool_sections(pool, picked.keep, manifest, picked.primary, picked.failed_qc),
         qc=rp.qc_section(manifest, opts.qc.as_given(), picked.qc_failed or {}, picked.primary),
-        reasons=dict(
-            manifest.group_by("reason").len().sort("reason").iter_rows()  # type: ignore[arg-type]
-        ),
+        reasons=dict(manifest.group_by("reason").len().sort("reason").iter_rows()),
         covering_radius=None if radius is None else round(radius, 6),
         covering_radius_curve=rp.radius_curve(radii or []),
         covering_radius_curve_over=(
