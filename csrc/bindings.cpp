@@ -15,6 +15,7 @@
 #include "kernels/kcenter.hpp"
 #include "kernels/kcenter_covered.hpp"
 #include "kernels/neighbors.hpp"
+#include "kernels/qc.hpp"
 #include "kernels/sketch.hpp"
 
 namespace py = pybind11;
@@ -343,6 +344,80 @@ Returns (box, n_boxes): each row's box id, numbered by first row, and the number
 Returns (box, n_boxes, unit).)doc");
 }
 
+// ---- per-cell QC values (issue 17) ----
+
+template <class Index, class Value>
+void qc_typed(const carray<int64_t>& indptr, const py::array& indices, const py::array& data,
+              const carray<bool>& mito, double* total, int32_t* genes, double* mito_total) {
+    auto idx = expect<Index>(indices, "indices", 1);
+    auto val = expect<Value>(data, "data", 1);
+    if (idx.shape(0) != val.shape(0))
+        throw py::value_error("indices and data: lengths differ (" + std::to_string(idx.shape(0)) +
+                              " and " + std::to_string(val.shape(0)) + ")");
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::qc_rows<Index, Value>(indptr.data(), indptr.shape(0) - 1, idx.data(),
+                                            val.data(), val.shape(0), mito.data(), mito.shape(0),
+                                            total, genes, mito_total);
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+}
+
+template <class Index>
+void qc_values(const carray<int64_t>& indptr, const py::array& indices, const py::array& data,
+               const carray<bool>& mito, double* total, int32_t* genes, double* mito_total) {
+    const auto dt = data.dtype();
+    if (dt.equal(py::dtype::of<float>()))
+        return qc_typed<Index, float>(indptr, indices, data, mito, total, genes, mito_total);
+    if (dt.equal(py::dtype::of<double>()))
+        return qc_typed<Index, double>(indptr, indices, data, mito, total, genes, mito_total);
+    if (dt.equal(py::dtype::of<int16_t>()))
+        return qc_typed<Index, int16_t>(indptr, indices, data, mito, total, genes, mito_total);
+    if (dt.equal(py::dtype::of<int32_t>()))
+        return qc_typed<Index, int32_t>(indptr, indices, data, mito, total, genes, mito_total);
+    if (dt.equal(py::dtype::of<int64_t>()))
+        return qc_typed<Index, int64_t>(indptr, indices, data, mito, total, genes, mito_total);
+    if (dt.equal(py::dtype::of<uint16_t>()))
+        return qc_typed<Index, uint16_t>(indptr, indices, data, mito, total, genes, mito_total);
+    if (dt.equal(py::dtype::of<uint32_t>()))
+        return qc_typed<Index, uint32_t>(indptr, indices, data, mito, total, genes, mito_total);
+    if (dt.equal(py::dtype::of<uint64_t>()))
+        return qc_typed<Index, uint64_t>(indptr, indices, data, mito, total, genes, mito_total);
+    throw py::type_error("data: expected a float, int or uint array, got " +
+                         std::string(py::str(dt)));
+}
+
+py::tuple qc_rows(const py::array& indptr, const py::array& indices, const py::array& data,
+                  const py::array& mito) {
+    auto ptr = expect<int64_t>(indptr, "indptr", 1);
+    auto mask = expect<bool>(mito, "mito", 1);
+    if (ptr.shape(0) < 1) throw py::value_error("indptr: must have at least one entry");
+    const py::ssize_t n_rows = ptr.shape(0) - 1;
+    py::array_t<double> total(n_rows);
+    py::array_t<int32_t> genes(n_rows);
+    py::array_t<double> mito_total(n_rows);
+    if (indices.dtype().equal(py::dtype::of<int32_t>())) {
+        qc_values<int32_t>(ptr, indices, data, mask, total.mutable_data(), genes.mutable_data(),
+                           mito_total.mutable_data());
+    } else if (indices.dtype().equal(py::dtype::of<int64_t>())) {
+        qc_values<int64_t>(ptr, indices, data, mask, total.mutable_data(), genes.mutable_data(),
+                           mito_total.mutable_data());
+    } else {
+        throw py::type_error("indices: expected int32 or int64, got " +
+                             std::string(py::str(indices.dtype())));
+    }
+    return py::make_tuple(total, genes, mito_total);
+}
+
+void bind_qc(py::module_& m) {
+    m.def("qc_rows", &qc_rows, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+          py::arg("mito"),
+          R"doc(Per CSR row: (total counts float64, detected genes int32: values above zero,
+counts in the columns mito marks float64). indptr is int64 (n_rows + 1, relative to
+indices/data), indices int32/int64, data any int or float type, mito bool per column.)doc");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -383,4 +458,5 @@ its distance float32, mean distance over the first n_mean other neighbours float
 reference corpus outside x; inf for none). Returns (order, radii) as kcenter does.)doc");
 
     bind_policies(m);  // issue 5
+    bind_qc(m);        // issue 17
 }

@@ -42,3 +42,9 @@ def grid_boxes(x: NDArray[np.float32], unit: float) -> tuple[NDArray[np.int64], 
 def grid_covering(
     x: NDArray[np.float32], target: int, *, alpha: float = 0.1, max_iter: int = 100
 ) -> tuple[NDArray[np.int64], int, float]: ...
+def qc_rows(
+    indptr: NDArray[np.int64],
+    indices: NDArray[np.integer],
+    data: NDArray[np.generic],
+    mito: NDArray[np.bool_],
+) -> tuple[NDArray[np.float64], NDArray[np.int32], NDArray[np.float64]]: ...

@@ -166,12 +166,12 @@ def test_primary_only_sets_aside_cells_deposited_again(tmp_path: Path) -> None:
     redeposit(both, primary=[False] * 300 + [True] * 100).write_h5ad(tmp_path / "collection.h5ad")
     sources = [tmp_path / "atlas.h5ad", tmp_path / "collection.h5ad"]
 
-    plain = scurate.select(sources, 50, seed=1)
+    plain = scurate.select(sources, 50, seed=1, qc="off")  # duplicates only, no QC filter
     assert "primary_only" not in plain.report
     assert plain.report["duplicates"]["set_aside_per_dataset"]["atlas"] == 300
 
     out = tmp_path / "out"
-    code, _, err = run("select", *sources, "-b", "400", "-o", out, "--primary-only")
+    code, _, err = run("select", *sources, "-b", "400", "-o", out, "--primary-only", "--qc", "off")
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["primary_only"] == {
@@ -189,7 +189,18 @@ def test_primary_only_sets_aside_cells_deposited_again(tmp_path: Path) -> None:
         ("collection", 100),
     ]
     fails_in_one_line(
-        ["select", *sources, "-b", "401", "-o", out, "--primary-only", "--overwrite"],
+        [
+            "select",
+            *sources,
+            "-b",
+            "401",
+            "-o",
+            out,
+            "--primary-only",
+            "--qc",
+            "off",
+            "--overwrite",
+        ],
         "--budget 401 is more than the 400 cells left after setting aside",
         "300 cells not primary data (--primary-only)",
     )

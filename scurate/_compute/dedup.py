@@ -28,6 +28,10 @@ The counts are read wherever a source keeps them (X, ``.raw.X`` or a layer; the 
 which under ``counts_from``). Sources with no counts anywhere (X normalized, nothing else) are
 skipped, and so is a source whose counts turn out to hold values other than non-negative whole
 numbers past the rows looked at when it was opened; the report lists them with the reason.
+
+The same read gives each cell's QC values (total counts, detected genes, mitochondrial counts;
+see :mod:`scurate._compute.qc`) from one native call per chunk, on all of the source's genes;
+cells of a source with no counts, or skipped so, get none.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate import _core
+from scurate._compute.qc import mito_columns
 from scurate._data.genes import GeneKeys, gene_keys, meeting_keys
 from scurate._data.sources import Source, counts_from, finite_chunks, prefetched, read_rows
 from scurate.errors import InputError
@@ -58,11 +63,29 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 
 
 @dataclass
+class CountsQc:
+    """Per pool row, read with the hashes: total counts and mitochondrial counts (NaN where the
+    source has no counts), detected genes (-1 there), and where each source's mito genes were
+    found."""
+
+    n_counts: NDArray[np.float64]
+    n_genes: NDArray[np.int64]
+    mito_counts: NDArray[np.float64]
+    mito_from: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, n: int) -> CountsQc:
+        return cls(np.full(n, np.nan), np.full(n, -1, dtype=np.int64), np.full(n, np.nan))
+
+
+@dataclass
 class ExactDuplicates:
-    """Per pool row, the pool row of its kept copy (-1 where it is no copy), and details."""
+    """Per pool row, the pool row of its kept copy (-1 where it is no copy), the QC values read
+    in the same pass, and details."""
 
     dup_of: NDArray[np.int64]
     info: dict[str, Any] = field(default_factory=dict)
+    qc: CountsQc | None = None
 
 
 @dataclass
@@ -110,23 +133,48 @@ def _gene_space(kind: str, per_source: Sequence[NDArray[np.object_]]) -> _Space:
 
 
 def _hash_source(
-    source: Source, gene_map: NDArray[np.int32], progress: Progress, done: int, total: int
+    source: Source,
+    gene_map: NDArray[np.int32] | None,
+    qc: tuple[CountsQc, int, NDArray[np.bool_]],
+    progress: Progress,
+    done: int,
+    total: int,
 ) -> tuple[NDArray[np.uint64], NDArray[np.uint32], int]:
+    """Hash every row on ``gene_map`` (None: QC values only) and write its QC values into
+    ``qc`` (the pool's, the source's first pool row, its mito columns)."""
     hashes = np.empty(source.n_obs, dtype=np.uint64)
     nnz = np.empty(source.n_obs, dtype=np.uint32)
+    values, offset, mito = qc
     nonintegral = 0
     for start, chunk in prefetched(finite_chunks(source, source.iter_x(HASH_CHUNK_ROWS))):
         stop = start + chunk.shape[0]
-        h, n, bad = _core.hash_count_rows(
-            chunk.indptr.astype(np.int64, copy=False),
-            np.ascontiguousarray(chunk.indices),
-            np.ascontiguousarray(chunk.data),
-            gene_map,
+        indptr = chunk.indptr.astype(np.int64, copy=False)
+        indices, data = np.ascontiguousarray(chunk.indices), np.ascontiguousarray(chunk.data)
+        if gene_map is not None:
+            h, n, bad = _core.hash_count_rows(indptr, indices, data, gene_map)
+            hashes[start:stop], nnz[start:stop] = h, n
+            nonintegral += bad
+        at = slice(offset + start, offset + stop)
+        values.n_counts[at], values.n_genes[at], values.mito_counts[at] = _core.qc_rows(
+            indptr, indices, data, mito
         )
-        hashes[start:stop], nnz[start:stop] = h, n
-        nonintegral += bad
         progress("duplicates: hash", done + stop, total)
     return hashes, nnz, nonintegral
+
+
+def _qc_only(
+    sources: Sequence[Source],
+    taking: Sequence[int],
+    offsets: NDArray[np.int64],
+    qc: CountsQc,
+    masks: Sequence[NDArray[np.bool_]],
+    progress: Progress,
+) -> None:
+    """The QC values of the counts sources where no hashing is possible."""
+    total, done = int(sum(sources[k].n_obs for k in taking)), 0
+    for j, k in enumerate(taking):
+        _hash_source(sources[k], None, (qc, int(offsets[k]), masks[j]), progress, done, total)
+        done += sources[k].n_obs
 
 
 def _union_rows(
@@ -172,15 +220,22 @@ def find_exact_duplicates(
         "counts_from": where,
         "skipped_sources": skipped,
     }
-    keys = [gene_keys(sources[k].read_genes()) for k in taking]
+    tables = [sources[k].read_genes() for k in taking]
+    keys = [gene_keys(t) for t in tables]
+    qc = CountsQc.empty(len(dup_of))
+    masks = []
+    for k, table in zip(taking, tables, strict=True):
+        mask, qc.mito_from[sources[k].dataset_id] = mito_columns(table)
+        masks.append(np.ascontiguousarray(mask, dtype=bool))
     chosen = _key_space(keys) if taking else None
     if chosen is None:
         if taking:
             info["not_searched"] = (
                 "the counts sources share no kind of gene identifier, even through the gene table"
             )
+        _qc_only(sources, taking, offsets, qc, masks, progress)
         info.update(n_duplicates=0, n_candidates=0, n_hash_matches_rejected=0)
-        return ExactDuplicates(dup_of, info)
+        return ExactDuplicates(dup_of, info, qc)
     space = _gene_space(*chosen)
     hashed_id = np.full(space.union_size, -1, dtype=np.int32)
     hashed_id[space.hashed] = np.arange(len(space.hashed), dtype=np.int32)
@@ -192,7 +247,12 @@ def find_exact_duplicates(
         source = sources[k]
         gene_map = np.where(space.columns[j] >= 0, hashed_id[space.columns[j]], -1)
         hashes, nnz, nonintegral = _hash_source(
-            source, gene_map.astype(np.int32), progress, done, total
+            source,
+            gene_map.astype(np.int32),
+            (qc, int(offsets[k]), masks[j]),
+            progress,
+            done,
+            total,
         )
         done += source.n_obs
         if nonintegral:
@@ -200,6 +260,8 @@ def find_exact_duplicates(
                 f"{where[source.dataset_id]} is not integer counts ({nonintegral} values are"
                 " negative or not whole)"
             )
+            at = slice(int(offsets[k]), int(offsets[k + 1]))  # no counts: no QC values either
+            qc.n_counts[at], qc.n_genes[at], qc.mito_counts[at] = np.nan, -1, np.nan
             continue
         rows_g.append(np.arange(offsets[k], offsets[k + 1], dtype=np.int64))
         hash_g.append(hashes)
@@ -215,7 +277,7 @@ def find_exact_duplicates(
     )
     if not rows_g:
         info.update(n_duplicates=0, n_candidates=0, n_hash_matches_rejected=0)
-        return ExactDuplicates(dup_of, info)
+        return ExactDuplicates(dup_of, info, qc)
     rows = np.concatenate(rows_g)
     hashes = np.concatenate(hash_g)
     nnz = np.concatenate(nnz_g)
@@ -237,7 +299,7 @@ def find_exact_duplicates(
     rejected = _confirm(sources, taking, space, offsets, cand_rows, cand_src, cand_run, dup_of)
     info["n_hash_matches_rejected"] = rejected
     info["n_duplicates"] = int((dup_of >= 0).sum())
-    return ExactDuplicates(dup_of, info)
+    return ExactDuplicates(dup_of, info, qc)
 
 
 def _confirm(

@@ -47,6 +47,11 @@ class Embedding:
     info: dict[str, Any] = field(default_factory=dict)
     n_counts: NDArray[np.float32] | None = None  # per cell, where X was read
     n_genes: NDArray[np.int32] | None = None
+    # where a fitted model made the rows: project_counts(k, counts) puts raw count rows of
+    # source k (its own genes, as read) in the same space; the doublet simulation uses it
+    project_counts: Callable[[int, sp.csr_matrix], NDArray[np.float32]] | None = field(
+        default=None, repr=False
+    )
 
 
 def _check_finite(values: NDArray[np.float32], source: Source, what: str) -> None:
@@ -381,7 +386,25 @@ def project(
         "variable_genes_missing": {k: v for k, v in missing.items() if v},
     }
     info["genes_mapped_by_table"] = space.mapped([s.dataset_id for s in sources])
-    return Embedding(values, info, n_counts, n_genes)
+    return Embedding(values, info, n_counts, n_genes, _projector(parts, model))
+
+
+def _projector(
+    parts: Sequence[OnVariable], model: PcaModel
+) -> Callable[[int, sp.csr_matrix], NDArray[np.float32]]:
+    """Raw count rows of source ``k`` onto the model, as :func:`project` puts that source's
+    cells (log-normalized on the shared genes; an unmeasured variable gene at the model's
+    mean)."""
+
+    def run(k: int, counts: sp.csr_matrix) -> NDArray[np.float32]:
+        part = parts[k]
+        unmeasured = part.unmeasured
+        shift = model.center - model.mean[unmeasured] @ model.loadings[unmeasured]
+        normed = _log_normalize(counts @ part.projection, counts=True)[:, model.variable]
+        out: NDArray[np.float32] = np.asarray(normed @ model.loadings - shift, dtype=np.float32)
+        return out
+
+    return run
 
 
 def pca_embedding(

@@ -15,6 +15,9 @@ index-factory string the user gives) feeds three native reductions:
   whose cells are twice as close. Unitless, so it reads the same on any embedding.
 - the overlap between datasets: for each pair, how many cells of one have an exact copy, or
   a near duplicate, in the other.
+
+The same neighbour lists, merged with one search against simulated doublets, give each cell's
+doublet score (:mod:`scurate._compute.qc`).
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate import _core
 from scurate._compute.dedup import MIN_GENES, find_exact_duplicates
 from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
+from scurate._compute.qc import QcValues, doublet_scores
 from scurate._compute.reference import Reference
 from scurate._data.sources import Source
 from scurate.errors import OptionError
@@ -57,6 +62,8 @@ class NeighbourScores:
     near_dup_group: NDArray[np.int64]  # smallest row of the group; -1 outside any group
     eps: float
     info: dict[str, Any] = field(default_factory=dict)
+    knn_d2: NDArray[np.float32] | None = None  # squared distances to the k nearest others
+    index: Any = None  # the FAISS index over the pool that was searched
 
 
 def exact_d2(x: NDArray[np.float32], start: int, labels: NDArray[np.int64]) -> NDArray[np.float32]:
@@ -92,6 +99,7 @@ def neighbour_scores(
     nn_row = np.full(n, -1, dtype=np.int64)
     nn_dist = np.full(n, np.nan, dtype=np.float32)
     mean_dist = np.full(n, np.nan, dtype=np.float32)
+    knn_d2 = np.full((n, max(k_search - 1, 0)), np.inf, dtype=np.float32)
     # One search. The default eps needs the pool's median, known only at the end, so each
     # block keeps the edges under a bound of its own (half its median, which is above a
     # quarter of the pool's wherever blocks look alike) and a block whose bound falls short
@@ -105,6 +113,8 @@ def neighbour_scores(
         nn_row[start:stop], nn_dist[start:stop], mean_dist[start:stop] = _core.knn_summary(
             d2, labels, start, k
         )
+        others = (labels >= 0) & (labels != np.arange(start, stop)[:, None])
+        knn_d2[start:stop] = np.sort(np.where(others, d2, np.inf), axis=1)[:, : knn_d2.shape[1]]
         bound = float(eps) if eps is not None else 0.5 * _positive_median(nn_dist[start:stop])
         blocks.append((start, stop, bound, *_edges(d2, labels, start, bound)))
         progress("scores: neighbours", stop, n)
@@ -159,7 +169,7 @@ def neighbour_scores(
         "n_in_near_dup_groups": int((group >= 0).sum()),
         "density_rule": f"median mean-distance to {k} nearest / the cell's own",
     }
-    return NeighbourScores(nn_row, nn_dist, density, group, chosen, info)
+    return NeighbourScores(nn_row, nn_dist, density, group, chosen, info, knn_d2, index)
 
 
 def _positive_median(values: NDArray[np.float32]) -> float:
@@ -289,6 +299,7 @@ class PoolScores:
     nn_row: NDArray[np.int64]  # nearest other pool row (-1 for none)
     nn_dist: NDArray[np.float32]  # its distance
     info: dict[str, Any] = field(default_factory=dict)
+    qc: QcValues | None = None  # counts, genes, mito fraction and doublet score per cell
 
 
 def score_pool(
@@ -299,10 +310,15 @@ def score_pool(
     near_dup_eps: float | None = None,
     index_factory: str | None = None,
     dup_min_genes: int = MIN_GENES,
+    doublets: bool = True,
+    project_counts: Callable[[int, sp.csr_matrix], NDArray[np.float32]] | None = None,
+    seed: int = 0,
     progress: Progress = _no_progress,
     timings: dict[str, float] | None = None,
 ) -> PoolScores:
-    """Exact copies on the counts, then neighbour scores and novelty on the embedding."""
+    """Exact copies and QC values on the counts, then neighbour scores, doublet scores (unless
+    ``doublets`` is false; simulated with ``project_counts`` where given, see
+    :mod:`scurate._compute.qc`) and novelty on the embedding."""
     import time
 
     timings = timings if timings is not None else {}
@@ -320,6 +336,10 @@ def score_pool(
     timings["neighbours"] = time.perf_counter() - start
     novelty = nearest_reference = None
     info: dict[str, Any] = {"exact": exact.info, "near": near.info}
+    start = time.perf_counter()
+    qc = _qc_values(sources, embeddings, exact, near, doublets, project_counts, seed)
+    info["qc"] = qc.info
+    timings["doublets"] = time.perf_counter() - start
     if reference is not None:
         start = time.perf_counter()
         novelty, where = reference.nearest(embeddings)
@@ -346,4 +366,46 @@ def score_pool(
         near.nn_row,
         near.nn_dist,
         info,
+        qc,
     )
+
+
+def _qc_values(
+    sources: Sequence[Source],
+    embeddings: NDArray[np.float32],
+    exact: Any,
+    near: NeighbourScores,
+    doublets: bool,
+    project_counts: Callable[[int, sp.csr_matrix], NDArray[np.float32]] | None,
+    seed: int,
+) -> QcValues:
+    """The pool's QC values: counts from the duplicate pass, the doublet score from the
+    neighbour lists (seeded by ``seed``)."""
+    n = embeddings.shape[0]
+    counts = exact.qc
+    n_counts = np.full(n, np.nan) if counts is None else counts.n_counts
+    n_genes = np.full(n, -1, dtype=np.int64) if counts is None else counts.n_genes
+    mito = np.full(n, np.nan) if counts is None else counts.mito_counts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = np.where(n_counts > 0, mito / n_counts, np.where(n_counts == 0, 0.0, np.nan))
+    skipped = exact.info.get("skipped_sources", {})
+    info: dict[str, Any] = {
+        "no_counts": {d: r for d, r in skipped.items()},
+        "mito_genes_from": {} if counts is None else counts.mito_from,
+    }
+    score = np.full(n, np.nan, dtype=np.float32)
+    if doublets and near.knn_d2 is not None:
+        counts_ok = [s.dataset_id not in skipped for s in sources]
+        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+        score, info["doublets"] = doublet_scores(
+            sources,
+            np.ascontiguousarray(embeddings, dtype=np.float32),
+            near.knn_d2,
+            near.index,
+            project_counts=project_counts,
+            counts_ok=counts_ok,
+            rng=rng,
+        )
+    else:
+        info["doublets"] = {"not_scored": "doublets=off"}
+    return QcValues(n_counts.astype(np.float32), n_genes, fraction.astype(np.float32), score, info)

@@ -325,7 +325,11 @@ class AnnDataSource:
                 item = var[key]
                 is_categorical = self.store.is_group(item) and "categories" in item
                 is_text = self.store.is_array(item) and item.dtype.kind in "OSUT"
-                if is_categorical or is_text:
+                if self.store.is_array(item) and item.dtype.kind == "b":  # a flag: mt, mito
+                    flags = np.asarray(item[...])
+                    if flags.shape == names.shape:
+                        columns[key] = np.where(flags, "True", "False").astype(object)
+                elif is_categorical or is_text:
                     values = _read_strings(item)
                     if values.ndim == 1 and len(values) == len(names):
                         columns[key] = values

@@ -12,7 +12,12 @@
 | is_primary_data | obs ``is_primary_data`` where the source has it (CELLxGENE: false for cells
   deposited again in another dataset), else null |
 | soma_joinid | the cell's ``soma_joinid`` in a TileDB-SOMA experiment (Census), else null |
-| n_counts, n_genes | total counts and genes detected in X (null where X was not read) |
+| n_counts, n_genes | total counts and genes detected (above zero) in the raw counts (null where
+  the source has no counts: X normalized) |
+| mito_fraction | share of the counts in mitochondrial genes (MT-/mt- symbols, ids mapped to them,
+  or a var flag mt/mito; 0 where none was found; null without counts) |
+| doublet_score | share of simulated doublets among the cell's nearest neighbours (see
+  scurate._compute.qc; null with --qc doublets=off) |
 | exact_dup_of | cell_id of the kept copy when the cell is an exact copy of another (raw counts
   equal on the genes both files measured; see scurate._compute.dedup), else null |
 | near_dup_group | the smallest pool row of the cell's near-duplicate group, null outside any |
@@ -23,6 +28,9 @@
 | selection_rank | 0-based priority order of a selected cell; null for the rest |
 | weight | pool cells whose nearest selected cell this is (Voronoi size; null if not selected) |
 | policy | the policy that selected the cell; null for the rest |
+| reason | why the cell is or is not selected: selected, not_primary (--primary-only), qc (failed
+  a QC filter), exact_copy, near_copy (set aside as duplicates), quota_full (its stratum's
+  quota was filled), past_budget (a candidate the policy did not reach) |
 """
 
 from __future__ import annotations
@@ -67,6 +75,8 @@ MANIFEST_SCHEMA = pl.Schema(
         "soma_joinid": pl.Int64,
         "n_counts": pl.Float32,
         "n_genes": pl.UInt32,
+        "mito_fraction": pl.Float32,
+        "doublet_score": pl.Float32,
         "exact_dup_of": pl.String,
         "near_dup_group": pl.Int64,
         "density": pl.Float32,
@@ -76,6 +86,7 @@ MANIFEST_SCHEMA = pl.Schema(
         "selection_rank": pl.UInt32,
         "weight": pl.Float32,
         "policy": pl.String,
+        "reason": pl.String,
     }
 )
 

@@ -52,7 +52,9 @@ def _string_columns(frame: pd.DataFrame, n: int) -> dict[str, NDArray[np.object_
     out = {}
     for key in frame.columns:
         column = frame[key]
-        if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype.kind in "OSU":
+        if column.dtype.kind == "b":  # a flag (mt, mito), kept as text like the rest
+            out[str(key)] = np.where(column.to_numpy(), "True", "False").astype(object)
+        elif isinstance(column.dtype, pd.CategoricalDtype) or column.dtype.kind in "OSU":
             values = np.asarray(column.astype(str) if column.dtype != object else column)
             if values.ndim == 1 and len(values) == n:
                 out[str(key)] = values.astype(object)

@@ -1,6 +1,6 @@
 """The policy step of ``select`` and ``bench``: cells that are not primary data (with
-``primary_only``) and duplicates set aside, the budget checked against what is left, the policy
-looked up and run (inside each stratum where strata are given)."""
+``primary_only``), cells that fail QC and duplicates set aside, the budget checked against what
+is left, the policy looked up and run (inside each stratum where strata are given)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from scurate._compute.qc import failures
 from scurate._compute.scoring import keep_mask
 from scurate._engine.context import SelectionContext, run_policy
-from scurate._engine.options import SelectOptions, check_budget
+from scurate._engine.options import PoolOptions, SelectOptions, check_budget
 from scurate._engine.stages import ScoredPool, primary_cells
 from scurate._engine.strata import obs_lookup, run_stratified
 from scurate._plugins.registry import Registered
@@ -29,6 +30,14 @@ class Chosen:
     keep: NDArray[np.bool_]
     candidates: NDArray[np.int64]
     primary: NDArray[np.bool_] | None = None  # with primary_only: cells not marked non-primary
+    qc_failed: dict[str, NDArray[np.bool_]] | None = None  # per QC filter, the cells it fails
+
+    @property
+    def failed_qc(self) -> NDArray[np.bool_]:
+        """Cells that fail any QC filter."""
+        n = len(self.keep)
+        fails = list((self.qc_failed or {}).values())
+        return np.logical_or.reduce(fails) if fails else np.zeros(n, dtype=bool)
 
 
 def policy_rng(seed: int) -> np.random.Generator:
@@ -38,26 +47,45 @@ def policy_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(policy_seed)
 
 
+def qc_failures(pool: ScoredPool, options: PoolOptions) -> dict[str, NDArray[np.bool_]]:
+    """Per QC filter of ``options.qc``, the pool cells it fails (none without QC values)."""
+    qc = pool.scores.qc
+    if qc is None:
+        return {}
+    manifest = pool.manifest
+    columns = [manifest[c].to_list() for c in ("dataset_id", "assay", "suspension_type")]
+    return failures(qc, options.qc, *columns)
+
+
 def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
     """Run the options' policy for their budget on a scored pool: with ``primary_only``, cells
-    whose ``is_primary_data`` is false set aside; exact copies and near-duplicate groups set
-    aside (unless ``keep_duplicates``; a set of copies whose kept copy is not primary keeps a
-    primary one instead); quotas per stratum where ``strata`` are given; the policy's generator
-    seeded by ``seed``."""
+    whose ``is_primary_data`` is false set aside; cells that fail a QC filter set aside; exact
+    copies and near-duplicate groups set aside (unless ``keep_duplicates``; a set of copies
+    whose kept copy is set aside keeps another instead); quotas per stratum where ``strata``
+    are given; the policy's generator seeded by ``seed``."""
     scores, manifest, n = pool.scores, pool.manifest, pool.manifest.height
     primary = primary_cells(manifest) if options.primary_only else None
+    qc_failed = qc_failures(pool, options)
+    failed = np.logical_or.reduce(list(qc_failed.values())) if qc_failed else None
+    eligible = primary
+    if failed is not None:
+        eligible = ~failed if primary is None else primary & ~failed
     if options.keep_duplicates:
-        keep = np.ones(n, dtype=bool) if primary is None else primary.copy()
+        keep = np.ones(n, dtype=bool) if eligible is None else eligible.copy()
     else:
-        keep = keep_mask(scores.exact_dup_of, scores.near_dup_group, primary)
+        keep = keep_mask(scores.exact_dup_of, scores.near_dup_group, eligible)
     candidates = np.flatnonzero(keep)
     budget = options.budget
     not_primary = 0 if primary is None else int((~primary).sum())
+    failed_qc = 0
+    if failed is not None:
+        failed_qc = int((failed if primary is None else failed & primary).sum())
     check_budget(
         budget,
         len(candidates),
-        set_aside=n - len(candidates) - not_primary,
+        set_aside=n - len(candidates) - not_primary - failed_qc,
         not_primary=not_primary,
+        failed_qc=failed_qc,
     )
     chosen = pool.plugins.get("policies", options.policy, option="policy")
     ctx = SelectionContext(
@@ -74,4 +102,4 @@ def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
         within = run_stratified(
             chosen, ctx, budget, columns=options.strata, quota=options.quota, lookup=lookup
         )
-    return Chosen(candidates[within], chosen, ctx, keep, candidates, primary)
+    return Chosen(candidates[within], chosen, ctx, keep, candidates, primary, qc_failed)

@@ -25,7 +25,7 @@ from scurate._engine import coverage as cov
 from scurate._engine import in_memory
 from scurate._engine import report as rp
 from scurate._engine.cache import WorkDir
-from scurate._engine.choose import Chosen, choose
+from scurate._engine.choose import Chosen, choose, qc_failures
 from scurate._engine.context import check_params_read
 from scurate._engine.options import IndexOptions, ScoreOptions, SelectOptions
 from scurate._engine.outputs import commit, prepare
@@ -142,14 +142,18 @@ def _select(sources: Input, opts: SelectOptions, progress: Progress, threads: in
         progress("select", budget, budget)
     with timed(timings, "coverage"):
         radii, radius, nearest = _coverage(pool, picked)
-    manifest = _with_selection(pool.manifest, picked, nearest.weights(budget))
+    manifest = _with_selection(
+        pool.manifest, picked, nearest.weights(budget), stratified=opts.strata is not None
+    )
     report = rp.job_report(
         sources,
         opts,
         timings,
         parameters={"policy_plugin": picked.policy.plugin, "threads_used": threads},
         n_selected=int(manifest["selected"].sum()),
-        **rp.pool_sections(pool, picked.keep, manifest, picked.primary),
+        **rp.pool_sections(pool, picked.keep, manifest, picked.primary, picked.failed_qc),
+        qc=rp.qc_section(manifest, opts.qc.as_given(), picked.qc_failed or {}, picked.primary),
+        reasons=dict(manifest.group_by("reason").len().sort("reason").iter_rows()),
         covering_radius=None if radius is None else round(radius, 6),
         covering_radius_curve=rp.radius_curve(radii or []),
         covering_radius_curve_over=(
@@ -179,6 +183,8 @@ def _select(sources: Input, opts: SelectOptions, progress: Progress, threads: in
         if "primary_only" in report:
             primary = report["primary_only"]["set_aside_per_dataset"]
             row["not_primary_set_aside"] = primary.get(row["dataset_id"], 0)
+        qc = report["qc"]["per_dataset"].get(row["dataset_id"], {})
+        row["qc_set_aside"] = qc.get("set_aside", 0)
     return Selection(mf.conform(manifest), report, pool.sources, pool.embedding.values)
 
 
@@ -208,10 +214,33 @@ def _coverage(pool: ScoredPool, picked: Chosen) -> tuple[list[float] | None, flo
     return radii, radius, nearest
 
 
+REASONS = ("selected", "not_primary", "qc", "exact_copy", "near_copy", "quota_full", "past_budget")
+
+
+def reasons(picked: Chosen, exact_dup_of: NDArray[np.int64], *, stratified: bool) -> NDArray[Any]:
+    """Why each cell is or is not selected, the first that applies of :data:`REASONS`: not
+    primary data (``primary_only``), failed QC, an exact copy or a near duplicate set aside, or
+    a candidate the policy did not reach (its stratum's quota full, or past the budget)."""
+    n = len(picked.keep)
+    out = np.full(n, "quota_full" if stratified else "past_budget", dtype=object)
+    aside = ~picked.keep
+    out[aside] = np.where(exact_dup_of[aside] >= 0, "exact_copy", "near_copy")
+    out[picked.failed_qc] = "qc"
+    if picked.primary is not None:
+        out[~picked.primary] = "not_primary"
+    out[picked.order] = "selected"
+    return out
+
+
 def _with_selection(
-    manifest: pl.DataFrame, picked: Chosen, weights: np.ndarray[Any, Any]
+    manifest: pl.DataFrame,
+    picked: Chosen,
+    weights: np.ndarray[Any, Any],
+    *,
+    stratified: bool = False,
 ) -> pl.DataFrame:
-    """The selection columns: ``selected``, ``selection_rank``, ``weight``, ``policy``."""
+    """The selection columns: ``selected``, ``selection_rank``, ``weight``, ``policy`` and
+    ``reason``."""
     pool, order = manifest.height, picked.order
     weight = np.full(pool, np.nan, dtype=np.float32)
     weight[order] = weights
@@ -221,6 +250,7 @@ def _with_selection(
         pl.Series("selected", rank >= 0),
         pl.Series("selection_rank", rank).cast(pl.UInt32, strict=False).alias("selection_rank"),
         pl.Series("weight", weight).fill_nan(None),
+        pl.Series("reason", reasons(picked, _exact_dup_rows(manifest), stratified=stratified)),
     ).with_columns(
         pl.when(pl.col("selected"))
         .then(pl.lit(picked.policy.name))
@@ -228,6 +258,11 @@ def _with_selection(
         .alias("policy"),
         pl.when(pl.col("selected")).then(pl.col("selection_rank")).alias("selection_rank"),
     )
+
+
+def _exact_dup_rows(manifest: pl.DataFrame) -> NDArray[np.int64]:
+    """0 where the manifest names a kept copy in ``exact_dup_of``, else -1."""
+    return np.where(manifest["exact_dup_of"].is_null().to_numpy(), -1, 0).astype(np.int64)
 
 
 def annotate(adata: Any, result: Selection) -> Any:
@@ -264,12 +299,14 @@ def score_with(sources: Input, opts: ScoreOptions, *, progress: Progress = quiet
         .alias("nn_cell_id")
     )
     keep = keep_mask(scores.exact_dup_of, scores.near_dup_group)
+    failed = qc_failures(pool, opts)  # what select would set aside
     report = rp.job_report(
         sources,
         opts,
         pool.timings,
         parameters={"threads_used": threads},
         **rp.pool_sections(pool, keep),
+        qc=rp.qc_section(manifest, opts.qc.as_given(), failed),
     )
     return Scores(mf.conform(manifest), neighbours, report)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from scurate._compute.dedup import MIN_GENES
+from scurate._compute.qc import QcSpec, parse_qc
 from scurate._data.sources import ReadOptions
 from scurate._engine.threads import check_threads
 from scurate.errors import OptionError
@@ -33,11 +34,13 @@ def check_budget(
     *,
     set_aside: int = 0,
     not_primary: int = 0,
+    failed_qc: int = 0,
     name: str = "budget",
 ) -> None:
     """The one rule for a budget: at least 1 and, once the pool is known, at most the cells a
-    policy can choose from (``pool``, after ``set_aside`` duplicates and, with ``primary_only``,
-    ``not_primary`` cells were set aside). ``name`` is the parameter that gave it."""
+    policy can choose from (``pool``, after ``set_aside`` duplicates, ``failed_qc`` cells and,
+    with ``primary_only``, ``not_primary`` cells were set aside). ``name`` is the parameter
+    that gave it."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         msg = f"{name}={budget!r}: must be at least 1"
         raise OptionError(msg)
@@ -47,6 +50,8 @@ def check_budget(
             aside.append(f"{set_aside} duplicates (keep_duplicates=True keeps them)")
         if not_primary:
             aside.append(f"{not_primary} cells not primary data (primary_only=True)")
+        if failed_qc:
+            aside.append(f"{failed_qc} cells failing QC (qc='off' keeps them)")
         msg = f"{name}={budget} is more than the {pool} cells "
         msg += "left after setting aside " + " and ".join(aside) if aside else "in the pool"
         raise OptionError(msg)
@@ -217,6 +222,11 @@ class PoolOptions(Options):
         (``"tissue_general == 'lung'"``); TileDB-SOMA sources only (an error when no source
         is one; other sources beside them are read whole, with a log line). It picks the
         cells of the sources, never those of ``reference``.
+    qc
+        QC filters, as ``"min_genes=200,max_mito=0.2,doublets=auto"`` or a mapping (keys
+        ``min_genes``, ``min_counts``, ``max_mito``, ``doublets``: ``auto``, ``off`` or a score
+        threshold); a key left out takes its per-assay default, and ``"off"`` filters nothing
+        (see :mod:`scurate._compute.qc`). A cell that fails is never selected.
     """
 
     obsm_key: str | None = None
@@ -231,8 +241,10 @@ class PoolOptions(Options):
     work_dir: Path | None = None
     counts_layer: str | None = None
     obs_filter: str | None = None
+    qc: QcSpec = field(default_factory=QcSpec)
 
     def __post_init__(self) -> None:
+        self._set("qc", parse_qc(self.qc))
         check_seed(self.seed)
         check_threads(self.threads)
         check_text(self.counts_layer, "counts_layer")

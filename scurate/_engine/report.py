@@ -99,14 +99,18 @@ def pool_sections(
     keep: NDArray[np.bool_],
     manifest: pl.DataFrame | None = None,
     primary: NDArray[np.bool_] | None = None,
+    failed_qc: NDArray[np.bool_] | None = None,
 ) -> dict[str, Any]:
     """What the report says of a scored pool: its datasets (counted on ``manifest``, the
     pool's own by default), the scores' rules, duplicates found and set aside (``~keep``; with
     ``primary``, the cells ``primary_only`` let through, those it set aside are counted apart,
-    under ``primary_only``), the overlap between datasets, harmonization and embedding."""
+    under ``primary_only``; cells that ``failed_qc`` are counted under ``qc``), the overlap
+    between datasets, harmonization and embedding."""
     scores = pool.scores
     manifest = pool.manifest if manifest is None else manifest
     passed = np.ones(manifest.height, dtype=bool) if primary is None else primary
+    if failed_qc is not None:
+        passed = passed & ~failed_qc
     duplicates = ~keep & passed
     sections: dict[str, Any] = {
         "n_pool": manifest.height,
@@ -125,9 +129,40 @@ def pool_sections(
         "work_dir": {"entry": pool.stored, "reused": pool.reused},
         "embedding": pool.embedding.info,
     }
+    qc_info = scores.info.get("qc")
+    if qc_info is not None:
+        sections["qc_values"] = qc_info
     if primary is not None:
         sections["primary_only"] = {
             "set_aside": int((~primary).sum()),
             "set_aside_per_dataset": _per_dataset(manifest, ~primary),
         }
     return sections
+
+
+def qc_section(
+    manifest: pl.DataFrame,
+    spec: str,
+    failed: dict[str, NDArray[np.bool_]],
+    primary: NDArray[np.bool_] | None = None,
+) -> dict[str, Any]:
+    """What QC set aside: in all and per dataset, per filter (a cell may fail several) and in
+    all (a cell counted once; with ``primary``, cells ``primary_only`` set aside first are not
+    counted)."""
+    n = manifest.height
+    passed = np.ones(n, dtype=bool) if primary is None else primary
+    per_filter = {name: mask & passed for name, mask in failed.items()}
+    any_failed = np.zeros(n, dtype=bool)
+    for mask in per_filter.values():
+        any_failed |= mask
+    by_dataset = _per_dataset(manifest, any_failed)
+    filters = {name: _per_dataset(manifest, mask) for name, mask in per_filter.items()}
+    return {
+        "spec": spec,
+        "set_aside": int(any_failed.sum()),
+        "failed_per_filter": {name: int(mask.sum()) for name, mask in per_filter.items()},
+        "per_dataset": {
+            dataset: {"set_aside": count, **{f: filters[f].get(dataset, 0) for f in filters}}
+            for dataset, count in by_dataset.items()
+        },
+    }

@@ -21,6 +21,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate._compute.embed import Embedding, from_obsm
+from scurate._compute.qc import QcValues
 from scurate._compute.reference import Reference, open_reference
 from scurate._compute.scoring import PoolScores, score_pool
 from scurate._data import harmonization as hz
@@ -77,9 +78,9 @@ def _soma_joinids(source: Source) -> pl.Series:
     return pl.Series("soma_joinid", joinids, dtype=pl.Int64)
 
 
-def pool_manifest(sources: Sequence[Source], embedding: Embedding | None = None) -> pl.DataFrame:
+def pool_manifest(sources: Sequence[Source]) -> pl.DataFrame:
     """One row per cell of ``sources`` (id, dataset, file, row, soma_joinid where the source
-    has one), with counts where embedded."""
+    has one)."""
     frames = [
         pl.DataFrame(
             {
@@ -92,13 +93,7 @@ def pool_manifest(sources: Sequence[Source], embedding: Embedding | None = None)
         )
         for source in sources
     ]
-    frame = pl.concat(frames)
-    if embedding is not None and embedding.n_counts is not None and embedding.n_genes is not None:
-        frame = frame.with_columns(
-            pl.Series("n_counts", embedding.n_counts, dtype=pl.Float32),
-            pl.Series("n_genes", embedding.n_genes.astype(np.uint32), dtype=pl.UInt32),
-        )
-    return mf.conform(frame)
+    return mf.conform(pl.concat(frames))
 
 
 def source_readers(plugins: Plugins) -> dict[str, Any]:
@@ -216,7 +211,7 @@ def _compute_pool(
         else:
             rng = np.random.default_rng(embed_seed)
             embedding = _embed(plugins, opened, options, rng=rng, progress=progress)
-    manifest = hz.attach(pool_manifest(opened, embedding), harmonized)
+    manifest = hz.attach(pool_manifest(opened), harmonized)
     scores = score_pool(
         opened,
         embedding.values,
@@ -224,6 +219,9 @@ def _compute_pool(
         near_dup_eps=options.near_dup_eps,
         index_factory=options.index_factory,
         dup_min_genes=options.dup_min_genes,
+        doublets=options.qc.scores_doublets,
+        project_counts=embedding.project_counts,
+        seed=options.seed,
         progress=progress,
         timings=timings,
     )
@@ -258,6 +256,7 @@ def pool_key(opened: Sequence[Source], options: PoolOptions, plugins: Plugins) -
         for k, v in options.to_report().items()
         if k in POOL_FIELDS or (k == "reference" and isinstance(options, ScoreOptions))
     }
+    shaping["doublets_scored"] = options.qc.scores_doublets  # the thresholds apply later
     mapping = options.metadata_map
     return make_key(
         {
@@ -305,9 +304,13 @@ def _to_store(pool: ScoredPool) -> dict[str, Any]:
     if s.novelty is not None and s.nearest_reference is not None:
         arrays["novelty"] = s.novelty
         arrays["nearest_reference"] = s.nearest_reference.astype(str)
+    if s.qc is not None:
+        arrays["qc_n_counts"], arrays["qc_n_genes"] = s.qc.n_counts, s.qc.n_genes
+        arrays["qc_mito_fraction"], arrays["qc_doublet_score"] = (
+            s.qc.mito_fraction,
+            s.qc.doublet_score,
+        )
     e = pool.embedding
-    if e.n_counts is not None and e.n_genes is not None:
-        arrays["n_counts"], arrays["n_genes"] = e.n_counts, e.n_genes
     meta = {
         "n_cells": pool.manifest.height,
         "sources": sorted({str(Path(s.path).resolve()) for s in pool.sources}),
@@ -328,6 +331,15 @@ def _from_stored(
     entry: str,
 ) -> ScoredPool:
     a, meta = stored["arrays"], stored["meta"]
+    qc = None
+    if "qc_n_counts" in a:
+        qc = QcValues(
+            a["qc_n_counts"],
+            a["qc_n_genes"],
+            a["qc_mito_fraction"],
+            a["qc_doublet_score"],
+            meta["scores_info"].get("qc", {}),
+        )
     scores = PoolScores(
         a["exact_dup_of"],
         a["near_dup_group"],
@@ -337,10 +349,9 @@ def _from_stored(
         a["nn_row"],
         a["nn_dist"],
         meta["scores_info"],
+        qc,
     )
-    embedding = Embedding(
-        stored["embedding"], meta["embedding_info"], a.get("n_counts"), a.get("n_genes")
-    )
+    embedding = Embedding(stored["embedding"], meta["embedding_info"])
     return ScoredPool(
         list(opened),
         stored["manifest"],
@@ -365,6 +376,16 @@ def _with_scores(manifest: pl.DataFrame, scores: PoolScores) -> pl.DataFrame:
         pl.when(pl.Series(group >= 0)).then(pl.Series(group)).alias("near_dup_group"),
         pl.Series("density", scores.density).alias("density"),
     ]
+    if scores.qc is not None:
+        qc = scores.qc
+        columns += [
+            pl.Series("n_counts", qc.n_counts, dtype=pl.Float32).fill_nan(None),
+            pl.when(pl.Series(qc.n_genes >= 0))
+            .then(pl.Series(np.maximum(qc.n_genes, 0), dtype=pl.UInt32))
+            .alias("n_genes"),
+            pl.Series("mito_fraction", qc.mito_fraction, dtype=pl.Float32).fill_nan(None),
+            pl.Series("doublet_score", qc.doublet_score, dtype=pl.Float32).fill_nan(None),
+        ]
     if scores.novelty is not None and scores.nearest_reference is not None:
         columns.append(pl.Series("novelty", scores.novelty).alias("novelty"))
         columns.append(

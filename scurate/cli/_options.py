@@ -146,6 +146,15 @@ SHARED: dict[str, tuple[Any, Any]] = {
         help="Value filter on obs for TileDB-SOMA sources, e.g. \"tissue_general == 'lung'\".",
         metavar="EXPR",
     ),
+    "qc": option(
+        str | None,
+        None,
+        "--qc",
+        help="QC filters KEY=VALUE[,...]: min_genes, min_counts, max_mito, doublets "
+        "(auto, off or a score); unset keys take per-assay defaults (README); off: no QC.",
+        show_default=False,
+        metavar="SPEC",
+    ),
     "primary_only": option(
         bool,
         False,
@@ -172,6 +181,7 @@ POOL = (
     "threads",
     "counts_layer",
     "obs_filter",
+    "qc",
 )
 METADATA = ("metadata_map", "set_fields")
 WORK = ("work_dir", "no_cache")

@@ -57,7 +57,7 @@ Quota = Annotated[
 
 def summary_table(report: dict[str, Any]) -> Table:
     table = Table(title=f"{report['n_selected']} of {report['n_pool']} cells selected")
-    for column in ("dataset", "pool", "duplicates", "selected", "%"):
+    for column in ("dataset", "pool", "qc", "duplicates", "selected", "%"):
         table.add_column(column, justify="left" if column == "dataset" else "right")
     contained = {r["dataset"]: r for r in report.get("overlap", []) if r["contained"]}
     for row in report["datasets"]:
@@ -67,6 +67,7 @@ def summary_table(report: dict[str, Any]) -> Table:
         table.add_row(
             name,
             str(row["pool"]),
+            str(row.get("qc_set_aside", 0)),
             str(row.get("duplicates_set_aside", 0)),
             str(row["selected"]),
             f"{100 * row['fraction']:.1f}",
@@ -85,6 +86,18 @@ def print_summary(report: dict[str, Any], table: Table, *, as_json: bool) -> Con
     for line in overlap_lines(report):
         console.print(line)
     return console
+
+
+def reasons_line(report: dict[str, Any]) -> str:
+    """``cells by reason: selected 300, qc 41 (min_genes 30, doublets 11), ...``."""
+    parts = []
+    for reason, count in sorted(report.get("reasons", {}).items(), key=lambda kv: -kv[1]):
+        part = f"{reason} {count}"
+        if reason == "qc":
+            filters = report["qc"]["failed_per_filter"]
+            part += " (" + ", ".join(f"{k} {v}" for k, v in filters.items() if v) + ")"
+        parts.append(part)
+    return "cells by reason: " + ", ".join(parts)
 
 
 def overlap_lines(report: dict[str, Any], most: int = 5) -> list[str]:
@@ -129,6 +142,7 @@ def select(
     console = print_summary(report, summary_table(report), as_json=shared["as_json"])
     if console is None:
         return
+    console.print(reasons_line(report))
     radius = report["covering_radius"]
     console.print(
         f"covering radius at the budget: {radius:.4g}  ({report['parameters']['policy']})"

@@ -1,0 +1,229 @@
+"""QC: per-cell values in every mode, mitochondrial genes found however a file names them, the
+filters and their options, the reason column, the work dir, and the planted-junk corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import scipy.sparse as sp
+import scurate
+from scurate._compute.qc import QcSpec, QcValues, defaults_for, failures, mito_columns, parse_qc
+from scurate._data.sources import GeneTable
+from scurate.errors import OptionError
+
+from qc_corpus import N_MITO, RARE, planted_corpus, symbols, write_planted
+from test_cli_select import fails_in_one_line, run
+
+MT_IDS = ["ENSG00000198712", "ENSG00000198727", "ENSG00000198695"]  # MT-CO2, MT-CYB, MT-ND6
+
+
+def table(names: list[str], **columns: list[str]) -> GeneTable:
+    return GeneTable(
+        np.asarray(names, dtype=object),
+        {k: np.asarray(v, dtype=object) for k, v in columns.items()},
+    )
+
+
+def test_mito_genes_by_symbol_id_or_flag() -> None:
+    mask, where = mito_columns(table(["CD3E", "MT-CO1", "mt-Nd1", "MTOR"]))
+    assert mask.tolist() == [False, True, True, False] and where == "symbols in var_names"
+    ids = ["ENSG00000010610", *MT_IDS]
+    mask, where = mito_columns(table(ids, feature_name=["CD4", "MT-CO2", "MT-CYB", "MT-ND6"]))
+    assert mask.tolist() == [False, True, True, True] and where == "symbols in var['feature_name']"
+    mask, where = mito_columns(table(ids))  # ids only: mapped through the gene table
+    assert mask.tolist() == [False, True, True, True]
+    assert where == "ids in var_names through the gene table"
+    mask, where = mito_columns(table(["a", "b", "c"], mito=["False", "True", "False"]))
+    assert mask.tolist() == [False, True, False] and where == "var['mito']"
+    mask, where = mito_columns(table(["a", "b"]))
+    assert not mask.any() and where is None
+
+
+def write_small(path: Path, *, var: pd.DataFrame, seed: int = 0, n: int = 300) -> ad.AnnData:
+    """Raw counts of two types over ``var``'s genes, the last three mitochondrial-rich."""
+    rng = np.random.default_rng(seed)
+    m = len(var)
+    programs = rng.gamma(0.8, 1.0, size=(2, m))
+    programs[0, :20] *= 10
+    programs[1, 20:40] *= 10
+    types = np.arange(n) % 2
+    x = rng.poisson(programs[types] / programs[types].sum(1, keepdims=True) * 2500.0)
+    obs = pd.DataFrame({"cell_type": np.where(types, "B", "T")}, index=[f"c{i}" for i in range(n)])
+    obs["cell_type"] = obs["cell_type"].astype("category")
+    adata = ad.AnnData(sp.csr_matrix(x.astype(np.float32)), obs=obs, var=var)
+    rng2 = np.random.default_rng(seed + 1)
+    adata.obsm["X_emb"] = rng2.normal(size=(n, 8)).astype(np.float32) + types[:, None] * 5
+    adata.write_h5ad(path)
+    return adata
+
+
+def expected_mito(adata: ad.AnnData, columns: slice) -> np.ndarray:
+    x = adata.X.toarray().astype(np.float64)
+    return (x[:, columns].sum(1) / x.sum(1)).astype(np.float32)
+
+
+def test_obsm_mode_fills_qc_and_a_var_flag_marks_mito(tmp_path: Path) -> None:
+    var = pd.DataFrame(index=[f"g{i}" for i in range(200)])
+    var["mt"] = np.arange(200) >= 197  # a boolean flag, no MT- symbol anywhere
+    adata = write_small(tmp_path / "flag.h5ad", var=var)
+    result = scurate.select([tmp_path / "flag.h5ad"], 20, obsm_key="X_emb")
+    m = result.manifest
+    x = adata.X.toarray()
+    np.testing.assert_allclose(m["n_counts"].to_numpy(), x.sum(1), rtol=1e-6)
+    assert m["n_genes"].to_list() == (x > 0).sum(1).tolist()
+    np.testing.assert_allclose(m["mito_fraction"].to_numpy(), expected_mito(adata, slice(197, 200)))
+    assert m["doublet_score"].null_count() == m.height  # no model to simulate doublets with
+    values = result.report["qc_values"]
+    assert values["mito_genes_from"] == {"flag": "var['mt']"}
+    assert "obsm" in values["doublets"]["not_scored"]
+    # in memory too: the same flag is read from the AnnData's var
+    again = scurate.select({"flag": adata}, 20, obsm_key="X_emb")
+    np.testing.assert_allclose(again.manifest["mito_fraction"].to_numpy(), m["mito_fraction"])
+
+
+def test_a_source_without_counts_gets_null_qc(tmp_path: Path) -> None:
+    var = pd.DataFrame(index=[*[f"g{i}" for i in range(197)], "MT-A", "MT-B", "MT-C"])
+    adata = write_small(tmp_path / "counts.h5ad", var=var)
+    norm = adata.copy()
+    norm.X = sp.csr_matrix(np.log1p(norm.X.toarray() / norm.X.sum(1).A * 1e4), dtype=np.float32)
+    norm.obs_names = [f"n{i}" for i in range(norm.n_obs)]
+    norm.write_h5ad(tmp_path / "normalized.h5ad")
+    result = scurate.select([tmp_path / "counts.h5ad", tmp_path / "normalized.h5ad"], 30)
+    m = result.manifest
+    counts, normed = (
+        m.filter(pl.col("dataset_id") == "counts"),
+        m.filter(pl.col("dataset_id") == "normalized"),
+    )
+    assert counts["n_counts"].null_count() == 0 and counts["doublet_score"].null_count() == 0
+    for column in ("n_counts", "n_genes", "mito_fraction", "doublet_score"):
+        assert normed[column].null_count() == normed.height, column
+    np.testing.assert_allclose(
+        counts["mito_fraction"].to_numpy(), expected_mito(adata, slice(197, 200)), rtol=1e-5
+    )
+    assert "normalized" in result.report["qc_values"]["no_counts"]
+
+
+def test_parse_qc_and_its_errors() -> None:
+    assert parse_qc(None) == QcSpec() and parse_qc("off") == QcSpec(enabled=False)
+    spec = parse_qc("min_genes=300, max_mito=0.1,doublets=off")
+    assert (spec.min_genes, spec.max_mito, spec.doublets) == (300, 0.1, "off")
+    assert not spec.scores_doublets and spec.as_given() == "min_genes=300,max_mito=0.1,doublets=off"
+    assert parse_qc({"doublets": 0.4, "min_genes": "auto"}) == QcSpec(doublets=0.4)
+    for given, needle in [
+        ("min_gene=200", "unknown key 'min_gene'"),
+        ("min_genes=2.5", "expected a whole number >= 0 for min_genes"),
+        ("max_mito=1.5", "expected a number in [0, 1] for max_mito"),
+        ("doublets=maybe", "for doublets"),
+        ("min_genes", "expected key=value"),
+    ]:
+        with pytest.raises(OptionError, match="^qc=") as err:
+            parse_qc(given)
+        assert needle in str(err.value), str(err.value)
+
+
+def test_bad_qc_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.h5ad"
+    write_small(path, var=pd.DataFrame(index=[f"g{i}" for i in range(100)]))
+    out = tmp_path / "out"
+    fails_in_one_line(
+        ["select", path, "-b", "5", "-o", out, "--qc", "max_mito=2"],
+        "--qc max_mito=2: expected a number in [0, 1] for max_mito",
+    )
+    fails_in_one_line(["score", path, "-o", out, "--qc", "nope=1"], "--qc nope=1: unknown key")
+    assert not out.exists()
+
+
+def test_filters_per_assay_and_floor() -> None:
+    assert defaults_for("10x 3' v3", "cell") == (200, 0.2)
+    assert defaults_for("10x 3' v3", "nucleus") == (200, 0.05)
+    assert defaults_for("Smart-seq2", None) == (500, 0.2)
+    n = 100
+    genes = np.r_[np.full(98, 1000), 150, 50].astype(np.int64)
+    qc = QcValues(
+        np.full(n, 3000.0, np.float32),
+        genes,
+        np.r_[np.full(99, 0.03), 0.1].astype(np.float32),
+        np.r_[0.9, np.zeros(99)].astype(np.float32),
+        {"doublets": {"threshold": 0.5}},
+    )
+    ids = ["d"] * n
+    cells = failures(qc, QcSpec(), ids, ["10x"] * n, ["cell"] * n)
+    assert np.flatnonzero(cells["min_genes"]).tolist() == [98, 99]
+    assert not cells["max_mito"].any() and np.flatnonzero(cells["doublets"]).tolist() == [0]
+    nuclei = failures(qc, QcSpec(), ids, ["10x"] * n, ["nucleus"] * n)
+    assert np.flatnonzero(nuclei["max_mito"]).tolist() == [99]
+    assert failures(qc, QcSpec(enabled=False), ids, ["10x"] * n, ["cell"] * n) == {}
+    # a shallow dataset (its cells detect ~80 genes) is not filtered whole
+    few = np.r_[np.full(99, 80), 5].astype(np.int64)
+    shallow = QcValues(qc.n_counts, few, qc.mito_fraction, qc.doublet_score, qc.info)
+    lowered = failures(shallow, QcSpec(), ids, ["10x"] * n, ["cell"] * n)["min_genes"]
+    assert np.flatnonzero(lowered).tolist() == [99]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray], Path]:
+    folder = tmp_path_factory.mktemp("planted")
+    path, kinds = write_planted(folder, seed=0)
+    return path, kinds, folder / "work"
+
+
+@pytest.mark.parametrize("policy", [None, "kcenter", "facility"])
+def test_planted_junk_is_not_selected(
+    planted: tuple[Path, dict[str, np.ndarray], Path], policy: str | None
+) -> None:
+    path, kinds, work = planted
+    n = len(planted_corpus(0)[0])
+    budget = round(0.1 * n)
+    given = {} if policy is None else {"policy": policy}
+    result = scurate.select([path], budget, work_dir=work, **given)
+    selected = result.manifest["selected"].to_numpy()
+    assert selected[kinds["low_depth"]].sum() == 0
+    assert selected[kinds["doublet"]].sum() <= 0.05 * len(kinds["doublet"])
+    for rare in RARE:
+        assert selected[kinds[rare]].any(), rare
+    reason = result.manifest["reason"].to_numpy()
+    assert set(reason[kinds["low_depth"]]) == {"qc"}
+    assert (reason == "selected").sum() == budget
+    qc = result.report["qc"]
+    assert qc["failed_per_filter"]["min_genes"] >= len(kinds["low_depth"])
+    assert result.report["reasons"]["qc"] == qc["set_aside"]
+
+
+def test_work_dir_keeps_qc_values(planted: tuple[Path, dict[str, np.ndarray], Path]) -> None:
+    path, _, work = planted
+    first = scurate.select([path], 50, work_dir=work)
+    again = scurate.select([path], 80, work_dir=work)
+    assert again.report["work_dir"]["reused"]
+    for column in ("n_counts", "n_genes", "mito_fraction", "doublet_score"):
+        assert first.manifest[column].equals(again.manifest[column]), column
+    m = again.manifest
+    assert 0.03 < m["mito_fraction"].median() < 0.05 and m["doublet_score"].null_count() == 0
+    assert again.report["qc_values"]["mito_genes_from"] == {"planted": "symbols in var_names"}
+    # doublets=off needs no doublet score: another pool, and nothing flagged as a doublet
+    off = scurate.select([path], 80, work_dir=work, qc="doublets=off")
+    assert not off.report["work_dir"]["reused"]
+    assert off.manifest["doublet_score"].null_count() == off.manifest.height
+    assert "doublets" not in off.report["qc"]["failed_per_filter"]
+
+
+def test_select_prints_reasons_and_report_counts_per_dataset(
+    planted: tuple[Path, dict[str, np.ndarray], Path], tmp_path: Path
+) -> None:
+    path, _, work = planted
+    out = tmp_path / "out"
+    code, stdout, err = run("select", path, "-b", "100", "-o", out, "--work-dir", work)
+    assert code == 0, err
+    assert "cells by reason: past_budget" in stdout and "qc " in stdout and "min_genes" in stdout
+    report = json.loads((out / "report.json").read_text())
+    row = report["datasets"][0]
+    assert row["qc_set_aside"] == report["qc"]["per_dataset"]["planted"]["set_aside"] > 100
+    manifest = pl.read_parquet(out / "manifest.parquet")
+    assert set(manifest["reason"].unique()) <= {"selected", "qc", "past_budget", "near_copy"}
+    assert manifest.filter(pl.col("reason") == "qc")["selected"].sum() == 0
+    assert int(np.char.startswith(symbols().astype(str), "MT-").sum()) == N_MITO
