@@ -189,6 +189,8 @@ def test_cli_writes_json_html_and_selections(rare_pool: list[Path], tmp_path: Pa
         "knn_transfer_f1",
         "test_to_selected_mean",
         "test_to_selected_max",
+        "knn_coverage",
+        "holdout",
     ):
         assert key in record
     assert {r["budget"] for r in payload["records"]} == {0.02, 50}  # as given
@@ -199,7 +201,7 @@ def test_cli_writes_json_html_and_selections(rare_pool: list[Path], tmp_path: Pa
         assert row["macro_f1"]["ci_low"] <= row["macro_f1"]["mean"] <= row["macro_f1"]["ci_high"]
         assert ("vs_random" in row) == (row["policy"] != "random")
     html = (out / "bench.html").read_text()
-    assert html.startswith("<!doctype html>") and html.count("<svg") == 6
+    assert html.startswith("<!doctype html>") and html.count("<svg") == 7
     assert "whole pool" in html and "(rare)" in html
     picks = pl.read_parquet(out / "selections.parquet")
     assert picks.height == 3 * (24 + 50) * 2
@@ -210,7 +212,7 @@ def test_cli_writes_json_html_and_selections(rare_pool: list[Path], tmp_path: Pa
 def test_summary_interval_and_paired_difference() -> None:
     records = [
         {"policy": p, "budget": 0.1, "n_selected": 10, "seed": s, "recall_per_label": {"x": v}}
-        | {m: v for m in ("macro_f1", "accuracy", "knn_transfer_f1")}
+        | {m: v for m in ("macro_f1", "accuracy", "knn_transfer_f1", "knn_coverage")}
         | {"rare_recall": None, "test_to_selected_mean": 1 - v, "test_to_selected_max": 2.0}
         for p, values in (("random", [0.5, 0.6, 0.7]), ("kcenter", [0.7, 0.8, 0.9]))
         for s, v in enumerate(values)
