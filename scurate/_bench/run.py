@@ -374,7 +374,8 @@ def _one(
     with timed(timings, "full_pool"):
         whole = evaluate(np.arange(n_pool, dtype=np.int64), feats, split_, **scoring)
     full_pool = {"n_selected": n_pool, **whole.metrics, "recall_per_label": whole.recall_per_label}
-    records, picks = _runs(pool, feats, split_, opts, sizes, scoring, progress)
+    stage = f"bench {column}={value}" if opts.every_value else "bench"
+    records, picks = _runs(pool, feats, split_, opts, sizes, scoring, progress, stage)
     for rec in records:
         rec["holdout"] = value
     for k, frame in enumerate(picks):
@@ -425,6 +426,7 @@ def _runs(
     sizes: dict[str, int],
     scoring: dict[str, Any],
     progress: Progress,
+    stage: str = "bench",
 ) -> tuple[list[dict[str, Any]], list[pl.DataFrame]]:
     """Every (seed, policy, budget): choose as ``select`` would, then evaluate the pick."""
     records: list[dict[str, Any]] = []
@@ -466,7 +468,7 @@ def _runs(
                     }
                 )
                 done += 1
-                progress("bench", done, total)
+                progress(stage, done, total)
         if seed == 0:  # every policy has run once: a parameter none of them read is a typo
             _check_params_read(opts, read)
     return records, picks

@@ -204,5 +204,5 @@ def bench(
         column = payload["parameters"]["holdout"].partition("=")[0]
         for skip in payload["skipped_holdouts"]:
             console.print(f"skipped holdout {column}={skip['value']}: {skip['reason']}")
-        console.print(tally_table(payload, list(payload["metrics"])))
+        console.print(tally_table(payload, metrics))
     console.print(f"wrote {payload['outputs']['json']} and {payload['outputs']['html']}")
