@@ -1,5 +1,6 @@
-"""scurate bench: the split, both proxies, the summary against random, no leakage from the
-test cells into any selection, the outputs, and one line per bad input."""
+"""scurate bench: the split, both proxies, the label-free metrics, the summary against random,
+every value held out in turn, strata, obs columns, BLAS threads, no leakage from the test cells
+into any selection, the outputs, and one line per bad input."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 from scurate._bench.options import parse_budgets
+from scurate._bench.proxies import COVERAGE_K, LABEL_FREE, Features, label_free
 from scurate._bench.run import bench
-from scurate._bench.summary import summarize
+from scurate._bench.summary import summarize, tally
 from scurate._data.anndata_store import H5adSource
 from scurate._data.sources import RowSubset
 from scurate.cli import app
@@ -189,6 +191,8 @@ def test_cli_writes_json_html_and_selections(rare_pool: list[Path], tmp_path: Pa
         "knn_transfer_f1",
         "test_to_selected_mean",
         "test_to_selected_max",
+        "knn_coverage",
+        "holdout",
     ):
         assert key in record
     assert {r["budget"] for r in payload["records"]} == {0.02, 50}  # as given
@@ -199,7 +203,7 @@ def test_cli_writes_json_html_and_selections(rare_pool: list[Path], tmp_path: Pa
         assert row["macro_f1"]["ci_low"] <= row["macro_f1"]["mean"] <= row["macro_f1"]["ci_high"]
         assert ("vs_random" in row) == (row["policy"] != "random")
     html = (out / "bench.html").read_text()
-    assert html.startswith("<!doctype html>") and html.count("<svg") == 6
+    assert html.startswith("<!doctype html>") and html.count("<svg") == 7
     assert "whole pool" in html and "(rare)" in html
     picks = pl.read_parquet(out / "selections.parquet")
     assert picks.height == 3 * (24 + 50) * 2
@@ -210,7 +214,7 @@ def test_cli_writes_json_html_and_selections(rare_pool: list[Path], tmp_path: Pa
 def test_summary_interval_and_paired_difference() -> None:
     records = [
         {"policy": p, "budget": 0.1, "n_selected": 10, "seed": s, "recall_per_label": {"x": v}}
-        | {m: v for m in ("macro_f1", "accuracy", "knn_transfer_f1")}
+        | {m: v for m in ("macro_f1", "accuracy", "knn_transfer_f1", "knn_coverage")}
         | {"rare_recall": None, "test_to_selected_mean": 1 - v, "test_to_selected_max": 2.0}
         for p, values in (("random", [0.5, 0.6, 0.7]), ("kcenter", [0.7, 0.8, 0.9]))
         for s, v in enumerate(values)
@@ -273,6 +277,11 @@ def test_row_subset_reads_only_its_rows(tmp_path: Path) -> None:
         (["--param", "nosuch:k=1"], ["--param nosuch:k=1", "not among --policies"]),
         (["--param", "novalue"], ["--param novalue", "key=value"]),
         (["--param", "bogus=1"], ["--param bogus=1", "no policy given it reads it"]),
+        (["--strata", "nosuch"], ["--strata nosuch", "no such column"]),
+        (["--quota", "equal"], ["--quota equal", "needs --strata"]),
+        (["--strata", "cell_type", "--quota", "min:x"], ["--quota min:x", "proportional"]),
+        (["--holdout", "nosuch=*"], ["--holdout nosuch", "no such column"]),
+        (["--label", " "], ["--label", "non-empty"]),
     ],
 )
 def test_bad_input_is_one_line(
@@ -308,6 +317,11 @@ def test_every_cell_held_out_and_no_label_in_the_pool(tmp_path: Path) -> None:
     assert code == 1 and "--label note: no pool cell has a label" in err
     code, _, err = run(*base, "--holdout", "group=g1", "--label", "note")
     assert code == 1 and "none of the 60 test cells" in err
+    code, _, err = run(*base, "--holdout", "site=*", "--label", "cell_type")
+    assert code == 1 and err.count("\n") == 1, err
+    assert "--holdout 'site=*': the column has one value, 'S1', so no value can be held out" in err
+    code, _, err = run(*base, "--holdout", "group=*", "--label", "note")  # g1: nothing scored
+    assert code == 1 and "every value was skipped" in err and err.count("\n") == 1
 
 
 def test_autoencoder_representation_where_torch_is_installed(rare_pool: list[Path]) -> None:
@@ -360,3 +374,259 @@ def test_autoencoder_without_torch_is_one_line(
         tmp_path / "b",
     )
     assert code == 1 and "--representations umap: not a representation" in err
+    code, _, err = run(
+        "bench",
+        *rare_pool,
+        "--holdout",
+        "dataset_id=test",
+        "--representations",
+        "pca,autoencoder",
+        "-o",
+        tmp_path / "b",
+    )
+    assert code == 1 and err.count("\n") == 1, err
+    assert "--representations autoencoder: needs --label" in err
+
+
+def with_columns(path: Path, seed: int = 11) -> Path:
+    """``mixed_donors`` plus obs-only columns: ``batch`` (b1 for 80 % of the cells, b2 for the
+    rest), ``kind`` (a copy of cell_type) and ``site`` (one value)."""
+    mixed_donors(path)
+    data = ad.read_h5ad(path)
+    rng = np.random.default_rng(seed)
+    data.obs["batch"] = np.where(rng.random(data.n_obs) < 0.8, "b1", "b2")
+    data.obs["kind"] = data.obs["cell_type"].astype(str).to_numpy()
+    data.obs["site"] = "S1"
+    data.write_h5ad(path)
+    return path
+
+
+def test_knn_coverage_is_the_share_of_test_cells_whose_nearest_pick_is_a_near_neighbour() -> None:
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(300, 4)).astype(np.float32)
+    test = rng.normal(0.3, 1.2, size=(80, 4)).astype(np.float32)
+    d = np.linalg.norm(test[:, None, :] - pool[None, :, :], axis=2)
+    nn = np.argsort(d, axis=1)[:, :COVERAGE_K]
+    empty = sp.csr_matrix((0, 1), dtype=np.float32)
+    feats = Features(empty, empty, pool, test, None, nn)  # type: ignore[arg-type]
+    for size in (5, 30, 150):
+        rows = np.sort(rng.choice(300, size=size, replace=False)).astype(np.int64)
+        got = label_free(rows, feats)
+        nearest = d[:, rows].min(axis=1)
+        kth = np.sort(d, axis=1)[:, COVERAGE_K - 1]
+        assert got["knn_coverage"] == pytest.approx(np.mean(nearest <= kth))
+        assert got["test_to_selected_mean"] == pytest.approx(nearest.mean(), rel=1e-5)
+        assert got["test_to_selected_max"] == pytest.approx(nearest.max(), rel=1e-5)
+    assert label_free(np.arange(300, dtype=np.int64), feats)["knn_coverage"] == 1.0
+
+
+def test_without_a_label_only_the_label_free_metrics(tmp_path: Path) -> None:
+    path = mixed_donors(tmp_path / "mixed.h5ad")
+    result = bench([path], holdout="donor=D3", budgets="0.02,0.3", policies="kcenter", seeds=3)
+    assert result.info["metrics"] == list(LABEL_FREE)
+    assert result.info["split"]["label"] is None
+    for record in result.records:
+        assert "macro_f1" not in record and 0.0 <= record["knn_coverage"] <= 1.0
+        assert record["recall_per_label"] == {} and record["labels_covered"] is None
+    assert result.full_pool["knn_coverage"] == 1.0
+    random = [r for r in result.summary if r["policy"] == "random"]
+    low, high = (r["knn_coverage"]["mean"] for r in random)  # 2 % then 30 % of the pool
+    assert low < 0.3 < 0.7 < high  # about 1 - (1 - f) ** 5: 0.10 and 0.83
+    kcenter = by_policy([r for r in result.summary if r["budget"] == 0.3], "kcenter")
+    assert set(kcenter["vs_random"]) == set(LABEL_FREE)
+    # with a label, the label-free metrics are measured too, the same values for the same picks
+    labelled = bench(
+        [path],
+        holdout="donor=D3",
+        label="cell_type",
+        budgets="0.02,0.3",
+        policies="kcenter",
+        seeds=3,
+    )
+    assert [r["knn_coverage"] for r in labelled.records] == [
+        r["knn_coverage"] for r in result.records
+    ]
+
+
+def test_cli_without_label(tmp_path: Path) -> None:
+    path = mixed_donors(tmp_path / "mixed.h5ad")
+    out = tmp_path / "b"
+    code, stdout, err = run(
+        "bench", path, "--holdout", "donor=D3", "--budgets", "40", "--seeds", "2", "-o", out
+    )
+    assert code == 0, err
+    assert "knn_coverage" in stdout and "macro_f1" not in stdout
+    payload = json.loads((out / "bench.json").read_text())
+    assert payload["metrics"] == list(LABEL_FREE)
+    html = (out / "bench.html").read_text()
+    assert html.count("<svg") == 3 and "No label" in html and "Recall per label" not in html
+
+
+def test_strata_quota_and_obs_columns_reach_every_policy(tmp_path: Path) -> None:
+    path = with_columns(tmp_path / "mixed.h5ad")
+    data = ad.read_h5ad(path)
+    batch_of = dict(zip(data.obs_names, data.obs["batch"], strict=True))
+    result = bench(
+        [path],
+        holdout="donor=D3",
+        label="kind",  # an obs column no harmonizer knows
+        budgets="40",
+        policies="kcenter,reweight",
+        params=["reweight:label=batch"],  # reweight balances an obs column too
+        seeds=2,
+    )
+    picks = result.selections.with_columns(
+        pl.col("cell_id").str.split("/").list.last().replace_strict(batch_of).alias("batch")
+    )
+    counts = picks.filter(pl.col("policy") == "reweight").group_by("seed", "batch").len()
+    assert sorted(counts["len"].to_list()) == [20, 20, 20, 20]  # equal per batch
+    # the label read from obs is the cell types: the same scores as with cell_type
+    again = bench(
+        [path], holdout="donor=D3", label="cell_type", budgets="40", policies="kcenter", seeds=2
+    )
+    assert [r["macro_f1"] for r in again.records] == [
+        r["macro_f1"] for r in result.records if r["policy"] != "reweight"
+    ]
+    stratified = bench(
+        [path],
+        holdout="donor=D3",
+        label="kind",
+        budgets="40",
+        policies="kcenter",
+        strata="batch",
+        quota="equal",
+        seeds=2,
+    )
+    assert stratified.info["parameters"]["strata"] == ["batch"]
+    assert stratified.info["parameters"]["quota"] == "equal"
+    picks = stratified.selections.with_columns(
+        pl.col("cell_id").str.split("/").list.last().replace_strict(batch_of).alias("batch")
+    )
+    for (policy,), frame in picks.group_by("policy"):
+        per = frame.group_by("seed", "batch").len()["len"].to_list()
+        assert sorted(per) == [20, 20, 20, 20], policy  # random too: quotas are select's
+
+
+def test_every_value_held_out_in_turn(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.h5ad"
+    mixed_donors(path)
+    data = ad.read_h5ad(path)
+    rng = np.random.default_rng(2)
+    tiny = make_adata(rng, type_programs(rng, 3), TYPES[:3], [2, 2, 2], prefix="D4_")
+    tiny.obs["donor"] = "D4"  # 6 cells: too few to hold out
+    tiny.var_names = data.var_names
+    ad.concat([data, tiny]).write_h5ad(path)
+    out = tmp_path / "b"
+    code, stdout, err = run(
+        "bench",
+        path,
+        "--holdout",
+        "donor=*",
+        "--label",
+        "cell_type",
+        "--budgets",
+        "0.05",
+        "--policies",
+        "kcenter",
+        "--seeds",
+        "2",
+        "-o",
+        out,
+    )
+    assert code == 0, err
+    assert "skipped holdout donor=D4: 6 cells, fewer than 10" in stdout
+    assert "won/tied/lost" in stdout
+    payload = json.loads((out / "bench.json").read_text())
+    assert [h["holdout"]["value"] for h in payload["holdouts"]] == ["D1", "D2", "D3"]
+    assert payload["skipped_holdouts"] == [
+        {"value": "D4", "n_cells": 6, "reason": "6 cells, fewer than 10"}
+    ]
+    for part in payload["holdouts"]:
+        value = part["holdout"]["value"]
+        assert part["split"]["n_test"] == (300 if value == "D3" else 900)
+        assert len(part["records"]) == 2 * 2 and {r["holdout"] for r in part["records"]} == {value}
+    across = payload["across_holdouts"]
+    (row,) = across["by_budget"]
+    (overall,) = across["overall"]
+    assert row["policy"] == overall["policy"] == "kcenter" and row["n"] == overall["n"] == 3
+    for metric in payload["metrics"]:
+        verdicts = [
+            s["vs_random"][metric]["verdict"] if s["vs_random"][metric] else None
+            for part in payload["holdouts"]
+            for s in part["summary"]
+            if s["policy"] == "kcenter"
+        ]
+        counted = {v: verdicts.count(v) for v in ("won", "tied", "lost")}
+        assert {v: row[metric][v] for v in counted} == counted, metric
+    picks = pl.read_parquet(out / "selections.parquet")
+    assert sorted(picks["holdout"].unique().to_list()) == ["D1", "D2", "D3"]
+    html = (out / "bench.html").read_text()
+    assert html.count("<h1>Held out:") == 3 and "across holdouts" in html and "D4" in html
+
+
+def test_tally_counts_verdicts_per_budget_and_overall() -> None:
+    def row(budget: float, verdict: str | None, mean: float) -> dict:
+        diff = {"mean": mean, "ci_low": None, "ci_high": None, "verdict": verdict}
+        return {"policy": "p", "budget": budget, "vs_random": {"macro_f1": diff}}
+
+    summaries = [
+        [{"policy": "random", "budget": 0.1}, row(0.1, "won", 0.2), row(0.5, "tied", 0.0)],
+        [row(0.1, "lost", -0.1), row(0.5, "tied", 0.1)],
+        [row(0.1, "won", 0.2), row(0.5, None, 0.3)],
+    ]
+    out = tally(summaries, ["macro_f1"])
+    small, large = out["by_budget"]
+    assert small["budget"] == 0.1 and small["n"] == 3
+    assert {k: small["macro_f1"][k] for k in ("won", "tied", "lost")} == {
+        "won": 2,
+        "tied": 0,
+        "lost": 1,
+    }
+    assert small["macro_f1"]["mean_diff"] == pytest.approx(0.1)
+    assert large["macro_f1"]["tied"] == 2 and large["macro_f1"]["no_verdict"] == 1
+    (overall,) = out["overall"]
+    assert overall["n"] == 6
+    assert [overall["macro_f1"][k] for k in ("won", "tied", "lost", "no_verdict")] == [2, 2, 1, 1]
+
+
+THREADS_SCRIPT = """
+import json, sys
+from threadpoolctl import threadpool_info
+import scurate._bench.run as run
+
+seen = []
+def watch(function):
+    def wrapped(*args, **kwargs):
+        out = function(*args, **kwargs)  # the libraries it loads are loaded by now
+        seen.extend((i["user_api"], i["filepath"], i["num_threads"]) for i in threadpool_info())
+        return out
+    return wrapped
+
+run.features, run.evaluate = watch(run.features), watch(run.evaluate)
+run.bench([sys.argv[1]], holdout="donor=D3", label="cell_type", budgets="30", seeds=1,
+          threads=1)
+print(json.dumps(seen))
+"""
+
+
+def test_no_blas_or_openmp_library_escapes_the_thread_limits(tmp_path: Path) -> None:
+    """In a fresh interpreter (libraries load lazily there, as in a real run) whose BLAS and
+    OpenMP would otherwise take 3 threads: every library runs on one while bench evaluates."""
+    import os
+    import subprocess
+    import sys
+
+    path = mixed_donors(tmp_path / "mixed.h5ad")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS_SCRIPT, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {api for api, _, _ in seen} >= {"blas", "openmp"}
+    assert [(lib, n) for _, lib, n in seen if n != 1] == []

@@ -4,7 +4,8 @@
 Architecture and training are fixed so that selections, not settings, are compared: genes →
 128 → ReLU → 32 (the representation) → 128 → ReLU → genes, mean squared error on the
 log-normalized expression, Adam (learning rate 1e-3), ``STEPS`` minibatches of ``BATCH`` cells
-drawn with replacement (the same number of steps whatever the budget), torch seeded.
+drawn with replacement (the same number of steps whatever the budget), torch seeded, on one
+torch thread (the matrices are small: more threads only wait, and spin on a busy machine).
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ def require_torch() -> Any:
 def fit_encode(train: sp.csr_matrix, encode: sp.csr_matrix, *, seed: int) -> NDArray[np.float32]:
     """Train on the rows of ``train`` and return the representation of the rows of ``encode``."""
     torch = require_torch()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit_encode(torch, train, encode, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_encode(
+    torch: Any, train: sp.csr_matrix, encode: sp.csr_matrix, *, seed: int
+) -> NDArray[np.float32]:
     nn = torch.nn
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)

@@ -1,6 +1,7 @@
 """bench.html: the learning curves (every metric against the budget, one line per policy, the
 whole pool as a dashed line) and the recall per label, in one self-contained page (inline SVG,
-no script, no network)."""
+no script, no network); with ``--holdout COL=*``, the wins/ties/losses against random across
+the holdouts first, then one such section per holdout."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ TITLES = {
     AUTOENCODER_METRIC: "kNN transfer macro-F1 (autoencoder of the selection)",
     "test_to_selected_mean": "test cell to nearest selected (mean)",
     "test_to_selected_max": "test cell to nearest selected (max)",
+    "knn_coverage": "test cells with a selected cell among their 5 nearest pool cells",
 }
 
 
@@ -198,26 +200,103 @@ def _recall_tables(payload: Mapping[str, Any], policies: Sequence[str]) -> str:
     return "".join(out)
 
 
+def _tally_table(across: Mapping[str, Any], metrics: Sequence[str]) -> str:
+    """Won/tied/lost against random per policy and budget, then per policy over all budgets."""
+    head = "".join(f"<th>{escape(m)}</th>" for m in metrics)
+    rows = []
+    for r in [*across["by_budget"], *across["overall"]]:
+        cells = []
+        for m in metrics:
+            c = r[m]
+            text = f'<span class="won">{c["won"]}</span>/{c["tied"]}/<span class="lost">'
+            text += f"{c['lost']}</span>"
+            if c["no_verdict"]:
+                text += f" <small>({c['no_verdict']} no verdict)</small>"
+            if c["mean_diff"] is not None:
+                text += f"<br><small>mean {c['mean_diff']:+.3f}</small>"
+            cells.append(f"<td>{text}</td>")
+        budget = escape(str(r["budget"])) if "budget" in r else "<b>all</b>"
+        rows.append(
+            f"<tr><td>{escape(r['policy'])}</td><td>{budget}</td><td>{r['n']}</td>"
+            + "".join(cells)
+            + "</tr>"
+        )
+    return (
+        "<table><tr><th>policy</th><th>budget</th><th>verdicts</th>"
+        + head
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _section(part: Mapping[str, Any], params: Mapping[str, Any], metrics: list[str]) -> str:
+    """One holdout: what was held out and scored, the curves, the summary, recall per label."""
+    split = part["split"]
+    policies: list[str] = list(params["policies"])
+    full = part["full_pool"]
+    charts = "".join(
+        f'<div class="chart">{_chart(m, part["summary"], policies, full.get(m))}</div>'
+        for m in metrics
+    )
+    holdout = split["holdout"]
+    proxies = part["proxies"]
+    distances = (
+        f"Distances: {escape(proxies['distance_space'])}; coverage: "
+        f"{escape(proxies['knn_coverage'])}."
+    )
+    if split["label"] is None:
+        about = (
+            f"<p>No label: label-free metrics only. Pool {split['n_pool']} cells, test "
+            f"{split['n_test']} cells. Seeds: {params['seeds']}.</p><p>{distances}"
+        )
+        recall = ""
+    else:
+        unscored = split["test_labels_not_scored"]
+        unscored_text = (
+            ", ".join(f"{escape(k)} ({v})" for k, v in unscored.items()) if unscored else "none"
+        )
+        autoencoder = (
+            f" Autoencoder: {escape(proxies['autoencoder'])}." if proxies.get("autoencoder") else ""
+        )
+        about = f"""<p>Label <b>{escape(split["label"])}</b>. Pool {split["n_pool"]} cells, test
+{split["n_test"]} cells ({split["n_test_scored"]} scored). Test labels not scored (no pool cell
+has them): {unscored_text}. Rare labels (under {split["rare_fraction"]:.0%} of the pool):
+{escape(", ".join(split["rare_labels"])) or "none"}. Seeds: {params["seeds"]}.</p>
+<p>Supervised: {escape(proxies["supervised"])} on {escape(proxies["features"])}.
+Representation: {escape(proxies["representation"])}.{autoencoder} {distances}"""
+        recall = f"<h2>Recall per label (mean over seeds)</h2>{_recall_tables(part, policies)}"
+    return f"""<h1>Held out: {escape(holdout["column"])} = {escape(holdout["value"])}</h1>
+{about}
+Intervals are 95 % t-intervals over seeds; differences from random are paired by seed.</p>
+<h2>Learning curves</h2>
+{_legend(policies)}
+{charts}
+<h2>Summary</h2>
+{_summary_table(part["summary"], metrics)}
+{recall}"""
+
+
 def render(payload: Mapping[str, Any]) -> str:
     """The whole page for a ``bench.json`` payload."""
     params = payload["parameters"]
-    split = payload["split"]
-    policies: list[str] = list(params["policies"])
-    full = payload["full_pool"]
     metrics: list[str] = list(payload.get("metrics", METRICS))
-    charts = "".join(
-        f'<div class="chart">{_chart(m, payload["summary"], policies, full.get(m))}</div>'
-        for m in metrics
-    )
-    unscored = split["test_labels_not_scored"]
-    unscored_text = (
-        ", ".join(f"{escape(k)} ({v})" for k, v in unscored.items()) if unscored else "none"
-    )
-    holdout = split["holdout"]
-    proxies = payload["proxies"]
-    autoencoder = (
-        f" Autoencoder: {escape(proxies['autoencoder'])}." if proxies.get("autoencoder") else ""
-    )
+    if "holdouts" in payload:
+        skipped = "".join(
+            f"<li>{escape(s['value'])} ({s['n_cells']} cells): {escape(s['reason'])}</li>"
+            for s in payload["skipped_holdouts"]
+        )
+        body = (
+            f"<h1>Every value held out in turn: {escape(params['holdout'])}</h1>"
+            "<h2>Against random, across holdouts: won/tied/lost</h2>"
+            "<p>One verdict per holdout (per holdout and budget on the <b>all</b> rows): won or "
+            "lost where the 95 % interval of the paired difference excludes 0.</p>"
+            + _tally_table(payload["across_holdouts"], metrics)
+            + (f"<p>Skipped:</p><ul>{skipped}</ul>" if skipped else "")
+            + "".join(_section(part, params, metrics) for part in payload["holdouts"])
+        )
+    else:
+        body = _section(payload, params, metrics)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>scurate bench: {escape(params["holdout"])}</title>
 <style>
@@ -229,21 +308,6 @@ td:first-child, th:first-child {{ text-align: left; }}
 .won {{ color: #1a7f37; font-weight: bold; }} .lost {{ color: #b42318; font-weight: bold; }}
 .tied {{ color: #666; }} .legend {{ font-size: 13px; }}
 </style></head><body>
-<h1>Held out: {escape(holdout["column"])} = {escape(holdout["value"])}</h1>
-<p>Label <b>{escape(split["label"])}</b>. Pool {split["n_pool"]} cells, test {split["n_test"]}
-cells ({split["n_test_scored"]} scored). Test labels not scored (no pool cell has them):
-{unscored_text}. Rare labels (under {split["rare_fraction"]:.0%} of the pool):
-{escape(", ".join(split["rare_labels"])) or "none"}. Seeds: {params["seeds"]}.</p>
-<p>Supervised: {escape(proxies["supervised"])} on {escape(proxies["features"])}.
-Representation: {escape(proxies["representation"])}.{autoencoder}
-Distances: {escape(proxies["distance_space"])}.
-Intervals are 95 % t-intervals over seeds; differences from random are paired by seed.</p>
-<h2>Learning curves</h2>
-{_legend(policies)}
-{charts}
-<h2>Summary</h2>
-{_summary_table(payload["summary"], metrics)}
-<h2>Recall per label (mean over seeds)</h2>
-{_recall_tables(payload, policies)}
+{body}
 </body></html>
 """

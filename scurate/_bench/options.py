@@ -9,12 +9,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scurate._engine.options import PoolOptions, SelectOptions, check_seed, parse_params
+from scurate._engine.options import (
+    PoolOptions,
+    Quota,
+    SelectOptions,
+    check_seed,
+    check_text,
+    parse_columns,
+    parse_params,
+    parse_quota,
+)
 from scurate.errors import OptionError
 
 REPRESENTATIONS = ("pca", "autoencoder")
 DEFAULT_BUDGETS = "0.05,0.1,0.25"
 DEFAULT_POLICIES = "random,kcenter"
+EVERY_VALUE = "*"  # --holdout COL=*: every value of COL held out in turn
 
 
 @dataclass(frozen=True)
@@ -62,9 +72,13 @@ def parse_budgets(budgets: str | Sequence[Any]) -> list[Budget]:
 
 
 def parse_holdout(holdout: str) -> tuple[str, str]:
+    """``COL=VALUE`` (or ``COL=*``, every value in turn) to (column, value)."""
     column, sep, value = holdout.partition("=")
     if not sep or not column.strip() or not value.strip():
-        msg = f"holdout={holdout!r}: expected COLUMN=VALUE, like donor_id=D3 or assay=Drop-seq"
+        msg = (
+            f"holdout={holdout!r}: expected COLUMN=VALUE, like donor_id=D3 or assay=Drop-seq, "
+            "or COLUMN=* for every value in turn"
+        )
         raise OptionError(msg)
     return column.strip(), value.strip()
 
@@ -120,10 +134,11 @@ class BenchOptions(PoolOptions):
     ----------
     holdout
         ``COL=VALUE``: a manifest column (harmonized: ``donor_id``, ``assay``, ``dataset_id``...)
-        or an obs column of the sources; its cells are the test set.
+        or an obs column of the sources; its cells are the test set. ``COL=*`` holds out every
+        value of ``COL`` in turn and adds a summary across them.
     label
         The column the classifiers learn (``cell_type``; harmonized where it is a canonical
-        field, else read from obs).
+        field, else read from obs). None: only the label-free metrics are measured.
     budgets
         Fractions of the pool (``0.05``) or numbers of cells (``500``), as a comma list or a list.
     policies
@@ -137,21 +152,36 @@ class BenchOptions(PoolOptions):
         selected cells, scored by the same kNN transfer.
     keep_duplicates
         As for ``select``: let the policies choose exact copies and near duplicates.
+    strata, quota
+        As for ``select``: columns whose value combinations divide each budget (a harmonized
+        manifest column, or an obs column of the sources), and how.
     """
 
     holdout: str
-    label: str
+    label: str | None = None
     budgets: tuple[Budget, ...] = DEFAULT_BUDGETS  # type: ignore[assignment]
     policies: tuple[str, ...] = DEFAULT_POLICIES  # type: ignore[assignment]
     seeds: int = 5
     params: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     representations: tuple[str, ...] = "pca"  # type: ignore[assignment]
     keep_duplicates: bool = False
+    strata: tuple[str, ...] | None = None
+    quota: Quota = field(default_factory=lambda: Quota("proportional"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         column, value = parse_holdout(self.holdout)
         self._set("holdout", f"{column}={value}")
+        check_text(self.label, "label")
+        if self.label is not None:
+            self._set("label", self.label.strip())
+        if self.strata is not None:
+            self._set("strata", tuple(parse_columns(self.strata)))
+        quota = self.quota if isinstance(self.quota, Quota) else parse_quota(str(self.quota))
+        if self.strata is None and quota.kind != "proportional":
+            msg = f"quota='{quota}': needs `strata` (the columns whose values get quotas)"
+            raise OptionError(msg)
+        self._set("quota", quota)
         self._set("budgets", tuple(parse_budgets(self.budgets)))
         self._set("policies", tuple(parse_policies(self.policies)))
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
@@ -161,12 +191,25 @@ class BenchOptions(PoolOptions):
         pairs = [f"{k}={v}" for k, v in given.items()] if isinstance(given, Mapping) else given
         self._set("params", parse_scoped_params(pairs, self.policies))
         self._set("representations", tuple(parse_representations(self.representations)))
+        if self.label is None and "autoencoder" in self.representations:
+            msg = "representations='autoencoder': needs `label` (it is scored by label transfer)"
+            raise OptionError(msg)
 
     @property
     def held_out(self) -> tuple[str, str]:
-        """(column, value) of the test cells."""
+        """(column, value) of the test cells; the value is ``*`` for every value in turn."""
         column, _, value = self.holdout.partition("=")
         return column, value
+
+    @property
+    def every_value(self) -> bool:
+        """``COL=*``: every value of the column is held out in turn."""
+        return self.held_out[1] == EVERY_VALUE
+
+    def to_report(self) -> dict[str, Any]:
+        out = super().to_report()
+        out["quota"] = None if self.strata is None else str(self.quota)
+        return out
 
     def selection(self, policy: str, cells: int, seed: int) -> SelectOptions:
         """The options of one ``select`` run on the pool: ``policy`` for ``cells`` cells with
@@ -177,5 +220,7 @@ class BenchOptions(PoolOptions):
             policy=policy,
             params=self.params[policy],
             keep_duplicates=self.keep_duplicates,
+            strata=self.strata,
+            quota=self.quota,
             seed=seed,
         )

@@ -5,7 +5,10 @@ Both read the log-normalized expression (10,000 counts per cell, log1p) of the p
 variable genes; a variable gene a test source did not measure is taken at the pool's mean.
 The supervised proxy is a logistic regression trained on the selected cells' labels; the
 representation proxy a PCA fitted on the selected cells, scored by kNN label transfer inside
-the test set, plus each test cell's distance to its nearest selected cell in the pool's PCA.
+the test set. The label-free metrics, measured with or without a label, are in the pool's PCA:
+each test cell's distance to its nearest selected cell (mean and max), and the kNN coverage,
+the share of test cells that have a selected cell among their ``COVERAGE_K`` nearest pool
+cells (so random covers about ``1 - (1 - f) ** COVERAGE_K`` of them at a fraction ``f``).
 """
 
 from __future__ import annotations
@@ -26,14 +29,8 @@ from scurate._data.sources import Source
 
 Progress = Callable[[str, int, int], None]
 
-METRICS = (
-    "macro_f1",
-    "accuracy",
-    "rare_recall",
-    "knn_transfer_f1",
-    "test_to_selected_mean",
-    "test_to_selected_max",
-)
+LABEL_FREE = ("test_to_selected_mean", "test_to_selected_max", "knn_coverage")
+METRICS = ("macro_f1", "accuracy", "rare_recall", "knn_transfer_f1", *LABEL_FREE)
 AUTOENCODER_METRIC = "knn_transfer_f1_autoencoder"
 LOWER_IS_BETTER = frozenset({"test_to_selected_mean", "test_to_selected_max"})
 LR_C = 1.0
@@ -41,11 +38,15 @@ LR_MAX_ITER = 1000
 REPR_COMPS = 50
 KNN_K = 5
 CV_FOLDS = 5
+COVERAGE_K = 5  # knn_coverage: covered when one of a test cell's 5 nearest pool cells is picked
 SPLIT_SEED = 0  # the kNN-transfer folds and the representation PCA: the same for every record
 
 
-def metric_names(representations: Sequence[str]) -> tuple[str, ...]:
-    """The metrics a run records: :data:`METRICS`, plus the autoencoder's kNN transfer."""
+def metric_names(representations: Sequence[str], *, labelled: bool = True) -> tuple[str, ...]:
+    """The metrics a run records: :data:`METRICS` (only :data:`LABEL_FREE` without a label),
+    plus the autoencoder's kNN transfer."""
+    if not labelled:
+        return LABEL_FREE
     return METRICS + ((AUTOENCODER_METRIC,) if "autoencoder" in representations else ())
 
 
@@ -58,6 +59,7 @@ class Features:
     pool_coords: NDArray[np.float32]
     test_coords: NDArray[np.float32]
     model: PcaModel
+    test_pool_nn: NDArray[np.int64]  # each test cell's COVERAGE_K nearest pool cells
 
 
 def expression(sources: Sequence[Source], model: PcaModel) -> sp.csr_matrix:
@@ -81,7 +83,9 @@ def features(split_: Split, rng: np.random.Generator, progress: Progress) -> Fea
     def coords(x: sp.csr_matrix) -> NDArray[np.float32]:
         return np.ascontiguousarray(x @ model.loadings - model.center, dtype=np.float32)
 
-    return Features(pool, test, coords(pool), coords(test), model)
+    pool_coords, test_coords = coords(pool), coords(test)
+    _, nn = knn(pool_coords, test_coords, min(COVERAGE_K, len(pool_coords)), exact=True)
+    return Features(pool, test, pool_coords, test_coords, model, nn)
 
 
 def _folds(labels: NDArray[np.object_], n_folds: int, seed: int) -> NDArray[np.int64]:
@@ -147,8 +151,12 @@ def evaluate(
     scored_test: NDArray[np.bool_],
     scored_labels: Sequence[str],
     autoencoder: bool = False,
+    labelled: bool = True,
 ) -> Evaluation:
-    """Train both proxies on the pool ``rows`` and score them on the test cells."""
+    """Train both proxies on the pool ``rows`` and score them on the test cells (without
+    ``labelled``, only the label-free metrics)."""
+    if not labelled:
+        return Evaluation(label_free(rows, feats), {}, 0, True)
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score, recall_score
@@ -197,18 +205,43 @@ def evaluate(
 
         latent = fit_encode(sample, x_test, seed=SPLIT_SEED)
         metrics[AUTOENCODER_METRIC] = knn_transfer_f1(latent, y_true.astype(object), labels)
-    dist = nearest_distance(feats.pool_coords[rows], feats.test_coords)
-    metrics["test_to_selected_mean"] = float(dist.mean(dtype=np.float64))
-    metrics["test_to_selected_max"] = float(dist.max())
+    metrics |= label_free(rows, feats)
     covered = len(set(pool_labels[train].tolist()))
     return Evaluation(metrics, per_label, covered, converged)
 
 
+def label_free(rows: NDArray[np.int64], feats: Features) -> dict[str, float | None]:
+    """The metrics that need no label, in the pool's PCA: distance from each test cell to its
+    nearest selected cell (mean, max), and the share of test cells with a selected cell among
+    their :data:`COVERAGE_K` nearest pool cells."""
+    dist = nearest_distance(feats.pool_coords[rows], feats.test_coords)
+    selected = np.zeros(len(feats.pool_coords), dtype=bool)
+    selected[rows] = True
+    return {
+        "test_to_selected_mean": float(dist.mean(dtype=np.float64)),
+        "test_to_selected_max": float(dist.max()),
+        "knn_coverage": float(selected[feats.test_pool_nn].any(axis=1).mean()),
+    }
+
+
 def describe(
-    feats: Features, representations: Sequence[str], scored_labels: list[str]
+    feats: Features, representations: Sequence[str], scored_labels: list[str], *, labelled: bool
 ) -> dict[str, Any]:
     """bench.json's ``proxies``: what each proxy is, in words, with its settings."""
+    space = {
+        "distance_space": (
+            f"the pool's PCA ({feats.model.loadings.shape[1]} components), "
+            "Euclidean, test cell to its nearest selected cell"
+        ),
+        "knn_coverage": (
+            f"share of test cells with a selected cell among their {COVERAGE_K} nearest pool "
+            "cells (exact search, the pool's PCA)"
+        ),
+    }
+    if not labelled:
+        return {"supervised": None, "representation": None, "autoencoder": None, **space}
     return {
+        **space,
         "features": (
             f"log1p of counts scaled to 10,000 per cell, on the pool's "
             f"{len(feats.model.variable)} highly variable genes"
@@ -226,10 +259,6 @@ def describe(
             "selected cells; kNN transfer on its 32-d code as for PCA"
             if "autoencoder" in representations
             else None
-        ),
-        "distance_space": (
-            f"the pool's PCA ({feats.model.loadings.shape[1]} components), "
-            "Euclidean, test cell to its nearest selected cell"
         ),
         "scored_labels": scored_labels,
     }

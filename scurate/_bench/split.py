@@ -71,12 +71,37 @@ def _subsets(sources: Sequence[Source], mask: NDArray[np.bool_]) -> list[Source]
     return out
 
 
-def split(
-    sources: Sequence[Source], manifest: pl.DataFrame, holdout: tuple[str, str], label: str
-) -> Split:
-    """Cut the cells into test (``column == value`` of ``holdout``) and pool, with labels."""
-    column, value = holdout
+def held_out_values(
+    manifest: pl.DataFrame, sources: Sequence[Source], column: str
+) -> tuple[NDArray[np.object_], list[tuple[str, int]]]:
+    """The holdout column's values per cell, and each distinct value with its number of cells
+    (sorted by value), for ``--holdout COL=*``; one line where fewer than two values leave no
+    pool to hold one out from."""
     values = column_values(manifest, sources, column, "holdout")
+    counts = pl.Series([v for v in values if v is not None], dtype=pl.String).value_counts()
+    seen = sorted((str(v), int(n)) for v, n in counts.iter_rows())
+    if len(seen) < 2:
+        shown = f"one value, {seen[0][0]!r}" if seen else "no value"
+        msg = f"holdout='{column}=*': the column has {shown}, so no value can be held out"
+        raise OptionError(msg)
+    return values, seen
+
+
+def split(
+    sources: Sequence[Source],
+    manifest: pl.DataFrame,
+    holdout: tuple[str, str],
+    label: str | None,
+    *,
+    values: NDArray[np.object_] | None = None,
+    labels: NDArray[np.object_] | None = None,
+) -> Split:
+    """Cut the cells into test (``column == value`` of ``holdout``) and pool, with labels
+    (none without ``label``). ``values`` and ``labels``, where given, are the columns already
+    read by :func:`column_values`."""
+    column, value = holdout
+    if values is None:
+        values = column_values(manifest, sources, column, "holdout")
     test = np.array([v == value for v in values], dtype=bool)
     if not test.any():
         seen = sorted({str(v) for v in values if v is not None})
@@ -86,7 +111,21 @@ def split(
     if test.all():
         msg = f"holdout='{column}={value}': every cell has that value, which leaves no pool"
         raise OptionError(msg)
-    labels = column_values(manifest, sources, label, "label")
+    info: dict[str, Any] = {
+        "holdout": {"column": column, "value": value},
+        "label": label,
+        "n_cells": len(values),
+        "n_pool": int((~test).sum()),
+        "n_test": int(test.sum()),
+    }
+    pool_sources, test_sources = _subsets(sources, ~test), _subsets(sources, test)
+    if label is None:
+        none = np.full(len(values), None, dtype=object)
+        info |= {"n_test_scored": int(test.sum()), "test_labels_not_scored": {}}
+        info |= {"pool_label_counts": {}, "rare_labels": [], "rare_fraction": RARE_FRACTION}
+        return Split(test, none[~test], none[test], pool_sources, test_sources, info)
+    if labels is None:
+        labels = column_values(manifest, sources, label, "label")
     pool_labels = labels[~test]
     present = {v for v in pool_labels if v is not None}
     if not present:
@@ -109,18 +148,11 @@ def split(
     pool_counts = {str(k): int(n) for k, n in counts.iter_rows()}
     labelled = sum(pool_counts.values())
     rare = sorted(k for k, n in pool_counts.items() if n < RARE_FRACTION * labelled)
-    info = {
-        "holdout": {"column": column, "value": value},
-        "label": label,
-        "n_cells": len(values),
-        "n_pool": int((~test).sum()),
-        "n_test": int(test.sum()),
+    info |= {
         "n_test_scored": scored,
         "test_labels_not_scored": dict(sorted(unscored.items())),
         "pool_label_counts": dict(sorted(pool_counts.items(), key=lambda kv: -kv[1])),
         "rare_labels": rare,
         "rare_fraction": RARE_FRACTION,
     }
-    return Split(
-        test, pool_labels, test_labels, _subsets(sources, ~test), _subsets(sources, test), info
-    )
+    return Split(test, pool_labels, test_labels, pool_sources, test_sources, info)

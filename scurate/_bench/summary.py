@@ -1,7 +1,10 @@
 """bench.json's ``summary``: per policy and budget, the mean and a 95 % t-interval over seeds of
 every metric, and the difference from ``random`` paired by seed with its interval and a verdict
 (``won`` or ``lost`` where the interval excludes 0, else ``tied``; the direction is flipped for
-distances, where lower is better)."""
+distances, where lower is better).
+
+Across holdouts (``--holdout COL=*``), :func:`tally` counts those verdicts: per policy and
+budget, and per policy over every budget, how many were won, tied and lost, for each metric."""
 
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ def summarize(
                 row[metric] = {"mean": mean, "ci_low": low, "ci_high": high}
             else:
                 row[metric] = None
-        labels = recs[0]["recall_per_label"]
+        labels = recs[0].get("recall_per_label") or {}
         row["recall_per_label"] = {
             lab: float(np.mean([r["recall_per_label"][lab] for r in recs])) for lab in labels
         }
@@ -88,3 +91,50 @@ def summarize(
             row["vs_random"] = diffs
         out.append(row)
     return out
+
+
+VERDICTS = ("won", "tied", "lost", "no_verdict")  # no_verdict: one seed gives no interval
+
+
+def _count(cell: dict[str, Any], diff: Mapping[str, Any] | None) -> None:
+    if diff is not None:
+        cell[diff["verdict"] or "no_verdict"] += 1
+        cell["diffs"].append(diff["mean"])
+
+
+def _finish(cell: dict[str, Any]) -> dict[str, Any]:
+    diffs = cell.pop("diffs")
+    cell["mean_diff"] = float(np.mean(diffs)) if diffs else None
+    return cell
+
+
+def tally(
+    summaries: Sequence[Sequence[Mapping[str, Any]]], metrics: Sequence[str] = METRICS
+) -> dict[str, list[dict[str, Any]]]:
+    """Wins, ties and losses against random over several holdouts' summaries: ``by_budget``
+    (per policy and budget: one verdict per holdout) and ``overall`` (per policy: one per
+    holdout and budget), each metric as ``{won, tied, lost, no_verdict, mean_diff}`` where
+    ``mean_diff`` is the mean of the paired differences from random."""
+
+    def empty(**head: Any) -> dict[str, Any]:
+        cells = {m: {**dict.fromkeys(VERDICTS, 0), "diffs": []} for m in metrics}
+        return {**head, "n": 0, **cells}
+
+    by_budget: dict[tuple[str, str], dict[str, Any]] = {}
+    overall: dict[str, dict[str, Any]] = {}
+    for summary in summaries:
+        for row in summary:
+            if "vs_random" not in row:
+                continue
+            policy = row["policy"]
+            key = (policy, str(row["budget"]))
+            one = by_budget.setdefault(key, empty(policy=policy, budget=row["budget"]))
+            every = overall.setdefault(policy, empty(policy=policy))
+            for out in (one, every):
+                out["n"] += 1
+                for metric in metrics:
+                    _count(out[metric], row["vs_random"].get(metric))
+    for out in [*by_budget.values(), *overall.values()]:
+        for metric in metrics:
+            _finish(out[metric])
+    return {"by_budget": list(by_budget.values()), "overall": list(overall.values())}
