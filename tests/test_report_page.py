@@ -1,0 +1,199 @@
+"""report.html: the page of the embedded example drawn in headless Chromium (every section's
+figure, no script error, no request), the "adds" table, and `scurate report`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from scurate import score_to_dir, select_to_dir
+from scurate._data.example import example_sources
+from scurate._report import adds_table, render_report, write_report
+from scurate.cli import app
+from typer.testing import CliRunner
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="headless Chromium is absent (apt-get install chromium; .ci/run installs it)",
+)
+# sections that draw a figure on a select run of the example with its embedding
+DRAWN = ("run", "datasets", "coverage", "radius", "overlap", "scores", "map")
+# the probe: script errors caught from the first line on; on load, every section's figures
+# measured, every resource the page requested listed, and all of it written into the DOM
+PROBE_HEAD = (
+    "<script>window.__errors=[];addEventListener('error',e=>__errors.push(String(e.message)));"
+    "</script>"
+)
+PROBE_LOAD = """<script>addEventListener('load',()=>{const out={errors:__errors,sections:{},
+urls:[]};for(const s of document.querySelectorAll('section')){out.sections[s.id]=[...s
+.querySelectorAll('svg[data-figure]')].map(f=>{const r=f.getBoundingClientRect();
+return [f.dataset.figure,r.width,r.height,f.querySelectorAll('path,use,image,text').length]})}
+out.requests=performance.getEntriesByType('resource').map(e=>e.name);
+for(const el of document.querySelectorAll('*'))for(const a of el.attributes)
+if(/(^|:)(src|href)$/.test(a.name)&&!/^(#|data:)/.test(a.value))out.urls.push(a.value);
+const p=document.createElement('pre');p.id='probe';p.textContent=JSON.stringify(out);
+document.body.appendChild(p)})</script>"""
+
+
+def chromium_probe(page: Path, tmp: Path) -> dict[str, Any]:
+    """Open ``page`` (with the probe added) in headless Chromium behind a proxy that leads
+    nowhere, and return what the probe saw."""
+    html = page.read_text(encoding="utf-8")
+    assert "<script" not in html  # the page itself runs no script
+    probed = tmp / "probed.html"
+    probed.write_text(
+        html.replace("<head>", "<head>" + PROBE_HEAD, 1).replace("</body>", PROBE_LOAD + "</body>")
+    )
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--proxy-server=127.0.0.1:9",
+            "--window-size=1280,900",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, done.stderr[-2000:]
+    from html import unescape
+
+    result: dict[str, Any] = json.loads(unescape(found.group(1)))
+    return result
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("example")
+    select_to_dir(example_sources(), 200, out=root / "out", work_dir=root / "work", seed=0)
+    return root / "out"
+
+
+def test_adds_table_names_the_rare_cells_and_the_copies(example_run: Path) -> None:
+    rows = {
+        r["dataset_id"]: r for r in adds_table(pl.read_parquet(example_run / "manifest.parquet"))
+    }
+    assert list(rows) == ["lab_a", "lab_b", "lab_c", "lab_d"]
+    pdc = [v for v in rows["lab_d"]["only_here"]["cell_type"] if "plasmacytoid" in v["value"]]
+    assert pdc and pdc[0]["cells"] == 8, rows["lab_d"]["only_here"]
+    assert "plasmacytoid" in rows["lab_d"]["adds"]
+    for other in ("lab_a", "lab_b", "lab_c"):
+        found = [v["value"] for v in rows[other]["only_here"]["cell_type"]]
+        assert not any("plasmacytoid" in v for v in found), found
+    assert list(rows["lab_c"]["copies_of"]) == ["lab_a"]
+    assert sum(rows["lab_c"]["copies_of"]["lab_a"].values()) == 60
+    assert rows["lab_c"]["exact_copies"] + rows["lab_c"]["near_copies"] >= 60
+    assert "60 copies of lab_a add nothing" in rows["lab_c"]["adds"]
+    assert rows["lab_a"]["copies_of"] == {} and rows["lab_a"]["exact_copies"] == 0
+    assert all(r["qc_filtered"] is None and r["far_basis"] is None for r in rows.values())
+    json.dumps(list(rows.values()))  # JSON-able as it is
+
+
+def test_adds_table_with_reasons_and_embedding(example_run: Path) -> None:
+    manifest = pl.read_parquet(example_run / "manifest.parquet")
+    reason = np.where(manifest["selected"].to_numpy(), "selected", "past_budget").astype(object)
+    reason[np.flatnonzero(manifest["exact_dup_of"].is_not_null().to_numpy())] = "exact_copy"
+    reason[:5] = "qc"  # the first five cells of lab_a
+    rng = np.random.default_rng(0)
+    embedding = rng.normal(size=(manifest.height, 8)).astype(np.float32)
+    embedding[manifest["dataset_id"].to_numpy() == "lab_d"] += 20  # far from everything
+    rows = adds_table(manifest.with_columns(pl.Series("reason", reason)), embedding)
+    by = {r["dataset_id"]: r for r in rows}
+    assert by["lab_a"]["qc_filtered"] == 5 and by["lab_b"]["qc_filtered"] == 0
+    in_c = manifest["dataset_id"].to_numpy() == "lab_c"
+    assert by["lab_c"]["exact_copies"] == int((in_c & (reason == "exact_copy")).sum()) >= 59
+    assert by["lab_c"]["near_copies"] == 0  # the reason column, not the scores, says so
+    assert by["lab_d"]["far_basis"] == "nearest_other_dataset"
+    assert by["lab_d"]["far_share"] == 1.0
+    assert by["lab_a"]["far_share"] < 0.7
+    gain = by["lab_d"]["coverage_gain"]
+    assert gain is not None and gain["relative"] > 0
+
+
+@needs_chromium
+def test_page_draws_every_section_offline(example_run: Path, tmp_path: Path) -> None:
+    page = write_report(example_run)
+    seen = chromium_probe(page, tmp_path)
+    assert seen["errors"] == [] and seen["requests"] == [] and seen["urls"] == [], seen
+    for section in DRAWN:
+        figs = seen["sections"][section]
+        assert figs, f"{section}: no figure"
+        for name, width, height, marks in figs:
+            assert width > 50 and height > 50 and marks > 3, (section, name, width, height)
+    assert seen["sections"]["adds"] == []  # a table, coloured by value
+    assert len(seen["sections"]["coverage"]) >= 3  # tissue or cell type, assay, donor
+    html = page.read_text()
+    assert "plasmacytoid dendritic cell" in html and "background:#" in html
+    assert not re.search(r"""(src|href)=["']https?:""", html)
+
+
+def test_page_without_embedding_says_why(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    select_to_dir(example_sources(), 20, out=out, policy="random", seed=1)
+    html = render_report(out)
+    tables = json.loads((out / "report.json").read_text())["coverage"]
+    missing = [
+        m["value"] for s in ("cell_type", "donor_id") for m in tables[s]["missing_from_selection"]
+    ]
+    assert missing  # 20 random cells miss a stratum: highlighted in the bars and listed
+    coverage = re.search(r'<section id="coverage">(.*?)</section>', html, re.S)
+    assert coverage and "#d62728" in coverage.group(1)
+    assert all(m in coverage.group(1) for m in missing)
+    section = re.search(r'<section id="map">(.*?)</section>', html, re.S)
+    assert section and "No embedding" in section.group(1)
+    assert "<figcaption" not in section.group(1) and "<svg" not in section.group(1)
+    radius = re.search(r'<section id="radius">(.*?)</section>', html, re.S)
+    assert radius and ("<svg" in radius.group(1)) != ('class="why"' in radius.group(1))
+    with_map = render_report(out, embedding=np.random.default_rng(0).normal(size=(2400, 5)))
+    assert 'data-figure="map"' in with_map
+    with pytest.raises(Exception, match="embedding: 3 rows"):
+        render_report(out, embedding=np.zeros((3, 5)))
+
+
+def test_score_run_page(tmp_path: Path) -> None:
+    out = tmp_path / "scores"
+    score_to_dir(example_sources(), out=out)
+    html = render_report(out)
+    assert "scurate scores report: 2,400 cells" in html
+    assert "a score run selects nothing" in html.lower()
+    assert 'data-figure="overlap"' in html and 'data-figure="hist-density"' in html
+
+
+runner = CliRunner()
+
+
+def test_cli_report_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("scurate: error: ")
+    assert "report.json" in result.stderr
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_cli_report_rebuilds_the_page(example_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(example_run, out)
+    (out / "report.html").write_text("stale")
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    html = (out / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "stale" not in html
+    assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
+    (out / "manifest.parquet").write_bytes(b"not parquet")
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 1 and "does not match" in result.stderr
