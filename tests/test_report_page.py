@@ -124,6 +124,22 @@ def test_adds_table_with_reasons_and_embedding(example_run: Path) -> None:
     assert gain is not None and gain["relative"] > 0
 
 
+def test_nearest_outside_matches_brute_force() -> None:
+    from scurate._report.adds import K_OUTSIDE, _nearest_outside
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(600, 4)).astype(np.float32)
+    labels = rng.choice(np.array(["a", "b", "c"]), 600)
+    base[labels == "c"] += 30  # c's queries find only c among their nearest: the fallback
+    queries = np.concatenate([base[:50], rng.normal(size=(50, 4)).astype(np.float32)])
+    found = _nearest_outside(base, labels, queries, ["a", "b", "c", "none"])
+    full = np.sqrt(((queries[:, None, :] - base[None, :, :]) ** 2).sum(-1))
+    for d in ("a", "b", "c", "none"):
+        expected = np.where(labels[None, :] != d, full, np.inf).min(axis=1)
+        np.testing.assert_allclose(found[d], expected, rtol=1e-4, atol=1e-4)
+    assert (labels[:50] == "c").sum() > 0 and (labels == "c").sum() > K_OUTSIDE
+
+
 @needs_chromium
 def test_page_draws_every_section_offline(example_run: Path, tmp_path: Path) -> None:
     page = write_report(example_run)
@@ -194,6 +210,12 @@ def test_cli_report_rebuilds_the_page(example_run: Path, tmp_path: Path) -> None
     html = (out / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "stale" not in html
     assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
+    record = json.loads((out / "report.json").read_text())
+    record["adds"] = adds_table(pl.read_parquet(out / "manifest.parquet"))
+    record["adds"][0]["adds"] = "as the run recorded it"
+    (out / "report.json").write_text(json.dumps(record))
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    assert "as the run recorded it" in (out / "report.html").read_text()  # not recomputed
     (out / "manifest.parquet").write_bytes(b"not parquet")
     result = runner.invoke(app, ["report", str(out)])
     assert result.exit_code == 1 and "does not match" in result.stderr

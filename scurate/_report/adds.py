@@ -15,8 +15,9 @@ For each dataset, in source order:
   cell is. "Everything else" is the reference where the run had one (basis ``novelty``: the
   manifest's distance to the nearest reference cell); else every other dataset (basis
   ``nearest_other_dataset``: the distance to the nearest cell of another dataset, computed on
-  the embedding when one is given, on a seeded sample of at most ``FAR_QUERIES`` cells per
-  dataset against at most ``FAR_BASE`` cells of the others); null when neither exists;
+  the embedding when one is given, for a seeded sample of at most ``FAR_QUERIES`` cells per
+  dataset, against a seeded sample of at most ``FAR_BASE`` cells of the pool); null when
+  neither exists;
 - ``coverage_gain``: how much farther the pool would be from the selection without this
   dataset's selected cells: the mean distance of a seeded sample of at most ``GAIN_QUERIES``
   pool cells to their nearest selected cell, without them minus with them, absolute and
@@ -26,17 +27,19 @@ For each dataset, in source order:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from scurate._compute.faiss_index import nearest_distance
+from scurate._compute.faiss_index import knn, nearest_distance
 from scurate._compute.scoring import keep_mask
 
 FIELDS = ("cell_type", "tissue", "assay")
-FAR_QUERIES, FAR_BASE, GAIN_QUERIES = 5_000, 200_000, 20_000
+FAR_QUERIES, FAR_BASE, GAIN_QUERIES = 2_000, 100_000, 5_000
+K_OUTSIDE = 16  # neighbours searched at once for the nearest cell outside a dataset
 SEED = 0
 
 
@@ -61,11 +64,30 @@ def _copies(manifest: pl.DataFrame) -> tuple[NDArray[np.int64], NDArray[np.int64
     return exact_of, near_of
 
 
-def _nearest(base: NDArray[np.float32], queries: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Euclidean distance of each query to its nearest ``base`` row (exact)."""
-    return nearest_distance(
-        np.ascontiguousarray(base, dtype=np.float32), np.ascontiguousarray(queries, np.float32)
-    )
+def _nearest_outside(
+    base: NDArray[np.float32],
+    labels: NDArray[Any],
+    queries: NDArray[np.float32],
+    outside: Sequence[str],
+) -> dict[str, NDArray[np.float32]]:
+    """For each label ``d`` of ``outside``: every query's distance to its nearest ``base`` row
+    whose label is not ``d`` (exact). One search of the ``K_OUTSIDE`` nearest rows answers most
+    queries; those whose neighbours all carry ``d`` are searched again without them."""
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(K_OUTSIDE, len(base))
+    dist, rows = knn(base, queries, k, exact=True)
+    near_labels = labels[np.maximum(rows, 0)]
+    out = {}
+    for d in outside:
+        other = (near_labels != d) & (rows >= 0)
+        found = other.any(axis=1)
+        result = np.where(found, dist[np.arange(len(queries)), other.argmax(axis=1)], 0)
+        rest = labels != d
+        if not found.all() and rest.any():
+            result[~found] = nearest_distance(base[rest], queries[~found])
+        out[d] = result.astype(np.float32)
+    return out
 
 
 def _sample(rows: NDArray[np.int64], most: int, rng: np.random.Generator) -> NDArray[np.int64]:
@@ -81,19 +103,16 @@ def _far(
     if novelty.is_not_null().any():
         values = novelty.fill_null(np.nan).to_numpy().astype(np.float64)
         cut = np.nanmedian(values)
-        return "novelty", {
-            d: float(np.mean(values[datasets == d] > cut)) if (datasets == d).any() else 0.0
-            for d in names
-        }
+        return "novelty", {d: float(np.mean(values[datasets == d] > cut)) for d in names}
     if embedding is None or len(names) < 2:
         return None, {}
     rng = np.random.default_rng(SEED)
-    dist: dict[str, NDArray[np.float32]] = {}
-    for d in names:
-        inside = datasets == d
-        queries = _sample(np.flatnonzero(inside), FAR_QUERIES, rng)
-        base = _sample(np.flatnonzero(~inside), FAR_BASE, rng)
-        dist[d] = _nearest(embedding[base], embedding[queries])
+    base = _sample(np.arange(len(datasets)), FAR_BASE, rng)
+    picked = {d: _sample(np.flatnonzero(datasets == d), FAR_QUERIES, rng) for d in names}
+    queries = np.concatenate(list(picked.values()))
+    own = datasets[queries]
+    found = _nearest_outside(embedding[base], datasets[base], embedding[queries], names)
+    dist = {d: found[d][own == d] for d in names}
     cut = float(np.median(np.concatenate(list(dist.values()))))
     return "nearest_other_dataset", {d: float(np.mean(v > cut)) for d, v in dist.items()}
 
@@ -107,17 +126,20 @@ def _gain(
         return {}
     rng = np.random.default_rng(SEED)
     queries = embedding[_sample(np.arange(manifest.height), GAIN_QUERIES, rng)]
-    with_all = float(_nearest(embedding[selected], queries).mean(dtype=np.float64))
+    names = list(dict.fromkeys(datasets.tolist()))
+    chosen = np.flatnonzero(selected)
+    base, labels = embedding[chosen], datasets[chosen]
+    with_all = float(_nearest_outside(base, labels, queries, [""])[""].mean(dtype=np.float64))
+    without = _nearest_outside(base, labels, queries, names)
     out: dict[str, dict[str, float] | None] = {}
-    for d in dict.fromkeys(datasets.tolist()):
-        rest = selected & (datasets != d)
-        if not rest.any():
+    for d in names:
+        if not (labels != d).any():
             out[d] = None  # the whole selection: nothing to compare with
             continue
-        without = float(_nearest(embedding[rest], queries).mean(dtype=np.float64))
+        mean = float(without[d].mean(dtype=np.float64))
         out[d] = {
-            "mean_distance": round(without - with_all, 6),
-            "relative": round((without - with_all) / with_all, 6) if with_all > 0 else 0.0,
+            "mean_distance": round(mean - with_all, 6),
+            "relative": round((mean - with_all) / with_all, 6) if with_all > 0 else 0.0,
         }
     return out
 

@@ -23,7 +23,7 @@ def timings(report: Mapping[str, Any]) -> str | None:
     if not stages:
         return None
     names = list(stages)
-    with figure("timings", 6.4, 0.3 * len(names) + 0.8) as (fig, ax):
+    with figure("timings", 5.0, 0.3 * len(names) + 0.8) as (fig, ax):
         ax.barh(names, [stages[n] for n in names], color=GREY)
         ax.invert_yaxis()
         ax.set_xlabel("seconds")
@@ -68,7 +68,7 @@ def coverage(spec: str, table: Mapping[str, Any]) -> str | None:
     sel_n = sum(r["selected"] for r in rows) or 1
     shown = rows[:MOST_STRATA]
     name = f"coverage-{spec.replace('@', '-')}"
-    with figure(name, 6.4, 0.22 * len(shown) + 1.0) as (fig, ax):
+    with figure(name, 5.0, 0.22 * len(shown) + 1.0) as (fig, ax):
         y = np.arange(len(shown))
         ax.barh(y - 0.2, [r["pool"] / pool_n for r in shown], 0.4, color=GREY, label="pool")
         ax.barh(
@@ -98,7 +98,7 @@ def radius_curve(report: Mapping[str, Any]) -> str | None:
         return None
     x = [p["n_selected"] for p in curve]
     y = [p["radius"] for p in curve]
-    with figure("radius", 6.4, 3.0) as (fig, ax):
+    with figure("radius", 5.0, 3.0) as (fig, ax):
         ax.plot(x, y, marker="o", ms=3, color=SELECTED)
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
@@ -151,7 +151,7 @@ def histogram(manifest: pl.DataFrame, column: str, label: str) -> str | None:
     lo, hi = np.quantile(values[finite], [0.0, 0.995])
     bins = np.linspace(lo, hi if hi > lo else lo + 1, BINS + 1)
     name = f"hist-{column}"
-    with figure(name, 6.4, 2.8) as (fig, ax):
+    with figure(name, 5.0, 2.8) as (fig, ax):
         groups = [("not selected", ~selected, NOT_SELECTED), ("selected", selected, SELECTED)]
         for text, mask, c in groups:
             v = np.clip(values[finite & mask], bins[0], bins[-1])

@@ -61,7 +61,13 @@ def _run(report: Mapping[str, Any], manifest: pl.DataFrame) -> str:
     p = report.get("parameters", {})
     emb = report.get("embedding") or {}
     sources = p.get("sources")
-    listed = sources if isinstance(sources, list) else [sources]
+    listed = [str(s) for s in (sources if isinstance(sources, list) else [sources])]
+    parents = {str(Path(s).parent) for s in listed}
+    if len(listed) > 1 and len(parents) == 1:  # one folder: named once
+        listed = [
+            f"{len(listed)} files in {parents.pop()}:",
+            ", ".join(Path(s).name for s in listed),
+        ]
     n_sel = report.get("n_selected")
     rows = [
         ("sources", "<br>".join(escape(str(s)) for s in listed)),
@@ -345,8 +351,8 @@ def stored_embedding(report: Mapping[str, Any], n: int) -> tuple[NDArray[np.floa
 def render_report(folder: str | os.PathLike[str], embedding: NDArray[Any] | None = None) -> str:
     """The HTML of report.html for the finished run in ``folder`` (manifest.parquet and
     report.json). ``embedding``: an (n, d) array in manifest order for the 2-D map and the
-    embedding-based columns of the "adds" table; without it, the run's work-directory entry
-    is used where it still exists."""
+    embedding-based columns of the "adds" table (unless report.json holds the table under
+    ``adds``); without it, the run's work-directory entry is used where it still exists."""
     path = Path(folder)
     report = check_complete(path)
     if not (path / "manifest.parquet").is_file():
@@ -359,7 +365,8 @@ def render_report(folder: str | os.PathLike[str], embedding: NDArray[Any] | None
     elif embedding.shape[0] != manifest.height:
         msg = f"embedding: {embedding.shape[0]} rows for a manifest of {manifest.height} cells"
         raise InputError(msg)
-    adds = adds_table(manifest, embedding)
+    stored = report.get("adds")  # where the run put the table into report.json already
+    adds = stored if isinstance(stored, list) and stored else adds_table(manifest, embedding)
     names = [r["dataset_id"] for r in adds]
     kind = "selection" if report.get("n_selected") is not None else "scores"
     title = f"scurate {kind} report: {manifest.height:,} cells"

@@ -51,7 +51,7 @@ def color(i: int) -> str:
 
 
 @contextmanager
-def figure(name: str, width: float = 6.4, height: float = 3.2, **kw: Any) -> Iterator[Any]:
+def figure(name: str, width: float = 5.0, height: float = 3.2, **kw: Any) -> Iterator[Any]:
     """``with figure("coverage-tissue") as (fig, ax)``: a figure in the shared style; ``name``
     salts the SVG's ids so that figures on one page never share an id."""
     with plt.rc_context(_rc(name)):
@@ -98,7 +98,8 @@ th,td{border:1px solid #e3e3e3;padding:.25em .6em;text-align:left;vertical-align
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.na{color:#999;text-align:center}
 .note{color:#555;font-size:.9em}.missing{color:#d62728;font-weight:600}
-figure{margin:.5em 0 1.5em}figure svg{max-width:100%;height:auto}
-figcaption{color:#555;font-size:.9em}
+figure{display:inline-block;vertical-align:top;margin:.5em 1.5em 1.5em 0;max-width:100%}
+figure svg{max-width:100%;height:auto}
+figcaption{color:#555;font-size:.9em;max-width:500px}
 .why{background:#fff7e6;border-left:3px solid #f0ad4e;padding:.4em .8em}
 """
