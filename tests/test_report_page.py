@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from scurate import score_to_dir, select_to_dir
+from scurate import build_index, score_to_dir, select_to_dir
 from scurate._data.example import example_sources
 from scurate._report import adds_table, render_report, write_report
 from scurate.cli import app
@@ -178,6 +178,34 @@ def test_page_without_embedding_says_why(tmp_path: Path) -> None:
     assert 'data-figure="map"' in with_map
     with pytest.raises(Exception, match="embedding: 3 rows"):
         render_report(out, embedding=np.zeros((3, 5)))
+
+
+def test_reference_run_and_reason_column(tmp_path: Path) -> None:
+    lab_a, *others = example_sources()
+    build_index([lab_a], out=tmp_path / "ref.idx")
+    out = tmp_path / "out"
+    select_to_dir(others, 100, out=out, reference=[tmp_path / "ref.idx"], seed=0)
+    rows = {r["dataset_id"]: r for r in adds_table(pl.read_parquet(out / "manifest.parquet"))}
+    assert {r["far_basis"] for r in rows.values()} == {"novelty"}
+    manifest = pl.read_parquet(out / "manifest.parquet")
+    novelty = manifest["novelty"].to_numpy()
+    for d, row in rows.items():  # the share beyond the pool's median novelty
+        mine = novelty[manifest["dataset_id"].to_numpy() == d]
+        assert row["far_share"] == round(float(np.mean(mine > np.median(novelty))), 4)
+    html = render_report(out)
+    assert 'data-figure="hist-novelty"' in html and "far from the reference" in html
+    assert "Why each cell is in or out" not in html and "not recorded" in html
+    # a manifest with the reason and QC columns (as the engine will write them)
+    reason = np.where(manifest["selected"].to_numpy(), "selected", "past_budget").astype(object)
+    reason[:7] = "qc"
+    manifest.with_columns(pl.Series("reason", reason)).write_parquet(out / "manifest.parquet")
+    record = json.loads((out / "report.json").read_text())
+    del record["written"]  # the manifest changed on purpose
+    (out / "report.json").write_text(json.dumps(record))
+    html = render_report(out)
+    assert "Why each cell is in or out" in html and "QC filtered" in html
+    table = re.search(r'<section id="datasets">(.*?)</section>', html, re.S)
+    assert table and '<td class="num">7</td>' in table.group(1)
 
 
 def test_score_run_page(tmp_path: Path) -> None:

@@ -335,8 +335,9 @@ def stored_embedding(report: Mapping[str, Any], n: int) -> tuple[NDArray[np.floa
     entry = (report.get("work_dir") or {}).get("entry")
     if not entry:
         return None, (
-            "No embedding: this folder holds none and the run kept no work directory "
-            "(run with --work-dir, or pass embedding= to render_report)."
+            "No embedding: this folder holds none and the run kept no work-directory entry "
+            "(the CLI keeps one in scurate-work beside the output folder, the Python API with "
+            "work_dir=); pass embedding= to render_report."
         )
     path = Path(entry) / "embedding.npy"
     try:

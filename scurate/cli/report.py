@@ -21,7 +21,7 @@ def report(ctx: typer.Context, folder: Folder) -> None:
     """Rebuild FOLDER/report.html from its manifest.parquet and report.json, without rerunning.
 
     The 2-D map needs the run's embedding: it is read from the run's work directory
-    (--work-dir) while that entry exists.
+    (scurate-work beside the output folder, or --work-dir) while that entry exists.
 
     Example: scurate report out/
     """
