@@ -152,7 +152,8 @@ def histogram(manifest: pl.DataFrame, column: str, label: str) -> str | None:
     bins = np.linspace(lo, hi if hi > lo else lo + 1, BINS + 1)
     name = f"hist-{column}"
     with figure(name, 5.0, 2.8) as (fig, ax):
-        groups = [("not selected", ~selected, NOT_SELECTED), ("selected", selected, SELECTED)]
+        rest = "not selected" if selected.any() else "pool (nothing selected)"
+        groups = [(rest, ~selected, NOT_SELECTED), ("selected", selected, SELECTED)]
         for text, mask, c in groups:
             v = np.clip(values[finite & mask], bins[0], bins[-1])
             if len(v):

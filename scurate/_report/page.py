@@ -32,7 +32,7 @@ def _num(value: Any) -> str:
         return '<td class="na">not recorded</td>'
     if isinstance(value, float):
         return f'<td class="num">{value:,.4g}</td>'
-    return f'<td class="num">{value:,}</td>' if isinstance(value, int) else f"<td>{value}</td>"
+    return f'<td class="num">{value:,}</td>' if isinstance(value, int) else _td(value)
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -75,7 +75,7 @@ def _run(report: Mapping[str, Any], manifest: pl.DataFrame) -> str:
         ("cells selected", "none (a score run)" if n_sel is None else f"{n_sel:,}"),
         ("budget", escape(str(p.get("budget", "–")))),
         ("policy", escape(str(p.get("policy", "–")))),
-        ("reference", escape(str(p.get("reference") or "none"))),
+        ("reference", escape(", ".join(map(str, p.get("reference") or [])) or "none")),
         ("embedding", escape(_describe(emb, ("kind", "obsm_key", "n_dims", "fit_cells")))),
         ("genes", escape(_genes(emb))),
         ("covering radius", escape(str(report.get("covering_radius", "–")))),
@@ -131,6 +131,7 @@ def _datasets(
                 heat_cell(100 * frac, 0, 100, 1),
             ]
         )
+    kept = (report.get("duplicates") or {}).get("kept_in_pool")
     note = (
         ""
         if reasons
@@ -138,7 +139,7 @@ def _datasets(
             '<p class="note">QC filtered: not recorded (this manifest has no <code>reason</code>'
             " column).</p>"
         )
-    )
+    ) + ('<p class="note">Copies were kept in the pool (--keep-duplicates).</p>' if kept else "")
     svg = figures.datasets(adds)
     return _section(
         "datasets",
@@ -146,7 +147,11 @@ def _datasets(
         _table(head, rows),
         note,
         _reasons(manifest),
-        _figure(svg, "Each dataset's pool: what was selected and what was set aside.", ""),
+        _figure(
+            svg,
+            "Each dataset's pool: what was selected and what was set aside.",
+            "No dataset in this manifest.",
+        ),
     )
 
 
