@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from scurate.cli import bench, cache, harmonize, index, materialize, plugins, score, select
+from scurate.cli import (
+    bench,
+    cache,
+    harmonize,
+    index,
+    materialize,
+    plugins,
+    report,
+    score,
+    select,
+)
 from scurate.cli._errors import Command, Group, user_errors
 
 app = typer.Typer(
@@ -40,7 +50,7 @@ def _root(
 
 
 # one module per command, each holding a function of its name (the module keeps the name here)
-for module in (select, score, plugins, harmonize, bench, materialize):
+for module in (select, score, report, plugins, harmonize, bench, materialize):
     app.command(cls=Command)(user_errors(getattr(module, module.__name__.rsplit(".", 1)[1])))
 app.add_typer(index.app, name="index")
 app.add_typer(cache.app, name="cache")
