@@ -107,7 +107,16 @@ def test_plugins_lists_first_party_and_json(
     assert code == 0
     rows = {r["name"]: r for r in json.loads(stdout)}
     assert rows["policies"]["provides"] == {
-        "policies": ["kcenter", "random", "facility", "sketch", "reweight"]
+        "policies": [
+            "kcenter",
+            "random",
+            "facility",
+            "facility-kcenter",
+            "kcenter-density",
+            "cluster-balance",
+            "sketch",
+            "reweight",
+        ]
     }
     assert rows["broken"]["ok"] is False and "ModuleNotFoundError" in rows["broken"]["error"]
 
@@ -150,7 +159,8 @@ def test_unknown_policy(two_labs: list[Path], tmp_path: Path) -> None:
     fails_in_one_line(
         ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "best"],
         "--policy best is not a registered policy "
-        "(available: facility, kcenter, random, reweight, sketch)",
+        "(available: cluster-balance, facility, facility-kcenter, kcenter, kcenter-density, random, "
+        "reweight, sketch)",
     )
 
 

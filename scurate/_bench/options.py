@@ -222,5 +222,6 @@ class BenchOptions(PoolOptions):
             keep_duplicates=self.keep_duplicates,
             strata=self.strata,
             quota=self.quota,
+            qc=self.qc,
             seed=seed,
         )

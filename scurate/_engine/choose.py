@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from scurate._compute.qc import failures
 from scurate._compute.scoring import keep_mask
-from scurate._engine.context import SelectionContext, run_policy
+from scurate._engine.context import SelectionContext, obs_reader, run_policy
 from scurate._engine.options import PoolOptions, SelectOptions, check_budget
 from scurate._engine.stages import ScoredPool, primary_cells
 from scurate._engine.strata import obs_lookup, run_stratified
@@ -88,12 +88,14 @@ def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
         failed_qc=failed_qc,
     )
     chosen = pool.plugins.get("policies", options.policy, option="policy")
+    seen = manifest[candidates] if len(candidates) < n else manifest
     ctx = SelectionContext(
         np.ascontiguousarray(pool.embedding.values[candidates]),
-        manifest[candidates] if len(candidates) < n else manifest,
+        seen,
         policy_rng(options.seed),
         params=dict(options.params),
         covered=None if scores.novelty is None else scores.novelty[candidates],
+        obs=obs_reader(pool.sources, seen),
     )
     if options.strata is None:
         within = run_policy(chosen, ctx, budget)

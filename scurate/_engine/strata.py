@@ -266,6 +266,21 @@ def obs_lookup(sources: Sequence[Any]) -> ObsLookup:
     return lookup
 
 
+def _rows_of(
+    obs: Callable[[str], pl.Series | None] | None, rows: NDArray[np.int64]
+) -> Callable[[str], pl.Series | None] | None:
+    """A context's obs reader cut to a stratum's ``rows``."""
+    if obs is None:
+        return None
+    whole = obs
+
+    def read(name: str) -> pl.Series | None:
+        found = whole(name)
+        return None if found is None else found.gather(rows)
+
+    return read
+
+
 def run_stratified(
     policy: Registered,
     ctx: SelectionContext,
@@ -295,6 +310,7 @@ def run_stratified(
             ctx.manifest[rows],
             np.random.default_rng(int(seeds[s])),
             params=ctx.params,  # shared: what any stratum's run reads counts as read
+            obs=_rows_of(ctx.obs, rows),
         )
         local = run_policy(policy, sub, int(quotas[s]))
         orders.append(rows[local])
