@@ -136,7 +136,18 @@ def main() -> int:
     parser.add_argument("--policies", default=None, help="default: every registered policy")
     parser.add_argument("--datasets", default="cellbench,baron")
     parser.add_argument("--out", type=Path, default=Path("bench-out/default-policy"))
+    parser.add_argument(
+        "--from-saved",
+        action="store_true",
+        help="run nothing: tally the bench.json files under --out (runs split across processes)",
+    )
     args = parser.parse_args()
+    if args.from_saved:
+        saved = {
+            f"{p.parent.name}": json.loads(p.read_text())
+            for p in sorted(args.out.glob("*/bench.json"))
+        }
+        return report(saved, args.out, 0.0)
     if not CELLBENCH.exists() or not BARON.exists():
         print(f"no real data under {DATA}; see ../shared/data/README.md", file=sys.stderr)
         return 1
@@ -164,6 +175,12 @@ def main() -> int:
             splits[name] = payload
             print(split_table(name, payload), flush=True)
             print(f"(took {payload['timings_s']['total']:.1f} s)\n", flush=True)
+    return report(splits, args.out, started)
+
+
+def report(splits: dict[str, dict[str, Any]], out: Path, started: float) -> int:
+    """Print the wins/ties/losses of every policy over ``splits`` and the rule's pick; write
+    ``protocol.json`` under ``out``."""
     metrics = sorted({*RULE_METRICS, *SHOWN})
     counts = tally(splits, metrics)
     print("#### Against random over every split and budget (won / tied / lost)\n")
@@ -179,9 +196,10 @@ def main() -> int:
     print(f"\nthe rule picks: {default}")
     for line in why:
         print(f"- {line}")
-    print(f"\n({time.perf_counter() - started:.0f} s in all)")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "protocol.json").write_text(
+    if started:
+        print(f"\n({time.perf_counter() - started:.0f} s in all)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "protocol.json").write_text(
         json.dumps(
             {"splits": list(splits), "counts": counts, "default": default, "why": why}, indent=1
         )

@@ -39,7 +39,7 @@ from scurate._data import atomic
 from scurate._data.manifest import conform, write_manifest
 from scurate._engine import coverage as cov
 from scurate._engine import report as rp
-from scurate._report import render_report
+from scurate._engine.pages import render_report
 
 from _data import pca_like
 

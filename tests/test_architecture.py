@@ -14,8 +14,8 @@ import scurate
 
 PACKAGE = Path(scurate.__file__).parent
 # each layer may import the ones after it (and errors, the public exception types), never the
-# ones before: cli > _bench > _feed > _engine > _compute > _data > _plugins
-LAYERS = ("cli", "_bench", "_feed", "_engine", "_compute", "_data", "_plugins")
+# ones before: cli > _bench > _feed > _engine > _report > _compute > _data > _plugins
+LAYERS = ("cli", "_bench", "_feed", "_engine", "_report", "_compute", "_data", "_plugins")
 MAX_LINES = 600  # a module longer than this does several jobs: split it by job
 
 

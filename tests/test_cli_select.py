@@ -159,8 +159,8 @@ def test_unknown_policy(two_labs: list[Path], tmp_path: Path) -> None:
     fails_in_one_line(
         ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "best"],
         "--policy best is not a registered policy "
-        "(available: cluster-balance, facility, facility-kcenter, kcenter, kcenter-density, random, "
-        "reweight, sketch)",
+        "(available: cluster-balance, facility, facility-kcenter, kcenter, kcenter-density, "
+        "random, reweight, sketch)",
     )
 
 

@@ -15,7 +15,8 @@ import polars as pl
 import pytest
 from scurate import build_index, score_to_dir, select_to_dir
 from scurate._data.example import example_sources
-from scurate._report import adds_table, render_report, write_report
+from scurate._engine.pages import render_report, write_report
+from scurate._report import adds_table
 from scurate.cli import app
 from typer.testing import CliRunner
 

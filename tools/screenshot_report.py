@@ -14,7 +14,7 @@ from pathlib import Path
 
 from scurate import select_to_dir
 from scurate._data.example import example_sources
-from scurate._report import write_report
+from scurate._engine.pages import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -188,10 +188,11 @@ def load_threaded_libraries(*, autoencoder: bool) -> None:
     """Import what brings its own BLAS or OpenMP runtime (scipy.linalg's OpenBLAS,
     scikit-learn's OpenMP, FAISS, torch), so that the thread limits set next reach it:
     threadpoolctl only limits libraries already loaded."""
-    import scurate._compute.faiss_index  # noqa: F401  (faiss, imported in one module)
     import scipy.linalg  # noqa: F401
     import sklearn.linear_model
     import sklearn.metrics  # noqa: F401
+
+    import scurate._compute.faiss_index  # noqa: F401  (faiss, imported in one module)
 
     if autoencoder:
         import torch  # noqa: F401

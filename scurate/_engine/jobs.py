@@ -29,10 +29,13 @@ from scurate._engine.choose import Chosen, choose, qc_failures
 from scurate._engine.context import check_params_read
 from scurate._engine.options import IndexOptions, ScoreOptions, SelectOptions
 from scurate._engine.outputs import commit, prepare
+from scurate._engine.pages import write_report
 from scurate._engine.progress import LogProgress
 from scurate._engine.stages import ScoredPool, open_all, quiet, scored_pool, source_readers, timed
 from scurate._engine.threads import limited
 from scurate._plugins.registry import discover
+from scurate._report import adds_table
+from scurate._report.page import PAGE
 from scurate.errors import InputError
 
 Progress = Callable[[str, int, int], None]
@@ -185,6 +188,8 @@ def _select(sources: Input, opts: SelectOptions, progress: Progress, threads: in
             row["not_primary_set_aside"] = primary.get(row["dataset_id"], 0)
         qc = report["qc"]["per_dataset"].get(row["dataset_id"], {})
         row["qc_set_aside"] = qc.get("set_aside", 0)
+    with timed(timings, "adds"):  # what each dataset adds: report.json, --json and the page
+        report["adds"] = adds_table(manifest, pool.embedding.values)
     return Selection(mf.conform(manifest), report, pool.sources, pool.embedding.values)
 
 
@@ -363,12 +368,15 @@ def select_to_dir(
 def write_selection(selection: Selection, out: str | os.PathLike[str]) -> None:
     """Write ``manifest.parquet``, then ``report.json`` (the record, last) into ``out`` as one
     unit (see :mod:`scurate._engine.outputs`): an interrupted run never leaves a manifest that
-    looks complete, nor one beside an earlier run's report."""
+    looks complete, nor one beside an earlier run's report. ``report.html`` follows, a view of
+    the record (:mod:`scurate._engine.pages`)."""
     start = time.perf_counter()
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     report = selection.report
-    report["outputs"] = outputs_of(folder, manifest="manifest.parquet", report="report.json")
+    report["outputs"] = outputs_of(
+        folder, manifest="manifest.parquet", report="report.json", html=PAGE
+    )
 
     def record(written: dict[str, Any]) -> dict[str, Any]:
         report["timings_s"]["write"] = round(time.perf_counter() - start, 4)
@@ -380,6 +388,7 @@ def write_selection(selection: Selection, out: str | os.PathLike[str]) -> None:
         {"manifest.parquet": functools.partial(mf.write_manifest_to, selection.manifest)},
         ("report.json", record),
     )
+    write_report(folder, selection.embedding)  # a view of the record, written after it
 
 
 def score_to_dir(
@@ -394,12 +403,16 @@ def score_to_dir(
 
 def write_scores(scored: Scores, out: str | os.PathLike[str]) -> None:
     """Write ``manifest.parquet``, ``neighbours.parquet``, then ``report.json`` (the record,
-    last) into ``out`` as one unit."""
+    last) into ``out`` as one unit; then ``report.html``, a view of the record."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     report = scored.report
     report["outputs"] = outputs_of(
-        folder, manifest="manifest.parquet", neighbours="neighbours.parquet", report="report.json"
+        folder,
+        manifest="manifest.parquet",
+        neighbours="neighbours.parquet",
+        report="report.json",
+        html=PAGE,
     )
 
     def record(written: dict[str, Any]) -> dict[str, Any]:
@@ -414,3 +427,4 @@ def write_scores(scored: Scores, out: str | os.PathLike[str]) -> None:
         },
         ("report.json", record),
     )
+    write_report(folder)  # a view of the record, written after it

@@ -1,6 +1,7 @@
-"""report.html: what a run kept, what each dataset adds, and why each cell is in or out."""
+"""The report page's parts: the per-dataset "adds" table and the page rendered from a run's
+manifest and record (:mod:`scurate._engine.pages` reads them from a finished folder)."""
 
 from scurate._report.adds import adds_table
-from scurate._report.page import render_report, write_report
+from scurate._report.page import render
 
-__all__ = ["adds_table", "render_report", "write_report"]
+__all__ = ["adds_table", "render"]

@@ -4,19 +4,14 @@ a finished output folder's manifest.parquet and report.json."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from scurate._data import atomic
-from scurate._data.manifest import read_manifest
-from scurate._engine.outputs import check_complete
 from scurate._report import figures
 from scurate._report.adds import FIELDS, adds_table
 from scurate._report.style import CSS, heat_cell
@@ -335,42 +330,22 @@ def _map(manifest: pl.DataFrame, embedding: NDArray[Any] | None, why: str) -> st
     )
 
 
-def stored_embedding(report: Mapping[str, Any], n: int) -> tuple[NDArray[np.float32] | None, str]:
-    """The run's embedding from its work-directory entry (memory-mapped), or None and why."""
-    entry = (report.get("work_dir") or {}).get("entry")
-    if not entry:
-        return None, (
-            "No embedding: this folder holds none and the run kept no work-directory entry "
-            "(the CLI keeps one in scurate-work beside the output folder, the Python API with "
-            "work_dir=); pass embedding= to render_report."
-        )
-    path = Path(entry) / "embedding.npy"
-    try:
-        values = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
-        return None, f"No embedding: the run's work-directory entry {path} is gone."
-    if values.ndim != 2 or values.shape[0] != n:
-        return None, f"No embedding: {path} does not match the manifest's {n:,} cells."
-    return values, ""
-
-
-def render_report(folder: str | os.PathLike[str], embedding: NDArray[Any] | None = None) -> str:
-    """The HTML of report.html for the finished run in ``folder`` (manifest.parquet and
-    report.json). ``embedding``: an (n, d) array in manifest order for the 2-D map and the
-    embedding-based columns of the "adds" table (unless report.json holds the table under
-    ``adds``); without it, the run's work-directory entry is used where it still exists."""
-    path = Path(folder)
-    report = check_complete(path)
-    if not (path / "manifest.parquet").is_file():
-        msg = f"{path}: no manifest.parquet, so this is not a finished select or score run"
-        raise InputError(msg)
-    manifest = read_manifest(path / "manifest.parquet")
-    why = ""
-    if embedding is None:
-        embedding, why = stored_embedding(report, manifest.height)
-    elif embedding.shape[0] != manifest.height:
+def render(
+    manifest: pl.DataFrame,
+    report: Mapping[str, Any],
+    embedding: NDArray[Any] | None,
+    *,
+    where: Path,
+    why: str = "",
+) -> str:
+    """The HTML of report.html for a run's ``manifest`` and ``report`` (report.json's record),
+    written in the folder ``where``. ``embedding``: an (n, d) array in manifest order for the
+    2-D map and the embedding-based columns of the "adds" table (unless ``report`` holds the
+    table under ``adds``); ``why`` says why there is none."""
+    if embedding is not None and embedding.shape[0] != manifest.height:
         msg = f"embedding: {embedding.shape[0]} rows for a manifest of {manifest.height} cells"
         raise InputError(msg)
+    path = where
     stored = report.get("adds")  # where the run put the table into report.json already
     adds = stored if isinstance(stored, list) and stored else adds_table(manifest, embedding)
     names = [r["dataset_id"] for r in adds]
@@ -408,10 +383,3 @@ def render_report(folder: str | os.PathLike[str], embedding: NDArray[Any] | None
         f'<h1>{escape(title)}</h1><p class="note">{escape(str(path.resolve()))}</p>'
         f"<nav>{nav}</nav>{body}</main></body></html>\n"
     )
-
-
-def write_report(folder: str | os.PathLike[str], embedding: NDArray[Any] | None = None) -> Path:
-    """Render and write ``folder``/report.html atomically; returns its path."""
-    target = Path(folder) / PAGE
-    atomic.write_text(render_report(folder, embedding), target)
-    return target

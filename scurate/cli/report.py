@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scurate._report import write_report
+from scurate._engine.pages import write_report
 
 Folder = Annotated[
     Path,
