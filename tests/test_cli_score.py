@@ -109,7 +109,7 @@ def test_scoring_options_fail_in_one_line(tmp_path: Path, programs: np.ndarray) 
         "--dup-min-genes 0: must be at least 1",
     )
     fails_in_one_line(
-        ["select", *paths, "-b", "700", "-o", out],
+        ["select", *paths, "-b", "700", "-o", out, "--qc", "off"],
         "--budget 700 is more than the 558 cells left",
         "--keep-duplicates",
     )

@@ -36,7 +36,7 @@ def redeposited(tmp_path: Path, programs: np.ndarray) -> list[Path]:
 
 def test_select_never_takes_two_copies_and_reports_the_overlap(redeposited: list[Path]) -> None:
     pool = 458 + 100
-    sel = scurate.select(redeposited, pool - 80, seed=1)
+    sel = scurate.select(redeposited, pool - 80, seed=1, qc="off")  # duplicates only
     chosen = sel.selected
     assert chosen.height == pool - 80
     assert chosen["exact_dup_of"].null_count() == chosen.height  # no copy was selected
@@ -56,8 +56,8 @@ def test_select_never_takes_two_copies_and_reports_the_overlap(redeposited: list
 
 def test_budget_beyond_what_is_left_after_duplicates(redeposited: list[Path]) -> None:
     with pytest.raises(OptionError, match="budget=500 is more than the 478 cells left after"):
-        scurate.select(redeposited, 500)
-    sel = scurate.select(redeposited, 500, keep_duplicates=True)
+        scurate.select(redeposited, 500, qc="off")
+    sel = scurate.select(redeposited, 500, keep_duplicates=True, qc="off")
     assert sel.selected.height == 500
     assert sel.report["duplicates"]["set_aside"] == 0
     assert sel.manifest["exact_dup_of"].drop_nulls().len() == 80  # still scored

@@ -49,8 +49,8 @@ Status qc_rows(const int64_t* indptr, int64_t n_rows, const Index* indices, cons
     return Status();
 }
 
-#define SCURATE_QC_INSTANCE(I, V)                                                                \
-    template Status qc_rows<I, V>(const int64_t*, int64_t, const I*, const V*, int64_t,         \
+#define SCURATE_QC_INSTANCE(I, V)                                                       \
+    template Status qc_rows<I, V>(const int64_t*, int64_t, const I*, const V*, int64_t, \
                                   const bool*, int64_t, double*, int32_t*, double*);
 #define SCURATE_QC_VALUES(I)         \
     SCURATE_QC_INSTANCE(I, float)    \
