@@ -44,7 +44,9 @@ SEED = 0
 
 
 def _copies(manifest: pl.DataFrame) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Per cell, the pool row it copies (-1 for none), exactly and nearly."""
+    """Per cell, the pool row it copies (-1 for none), exactly and nearly: as ``reason`` says
+    where the manifest has it (with ``--keep-duplicates`` a copy is not set aside), except that
+    a cell set aside by QC, which ``reason`` names first, is a copy where the scores say so."""
     n = manifest.height
     row_of = dict(zip(manifest["cell_id"].to_list(), range(n), strict=True))
     exact = np.array(
@@ -52,12 +54,15 @@ def _copies(manifest: pl.DataFrame) -> tuple[NDArray[np.int64], NDArray[np.int64
         dtype=np.int64,
     )
     group = manifest["near_dup_group"].fill_null(-1).to_numpy().astype(np.int64)
+    by_scores_exact = exact >= 0
+    by_scores_near = ~keep_mask(exact, group) & ~by_scores_exact
     if "reason" in manifest.columns:
         reason = manifest["reason"].to_numpy()
-        is_exact, is_near = reason == "exact_copy", reason == "near_copy"
+        qc = reason == "qc"
+        is_exact = (reason == "exact_copy") | (qc & by_scores_exact)
+        is_near = (reason == "near_copy") | (qc & by_scores_near)
     else:
-        is_exact = exact >= 0
-        is_near = ~keep_mask(exact, group) & ~is_exact
+        is_exact, is_near = by_scores_exact, by_scores_near
     exact_of = np.where(is_exact, np.maximum(exact, 0), -1)
     exact_of[is_exact & (exact < 0)] = -1
     near_of = np.where(is_near, group, -1)
