@@ -188,11 +188,13 @@ def load_threaded_libraries(*, autoencoder: bool) -> None:
     """Import what brings its own BLAS or OpenMP runtime (scipy.linalg's OpenBLAS,
     scikit-learn's OpenMP, FAISS, torch), so that the thread limits set next reach it:
     threadpoolctl only limits libraries already loaded."""
-    import faiss  # noqa: F401
     import scipy.linalg  # noqa: F401
     import sklearn.linear_model
     import sklearn.metrics  # noqa: F401
 
+    from scurate._compute.faiss_index import gpu_count
+
+    gpu_count()  # loads FAISS (and the OpenBLAS it bundles) through its one module
     if autoencoder:
         import torch  # noqa: F401
 
