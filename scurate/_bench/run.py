@@ -192,8 +192,9 @@ def load_threaded_libraries(*, autoencoder: bool) -> None:
     import sklearn.linear_model
     import sklearn.metrics  # noqa: F401
 
-    import scurate._compute.faiss_index  # noqa: F401  (faiss, imported in one module)
+    from scurate._compute.faiss_index import gpu_count
 
+    gpu_count()  # loads FAISS (and the OpenBLAS it bundles) through its one module
     if autoencoder:
         import torch  # noqa: F401
 
