@@ -67,7 +67,7 @@ def test_unknown_keyword_names_the_job_and_its_options() -> None:
 def test_options_from_cli_parameters_take_fields_and_defaults() -> None:
     params = {"budget": 7, "out": Path("o"), "as_json": True, "params": None, "seed": 3}
     opts = SelectOptions.from_params(params)
-    assert (opts.budget, opts.seed, opts.params, opts.policy) == (7, 3, {}, "kcenter")
+    assert (opts.budget, opts.seed, opts.params, opts.policy) == (7, 3, {}, "facility")
     assert ScoreOptions.from_params(params).seed == 3
 
 

@@ -39,7 +39,8 @@ def test_an_earlier_run_is_replaced_only_with_overwrite(
     first = (out / "manifest.parquet").read_bytes()
     one_line(
         ["select", *two_labs, "-b", "30", "-o", out, "--no-cache"],
-        f"--out {out}: holds an earlier run (manifest.parquet, report.json); give --overwrite "
+        f"--out {out}: holds an earlier run (manifest.parquet, report.json, report.html); "
+        "give --overwrite "
         "to replace it",
     )
     assert (out / "manifest.parquet").read_bytes() == first  # untouched

@@ -165,14 +165,16 @@ def test_a_policy_that_calls_sys_exit_is_one_line_naming_it(
 
 def test_a_param_no_policy_reads_is_one_line(two_labs: list[Path], tmp_path: Path) -> None:
     with pytest.raises(OptionError) as err:
-        scurate.select(two_labs, 10, params={"frist": "central"})
+        scurate.select(two_labs, 10, policy="kcenter", params={"frist": "central"})
     assert str(err.value) == (
         "params['frist']='central': policy 'kcenter' has no parameter 'frist' (it reads: first)"
     )
     # every key a policy looks at counts as read, in whichever stratum it was read
     facility = scurate.select(two_labs, 10, policy="facility", params=["k=5", "sigma=0.5"])
     assert facility.report["n_selected"] == 10
-    strata = scurate.select(two_labs, 10, params=["first=central"], strata="dataset_id")
+    strata = scurate.select(
+        two_labs, 10, policy="kcenter", params=["first=central"], strata="dataset_id"
+    )
     assert strata.report["n_selected"] == 10
 
 

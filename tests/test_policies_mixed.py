@@ -183,3 +183,22 @@ def test_obs_reader_maps_pool_rows_to_their_sources() -> None:
     assert read("batch").to_list() == [None, None, "x", None]
     assert read("other").to_list() == ["2", None, None, "1"]
     assert read("nothing") is None
+
+
+def test_facility_counts_a_reference_corpus_as_covered() -> None:
+    """With ``covered``, types the corpus already has (distance 0 to it) gain nothing from a
+    pick: facility spends the budget on the types the corpus lacks, and its ceiling is what the
+    corpus leaves to cover."""
+    x, labels = blobs(0)
+    known = np.isin(labels, [0, 1, 2])  # the three largest types are in the corpus
+    covered = np.where(known, 0.0, 50.0).astype(np.float32)
+    manifest = pl.DataFrame({"row": np.arange(len(x))})
+    ctx = SelectionContext(
+        x, manifest, np.random.default_rng(0), params={"sample": "all"}, covered=covered
+    )
+    order = facility_location(ctx, 60)
+    assert not known[order].any(), "no pick spent on what the corpus already covers"
+    assert ctx.info["starts_from"] == "the reference corpus"
+    assert ctx.info["objective_max"] == pytest.approx(float((~known).sum()), rel=1e-4)
+    plain = SelectionContext(x, manifest, np.random.default_rng(0), params={"sample": "all"})
+    assert known[facility_location(plain, 60)].sum() > 30  # without it, the big types first

@@ -135,7 +135,9 @@ def test_reference_index_novelty_and_kcenter_start(tmp_path: Path, programs: np.
     new_path = with_embedding(tmp_path, programs, new, "new")
     info = scurate.build_index([corpus_path], out=tmp_path / "corpus.idx", obsm_key="X_emb")
     assert info["n_cells"] == 400 and (tmp_path / "corpus.idx" / "index.faiss").exists()
-    sel = scurate.select([new_path], 12, obsm_key="X_emb", reference=[tmp_path / "corpus.idx"])
+    sel = scurate.select(
+        [new_path], 12, obsm_key="X_emb", reference=[tmp_path / "corpus.idx"], policy="kcenter"
+    )
     dist, where = brute_nearest(corpus.astype(np.float32), new.astype(np.float32))
     np.testing.assert_allclose(sel.manifest["novelty"].to_numpy(), dist, rtol=1e-4, atol=1e-4)
     names = load_reference(tmp_path / "corpus.idx").cell_ids
@@ -146,14 +148,17 @@ def test_reference_index_novelty_and_kcenter_start(tmp_path: Path, programs: np.
     assert 150 <= int(np.argmax(dist)) < 160  # one of the planted outliers
     assert sel.report["policy_info"]["starts_from"] == "the reference corpus"
     # the corpus given as files gives the same scores as the saved index
-    again = scurate.select([new_path], 12, obsm_key="X_emb", reference=[corpus_path])
+    again = scurate.select(
+        [new_path], 12, obsm_key="X_emb", reference=[corpus_path], policy="kcenter"
+    )
     assert again.manifest["novelty"].to_list() == sel.manifest["novelty"].to_list()
 
 
 def test_reference_pca_model_is_saved_and_reused(tmp_path: Path, two_labs: list[Path]) -> None:
     scurate.build_index([two_labs[0]], out=tmp_path / "a.idx", seed=3)
-    saved = scurate.select([two_labs[1]], 20, reference=[tmp_path / "a.idx"])
-    built = scurate.select([two_labs[1]], 20, reference=[two_labs[0]], seed=3)
+    # kcenter from the reference depends on no seed: the same picks whatever the seed
+    saved = scurate.select([two_labs[1]], 20, reference=[tmp_path / "a.idx"], policy="kcenter")
+    built = scurate.select([two_labs[1]], 20, reference=[two_labs[0]], seed=3, policy="kcenter")
     np.testing.assert_allclose(
         saved.manifest["novelty"].to_numpy(), built.manifest["novelty"].to_numpy(), rtol=1e-5
     )

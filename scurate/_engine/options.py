@@ -318,7 +318,7 @@ class SelectOptions(ScoreOptions):
     """
 
     budget: int
-    policy: str = "kcenter"
+    policy: str = "facility"
     params: Mapping[str, str] = field(default_factory=dict)
     keep_duplicates: bool = False
     strata: tuple[str, ...] | None = None

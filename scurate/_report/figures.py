@@ -92,20 +92,32 @@ def _short(text: str, most: int = 38) -> str:
 
 
 def radius_curve(report: Mapping[str, Any]) -> str | None:
-    """The covering radius after each pick, on a log x axis."""
+    """The policy's curve over the ranks, on a log x axis: the covering radius after each pick
+    where the policy kept it (k-center), else the facility objective after each pick as a share
+    of its maximum (``policy_info.objective_curve``); None where there is neither."""
     curve = report.get("covering_radius_curve") or []
-    if len(curve) < 2:
+    info = report.get("policy_info") or {}
+    objective = info.get("objective_curve") or []
+    if len(curve) >= 2:
+        x = [p["n_selected"] for p in curve]
+        y = [p["radius"] for p in curve]
+        ylabel, title = "covering radius", "covering radius over the ranks"
+    elif len(objective) >= 2 and info.get("objective_max"):
+        # at most ~200 points, log-spaced like the radius curve
+        at = np.unique(np.geomspace(1, len(objective), 200).astype(np.int64))
+        x = at.tolist()
+        y = (np.asarray(objective, dtype=np.float64)[at - 1] / info["objective_max"]).tolist()
+        ylabel, title = "objective / maximum", "facility objective over the ranks"
+    else:
         return None
-    x = [p["n_selected"] for p in curve]
-    y = [p["radius"] for p in curve]
     with figure("radius", 5.0, 3.0) as (fig, ax):
         ax.plot(x, y, marker="o", ms=3, color=SELECTED)
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
         ax.margins(x=0.03)
         ax.set_xlabel("cells selected (rank + 1)")
-        ax.set_ylabel("covering radius")
-        ax.set_title("covering radius over the ranks")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         return svg(fig, "radius")
 
 

@@ -262,17 +262,18 @@ def _radius(report: Mapping[str, Any]) -> str:
     why = (
         "A score run selects nothing, so there is no covering-radius curve."
         if report.get("n_selected") is None
-        else "The policy kept no covering radius per pick (only k-center does), so there is "
-        "no curve; the radius at the budget is in the run's table."
+        else "The policy kept no curve per pick (k-center keeps its covering radius, facility "
+        "its objective); the radius at the budget is in the run's table."
     )
     over = report.get("covering_radius_curve_over", "the pool")
     return _section(
         "radius",
-        "Covering radius over the ranks",
+        "The policy's curve over the ranks",
         _figure(
             figures.radius_curve(report),
-            f"Largest distance to the nearest selected cell, over {over}, after each pick: "
-            "any prefix of the ranking is itself a selection.",
+            f"After each pick: the covering radius (largest distance to the nearest selected "
+            f"cell, over {over}; lower is better) or the facility objective as a share of its "
+            "maximum (higher is better). Any prefix of the ranking is itself a selection.",
             why,
         ),
     )

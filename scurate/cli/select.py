@@ -126,7 +126,7 @@ def select(
     sources: Sources = None,
     budget: Budget = ...,  # type: ignore[assignment]
     out: OutDir = ...,  # type: ignore[assignment]
-    policy: Policy = "kcenter",
+    policy: Policy = "facility",
     params: Params = None,
     strata: Strata = None,
     quota: Quota = "proportional",
@@ -147,4 +147,5 @@ def select(
     console.print(
         f"covering radius at the budget: {radius:.4g}  ({report['parameters']['policy']})"
     )
-    console.print(f"wrote {report['outputs']['manifest']} and {report['outputs']['report']}")
+    outputs = report["outputs"]
+    console.print(f"wrote {outputs['manifest']}, {outputs['report']} and {outputs['html']}")
