@@ -11,9 +11,10 @@ from __future__ import annotations
 import faiss
 import numpy as np
 from numpy.typing import NDArray
-from scurate import OptionError, SelectionContext
+from scurate import SelectionContext
 
 from .balance import water_fill
+from .params import number
 
 DEFAULT_CLUSTERS = 20  # Baron, each donor held out: 50 lost mean distance at 5 %, 10 won less
 NITER = 25
@@ -63,14 +64,7 @@ def cluster_balance(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     Parameters (``--param``): ``clusters`` (k-means clusters, default 20; at most the pool).
     ``ctx.info``: ``clusters`` (pool and selected cells per cluster, rarest first).
     """
-    text = ctx.param("clusters", str(DEFAULT_CLUSTERS))
-    try:
-        clusters = int(text)
-    except ValueError:
-        clusters = 0
-    if clusters < 1:
-        msg = f"params['clusters']={text!r}: expected a positive integer"
-        raise OptionError(msg)
+    clusters = int(number(ctx, "clusters", str(DEFAULT_CLUSTERS), integer=True))
     x = np.ascontiguousarray(ctx.embeddings, dtype=np.float32)
     labels = kmeans_labels(x, clusters, ctx.rng)
     _, codes = np.unique(labels, return_inverse=True)  # empty clusters dropped

@@ -18,25 +18,14 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
-from scurate import OptionError, SelectionContext, farthest_first
+from scurate import SelectionContext, farthest_first
 from scurate.plugin import greedy_facility_location
+
+from .params import non_negative, number
 
 DEFAULT_K = 15
 DEFAULT_SWITCH = 0.1  # facility-kcenter: a gain below a tenth of the first ends the facility phase
 DEFAULT_SAMPLE = 2048  # objective within 1 % of the exact greedy (README, policies)
-
-
-def _number(ctx: SelectionContext, key: str, default: str, *, integer: bool) -> float:
-    text = ctx.param(key, default)
-    try:
-        value = float(int(text)) if integer else float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or not np.isfinite(value):
-        kind = "a positive integer" if integer else "a positive number"
-        msg = f"params[{key!r}]={text!r}: expected {kind}"
-        raise OptionError(msg)
-    return value
 
 
 def knn_similarity(
@@ -72,7 +61,7 @@ def sample_size(ctx: SelectionContext) -> int | None:
     text = ctx.param("sample", str(default))
     if text == "all":
         return None
-    size = int(_number(ctx, "sample", str(default), integer=True))
+    size = int(number(ctx, "sample", str(default), integer=True))
     return None if size >= ctx.n_cells else size
 
 
@@ -81,8 +70,8 @@ def run_facility(
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Facility location's picks and the objective after each; reads ``k``, ``sigma`` and
     ``sample`` and leaves them, with the objective, in ``ctx.info``."""
-    k = int(_number(ctx, "k", str(DEFAULT_K), integer=True))
-    sigma = _number(ctx, "sigma", "1", integer=False) if "sigma" in ctx.params else None
+    k = int(number(ctx, "k", str(DEFAULT_K), integer=True))
+    sigma = number(ctx, "sigma", "1", integer=False) if "sigma" in ctx.params else None
     sample = sample_size(ctx)
     seed = int(ctx.rng.integers(2**63))  # drawn even for the exact greedy: one rng stream
     graph, used = knn_similarity(ctx, k, sigma)
@@ -150,14 +139,7 @@ def facility_kcenter(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     facility pick then farthest-first), and ``facility``'s ``k``, ``sigma``, ``sample``.
     ``ctx.info``: ``facility``'s, and ``representatives`` (picks before the switch).
     """
-    text = ctx.param("switch", str(DEFAULT_SWITCH))
-    try:
-        switch = float(text)
-    except ValueError:
-        switch = -1.0
-    if not (switch >= 0 and np.isfinite(switch)):
-        msg = f"params['switch']={text!r}: expected a number >= 0"
-        raise OptionError(msg)
+    switch = non_negative(ctx, "switch", str(DEFAULT_SWITCH))
     picks, objective = run_facility(ctx, budget)
     gains = np.diff(objective, prepend=0.0)
     below = np.flatnonzero(gains < switch * gains[0]) if budget else np.empty(0, np.int64)

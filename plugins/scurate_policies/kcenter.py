@@ -8,6 +8,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scurate import OptionError, SelectionContext, farthest_first
 
+from .params import non_negative
+
 DENSITY_K = 15  # neighbours for the density when the manifest has none
 DEFAULT_EXPONENT = 0.5  # Baron, each donor held out: 1 and 2 won macro-F1 less often
 
@@ -70,14 +72,7 @@ def kcenter_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     distance left after the last pick), ``density_from`` (``manifest`` or ``neighbors``).
     Not with a reference corpus (``--reference``): use ``kcenter`` there.
     """
-    text = ctx.param("exponent", str(DEFAULT_EXPONENT))
-    try:
-        exponent = float(text)
-    except ValueError:
-        exponent = -1.0
-    if not (exponent >= 0 and np.isfinite(exponent)):
-        msg = f"params['exponent']={text!r}: expected a number >= 0"
-        raise OptionError(msg)
+    exponent = non_negative(ctx, "exponent", str(DEFAULT_EXPONENT))
     if ctx.covered is not None:
         msg = "policy 'kcenter-density' does not take --reference; use 'kcenter'"
         raise OptionError(msg)

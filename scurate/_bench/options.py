@@ -14,10 +14,9 @@ from scurate._engine.options import (
     Quota,
     SelectOptions,
     check_seed,
+    check_strata,
     check_text,
-    parse_columns,
     parse_params,
-    parse_quota,
 )
 from scurate.errors import OptionError
 
@@ -175,12 +174,8 @@ class BenchOptions(PoolOptions):
         check_text(self.label, "label")
         if self.label is not None:
             self._set("label", self.label.strip())
-        if self.strata is not None:
-            self._set("strata", tuple(parse_columns(self.strata)))
-        quota = self.quota if isinstance(self.quota, Quota) else parse_quota(str(self.quota))
-        if self.strata is None and quota.kind != "proportional":
-            msg = f"quota='{quota}': needs `strata` (the columns whose values get quotas)"
-            raise OptionError(msg)
+        strata, quota = check_strata(self.strata, self.quota)
+        self._set("strata", strata)
         self._set("quota", quota)
         self._set("budgets", tuple(parse_budgets(self.budgets)))
         self._set("policies", tuple(parse_policies(self.policies)))

@@ -291,6 +291,19 @@ class ScoreOptions(PoolOptions):
         self._set("reference", _paths(self.reference))
 
 
+def check_strata(
+    strata: str | Sequence[str] | None, quota: Quota | str
+) -> tuple[tuple[str, ...] | None, Quota]:
+    """``strata`` as a tuple of column names (None: no strata) and ``quota`` parsed; one line
+    where a quota other than ``proportional`` comes without strata."""
+    columns = None if strata is None else tuple(parse_columns(strata))
+    parsed = quota if isinstance(quota, Quota) else parse_quota(str(quota))
+    if columns is None and parsed.kind != "proportional":
+        msg = f"quota='{parsed}': needs `strata` (the columns whose values get quotas)"
+        raise OptionError(msg)
+    return columns, parsed
+
+
 @dataclass(frozen=True, kw_only=True)
 class SelectOptions(ScoreOptions):
     """``select``: what to score the pool with, and how to choose ``budget`` cells from it.
@@ -329,12 +342,8 @@ class SelectOptions(ScoreOptions):
         super().__post_init__()
         check_budget(self.budget)  # the pool is checked once the sources are open
         self._set("params", parse_params(self.params))
-        if self.strata is not None:
-            self._set("strata", tuple(parse_columns(self.strata)))
-        quota = self.quota if isinstance(self.quota, Quota) else parse_quota(str(self.quota))
-        if self.strata is None and quota.kind != "proportional":
-            msg = f"quota='{quota}': needs `strata` (the columns whose values get quotas)"
-            raise OptionError(msg)
+        strata, quota = check_strata(self.strata, self.quota)
+        self._set("strata", strata)
         self._set("quota", quota)
 
     def to_report(self) -> dict[str, Any]:

@@ -172,6 +172,25 @@ SHARED: dict[str, tuple[Any, Any]] = {
 }
 WORK_DIR = "scurate-work"  # beside the output folder, unless --work-dir names another
 # how every job that scores a pool embeds it, finds duplicates and reads its metadata
+Strata = Annotated[
+    str | None,
+    typer.Option(
+        "--strata",
+        help="Columns COL[,COL...] (manifest, else obs) whose values divide the budget into "
+        "strata, each with its quota.",
+        show_default=False,
+        metavar="COLS",
+    ),
+]
+Quota = Annotated[
+    str,
+    typer.Option(
+        "--quota",
+        help="With --strata: proportional, equal or min:N cells per stratum.",
+        metavar="RULE",
+    ),
+]
+
 POOL = (
     "obsm_key",
     "embedder",

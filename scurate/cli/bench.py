@@ -12,7 +12,17 @@ from rich.table import Table
 
 from scurate._bench.options import DEFAULT_BUDGETS, DEFAULT_POLICIES, BenchOptions
 from scurate._bench.run import bench_with, write_bench
-from scurate.cli._options import METADATA, POOL, WRITES, Params, Sources, run_job, with_options
+from scurate.cli._options import (
+    METADATA,
+    POOL,
+    WRITES,
+    Params,
+    Quota,
+    Sources,
+    Strata,
+    run_job,
+    with_options,
+)
 
 Holdout = Annotated[
     str,
@@ -33,24 +43,6 @@ Label = Annotated[
         "without it, only the label-free metrics (distances, kNN coverage).",
         show_default=False,
         metavar="COL",
-    ),
-]
-Strata = Annotated[
-    str | None,
-    typer.Option(
-        "--strata",
-        help="Columns COL[,COL...] whose values divide each budget, as in select "
-        "(manifest or obs columns).",
-        show_default=False,
-        metavar="COLS",
-    ),
-]
-Quota = Annotated[
-    str,
-    typer.Option(
-        "--quota",
-        help="With --strata: proportional, equal or min:N cells per stratum.",
-        metavar="KIND",
     ),
 ]
 Budgets = Annotated[

@@ -19,7 +19,9 @@ from scurate.cli._options import (
     WORK,
     WRITES,
     Params,
+    Quota,
     Sources,
+    Strata,
     run_job,
     with_options,
 )
@@ -35,23 +37,6 @@ OutDir = Annotated[
 ]
 Policy = Annotated[
     str, typer.Option("--policy", help="Selection policy (see `scurate plugins`).", metavar="NAME")
-]
-Strata = Annotated[
-    str | None,
-    typer.Option(
-        "--strata",
-        help="Manifest columns COL[,COL...] whose values divide the budget (quotas).",
-        show_default=False,
-        metavar="COLS",
-    ),
-]
-Quota = Annotated[
-    str,
-    typer.Option(
-        "--quota",
-        help="With --strata: proportional, equal or min:N cells per stratum.",
-        metavar="RULE",
-    ),
 ]
 
 
