@@ -204,6 +204,8 @@ def test_cli_writes_json_html_and_selections(rare_pool: list[Path], tmp_path: Pa
         assert ("vs_random" in row) == (row["policy"] != "random")
     html = (out / "bench.html").read_text()
     assert html.startswith("<!doctype html>") and html.count("<svg") == 7
+    # drawn by matplotlib in report.html's look, one tagged figure per metric
+    assert 'data-figure="bench-macro_f1"' in html and 'data-figure="bench-knn_coverage"' in html
     assert "whole pool" in html and "(rare)" in html
     picks = pl.read_parquet(out / "selections.parquet")
     assert picks.height == 3 * (24 + 50) * 2
