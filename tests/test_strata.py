@@ -148,7 +148,9 @@ def fails_in_one_line(args: list[str], *needles: str) -> None:
 
 def test_strata_errors_are_one_line(two_labs: list[Path], tmp_path: Path) -> None:
     base = ["select", *map(str, two_labs), "-b", "50", "-o", str(tmp_path / "out")]
-    fails_in_one_line([*base, "--strata", "batch"], "--strata batch: not a manifest column")
+    fails_in_one_line(
+        [*base, "--strata", "batch"], "--strata batch: not a manifest column, nor an obs column"
+    )
     fails_in_one_line(
         [*base, "--strata", "tissue"], "--strata tissue: the column is empty for every cell"
     )
@@ -187,3 +189,32 @@ def test_two_columns_make_one_stratum_per_combination(two_labs: list[Path]) -> N
         ("lab_b", "natural killer cell"),
     ]
     assert all(s["selected"] >= 3 for s in strata) and sum(s["selected"] for s in strata) == 100
+
+
+def test_an_obs_column_divides_the_cells_left_after_qc_and_copies() -> None:
+    """A stratum column only the sources' obs has (lab_c's `sample`) is read for exactly the
+    cells the policy chooses from: with QC failures and lab_c's copies of lab_a set aside, each
+    selected cell's stratum is its own row's value."""
+    import anndata as ad
+    from scurate._data.example import example_sources
+
+    sources = example_sources()
+    sel = scurate.select(sources, 120, strata="sample", quota="equal", seed=0)
+    strata = {s["values"]["sample"]: s for s in sel.report["strata"]["strata"]}
+    assert set(strata) == {"C1", "C2", None}
+    assert sel.report["reasons"]["exact_copy"] > 0 and sel.report["reasons"]["qc"] > 0
+    lab_c = next(p for p in sources if "lab_c" in str(p))
+    sample = ad.read_h5ad(lab_c, backed="r").obs["sample"].astype(str).to_numpy()
+    chosen = sel.selected.filter(pl.col("dataset_id") == "lab_c")
+    got = sample[chosen["row"].to_numpy().astype(int)]
+    for value in ("C1", "C2"):
+        assert int((got == value).sum()) == strata[value]["selected"] == 40
+    pool_c = sel.manifest.filter(
+        (pl.col("dataset_id") == "lab_c")
+        & pl.col("reason").is_in(["selected", "quota_full", "past_budget"])
+    )
+    in_pool = sample[pool_c["row"].to_numpy().astype(int)]
+    assert [int((in_pool == v).sum()) for v in ("C1", "C2")] == [
+        strata["C1"]["pool"],
+        strata["C2"]["pool"],
+    ]

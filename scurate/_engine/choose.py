@@ -14,7 +14,7 @@ from scurate._compute.scoring import keep_mask
 from scurate._engine.context import SelectionContext, obs_reader, run_policy
 from scurate._engine.options import PoolOptions, SelectOptions, check_budget
 from scurate._engine.stages import ScoredPool, primary_cells
-from scurate._engine.strata import obs_lookup, run_stratified
+from scurate._engine.strata import run_stratified
 from scurate._plugins.registry import Registered
 
 
@@ -100,8 +100,5 @@ def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
     if options.strata is None:
         within = run_policy(chosen, ctx, budget)
     else:
-        lookup = obs_lookup(pool.sources)
-        within = run_stratified(
-            chosen, ctx, budget, columns=options.strata, quota=options.quota, lookup=lookup
-        )
+        within = run_stratified(chosen, ctx, budget, columns=options.strata, quota=options.quota)
     return Chosen(candidates[within], chosen, ctx, keep, candidates, primary, qc_failed)

@@ -35,33 +35,32 @@ ObsLookup = Callable[[str], list[NDArray[np.object_] | None]]
 
 
 def stratum_columns(
-    manifest: pl.DataFrame, columns: Sequence[str], obs_lookup: ObsLookup | None = None
+    manifest: pl.DataFrame,
+    columns: Sequence[str],
+    obs: Callable[[str], pl.Series | None] | None = None,
 ) -> pl.DataFrame:
-    """The manifest's ``columns`` as strings, one row per pool cell.
+    """The ``columns`` as strings, one row per cell of ``manifest``.
 
-    A name that is not a manifest column is an error. A manifest column that is entirely null
-    (no harmonizer filled it yet) is read from the sources' obs column of the same name where
-    a source has one; cells of sources without it stay null.
+    A manifest column is used where any cell has a value; otherwise (a name the manifest does
+    not have, or a column no harmonizer filled) the sources' obs column of that name, read by
+    ``obs`` for the manifest's own cells (see :func:`scurate._engine.context.obs_reader`);
+    cells of sources without it stay null. A name found nowhere, or empty for every cell, is
+    one line.
     """
     out = {}
     for name in columns:
-        if name not in manifest.columns:
-            msg = f"strata={name!r}: not a manifest column (choose from: " + ", ".join(
-                manifest.columns
+        column = manifest[name] if name in manifest.columns else None
+        if (column is None or column.null_count() == manifest.height) and obs is not None:
+            found = obs(name)
+            if found is not None:
+                log.info("strata %s: read from the sources' obs", name)
+                column = found
+        if column is None:
+            msg = (
+                f"strata={name!r}: not a manifest column, nor an obs column of any source "
+                "(manifest columns: " + ", ".join(manifest.columns) + ")"
             )
-            raise OptionError(msg + ")")
-        column = manifest[name]
-        if column.null_count() == manifest.height and obs_lookup is not None:
-            parts = obs_lookup(name)
-            if any(p is not None for p in parts):
-                log.info("strata %s: manifest column empty; read from source obs", name)
-                values = np.concatenate(
-                    [
-                        np.full(size, None, dtype=object) if p is None else p
-                        for p, size in zip(parts, _sizes(manifest), strict=True)
-                    ]
-                )
-                column = pl.Series(name, values.tolist(), dtype=pl.String)
+            raise OptionError(msg)
         if column.null_count() == manifest.height:
             msg = (
                 f"strata={name!r}: the column is empty for every cell (no harmonizer filled "
@@ -70,11 +69,6 @@ def stratum_columns(
             raise OptionError(msg)
         out[name] = column.cast(pl.String)
     return pl.DataFrame(out)
-
-
-def _sizes(manifest: pl.DataFrame) -> list[int]:
-    counts = manifest.group_by("dataset_id", maintain_order=True).len()
-    return [int(c) for c in counts["len"]]
 
 
 @dataclass
@@ -288,15 +282,15 @@ def run_stratified(
     *,
     columns: Sequence[str],
     quota: Quota,
-    lookup: ObsLookup | None = None,
 ) -> NDArray[np.int64]:
     """Run ``policy`` inside each stratum on its quota and merge the orders by :func:`merge`.
+    The stratum columns come from the manifest, else from the sources' obs through ``ctx.obs``.
 
     Each stratum gets a sub-context: its rows of the embeddings and manifest, the same
     parameters, and a generator seeded from ``ctx.rng`` (one draw per stratum, in stratum
     order, whatever the quotas). ``ctx.info["strata"]`` records pool and quota per stratum.
     """
-    strata = split(stratum_columns(ctx.manifest, columns, lookup))
+    strata = split(stratum_columns(ctx.manifest, columns, ctx.obs))
     quotas = allocate(strata.sizes, budget, quota)
     seeds = ctx.rng.integers(2**63 - 1, size=len(strata.keys))
     orders: list[NDArray[np.int64]] = []
