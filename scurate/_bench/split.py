@@ -13,7 +13,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate._data.sources import RowSubset, Source
-from scurate._engine.strata import obs_lookup
+from scurate._engine.context import obs_reader
 from scurate.errors import OptionError
 
 RARE_FRACTION = 0.01  # a label under this fraction of the pool's labelled cells is rare
@@ -26,20 +26,15 @@ def column_values(
     column where it has any value, else the sources' obs column of that name."""
     if name in manifest.columns and manifest[name].null_count() < manifest.height:
         return np.asarray(manifest[name].cast(pl.String).to_list(), dtype=object)
-    parts = obs_lookup(sources)(name)
-    if all(p is None for p in parts):
+    found = obs_reader(sources, manifest)(name)
+    if found is None:
         filled = [c for c in manifest.columns if manifest[c].null_count() < manifest.height]
         msg = (
             f"{option}={name!r}: no such column (neither a filled manifest column: "
             f"{', '.join(filled)}; nor an obs column of any source)"
         )
         raise OptionError(msg)
-    return np.concatenate(
-        [
-            np.full(s.n_obs, None, dtype=object) if p is None else p
-            for p, s in zip(parts, sources, strict=True)
-        ]
-    )
+    return np.asarray(found.to_list(), dtype=object)
 
 
 @dataclass

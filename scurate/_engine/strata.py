@@ -29,11 +29,9 @@ from scurate.errors import OptionError
 
 log = logging.getLogger(__name__)
 
+
 # A reader of one source's obs column by name: the values as strings (None where missing), or
 # None when that source has no such column. Used only for the fallback below.
-ObsLookup = Callable[[str], list[NDArray[np.object_] | None]]
-
-
 def stratum_columns(
     manifest: pl.DataFrame,
     columns: Sequence[str],
@@ -237,27 +235,6 @@ def summary(strata: Strata, quotas: NDArray[np.int64], quota: Quota) -> dict[str
             for s, key in enumerate(strata.keys)
         ],
     }
-
-
-def obs_lookup(sources: Sequence[Any]) -> ObsLookup:
-    """Read a column from each source's obs (strings, None where missing), for the fallback."""
-
-    def lookup(name: str) -> list[NDArray[np.object_] | None]:
-        parts: list[NDArray[np.object_] | None] = []
-        for source in sources:
-            obs = source.read_obs()
-            if name not in obs.columns:
-                parts.append(None)
-                continue
-            column = obs[name]
-            values = column.astype(object).to_numpy()
-            missing = column.isna().to_numpy()
-            parts.append(
-                np.array([None if m else str(v) for v, m in zip(values, missing, strict=True)])
-            )
-        return parts
-
-    return lookup
 
 
 def _rows_of(
