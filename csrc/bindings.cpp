@@ -212,6 +212,21 @@ py::tuple knn_summary(const py::array& d2, const py::array& labels, int64_t firs
     return py::make_tuple(nn_row, nn_dist, mean_dist);
 }
 
+py::array_t<float> row_sq_dists(const py::array& x, const py::array& labels, int64_t first_row) {
+    auto pts = expect<float>(x, "x", 2);
+    auto lab = expect<int64_t>(labels, "labels", 2);
+    const py::ssize_t n = lab.shape(0), k = lab.shape(1);
+    py::array_t<float> d2({n, k});
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::row_sq_dists(pts.data(), pts.shape(0), pts.shape(1), lab.data(), n, k,
+                                   first_row, d2.mutable_data());
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+    return d2;
+}
+
 py::array_t<int64_t> union_find(int64_t n_nodes, const py::array& a, const py::array& b) {
     auto ea = expect<int64_t>(a, "a", 1);
     auto eb = expect<int64_t>(b, "b", 1);
@@ -445,6 +460,9 @@ finite, >= 0): each pick maximizes weight * distance instead, and radii hold tha
 indptr is int64 (n_rows + 1, relative to indices/data), indices int32/int64, data any int or
 float type, gene_map int32 per column (-1 leaves a column out). Returns (hashes uint64,
 nnz uint32: pairs hashed per row, n_nonintegral: values that are negative or not whole).)doc");
+    m.def("row_sq_dists", &row_sq_dists, py::arg("x"), py::arg("labels"), py::arg("first_row"),
+          R"doc(Squared L2 distances (float32, summed in double in one fixed order) from rows
+first_row + i of x to their neighbours labels[i, :] (int64, -1: none, written as inf).)doc");
     m.def("knn_summary", &knn_summary, py::arg("d2"), py::arg("labels"), py::arg("first_row"),
           py::arg("n_mean"),
           R"doc(Per query row of a pool-against-itself kNN result (squared L2, FAISS layout;

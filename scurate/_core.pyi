@@ -25,6 +25,9 @@ def hash_count_rows(
 def knn_summary(
     d2: NDArray[np.float32], labels: NDArray[np.int64], first_row: int, n_mean: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]: ...
+def row_sq_dists(
+    x: NDArray[np.float32], labels: NDArray[np.int64], first_row: int
+) -> NDArray[np.float32]: ...
 def union_find(n_nodes: int, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]: ...
 def kcenter_covered(
     x: NDArray[np.float32], covered: NDArray[np.float32], budget: int

@@ -44,6 +44,37 @@ Status knn_summary(const float* d2, const int64_t* labels, int64_t n_rows, int64
     return Status();
 }
 
+Status row_sq_dists(const float* x, int64_t n_points, int64_t dim, const int64_t* labels,
+                    int64_t n_rows, int64_t k, int64_t first_row, float* d2) {
+    if (first_row < 0 || first_row + n_rows > n_points)
+        return Status::error("first_row: rows " + std::to_string(first_row) + ".." +
+                             std::to_string(first_row + n_rows - 1) + " are not all in 0.." +
+                             std::to_string(n_points - 1));
+    for (int64_t e = 0; e < n_rows * k; ++e)
+        if (labels[e] >= n_points)
+            return Status::error("labels: row " + std::to_string(labels[e]) +
+                                 " is out of range 0.." + std::to_string(n_points - 1));
+#pragma omp parallel for schedule(static) if (n_rows * k * dim > (1 << 18))
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const float* q = x + (first_row + i) * dim;
+        for (int64_t j = 0; j < k; ++j) {
+            const int64_t other = labels[i * k + j];
+            if (other < 0) {
+                d2[i * k + j] = std::numeric_limits<float>::infinity();
+                continue;
+            }
+            const float* p = x + other * dim;
+            double sum = 0.0;
+            for (int64_t c = 0; c < dim; ++c) {
+                const double diff = static_cast<double>(q[c]) - static_cast<double>(p[c]);
+                sum += diff * diff;
+            }
+            d2[i * k + j] = static_cast<float>(sum);
+        }
+    }
+    return Status();
+}
+
 namespace {
 
 int64_t find_root(std::vector<int64_t>& parent, int64_t x) {

@@ -35,23 +35,28 @@ def knn_similarity(
     the ``sigma`` used (by default the median distance of a cell to its ``k``-th neighbour)."""
     n = ctx.n_cells
     k = min(k, n - 1)
-    rows = np.arange(n, dtype=np.int64)
     if k == 0:
         return sp.identity(n, dtype=np.float32, format="csr"), 1.0
-    dist, idx = ctx.neighbors(rows, k + 1)
-    keep = (idx != rows[:, None]) & (idx >= 0)
-    keep &= np.cumsum(keep, axis=1) <= k  # a cell's k nearest others (a copy may come first)
+    dist, near = ctx.neighbor_graph(k)  # from scoring's search where it reaches k
+    keep = near >= 0
+    ctx.info["short_lists"] = int((keep.sum(axis=1) < k).sum())  # neighbours set aside
     if sigma is None:
         kth = np.where(keep, dist, -np.inf).max(axis=1)
         positive = kth[np.isfinite(kth) & (kth > 0)]
         sigma = float(np.median(positive)) if positive.size else 1.0
-    cell = np.broadcast_to(rows[:, None], idx.shape)[keep]
-    near = idx[keep]
-    sim = np.exp(-((dist[keep].astype(np.float64) / sigma) ** 2)).astype(np.float32)
-    covers = sp.csr_matrix((sim, (near, cell)), shape=(n, n))  # [j, i] = sim(i, j)
-    covers = covers + sp.identity(n, dtype=np.float32, format="csr")
-    covers.sum_duplicates()
-    return covers.tocsr(), sigma
+    # row j of the graph lists the cells j covers, in increasing order: cell i under each of
+    # its neighbours j, and every cell under itself (sim 1); one sort, no scipy COO copies
+    cell = np.concatenate([np.repeat(np.arange(n, dtype=np.int64), keep.sum(axis=1)), np.arange(n)])
+    data = np.concatenate([np.exp(-((dist[keep].astype(np.float64) / sigma) ** 2)), np.ones(n)])
+    covering = np.concatenate([near[keep], np.arange(n, dtype=np.int64)])
+    del dist, near, keep
+    order = np.argsort(covering * n + cell)  # (row, cell) pairs are distinct
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(covering, minlength=n), out=indptr[1:])
+    del covering
+    indices = cell[order]
+    data = data[order].astype(np.float32)
+    return sp.csr_matrix((data, indices, indptr), shape=(n, n)), sigma
 
 
 def sample_size(ctx: SelectionContext) -> int | None:

@@ -35,12 +35,15 @@ from numpy.typing import NDArray
 from scurate import _core
 from scurate._compute.dedup import MIN_GENES, find_exact_duplicates
 from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
+from scurate._compute.graph import PoolGraph, nearest_others
 from scurate._compute.qc import QcValues, doublet_scores
 from scurate._compute.reference import Reference
 from scurate._data.sources import Source
 from scurate.errors import OptionError
 
 K_NEIGHBOURS = 10
+GRAPH_NEIGHBOURS = 24  # kept per cell for the policies (facility's k=15, with room for the
+# cells choose() sets aside: see SelectionContext.neighbor_graph)
 EPS_FRACTION = 0.25
 CONTAINED = 0.5  # a dataset at least this much inside another is called out in the summary
 DISTRIBUTION_QUANTILES = (0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
@@ -64,19 +67,15 @@ class NeighbourScores:
     info: dict[str, Any] = field(default_factory=dict)
     knn_d2: NDArray[np.float32] | None = None  # squared distances to the k nearest others
     index: Any = None  # the FAISS index over the pool that was searched
+    graph: PoolGraph | None = None  # the GRAPH_NEIGHBOURS nearest others of each cell
 
 
 def exact_d2(x: NDArray[np.float32], start: int, labels: NDArray[np.int64]) -> NDArray[np.float32]:
-    """Squared distances from rows ``start...`` of ``x`` to their neighbours ``labels``,
-    computed again here in float64 in one fixed order: FAISS's own come from BLAS, whose sums
-    differ in the last bits with the number of threads, and the scores must not."""
-    out = np.full(labels.shape, np.inf, dtype=np.float32)
-    rows = np.arange(start, start + labels.shape[0])
-    for j in range(labels.shape[1]):
-        found = labels[:, j] >= 0
-        diff = x[rows[found]].astype(np.float64) - x[labels[found, j]]
-        out[found, j] = np.einsum("ij,ij->i", diff, diff)
-    return out
+    """Squared distances from rows ``start...`` of ``x`` to their neighbours ``labels`` (inf
+    where a label is -1), computed again in float64 in one fixed order by the native core:
+    FAISS's own come from BLAS, whose sums differ in the last bits with the number of threads,
+    and the scores must not."""
+    return _core.row_sq_dists(x, np.ascontiguousarray(labels, dtype=np.int64), start)
 
 
 def neighbour_scores(
@@ -85,21 +84,28 @@ def neighbour_scores(
     exact_dup_of: NDArray[np.int64] | None = None,
     eps: float | None = None,
     k: int = K_NEIGHBOURS,
+    graph_k: int = GRAPH_NEIGHBOURS,
     index_factory: str | None = None,
     progress: Progress = _no_progress,
 ) -> NeighbourScores:
-    """Search the pool against itself and reduce the neighbour lists (see the module doc)."""
+    """Search the pool against itself and reduce the neighbour lists (see the module doc).
+    The same search, ``graph_k`` neighbours wide where that is more than ``k``, keeps each
+    cell's ``graph_k`` nearest other cells for the policies (:class:`PoolGraph`); the scores
+    read only the first ``k + 1`` columns, as a search ``k + 1`` wide returns them."""
     if eps is not None and not (math.isfinite(eps) and eps >= 0):
         msg = f"near_dup_eps={eps}: must be a distance >= 0"
         raise OptionError(msg)
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = x.shape[0]
     k_search = min(k + 1, n)  # +1: a cell finds itself
+    k_wide = min(max(k, graph_k) + 1, n)
     index, index_info = build_index(x, factory=index_factory)
     nn_row = np.full(n, -1, dtype=np.int64)
     nn_dist = np.full(n, np.nan, dtype=np.float32)
     mean_dist = np.full(n, np.nan, dtype=np.float32)
     knn_d2 = np.full((n, max(k_search - 1, 0)), np.inf, dtype=np.float32)
+    graph_rows = np.full((n, max(min(graph_k, n - 1), 0)), -1, dtype=np.int32)
+    graph_dist = np.full(graph_rows.shape, np.inf, dtype=np.float32)
     # One search. The default eps needs the pool's median, known only at the end, so each
     # block keeps the edges under a bound of its own (half its median, which is above a
     # quarter of the pool's wherever blocks look alike) and a block whose bound falls short
@@ -107,9 +113,14 @@ def neighbour_scores(
     blocks: list[tuple[int, int, float, NDArray[np.int64], NDArray[np.int64]]] = []
     for start in range(0, n, SEARCH_CHUNK):
         stop = min(start + SEARCH_CHUNK, n)
-        d2, labels = index.search(x[start:stop], k_search)
-        labels = labels.astype(np.int64, copy=False)
-        d2 = exact_d2(x, start, labels)
+        _, wide = index.search(x[start:stop], k_wide)
+        wide = wide.astype(np.int64, copy=False)
+        wide_d2 = exact_d2(x, start, wide)
+        graph_rows[start:stop], graph_dist[start:stop] = nearest_others(
+            wide_d2, wide, start, graph_rows.shape[1]
+        )
+        labels = np.ascontiguousarray(wide[:, :k_search])
+        d2 = np.ascontiguousarray(wide_d2[:, :k_search])
         nn_row[start:stop], nn_dist[start:stop], mean_dist[start:stop] = _core.knn_summary(
             d2, labels, start, k
         )
@@ -169,7 +180,8 @@ def neighbour_scores(
         "n_in_near_dup_groups": int((group >= 0).sum()),
         "density_rule": f"median mean-distance to {k} nearest / the cell's own",
     }
-    return NeighbourScores(nn_row, nn_dist, density, group, chosen, info, knn_d2, index)
+    graph = PoolGraph(graph_rows, graph_dist)
+    return NeighbourScores(nn_row, nn_dist, density, group, chosen, info, knn_d2, index, graph)
 
 
 def _positive_median(values: NDArray[np.float32]) -> float:
@@ -300,6 +312,7 @@ class PoolScores:
     nn_dist: NDArray[np.float32]  # its distance
     info: dict[str, Any] = field(default_factory=dict)
     qc: QcValues | None = None  # counts, genes, mito fraction and doublet score per cell
+    graph: PoolGraph | None = None  # each cell's nearest other cells, for the policies
 
 
 def score_pool(
@@ -367,6 +380,7 @@ def score_pool(
         near.nn_dist,
         info,
         qc,
+        near.graph,
     )
 
 

@@ -30,7 +30,7 @@ from scurate._data import atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # bump when what a pool holds changes within a version (2: scanpy HVG, gene table)
+FORMAT = 3  # bump when what a pool holds changes within a version (3: the neighbour graph)
 ENTRY = "pool-"
 
 

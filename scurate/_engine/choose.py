@@ -89,6 +89,9 @@ def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
     )
     chosen = pool.plugins.get("policies", options.policy, option="policy")
     seen = manifest[candidates] if len(candidates) < n else manifest
+    graph = scores.graph
+    if graph is not None and len(candidates) < n:
+        graph = graph.restricted(candidates)
     ctx = SelectionContext(
         np.ascontiguousarray(pool.embedding.values[candidates]),
         seen,
@@ -96,6 +99,7 @@ def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
         params=dict(options.params),
         covered=None if scores.novelty is None else scores.novelty[candidates],
         obs=obs_reader(pool.sources, seen),
+        graph=graph,
     )
     if options.strata is None:
         within = run_policy(chosen, ctx, budget)

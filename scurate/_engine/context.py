@@ -10,9 +10,13 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from scurate import _core
 from scurate._compute.faiss_index import build_index, exact_search_affordable, ivf_lists, search
+from scurate._compute.graph import PoolGraph, nearest_others
 from scurate._plugins.registry import Registered, calling
 from scurate.errors import OptionError, PluginError
+
+SHORT_LISTS = 0.05  # above this share of short lists, neighbor_graph searches instead
 
 
 @dataclass
@@ -40,8 +44,12 @@ class SelectionContext:
         Reads a column of the sources' obs by name for the context's cells: one string per
         pool row, in order (null where the cell's source lacks it), or None when no source has
         that column (see :func:`obs_reader`). None: only manifest columns can be read.
+    graph
+        The pool's own neighbour lists from scoring, restricted to these cells (see
+        :mod:`scurate._compute.graph`), which :meth:`neighbor_graph` reads; None: it searches.
 
-    :meth:`neighbors` finds nearest cells with FAISS; :meth:`param` reads a parameter;
+    :meth:`neighbors` finds nearest cells with FAISS; :meth:`neighbor_graph` gives every cell's
+    nearest others; :meth:`param` reads a parameter;
     :meth:`column` reads a per-cell column from the manifest or the sources' obs.
     """
 
@@ -52,6 +60,7 @@ class SelectionContext:
     info: dict[str, Any] = field(default_factory=dict)
     covered: NDArray[np.float32] | None = None
     obs: Callable[[str], pl.Series | None] | None = None
+    graph: PoolGraph | None = None
     _indexes: dict[bool, Any] = field(default_factory=dict, init=False, repr=False)
 
     def neighbors(
@@ -88,6 +97,43 @@ class SelectionContext:
             factory = "Flat" if exact else f"IVF{ivf_lists(self.n_cells)},Flat"
             self._indexes[exact], _ = build_index(self.embeddings, factory=factory)
         return search(self._indexes[exact], points, k)
+
+    def neighbor_graph(self, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Every cell's ``k`` nearest other cells: ``(distances, rows)``, each (n_cells, k),
+        nearest first.
+
+        Read from the pool's neighbour lists (:attr:`graph`, one search shared with scoring)
+        where they are ``k`` wide or more: a cell whose listed neighbours are not among this
+        context's cells (set aside as duplicates or by QC, or in another stratum) then has
+        fewer, and -1 rows at distance inf fill the rest. Where more than ``SHORT_LISTS`` of
+        the cells would have fewer (many copies or QC failures among the neighbours), and
+        otherwise, one search of every cell (:meth:`neighbors`), which finds ``k`` for each;
+        ``info["neighbor_graph"]`` says which. Distances are computed again in
+        float64 either way, so they do not change with the number of threads.
+        """
+        if not 0 <= k < self.n_cells:
+            msg = f"k: must be between 0 and {self.n_cells - 1} (the other cells), got {k}"
+            raise ValueError(msg)
+        if self.graph is not None and k <= self.graph.width:
+            if self.graph.n_cells != self.n_cells:
+                msg = f"graph: covers {self.graph.n_cells} cells, the context {self.n_cells}"
+                raise ValueError(msg)
+            dist, near = self.graph.lists(k)
+            short = float(np.mean(near[:, -1] < 0)) if k and self.n_cells else 0.0
+            if short <= SHORT_LISTS:
+                self.info["neighbor_graph"] = "the pool's lists"
+                return dist, near
+            self.info["neighbor_graph"] = (
+                f"a search ({100 * short:.0f} % of the pool's lists short)"
+            )
+        rows = np.arange(self.n_cells, dtype=np.int64)
+        if k == 0:
+            return np.zeros((self.n_cells, 0), np.float32), np.zeros((self.n_cells, 0), np.int64)
+        _, found = self.neighbors(rows, k + 1)
+        found = np.ascontiguousarray(found, dtype=np.int64)
+        d2 = _core.row_sq_dists(self.embeddings, found, 0)  # exact, as the pool's lists are
+        near, dist = nearest_others(d2, found, 0, k)
+        return dist, near.astype(np.int64)
 
     @property
     def n_cells(self) -> int:

@@ -21,6 +21,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate._compute.embed import Embedding, from_obsm
+from scurate._compute.graph import PoolGraph
 from scurate._compute.qc import QcValues
 from scurate._compute.reference import Reference, open_reference
 from scurate._compute.scoring import PoolScores, score_pool
@@ -304,6 +305,8 @@ def _to_store(pool: ScoredPool) -> dict[str, Any]:
     if s.novelty is not None and s.nearest_reference is not None:
         arrays["novelty"] = s.novelty
         arrays["nearest_reference"] = s.nearest_reference.astype(str)
+    if s.graph is not None:
+        arrays["graph_rows"], arrays["graph_dist"] = s.graph.rows, s.graph.dist
     if s.qc is not None:
         arrays["qc_n_counts"], arrays["qc_n_genes"] = s.qc.n_counts, s.qc.n_genes
         arrays["qc_mito_fraction"], arrays["qc_doublet_score"] = (
@@ -350,6 +353,7 @@ def _from_stored(
         a["nn_dist"],
         meta["scores_info"],
         qc,
+        PoolGraph(a["graph_rows"], a["graph_dist"]) if "graph_rows" in a else None,
     )
     embedding = Embedding(stored["embedding"], meta["embedding_info"])
     return ScoredPool(

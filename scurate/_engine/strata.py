@@ -281,7 +281,9 @@ def run_stratified(
             ctx.manifest[rows],
             np.random.default_rng(int(seeds[s])),
             params=ctx.params,  # shared: what any stratum's run reads counts as read
+            covered=None if ctx.covered is None else ctx.covered[rows],
             obs=_rows_of(ctx.obs, rows),
+            graph=None if ctx.graph is None else ctx.graph.restricted(rows),
         )
         local = run_policy(policy, sub, int(quotas[s]))
         orders.append(rows[local])

@@ -211,6 +211,27 @@ def test_knn_summary(result: tuple[np.ndarray, np.ndarray, int, int]) -> None:
 
 
 @FUZZ
+@given(x=embeddings(), data=st.data())
+def test_row_sq_dists(x: np.ndarray, data: st.DataObject) -> None:
+    n = len(x)
+    first = data.draw(st.integers(0, n - 1))
+    rows = data.draw(st.integers(0, n - first))
+    k = data.draw(st.integers(0, 5))
+    labels = data.draw(hnp.arrays(np.int64, (rows, k), elements=st.integers(-1, n - 1)))
+    d2 = _core.row_sq_dists(x, labels, first)
+    diff = x[first : first + rows, None, :].astype(np.float64) - x[np.maximum(labels, 0)]
+    want = np.where(labels >= 0, (diff**2).sum(axis=2), np.inf)
+    np.testing.assert_array_equal(d2, want.astype(np.float32))
+    if rows:
+        with pytest.raises(ValueError, match="first_row"):
+            _core.row_sq_dists(x, labels, n - rows + 1)
+        if k:
+            labels[0, 0] = n
+            with pytest.raises(ValueError, match=f"row {n} is out of range"):
+                _core.row_sq_dists(x, labels, first)
+
+
+@FUZZ
 @given(data=st.data(), n=st.integers(0, 40))
 def test_union_find(data: st.DataObject, n: int) -> None:
     n_edges = data.draw(st.integers(0, 3 * n if n else 0), "edges")
