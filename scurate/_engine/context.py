@@ -132,8 +132,8 @@ class SelectionContext:
         _, found = self.neighbors(rows, k + 1)
         found = np.ascontiguousarray(found, dtype=np.int64)
         d2 = _core.row_sq_dists(self.embeddings, found, 0)  # exact, as the pool's lists are
-        near, dist = nearest_others(d2, found, 0, k)
-        return dist, near.astype(np.int64)
+        listed, dist = nearest_others(d2, found, 0, k)
+        return dist, listed.astype(np.int64)
 
     @property
     def n_cells(self) -> int:
