@@ -42,6 +42,9 @@ def scurate_register_policies(register: Register) -> None:
     - ``ctx.manifest``: the pool's manifest rows (polars), in the same order;
     - ``ctx.neighbors(rows_or_points, k)``: ``(distances, rows)`` of the ``k`` nearest pool
       cells, by FAISS (exact flat index where affordable, IVF above);
+    - ``ctx.neighbor_graph(k)``: every cell's ``k`` nearest other cells, read from the pool's
+      own neighbour search where it reaches ``k`` (-1 where a neighbour was set aside), else
+      searched;
     - ``ctx.rng``: a seeded ``numpy.random.Generator``; draw all randomness from it, so the
       same seed gives the same selection;
     - ``ctx.params`` / ``ctx.param(key, default)``: the ``--param key=value`` strings;
