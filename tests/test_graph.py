@@ -9,7 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 import scurate
+from scurate._compute.graph import PoolGraph
 from scurate._compute.scoring import neighbour_scores
+from scurate._compute.weights import assign
 from scurate._engine.context import SelectionContext
 
 from conftest import TYPES, make_adata, write_h5ad
@@ -127,3 +129,22 @@ def test_select_reads_the_lists_unless_copies_cut_them_short(
     assert not runs[0].report["work_dir"]["reused"] and runs[1].report["work_dir"]["reused"]
     a = (tmp_path / "a" / "manifest.parquet").read_bytes()
     assert a == (tmp_path / "b" / "manifest.parquet").read_bytes()
+
+
+def test_weights_from_the_lists_match_an_exact_search() -> None:
+    """Where the search of the pool against the selection is approximate, cells that list a
+    selected neighbour take it from the lists; with exact lists that is the nearest selected
+    cell, so weights, distances and the covering radius equal an exact search's."""
+    x = clustered(2000, seed=6)
+    graph = neighbour_scores(x).graph  # 2,000 cells: exact lists
+    selected = np.random.default_rng(0).choice(2000, 150, replace=False)
+    exact = assign(x, selected, exact=True)
+    listed = assign(x, selected, exact=False, graph=graph)
+    assert not listed.exact
+    np.testing.assert_allclose(listed.distance, exact.distance, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(listed.weights(150), exact.weights(150))
+    assert listed.covering_radius(x, selected) == pytest.approx(exact.covering_radius(x, selected))
+    short = PoolGraph(graph.rows[:, :2], graph.dist[:, :2])  # few hits: most cells searched
+    np.testing.assert_array_equal(
+        assign(x, selected, exact=False, graph=short).weights(150), exact.weights(150)
+    )

@@ -44,18 +44,22 @@ def knn_similarity(
         kth = np.where(keep, dist, -np.inf).max(axis=1)
         positive = kth[np.isfinite(kth) & (kth > 0)]
         sigma = float(np.median(positive)) if positive.size else 1.0
-    # row j of the graph lists the cells j covers, in increasing order: cell i under each of
-    # its neighbours j, and every cell under itself (sim 1); one sort, no scipy COO copies
-    cell = np.concatenate([np.repeat(np.arange(n, dtype=np.int64), keep.sum(axis=1)), np.arange(n)])
-    data = np.concatenate([np.exp(-((dist[keep].astype(np.float64) / sigma) ** 2)), np.ones(n)])
-    covering = np.concatenate([near[keep], np.arange(n, dtype=np.int64)])
-    del dist, near, keep
-    order = np.argsort(covering * n + cell)  # (row, cell) pairs are distinct
+    # row j of the graph lists the cells j covers, in increasing order: cell i under itself
+    # (sim 1) and under each of its neighbours j. Flattened by cell, the entries' cells never
+    # decrease, so one stable sort by row keeps each row's cells in order (no scipy COO copies)
+    self_too = np.concatenate([np.ones((n, 1), dtype=bool), keep], axis=1)
+    covering = np.concatenate([np.arange(n, dtype=np.int32)[:, None], near], axis=1, dtype=np.int32)
+    covering = covering[self_too]
+    sim = np.exp(-((dist.astype(np.float64) / sigma) ** 2)).astype(np.float32)
+    data = np.concatenate([np.ones((n, 1), dtype=np.float32), sim], axis=1)[self_too]
+    cell = np.repeat(np.arange(n, dtype=np.int32), self_too.sum(axis=1))
+    del dist, near, keep, sim, self_too
+    order = np.argsort(covering, kind="stable")
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(covering, minlength=n), out=indptr[1:])
     del covering
     indices = cell[order]
-    data = data[order].astype(np.float32)
+    data = data[order]
     return sp.csr_matrix((data, indices, indptr), shape=(n, n)), sigma
 
 

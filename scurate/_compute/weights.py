@@ -24,6 +24,7 @@ from scurate._compute.faiss_index import (
     ivf_lists,
 )
 from scurate._compute.faiss_index import nearest as faiss_nearest
+from scurate._compute.graph import CHUNK, PoolGraph
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,11 @@ class Assignment:
 
 
 def assign(
-    embeddings: NDArray[np.float32], selected: NDArray[np.int64], *, exact: bool | None = None
+    embeddings: NDArray[np.float32],
+    selected: NDArray[np.int64],
+    *,
+    exact: bool | None = None,
+    graph: PoolGraph | None = None,
 ) -> Assignment:
     """Find each pool cell's nearest selected cell.
 
@@ -93,21 +98,53 @@ def assign(
     exact
         Exact flat search, or IVF (approximate) when False. By default exact wherever it is
         affordable (:func:`scurate._compute.faiss_index.exact_search_affordable`).
+    graph
+        The pool's neighbour lists (every pool row, as scoring kept them). Where the search is
+        approximate, a cell with a selected cell among its listed neighbours takes the first
+        of them, its nearest selected cell as far as the lists are exact (any nearer selected
+        cell would be listed before it); only the other cells are searched.
     """
     n, dims = embeddings.shape
     if exact is None:
         exact = exact_search_affordable(n, len(selected), dims)
-    base = np.ascontiguousarray(embeddings[np.asarray(selected)], dtype=np.float32)
-    factory = "Flat" if exact else f"IVF{ivf_lists(len(base))},Flat"
-    index, _ = build_index(base, factory=factory, n_queries=n)
-    if not exact:
-        log.info("weights: approximate nearest selected cell (IVF, %d selected)", len(base))
-    distance, nearest = faiss_nearest(index, embeddings)
+    rows = np.asarray(selected, dtype=np.int64)
+    base = np.ascontiguousarray(embeddings[rows], dtype=np.float32)
+    nearest = np.full(n, -1, dtype=np.int64)
+    distance = np.full(n, np.inf, dtype=np.float32)
+    if not exact and graph is not None and graph.cells is None and graph.n_cells == n:
+        _from_lists(graph, rows, nearest, distance)
+    todo = np.flatnonzero(nearest < 0)
+    if len(todo):
+        factory = "Flat" if exact else f"IVF{ivf_lists(len(base))},Flat"
+        index, _ = build_index(base, factory=factory, n_queries=len(todo))
+        if not exact:
+            log.info("weights: approximate nearest selected cell (IVF, %d selected)", len(base))
+        queries = embeddings[todo] if len(todo) < n else embeddings
+        distance[todo], nearest[todo] = faiss_nearest(index, queries)
     missed = np.flatnonzero(nearest < 0)  # an approximate search can come back empty
     if len(missed):
         distance[missed], nearest[missed] = faiss_nearest(flat_index(base), embeddings[missed])
     # a selected cell stands for itself (an exact copy of it may be selected too)
-    rows = np.asarray(selected, dtype=np.int64)
     nearest[rows] = np.arange(len(rows))
     distance[rows] = 0.0
     return Assignment(nearest, distance, exact)
+
+
+def _from_lists(
+    graph: PoolGraph,
+    selected: NDArray[np.int64],
+    nearest: NDArray[np.int64],
+    distance: NDArray[np.float32],
+) -> None:
+    """Fill ``nearest`` (rank in the selection) and ``distance`` for the cells that list a
+    selected cell among their neighbours: the first such, nearest first."""
+    rank = np.full(len(nearest), -1, dtype=np.int64)
+    rank[selected] = np.arange(len(selected))
+    for start in range(0, len(nearest), CHUNK):
+        listed = graph.rows[start : start + CHUNK]
+        ranks = np.where(listed >= 0, rank[np.maximum(listed, 0)], -1)
+        hit = ranks >= 0
+        first = hit.argmax(axis=1)
+        found = np.flatnonzero(hit.any(axis=1))
+        nearest[start + found] = ranks[found, first[found]]
+        distance[start + found] = graph.dist[start + found, first[found]]

@@ -213,7 +213,8 @@ def _coverage(pool: ScoredPool, picked: Chosen) -> tuple[list[float] | None, flo
     radii = picked.ctx.info.get("covering_radius")
     if not isinstance(radii, list) or len(radii) != budget:
         radii = None
-    nearest = assign(values, order)  # FAISS; exact where affordable, else IVF
+    # exact where affordable; else the pool's neighbour lists, and IVF for cells they miss
+    nearest = assign(values, order, graph=pool.scores.graph)
     whole_pool = len(picked.candidates) == pool.manifest.height and not pool.has_reference
     radius = radii[-1] if radii and whole_pool else nearest.covering_radius(values, order)
     return radii, radius, nearest
