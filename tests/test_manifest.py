@@ -54,3 +54,22 @@ def test_a_foreign_parquet_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.parquet").write_text("nope")
     with pytest.raises(InputError, match="junk.parquet: cannot read as parquet"):
         scan_manifest(tmp_path / "junk.parquet")
+
+
+def test_read_manifest_makes_empty_columns_without_reading_them(tmp_path: Path) -> None:
+    """Columns with no value come back as typed nulls, equal to a plain read, also with no
+    rows at all."""
+    from scurate._data.manifest import MANIFEST_SCHEMA, conform, read_manifest, write_manifest
+
+    for n in (0, 5):
+        frame = conform(
+            pl.DataFrame(
+                {"cell_id": [f"d/{i}" for i in range(n)], "dataset_id": ["d"] * n},
+                schema={"cell_id": pl.String, "dataset_id": pl.String},
+            )
+        )
+        path = tmp_path / f"m{n}.parquet"
+        write_manifest(frame, path)
+        back = read_manifest(path)
+        assert back.schema == pl.Schema(MANIFEST_SCHEMA)
+        assert back.equals(pl.read_parquet(path)) and back.height == n

@@ -27,6 +27,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate._data import atomic
+from scurate._data.manifest import collect_lean
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class WorkDir:
                 arrays = {name: z[name] for name in z.files}
             return {
                 "meta": meta,
-                "manifest": pl.read_parquet(entry / "manifest.parquet"),
+                "manifest": collect_lean(pl.scan_parquet(entry / "manifest.parquet")),
                 "embedding": np.load(entry / "embedding.npy", mmap_mode="r", allow_pickle=False),
                 "arrays": arrays,
             }
