@@ -18,7 +18,7 @@ wrapper process that reads ``getrusage(RUSAGE_CHILDREN)``), ``--repeats`` rounds
 alternates, medians reported, on a warm page cache:
 
 - counts mode
-    - ``scurate``: ``scurate select DATA --budget B -o OUT --no-cache`` (kcenter, with exact and
+    - ``scurate``: ``scurate select DATA --budget B -o OUT --no-cache`` (the default policy, with exact and
       near duplicates, density, coverage and weights), with report.json's ``timings_s``;
     - ``scurate, fill work dir`` then ``scurate, rerun from it``: the same select keeping a work
       dir, then ``--budget 2B --policy random`` (``--rerun-policy``) reading it back;
@@ -747,7 +747,7 @@ def report(
         "|---|---:|---:|---:|---:|---:|",
     ]
     what = {
-        "scurate": "scurate select (kcenter, --no-cache"
+        "scurate": "scurate select (default policy, --no-cache"
         + (", --obsm-key X_emb)" if args.mode == "obsm" else ")"),
         "scurate, fill work dir": "scurate select, keeping a work dir",
         "scurate, rerun from it": f"scurate select -b {2 * args.budget:,} --policy "
