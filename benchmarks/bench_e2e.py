@@ -18,8 +18,9 @@ wrapper process that reads ``getrusage(RUSAGE_CHILDREN)``), ``--repeats`` rounds
 alternates, medians reported, on a warm page cache:
 
 - counts mode
-    - ``scurate``: ``scurate select DATA --budget B -o OUT --no-cache`` (the default policy, with exact and
-      near duplicates, density, coverage and weights), with report.json's ``timings_s``;
+    - ``scurate``: ``scurate select DATA --budget B -o OUT --no-cache`` (the default policy,
+      with exact and near duplicates, density, coverage and weights), with report.json's
+      ``timings_s``;
     - ``scurate, fill work dir`` then ``scurate, rerun from it``: the same select keeping a work
       dir, then ``--budget 2B --policy random`` (``--rerun-policy``) reading it back;
     - ``scanpy route``: in a second interpreter (``--peer-python``, a venv with scanpy and
