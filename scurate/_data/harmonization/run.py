@@ -54,8 +54,12 @@ def _merge(before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
     exprs = []
     for name in FIELDS:
         old, new = pl.col(name), after[name].cast(pl.String)
-        if name in ONTOLOGY_FIELDS:
-            id_name = id_column(name)
+        id_name = id_column(name) if name in ONTOLOGY_FIELDS else None
+        if new.null_count() == new.len() and (
+            id_name is None or after[id_name].null_count() == after.height
+        ):
+            continue  # nothing to fill: the column stays as it is (an all-null one costs nothing)
+        if id_name is not None:
             old_id, new_id = pl.col(id_name), after[id_name].cast(pl.String)
             takes = old_id.is_null() & new_id.is_not_null()
             exprs.append(pl.when(takes).then(new_id).otherwise(old_id).alias(id_name))
@@ -67,7 +71,7 @@ def _merge(before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
             )
         else:
             exprs.append(pl.coalesce(old, new).alias(name))
-    return before.with_columns(exprs)
+    return before.with_columns(exprs) if exprs else before
 
 
 def _run_one(item: Registered, frame: pl.DataFrame, ctx: HarmonizeContext) -> pl.DataFrame:
