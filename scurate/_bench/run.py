@@ -442,7 +442,7 @@ def _runs(
                 t0 = time.perf_counter()
                 picked = choose(pool, opts.selection(name, sizes[b.text], seed))
                 select_s = time.perf_counter() - t0
-                read[name] |= looked_at(picked.ctx.params)
+                read[name] |= looked_at(picked.params)
                 picks.append(
                     pl.DataFrame(
                         {

@@ -5,6 +5,7 @@ is left, the policy looked up and run (inside each stratum where strata are give
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,12 +22,15 @@ from scurate._plugins.registry import Registered
 @dataclass
 class Chosen:
     """A policy's pick from a scored pool: ``order`` (pool rows, priority first), the policy,
-    the context it saw, and which cells it could choose from (``keep``, ``candidates``; with
-    ``primary_only``, ``primary`` says which cells that option let through)."""
+    what it left in its context (``info``, and ``params`` with the keys it read), and which
+    cells it could choose from (``keep``, ``candidates``; with ``primary_only``, ``primary``
+    says which cells that option let through). The context itself is not kept: its copy of
+    the candidates' embedding, manifest rows and neighbour lists go once the policy is done."""
 
     order: NDArray[np.int64]
     policy: Registered
-    ctx: SelectionContext
+    info: dict[str, Any]
+    params: dict[str, str]
     keep: NDArray[np.bool_]
     candidates: NDArray[np.int64]
     primary: NDArray[np.bool_] | None = None  # with primary_only: cells not marked non-primary
@@ -93,7 +97,9 @@ def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
     if graph is not None and len(candidates) < n:
         graph = graph.restricted(candidates)
     ctx = SelectionContext(
-        np.ascontiguousarray(pool.embedding.values[candidates]),
+        np.ascontiguousarray(
+            pool.embedding.values if len(candidates) == n else pool.embedding.values[candidates]
+        ),
         seen,
         policy_rng(options.seed),
         params=dict(options.params),
@@ -105,4 +111,6 @@ def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
         within = run_policy(chosen, ctx, budget)
     else:
         within = run_stratified(chosen, ctx, budget, columns=options.strata, quota=options.quota)
-    return Chosen(candidates[within], chosen, ctx, keep, candidates, primary, qc_failed)
+    return Chosen(
+        candidates[within], chosen, ctx.info, ctx.params, keep, candidates, primary, qc_failed
+    )

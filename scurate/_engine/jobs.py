@@ -141,7 +141,7 @@ def _select(sources: Input, opts: SelectOptions, progress: Progress, threads: in
     with timed(timings, "select"):
         progress("select", 0, budget)
         picked = choose(pool, opts)
-        check_params_read(picked.policy, picked.ctx.params)
+        check_params_read(picked.policy, picked.params)
         progress("select", budget, budget)
     with timed(timings, "coverage"):
         radii, radius, nearest = _coverage(pool, picked)
@@ -172,9 +172,9 @@ def _select(sources: Input, opts: SelectOptions, progress: Progress, threads: in
         ),
         weights=nearest.summary(budget),
         policy_info={
-            k: v for k, v in picked.ctx.info.items() if k not in ("covering_radius", "strata")
+            k: v for k, v in picked.info.items() if k not in ("covering_radius", "strata")
         },
-        strata=picked.ctx.info.get("strata"),
+        strata=picked.info.get("strata"),
         coverage=cov.coverage(manifest),
         manifest_columns=list(mf.MANIFEST_SCHEMA),
         source_files=_fingerprints(pool.sources),
@@ -210,7 +210,7 @@ def _coverage(pool: ScoredPool, picked: Chosen) -> tuple[list[float] | None, flo
     pool cell's nearest selected cell (duplicates set aside included): one search of the pool
     against the selection gives the weights, the mean distance and the radius."""
     values, order, budget = pool.embedding.values, picked.order, len(picked.order)
-    radii = picked.ctx.info.get("covering_radius")
+    radii = picked.info.get("covering_radius")
     if not isinstance(radii, list) or len(radii) != budget:
         radii = None
     # exact where affordable; else the pool's neighbour lists, and IVF for cells they miss
