@@ -25,8 +25,9 @@ class TorchDataset(IterableDataset[dict[str, Any]]):  # type: ignore[misc,unused
     """The selected cells of a ``select`` output as a torch ``IterableDataset`` of minibatches.
 
     Takes the :class:`~scurate.loader.CellLoader` arguments (``batch_size``, ``shuffle``,
-    ``seed``, ``genes``, ``labels``, ``rank``, ``world_size``, ``budget``, ...) and yields one
-    dict per minibatch, so use it with ``DataLoader(dataset, batch_size=None, ...)``:
+    ``seed``, ``sampling``, ``replacement``, ``epoch_size``, ``genes``, ``labels``, ``rank``,
+    ``world_size``, ``budget``, ...) and yields one dict per minibatch, so use it with
+    ``DataLoader(dataset, batch_size=None, ...)``:
 
     - ``X``: float32, cells x genes (``dataset.genes`` order); a dense tensor, or a sparse CSR
       or COO tensor with ``layout="csr"`` / ``"coo"``;
@@ -35,10 +36,10 @@ class TorchDataset(IterableDataset[dict[str, Any]]):  # type: ignore[misc,unused
     - ``weight`` (float32), ``selection_rank`` and ``row`` (int64) tensors; ``cell_id`` and
       ``dataset_id`` lists of strings.
 
-    The cells of ``rank`` are split again across the DataLoader's workers (worker ``w`` of
-    ``n`` takes every n-th of them), so the parts of all ranks and workers are disjoint and
-    together cover the selection once per epoch. Each worker yields full batches but its
-    last (``drop_last=True`` drops it). Call ``set_epoch(e)`` before each epoch, as with
+    The batches of ``rank`` are dealt to the DataLoader's workers in turn (worker ``w`` of
+    ``n`` reads batches ``w``, ``w + n``, ...), and the DataLoader takes them back in turn, so
+    an epoch yields the same batches in the same order with 0, 1, 2 or 4 workers: the CellLoader's
+    batches for this rank. Call ``set_epoch(e)`` before each epoch, as with
     ``DistributedSampler`` (it reaches workers that are started per epoch, the default;
     persistent workers keep the epoch they started with).
     """
@@ -67,8 +68,12 @@ class TorchDataset(IterableDataset[dict[str, Any]]):  # type: ignore[misc,unused
         """Cells this rank yields per epoch, over all its workers."""
         return self.loader.n_cells
 
+    def __len__(self) -> int:
+        """Batches this rank yields per epoch, over all its workers."""
+        return len(self.loader)
+
     def set_epoch(self, epoch: int) -> None:
-        """Use the shuffle order of ``epoch`` for the next iteration."""
+        """Use the draw and shuffle order of ``epoch`` for the next iteration."""
         self.loader.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
