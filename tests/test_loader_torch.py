@@ -119,3 +119,27 @@ def test_a_linear_model_trains_on_it(selected: Path) -> None:
 def test_a_bad_layout_is_one_line(selected: Path) -> None:
     with pytest.raises(OptionError, match=r"layout='bsr': give one of dense, csr, coo"):
         TorchDataset(selected, layout="bsr")
+
+
+# torch's advice on a 2-core machine; 4 workers are what is tested here
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker processes:UserWarning")
+@pytest.mark.parametrize("sampling", ["uniform", "weight", "balanced:cell_type"])
+def test_the_same_batches_at_one_two_and_four_workers(selected: Path, sampling: str) -> None:
+    options = {"batch_size": 24, "seed": 6, "sampling": sampling, "block_size": 8}
+    dataset = TorchDataset(selected, **options)  # type: ignore[arg-type]
+    dataset.set_epoch(2)
+    runs = {w: _epoch(dataset, workers=w) for w in (0, 1, 2, 4)}
+    expected = [b.cell_id.tolist() for b in _loader_epoch(selected, options, epoch=2)]
+    assert len(expected) == len(dataset) == -(-BUDGET // 24)
+    for workers, batches in runs.items():
+        assert [b["cell_id"] for b in batches] == expected, f"{workers} workers"
+        for b, first in zip(batches, runs[0], strict=True):
+            assert torch.equal(b["X"], first["X"])  # type: ignore[arg-type]
+
+
+def _loader_epoch(selected: Path, options: dict[str, object], epoch: int) -> list[object]:
+    from scurate.loader import CellLoader
+
+    loader = CellLoader(selected, **options)  # type: ignore[arg-type]
+    loader.set_epoch(epoch)
+    return list(loader)
