@@ -1,17 +1,20 @@
 """Feeding a trainer (public module): :class:`CellLoader` reads a selection's cells in shuffled
 minibatches straight from the sources; ``TorchDataset`` is the same as a torch
-``IterableDataset`` (imported on first use, so scurate imports without torch)."""
+``IterableDataset`` (imported on first use, so scurate imports without torch);
+:func:`export_soma_ids` hands the selected cells of TileDB-SOMA experiments to loaders that read
+the experiments themselves (TileDB-SOMA-ML)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from scurate._feed.loader import Batch, CellLoader
+from scurate._feed.soma_ids import SomaIds, export_soma_ids
 
 if TYPE_CHECKING:
     from scurate._feed.torch_dataset import TorchDataset as TorchDataset
 
-__all__ = ["Batch", "CellLoader", "TorchDataset"]
+__all__ = ["Batch", "CellLoader", "SomaIds", "TorchDataset", "export_soma_ids"]
 
 
 def __getattr__(name: str) -> Any:
