@@ -68,7 +68,7 @@ def test_annbatch_reads_back_exactly_the_selected_cells(selected: Path, tmp_path
         "materialize", selected, "--format", "annbatch", "--shard-size", "128", "-o", out
     )
     assert code == 0, err
-    assert "an annbatch collection of 3 datasets" in stdout
+    assert "an annbatch collection of" in stdout
     index = json.loads((out / "index.json").read_text())
     assert index["complete"] and index["n_cells"] == BUDGET and index["options"]["shuffle"]
     ids, x, obs = _read_with_annbatch(out / "collection.zarr")

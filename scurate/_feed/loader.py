@@ -446,7 +446,7 @@ class CellLoader:
             "dataset_id",
             pl.col("weight").cast(pl.Float32),
             pl.col("selection_rank").cast(pl.Int64),
-            *labels,
+            *(pl.col(c).alias(f"label {c}") for c in labels),  # "source" may be one of them
         )
         # numpy from here on: iterating never calls polars, whose thread pool can deadlock in
         # a process forked from this one (a torch DataLoader worker)
@@ -457,7 +457,7 @@ class CellLoader:
             dataset_id=cells["dataset_id"].to_numpy().astype(object),
             weight=cells["weight"].to_numpy().astype(np.float32),
             selection_rank=cells["selection_rank"].to_numpy().astype(np.int64),
-            labels={c: cells[c].to_numpy().astype(object) for c in labels},
+            labels={c: cells[f"label {c}"].to_numpy().astype(object) for c in labels},
         )
         self._draw = draw
         self._order = order

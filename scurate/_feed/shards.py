@@ -177,15 +177,16 @@ def _write(adata: Any, path: Path, fmt: str) -> None:
     import anndata as ad
 
     # zarr v3, with X's arrays in a few shard files rather than one file a chunk; said
-    # explicitly where this anndata has the settings (it warns while they are unset)
+    # explicitly where this anndata has the settings (it warns while they are unset; 0.13
+    # warns that they go away, zarr v3 becoming its default)
     wanted = {"zarr_write_format": 3, "auto_shard_zarr_v3": True}
-    with (
-        ad.settings.override(**{k: v for k, v in wanted.items() if hasattr(ad.settings, k)}),
-        warnings.catch_warnings(),
-    ):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "This setting will be removed", DeprecationWarning)
+        settings = {k: v for k, v in wanted.items() if hasattr(ad.settings, k)}
         # anndata consolidates the metadata, which zarr v3 reads but calls non-standard
         warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
-        adata.write_zarr(path)
+        with ad.settings.override(**settings):
+            adata.write_zarr(path)
 
 
 @contextmanager
@@ -490,6 +491,8 @@ def _write_annbatch(
             shuffle=True,
             rng=np.random.default_rng(plan["options"]["seed"]),
             dataset_size=shard_size,
+            # slices mixed into each dataset: annbatch's default 1000, 16 a dataset at least
+            shuffle_chunk_size=min(1000, max(1, shard_size // 16)),
         )
     atomic.remove(stage)
     _unchanged(files, _source_files(loader.sources), "while materialize read it")
