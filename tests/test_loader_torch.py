@@ -132,7 +132,7 @@ def test_the_same_batches_at_one_two_and_four_workers(selected: Path, sampling: 
     expected = [b.cell_id.tolist() for b in _loader_epoch(selected, options, epoch=2)]
     assert len(expected) == len(dataset) == -(-BUDGET // 24)
     for workers, batches in runs.items():
-        assert [b["cell_id"] for b in batches] == expected, f"{workers} workers"
+        assert [b["cell_id"].tolist() for b in batches] == expected, f"{workers} workers"
         for b, first in zip(batches, runs[0], strict=True):
             assert torch.equal(b["X"], first["X"])  # type: ignore[arg-type]
 

@@ -34,7 +34,8 @@ class TorchDataset(IterableDataset[dict[str, Any]]):  # type: ignore[misc,unused
     - ``labels``: per label column, int64 codes into ``dataset.classes[column]`` (-1 where the
       label is unknown, for ``CrossEntropyLoss(ignore_index=-1)``);
     - ``weight`` (float32), ``selection_rank`` and ``row`` (int64) tensors; ``cell_id`` and
-      ``dataset_id`` lists of strings.
+      ``dataset_id`` numpy arrays of strings (a DataLoader passes them as they are, where it
+      would walk a list string by string).
 
     The batches of ``rank`` are dealt to the DataLoader's workers in turn (worker ``w`` of
     ``n`` reads batches ``w``, ``w + n``, ...), and the DataLoader takes them back in turn, so
@@ -102,8 +103,8 @@ def _code(codes: dict[str, int], value: object) -> int:
     return -1 if value is None else codes.get(str(value), -1)
 
 
-def _strings(values: NDArray[np.object_]) -> list[str]:
-    return [str(v) for v in values]
+def _strings(values: NDArray[np.object_]) -> NDArray[np.object_]:
+    return values if all(isinstance(v, str) for v in values) else values.astype(str).astype(object)
 
 
 def _matrix(batch: Batch, layout: str) -> torch.Tensor:
