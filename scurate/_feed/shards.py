@@ -439,6 +439,9 @@ def _write_annbatch(
     shuffles them into ``collection.zarr``."""
     annbatch = _annbatch()
     index_path = out / INDEX
+    for entry in out.iterdir() if out.is_dir() else ():
+        if atomic.is_partial(entry):  # what an interrupted run was writing
+            atomic.remove(entry)
     entries = list(out.iterdir()) if out.is_dir() else []
     if entries and not overwrite:
         try:
