@@ -12,20 +12,21 @@ from scurate._feed.loader import Batch, CellLoader
 from scurate._feed.soma_ids import SomaIds, export_soma_ids
 
 if TYPE_CHECKING:
+    from scurate._feed.torch_dataset import TorchBatch as TorchBatch
     from scurate._feed.torch_dataset import TorchDataset as TorchDataset
 
-__all__ = ["Batch", "CellLoader", "SomaIds", "TorchDataset", "export_soma_ids"]
+__all__ = ["Batch", "CellLoader", "SomaIds", "TorchBatch", "TorchDataset", "export_soma_ids"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TorchDataset":
+    if name in ("TorchDataset", "TorchBatch"):
         try:
             import torch  # noqa: F401
         except ImportError:
             msg = "scurate.loader.TorchDataset needs torch: pip install 'scurate[torch]'"
             raise ImportError(msg) from None
-        from scurate._feed.torch_dataset import TorchDataset
+        from scurate._feed import torch_dataset
 
-        return TorchDataset
+        return getattr(torch_dataset, name)
     msg = f"module 'scurate.loader' has no attribute {name!r}"
     raise AttributeError(msg)

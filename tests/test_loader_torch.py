@@ -143,3 +143,29 @@ def _loader_epoch(selected: Path, options: dict[str, object], epoch: int) -> lis
     loader = CellLoader(selected, **options)  # type: ignore[arg-type]
     loader.set_epoch(epoch)
     return list(loader)
+
+
+def test_a_batch_reads_like_a_dict_and_crosses_processes_as_numpy(selected: Path) -> None:
+    import pickle
+
+    batch = next(iter(TorchDataset(selected, batch_size=40, seed=3)))
+    assert list(batch.keys()) == [k for k, _ in batch.items()] == list(batch)
+    assert "X" in batch and "nope" not in batch and len(batch) == 7
+    with pytest.raises(KeyError):
+        batch["nope"]
+    sent = pickle.dumps(batch)
+    assert b"_rebuild" not in sent  # numpy arrays only: no tensor goes through shared memory
+    back = pickle.loads(sent)
+    assert (
+        torch.equal(back["X"], batch["X"]) and back["cell_id"].tolist() == batch["cell_id"].tolist()
+    )
+    assert torch.equal(back["labels"]["cell_type"], batch["labels"]["cell_type"])
+    assert set(dict(back.items())) == {
+        "X",
+        "labels",
+        "weight",
+        "selection_rank",
+        "row",
+        "cell_id",
+        "dataset_id",
+    }
