@@ -6,12 +6,9 @@ blocks of rows that lie close together in their source (one ``read_rows`` per so
 buffer), and shuffled within a buffer of several blocks, as annbatch and TileDB-SOMA-ML do:
 memory holds one buffer (and the next, read ahead in a thread), never a whole matrix.
 
-An epoch draws its cells by ``sampling``: every cell once (``"uniform"``), cells in proportion
-to their ``weight`` (each selected cell stands for ``weight`` cells of the pool, so the draw
-gives back the pool's distribution), or equal shares of the values of a manifest column
-(``"balanced:cell_type"``). The draw depends only on the seed and the epoch; ranks take every
-``world_size``-th cell of it, and DataLoader workers every n-th batch of their rank's batches,
-so the batches of an epoch are the same whatever the number of workers.
+An epoch draws its cells by ``sampling`` (see ``_feed/sampling.py``); ranks take every
+``world_size``-th cell of the draw, DataLoader workers every n-th batch of their rank's, so an
+epoch's batches are the same whatever the number of workers.
 """
 
 from __future__ import annotations
