@@ -9,29 +9,36 @@ selection itself on 400k cells is not what is timed here).
 
 Timed per round, tools in a rotating order, each reading the first ``--read`` cells (100,000)
 of one epoch in minibatches of ``--batch-size`` (256), shuffled, cells per second of wall clock
-(construction included, and reported apart):
+(construction excluded, and reported apart):
 
-- ``scurate CellLoader``: ``CellLoader(sel, batch_size=256, seed=round)``, scipy CSR batches;
+- ``CellLoader <sampling>``: ``CellLoader(sel, batch_size=256, seed=round, sampling=...)`` for
+  uniform, weight and balanced:cell_type, scipy CSR batches, the next buffer read ahead in a
+  thread; ``CellLoader uniform, no read-ahead`` shows what the thread adds;
+- ``TorchDataset <sampling>, N workers``: dense float32 tensors through a torch
+  ``DataLoader(batch_size=None, num_workers=N)`` for N = 0 and 2 (worker start included);
+  ``CSR tensors``: the same with ``layout="csr"`` (a tenth of the bytes between processes);
+- ``annbatch (collection)``: annbatch's ``Loader(batch_size=256, chunk_size=64,
+  preload_nchunks=16, shuffle=True)`` on the annbatch collection of the same first ``--read``
+  cells of the priority order, written by ``scurate materialize --format annbatch``
+  (annbatch's own writer). annbatch needs Python >= 3.12: give ``--annbatch-python`` an
+  interpreter that has scurate, annbatch (and zarrs, which annbatch recommends); it writes the
+  collection once and runs each timed read as a child process that reports its own timing;
 - ``anndata backed, same batches``: the CellLoader's batches (the same cells in the same
   batches), read with ``anndata.read_h5ad(f, backed="r").X[rows]`` per file (rows sorted, as
   h5py needs), stacked and put back in batch order: what a user writes today;
 - ``anndata backed, random batches``: the same, on batches of a uniform random permutation of
   the selected cells (a plain random sampler: no block locality);
-- ``TorchDataset (0 workers)`` / ``(2 workers)``: dense float32 tensors through a torch
-  ``DataLoader(batch_size=None, num_workers=...)`` (worker start included);
-- ``annbatch`` where it runs: annbatch's ``Loader`` on zarr shards of the same cells written by
-  ``scurate materialize`` (annbatch needs Python >= 3.12: give ``--annbatch-python`` an
-  interpreter that has it; it runs as a child process and reports its own timing);
 - ``materialize h5ad`` / ``zarr``: ``scurate.materialize`` of the first ``--read`` cells of
   the priority order into shards of 25,000 cells.
 
-Medians over ``--repeats`` rounds (3) and the ratio to ``anndata backed, same batches`` of
-the same run. The table goes to stdout and the raw numbers to ``bench-out/bench_loader.json``.
+Medians over ``--repeats`` rounds (3), with the ratio to ``annbatch (collection)`` and to
+``anndata backed, same batches`` of the same run, and the load average at the start and end.
+The table goes to stdout and the raw numbers to ``bench-out/bench_loader.json``.
 
 Usage::
 
     python benchmarks/bench_loader.py
-    python benchmarks/bench_loader.py --quick          # small files, one minute
+    python benchmarks/bench_loader.py --quick          # 2 x 20k cells, 3 rounds
     python benchmarks/bench_loader.py --annbatch-python /path/to/py312/bin/python
 
 Never run in CI.
@@ -40,6 +47,7 @@ Never run in CI.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -59,6 +67,7 @@ import polars as pl
 import scipy.sparse as sp
 import scurate
 from scurate._data import manifest as mf
+from scurate._engine.outputs import digest
 from scurate.loader import CellLoader
 
 N_TYPES = 20
@@ -98,7 +107,7 @@ def pd_index(values: list[str]) -> Any:
 def write_selection(cache: Path, paths: list[Path], cells: int, select: int, seed: int) -> Path:
     """A select output folder: ``select`` cells chosen at random, in a random priority order."""
     out = cache / f"selection-{select}"
-    if (out / "manifest.parquet").exists():
+    if (out / "report.json").exists():
         return out
     rng = np.random.default_rng(seed + 1)
     n = len(paths) * cells
@@ -127,6 +136,9 @@ def write_selection(cache: Path, paths: list[Path], cells: int, select: int, see
     )
     out.mkdir(parents=True, exist_ok=True)
     mf.write_manifest(frame, out / "manifest.parquet")
+    # the report.json a loader checks the manifest against, as select writes it
+    record = {"parameters": {}, "written": {"manifest.parquet": digest(out / "manifest.parquet")}}
+    (out / "report.json").write_text(json.dumps(record))
     return out
 
 
@@ -152,9 +164,13 @@ def _batches_of(loader: CellLoader, limit: int) -> list[np.ndarray]:
     return [order[i : i + loader.batch_size] for i in range(0, len(order), loader.batch_size)]
 
 
-def run_cellloader(sel: Path, args: argparse.Namespace, r: int) -> tuple[int, float]:
+def run_cellloader(
+    sel: Path, args: argparse.Namespace, r: int, sampling: str, *, read_ahead: bool = True
+) -> tuple[int, float]:
     t0 = time.perf_counter()
-    loader = CellLoader(sel, batch_size=args.batch_size, seed=r)
+    loader = CellLoader(
+        sel, batch_size=args.batch_size, seed=r, sampling=sampling, read_ahead=read_ahead
+    )
     init = time.perf_counter() - t0
     n = 0
     for batch in loader:
@@ -189,12 +205,19 @@ def run_backed(
     return n, init
 
 
-def run_torch(sel: Path, args: argparse.Namespace, r: int, workers: int) -> tuple[int, float]:
+def run_torch(
+    sel: Path, args: argparse.Namespace, r: int, workers: int, sampling: str, layout: str = "dense"
+) -> tuple[int, float]:
+    import warnings
+
     from scurate.loader import TorchDataset
     from torch.utils.data import DataLoader
 
+    warnings.filterwarnings("ignore", "Sparse")  # torch's: CSR is "beta"
     t0 = time.perf_counter()
-    dataset = TorchDataset(sel, batch_size=args.batch_size, seed=r)
+    dataset = TorchDataset(
+        sel, batch_size=args.batch_size, seed=r, sampling=sampling, layout=layout
+    )
     init = time.perf_counter() - t0
     n = 0
     for batch in DataLoader(dataset, batch_size=None, num_workers=workers):
@@ -213,24 +236,21 @@ def run_materialize(sel: Path, args: argparse.Namespace, fmt: str) -> tuple[int,
 
 ANNBATCH = textwrap.dedent(
     """
-    import json, sys, time
-    from pathlib import Path
-    import anndata as ad, numpy as np, zarr
-    from annbatch import Loader
+    import json, sys, time, warnings
+    warnings.simplefilter("ignore")
+    import zarr
+    from annbatch import DatasetCollection, Loader
     try:  # annbatch recommends the zarrs codec pipeline on a local file system
         import zarrs  # noqa: F401
         zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
     except ImportError:
         pass
-    shards, n_read, batch_size, seed = sys.argv[1], *map(int, sys.argv[2:5])
+    import numpy as np
+    collection, n_read, batch_size, seed = sys.argv[1], *map(int, sys.argv[2:5])
     t0 = time.perf_counter()
-    index = json.loads((Path(shards) / "index.json").read_text())
-    rng = np.random.default_rng(seed)
-    loader = Loader(batch_size=batch_size, chunk_size=64, preload_nchunks=16, shuffle=True, rng=rng)
-    for s in index["shards"]:
-        g = zarr.open_group(str(Path(shards) / s["file"]), mode="r")
-        obs = ad.io.read_elem(g["obs"])
-        loader.add_adata(ad.AnnData(X=ad.io.sparse_dataset(g["X"]), obs=obs))
+    loader = Loader(batch_size=batch_size, chunk_size=64, preload_nchunks=16, shuffle=True,
+                    rng=np.random.default_rng(seed), preload_to_gpu=False)
+    loader.use_collection(DatasetCollection(collection, mode="r"))
     init = time.perf_counter() - t0
     t1 = time.perf_counter()
     n = 0
@@ -243,15 +263,30 @@ ANNBATCH = textwrap.dedent(
 )
 
 
+def write_annbatch(sel: Path, args: argparse.Namespace) -> Path:
+    """The annbatch collection of the first ``--read`` cells, written once by the scurate of
+    ``--annbatch-python`` (annbatch needs Python >= 3.12)."""
+    out = Path(args.cache) / f"annbatch-{args.read}"
+    if not (out / "index.json").exists():
+        scurate_cli = Path(args.annbatch_python).parent / "scurate"
+        cmd = [str(scurate_cli), "materialize", str(sel), "--format", "annbatch"]
+        cmd += ["--budget", str(args.read), "-o", str(out), "--overwrite"]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
+        if done.returncode != 0:
+            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"materialize --format annbatch failed: {tail[0]}")
+        print(f"annbatch collection written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return out / "collection.zarr"
+
+
 def run_annbatch(args: argparse.Namespace, r: int) -> tuple[int, float, float]:
-    shards = Path(args.cache) / "shards-annbatch"
-    if not (shards / "index.json").exists():
-        raise RuntimeError("no zarr shards for annbatch (materialize failed?)")
+    collection = Path(args.cache) / f"annbatch-{args.read}" / "collection.zarr"
     cmd = [
         args.annbatch_python,
         "-c",
         ANNBATCH,
-        str(shards),
+        str(collection),
         str(args.read),
         str(args.batch_size),
         str(r),
@@ -278,22 +313,36 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 x 20k cells, 1 round")
     args = parser.parse_args()
     if args.quick:
-        args.files, args.cells, args.select, args.read, args.repeats = 2, 20_000, 20_000, 8_000, 1
+        args.files, args.cells, args.select, args.read, args.repeats = 2, 20_000, 20_000, 20_000, 3
         args.cache = str(Path(args.cache) / "quick")
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     paths = write_files(cache, args.files, args.cells, args.genes, seed=0)
     sel = write_selection(cache, paths, args.cells, args.select, seed=0)
 
-    tools: dict[str, Callable[[int], tuple[int, float]]] = {
-        "scurate CellLoader": lambda r: run_cellloader(sel, args, r),
-        "anndata backed, same batches": lambda r: run_backed(sel, paths, args, r, random=False),
-        "anndata backed, random batches": lambda r: run_backed(sel, paths, args, r, random=True),
-        "TorchDataset (0 workers)": lambda r: run_torch(sel, args, r, 0),
-        "TorchDataset (2 workers)": lambda r: run_torch(sel, args, r, 2),
-        "materialize h5ad": lambda r: run_materialize(sel, args, "h5ad"),
-        "materialize zarr": lambda r: run_materialize(sel, args, "zarr"),
-    }
+    load_start = os.getloadavg()
+    samplings = ("uniform", "weight", "balanced:cell_type")
+    tools: dict[str, Callable[[int], tuple[int, float]]] = {}
+    for sampling in samplings:
+        tools[f"CellLoader {sampling}"] = functools.partial(
+            lambda r, s: run_cellloader(sel, args, r, s), s=sampling
+        )
+    tools["CellLoader uniform, no read-ahead"] = lambda r: run_cellloader(
+        sel, args, r, "uniform", read_ahead=False
+    )
+    for sampling in samplings:
+        for workers in (0, 2):
+            tools[f"TorchDataset {sampling}, {workers} workers"] = functools.partial(
+                lambda r, s, w: run_torch(sel, args, r, w, s), s=sampling, w=workers
+            )
+    for workers in (0, 2):
+        tools[f"TorchDataset uniform, CSR tensors, {workers} workers"] = functools.partial(
+            lambda r, w: run_torch(sel, args, r, w, "uniform", "csr"), w=workers
+        )
+    tools["anndata backed, same batches"] = lambda r: run_backed(sel, paths, args, r, random=False)
+    tools["anndata backed, random batches"] = lambda r: run_backed(sel, paths, args, r, random=True)
+    tools["materialize h5ad"] = lambda r: run_materialize(sel, args, "h5ad")
+    tools["materialize zarr"] = lambda r: run_materialize(sel, args, "zarr")
     skipped: dict[str, str] = {}
     try:
         import torch  # noqa: F401
@@ -301,16 +350,18 @@ def main() -> None:
         skipped["TorchDataset"] = "torch is not installed"
         tools = {k: v for k, v in tools.items() if not k.startswith("TorchDataset")}
     if args.annbatch_python:
-        shards = cache / "shards-annbatch"
-        if not (shards / "index.json").exists():
-            scurate.materialize(sel, shards, format="zarr", shard_size=50_000, budget=args.read)
+        try:
+            write_annbatch(sel, args)
+        except RuntimeError as exc:
+            skipped["annbatch"] = str(exc)
+            args.annbatch_python = None
     else:
         skipped["annbatch"] = "needs Python >= 3.12 (give --annbatch-python)"
 
     rates: dict[str, list[float]] = {k: [] for k in tools}
     inits: dict[str, list[float]] = {k: [] for k in tools}
     if args.annbatch_python:
-        rates["annbatch (zarr shards)"], inits["annbatch (zarr shards)"] = [], []
+        rates["annbatch (collection)"], inits["annbatch (collection)"] = [], []
     names = list(rates)
     for r in range(args.repeats):
         turn = names[r % len(names) :] + names[: r % len(names)]
@@ -330,22 +381,25 @@ def main() -> None:
             print(
                 f"round {r} {name}: {n / seconds:,.0f} cells/s (init {init:.2f} s)", file=sys.stderr
             )
-    base = statistics.median(rates["anndata backed, same batches"] or [float("nan")])
+    load_end = os.getloadavg()
+    backed = statistics.median(rates["anndata backed, same batches"] or [float("nan")])
+    peer = statistics.median(rates.get("annbatch (collection)") or [float("nan")])
     print(
         f"\n{args.files} files x {args.cells:,} cells x {args.genes:,} genes; {args.select:,} "
         f"selected; {args.read:,} cells read per run in batches of {args.batch_size}; "
         f"{args.repeats} rounds; {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}\n"
+        f"{os.cpu_count()} cpus, load (1 min) {load_start[0]:.1f} at start, "
+        f"{load_end[0]:.1f} at end\n"
     )
-    print("| tool | median cells/s | runs | x anndata backed (same batches) | init s |")
-    print("|---|---|---|---|---|")
+    print("| tool | median cells/s | runs | x annbatch | x anndata backed | init s |")
+    print("|---|---|---|---|---|---|")
     for name in names:
         if not rates[name]:
             continue
         med = statistics.median(rates[name])
         runs = ", ".join(f"{v / 1000:.1f}k" for v in rates[name])
         print(
-            f"| {name} | {med:,.0f} | {runs} | {med / base:.2f} | "
+            f"| {name} | {med:,.0f} | {runs} | {med / peer:.2f} | {med / backed:.2f} | "
             f"{statistics.median(inits[name]):.2f} |"
         )
     for name, why in skipped.items():
@@ -353,7 +407,15 @@ def main() -> None:
     bench_out = Path("bench-out")
     bench_out.mkdir(exist_ok=True)
     (bench_out / "bench_loader.json").write_text(
-        json.dumps({"args": vars(args), "rates": rates, "inits": inits, "skipped": skipped})
+        json.dumps(
+            {
+                "args": vars(args),
+                "rates": rates,
+                "inits": inits,
+                "skipped": skipped,
+                "load": [load_start, load_end],
+            }
+        )
     )
 
 

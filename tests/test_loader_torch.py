@@ -119,3 +119,53 @@ def test_a_linear_model_trains_on_it(selected: Path) -> None:
 def test_a_bad_layout_is_one_line(selected: Path) -> None:
     with pytest.raises(OptionError, match=r"layout='bsr': give one of dense, csr, coo"):
         TorchDataset(selected, layout="bsr")
+
+
+# torch's advice on a 2-core machine; 4 workers are what is tested here
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 4 worker processes:UserWarning")
+@pytest.mark.parametrize("sampling", ["uniform", "weight", "balanced:cell_type"])
+def test_the_same_batches_at_one_two_and_four_workers(selected: Path, sampling: str) -> None:
+    options = {"batch_size": 24, "seed": 6, "sampling": sampling, "block_size": 8}
+    dataset = TorchDataset(selected, **options)  # type: ignore[arg-type]
+    dataset.set_epoch(2)
+    runs = {w: _epoch(dataset, workers=w) for w in (0, 1, 2, 4)}
+    expected = [b.cell_id.tolist() for b in _loader_epoch(selected, options, epoch=2)]
+    assert len(expected) == len(dataset) == -(-BUDGET // 24)
+    for workers, batches in runs.items():
+        assert [b["cell_id"].tolist() for b in batches] == expected, f"{workers} workers"
+        for b, first in zip(batches, runs[0], strict=True):
+            assert torch.equal(b["X"], first["X"])  # type: ignore[arg-type]
+
+
+def _loader_epoch(selected: Path, options: dict[str, object], epoch: int) -> list[object]:
+    from scurate.loader import CellLoader
+
+    loader = CellLoader(selected, **options)  # type: ignore[arg-type]
+    loader.set_epoch(epoch)
+    return list(loader)
+
+
+def test_a_batch_reads_like_a_dict_and_crosses_processes_as_numpy(selected: Path) -> None:
+    import pickle
+
+    batch = next(iter(TorchDataset(selected, batch_size=40, seed=3)))
+    assert list(batch.keys()) == [k for k, _ in batch.items()] == list(batch)
+    assert "X" in batch and "nope" not in batch and len(batch) == 7
+    with pytest.raises(KeyError):
+        batch["nope"]
+    sent = pickle.dumps(batch)
+    assert b"_rebuild" not in sent  # numpy arrays only: no tensor goes through shared memory
+    back = pickle.loads(sent)
+    assert (
+        torch.equal(back["X"], batch["X"]) and back["cell_id"].tolist() == batch["cell_id"].tolist()
+    )
+    assert torch.equal(back["labels"]["cell_type"], batch["labels"]["cell_type"])
+    assert set(dict(back.items())) == {
+        "X",
+        "labels",
+        "weight",
+        "selection_rank",
+        "row",
+        "cell_id",
+        "dataset_id",
+    }

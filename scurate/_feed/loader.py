@@ -4,7 +4,11 @@
 gene order, with cell ids, canonical labels, weights and selection ranks. Cells are read in
 blocks of rows that lie close together in their source (one ``read_rows`` per source per
 buffer), and shuffled within a buffer of several blocks, as annbatch and TileDB-SOMA-ML do:
-memory holds one buffer, never a whole matrix.
+memory holds one buffer (and the next, read ahead in a thread), never a whole matrix.
+
+An epoch draws its cells by ``sampling`` (see ``_feed/sampling.py``); ranks take every
+``world_size``-th cell of the draw, DataLoader workers every n-th batch of their rank's, so an
+epoch's batches are the same whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import functools
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,7 @@ from scurate._data.sources import (
 )
 from scurate._engine.options import check_seed
 from scurate._engine.outputs import check_complete
+from scurate._feed.sampling import Draw, parse_sampling
 from scurate.errors import InputError, OptionError
 
 BLOCK_SIZE = 64  # cells read together from one source (neighbouring rows of the file)
@@ -303,15 +309,34 @@ class CellLoader:
     """Iterate the selected cells of a ``select`` output in minibatches.
 
     ``selection`` is the output folder or its ``manifest.parquet``. ``budget=K`` keeps the
-    first K cells of the priority order; ``rank``/``world_size`` keep every ``world_size``-th
-    of those, from ``rank`` (split before shuffling, so the parts are disjoint and cover the
-    selection once). ``genes`` is ``"shared"`` (the genes every source of the selection has)
-    or a list of names (Ensembl ids or symbols); a source lacking a listed gene gives zeros.
-    With ``shuffle`` the order depends only on ``seed`` and the epoch (``set_epoch``).
-    ``root``: the sources were moved together, to this folder; each is looked for under it at
-    its path relative to the folder they all shared (for one source, its folder). Sources are
-    read as the selection read them (``counts_layer``, ``obs_filter`` from the report.json
-    beside the manifest).
+    first K cells of the priority order. ``genes`` is ``"shared"`` (the genes every source of
+    the selection has) or a list of names (Ensembl ids or symbols); a source lacking a listed
+    gene gives zeros. ``root``: the sources were moved together, to this folder; each is looked
+    for under it at its path relative to the folder they all shared (for one source, its
+    folder). Sources are read as the selection read them (``counts_layer``, ``obs_filter`` from
+    the report.json beside the manifest).
+
+    ``sampling`` says which cells an epoch draws:
+
+    - ``"uniform"``: every cell once (``replacement=True``: cells drawn uniformly, with
+      repeats);
+    - ``"weight"``: cells drawn in proportion to the manifest's ``weight`` (the pool cells a
+      selected cell stands for), so an epoch has the pool's distribution back;
+    - ``"balanced:COLUMN"``: an equal share of the epoch (to one cell) for each value of a
+      manifest column such as ``cell_type`` or ``dataset_id``, cells uniform within a value;
+      cells where the column is null are never drawn.
+
+    ``replacement`` defaults to False for uniform and True otherwise; without replacement a
+    cell is drawn at most once per epoch. ``epoch_size`` is the number of cells an epoch draws
+    over all ranks, by default the selection's size (after ``budget``), whatever the sampling;
+    for uniform without replacement a smaller size draws that many distinct cells. The draw
+    depends only on ``seed`` and the epoch (``set_epoch``), and rank ``rank`` of
+    ``world_size`` takes every ``world_size``-th cell of it (uniform without replacement and
+    without ``epoch_size``: every ``world_size``-th cell of the priority order), so the ranks'
+    parts are disjoint draws of one epoch. Drawn cells are read in blocks of neighbouring rows
+    and shuffled within a buffer of ``buffer_size`` blocks; with ``shuffle=False`` (uniform,
+    every cell once) they come in priority order. With ``read_ahead`` the next buffer is read
+    in a thread while the current one is consumed.
     """
 
     def __init__(
@@ -321,6 +346,9 @@ class CellLoader:
         batch_size: int = 256,
         shuffle: bool = True,
         seed: int = 0,
+        sampling: str = "uniform",
+        replacement: bool | None = None,
+        epoch_size: int | None = None,
         genes: str | Sequence[str] = "shared",
         labels: Sequence[str] = ("cell_type",),
         rank: int = 0,
@@ -329,6 +357,7 @@ class CellLoader:
         block_size: int = BLOCK_SIZE,
         buffer_size: int = BUFFER_BLOCKS,
         drop_last: bool = False,
+        read_ahead: bool = True,
         root: str | os.PathLike[str] | None = None,
     ) -> None:
         for name, value in (
@@ -336,6 +365,7 @@ class CellLoader:
             ("world_size", world_size),
             ("block_size", block_size),
             ("buffer_size", buffer_size),
+            ("epoch_size", 1 if epoch_size is None else epoch_size),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name}={value!r}: must be a positive integer"
@@ -344,15 +374,25 @@ class CellLoader:
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             msg = f"rank={rank!r}: must be in 0..{world_size - 1} for world_size={world_size}"
             raise OptionError(msg)
+        self.sampling = parse_sampling(sampling, replacement)
+        if not shuffle and not (self.sampling.every_cell_once and epoch_size is None):
+            msg = (
+                f"shuffle=False: only with sampling='uniform', every cell once (not with "
+                f"sampling={sampling!r}, replacement={replacement!r}, epoch_size={epoch_size!r})"
+            )
+            raise OptionError(msg)
         labels = (labels,) if isinstance(labels, str) else tuple(labels)
         self.manifest_path = _manifest_path(selection)
         frame = _selected(self.manifest_path, budget)
-        if world_size > frame.height:
-            msg = f"world_size={world_size} is larger than the selection ({frame.height} cells)"
+        size = frame.height if epoch_size is None else epoch_size
+        if world_size > size:
+            what = "the selection" if epoch_size is None else "epoch_size"
+            msg = f"world_size={world_size} is larger than {what} ({size} cells)"
             raise OptionError(msg)
         if missing := [c for c in labels if c not in frame.columns]:
             msg = f"labels: {self.manifest_path} has no column {', '.join(map(repr, missing))}"
             raise OptionError(msg)
+        draw = Draw.of(self.sampling, frame, size, self.manifest_path)
         self._sources = _open(frame, self.manifest_path, root)
         order = list(self._sources)
         space = _gene_space([self._sources[s] for s in order], genes)
@@ -360,22 +400,21 @@ class CellLoader:
         self.gene_kind = space.kind
         self._projection = dict(zip(order, space.projections, strict=True))
         self._readers: dict[str, Callable[[NDArray[np.int64]], sp.csr_matrix]] = {}
-        part = frame.filter(pl.col("position") % world_size == rank)
-        for (name,), cells in part.group_by(["source"]):
+        for (name,), cells in frame.group_by(["source"]):
             source = self._sources[str(name)]
             rows = cells["row"].to_numpy().astype(np.int64)
             row_reader = getattr(source, "row_reader", None)
             self._readers[str(name)] = (
                 row_reader(rows) if row_reader is not None else functools.partial(read_rows, source)
             )
-        cells = part.select(
+        cells = frame.select(
             pl.col("source").replace_strict(order, list(range(len(order)))).alias("source"),
             pl.col("row").cast(pl.Int64),
             "cell_id",
             "dataset_id",
             pl.col("weight").cast(pl.Float32),
             pl.col("selection_rank").cast(pl.Int64),
-            *labels,
+            *(pl.col(c).alias(f"label {c}") for c in labels),  # "source" may be one of them
         )
         # numpy from here on: iterating never calls polars, whose thread pool can deadlock in
         # a process forked from this one (a torch DataLoader worker)
@@ -386,8 +425,9 @@ class CellLoader:
             dataset_id=cells["dataset_id"].to_numpy().astype(object),
             weight=cells["weight"].to_numpy().astype(np.float32),
             selection_rank=cells["selection_rank"].to_numpy().astype(np.int64),
-            labels={c: cells[c].to_numpy().astype(object) for c in labels},
+            labels={c: cells[f"label {c}"].to_numpy().astype(object) for c in labels},
         )
+        self._draw = draw
         self._order = order
         self.labels = labels
         # the label values of the whole selection (every rank), sorted: the same on every rank
@@ -396,17 +436,20 @@ class CellLoader:
         }
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.block_size, self.buffer_size, self.drop_last = block_size, buffer_size, drop_last
+        self.epoch_size, self.read_ahead = epoch_size, read_ahead
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self._part, self._parts = 0, 1  # the batches of this rank this loader yields (split)
 
     @property
     def n_cells(self) -> int:
-        """Cells this rank yields per epoch."""
-        return len(self._cells.row)
+        """Cells this rank yields per epoch (over all its workers)."""
+        return len(range(self.rank, self._draw.size, self.world_size))
 
     @property
     def cell_ids(self) -> NDArray[np.object_]:
-        """This rank's cell ids in priority order (position ``i`` of :meth:`positions`)."""
+        """The selection's cell ids in priority order: position ``i`` of :meth:`positions`
+        and :meth:`read` is ``cell_ids[i]``."""
         return self._cells.cell_id
 
     @property
@@ -415,41 +458,48 @@ class CellLoader:
         return {source.dataset_id: str(source.path) for source in self._sources.values()}
 
     def __len__(self) -> int:
+        """Batches this loader yields per epoch (a :meth:`split` piece: its share)."""
+        return len(range(self._part, self._n_batches(), self._parts))
+
+    def _n_batches(self) -> int:
         full, rest = divmod(self.n_cells, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
     def set_epoch(self, epoch: int) -> None:
-        """Use the shuffle order of ``epoch`` for the next iteration."""
+        """Use the draw and shuffle order of ``epoch`` for the next iteration."""
         self.epoch = int(epoch)
 
     def split(self, part: int, parts: int) -> CellLoader:
-        """Every ``parts``-th of this loader's cells in priority order, from ``part``: a loader
-        for one of ``parts`` DataLoader workers. It shares this loader's open sources and gene
-        order; the ``parts`` pieces are disjoint and cover this loader's cells."""
+        """A loader for one of ``parts`` DataLoader workers: batches ``part``, ``part + parts``,
+        ... of this loader's epoch, the same batches whatever ``parts`` is (taken in turn, as a
+        DataLoader takes them from its workers, they are this loader's batches in order). It
+        shares this loader's open sources and gene order."""
         if not 0 <= part < parts:
             msg = f"part={part!r}: must be in 0..{parts - 1}"
             raise OptionError(msg)
         piece = copy.copy(self)
-        piece._cells = self._cells.take(slice(part, None, parts))
+        piece._part, piece._parts = self._part + part * self._parts, self._parts * parts
         return piece
 
     def positions(self) -> NDArray[np.int64]:
-        """This epoch's order of the cells, as positions into this rank's cells (0 is its first
-        cell in priority order): iterating yields the cells in this order, ``batch_size`` at a
-        time. Reads nothing; :meth:`read` reads any of them."""
+        """This rank's cells of the epoch in the order they are yielded, as positions into the
+        selection in priority order (see :attr:`cell_ids`; a position repeats where sampling
+        drew its cell more than once); iterating yields them ``batch_size`` at a time. Reads
+        nothing; :meth:`read` reads any of them."""
         parts = list(self._buffers())
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def _buffers(self) -> Iterator[NDArray[np.int64]]:
-        """Positions into this rank's cells, one array per buffer."""
-        n = self.n_cells
+        """This rank's cells of the epoch, one array of positions per buffer."""
+        drawn = self._draw.cells(self.seed, self.epoch, self.rank, self.world_size)
+        n = len(drawn)
         if not self.shuffle:
             step = self.block_size * self.buffer_size
             for start in range(0, n, step):
-                yield np.arange(start, min(start + step, n), dtype=np.int64)
+                yield drawn[start : start + step]
             return
         rng = np.random.default_rng([self.seed, self.epoch])
-        source, row = self._cells.source, self._cells.row
+        source, row = self._cells.source[drawn], self._cells.row[drawn]
         by_file = np.lexsort((row, source))  # cells in file order: neighbours read together
         blocks: list[NDArray[np.int64]] = []
         for s in np.unique(source):
@@ -460,7 +510,21 @@ class CellLoader:
         picked = rng.permutation(len(blocks))
         for start in range(0, len(blocks), self.buffer_size):
             chosen = [blocks[i] for i in picked[start : start + self.buffer_size]]
-            yield rng.permutation(np.concatenate(chosen))
+            yield drawn[rng.permutation(np.concatenate(chosen))]
+
+    def _reads(self) -> Iterator[list[NDArray[np.int64]]]:
+        """This loader's batches of the epoch (positions), a buffer's worth of them a read."""
+        order, size = self.positions(), self.batch_size
+        mine = range(self._part, self._n_batches(), self._parts)
+        per_read = max(1, round(self.block_size * self.buffer_size / size))
+        for start in range(0, len(mine), per_read):
+            yield [order[j * size : (j + 1) * size] for j in mine[start : start + per_read]]
+
+    def _read_batches(self, batches: list[NDArray[np.int64]]) -> list[Batch]:
+        """The given batches, read together (each source once)."""
+        whole = self.read(np.concatenate(batches))
+        ends = np.cumsum([len(b) for b in batches])
+        return [_take(whole, slice(e - len(b), e)) for b, e in zip(batches, ends, strict=True)]
 
     def read(self, positions: NDArray[np.int64]) -> Batch:
         """The cells at ``positions`` (see :meth:`positions`), in that order; each source is
@@ -490,20 +554,25 @@ class CellLoader:
         )
 
     def __iter__(self) -> Iterator[Batch]:
-        pending: Batch | None = None
-        for positions in self._buffers():
-            buffer = self.read(positions)
-            if pending is not None:
-                buffer = _concat([pending, buffer])
-                pending = None
-            start = 0
-            while buffer.X.shape[0] - start >= self.batch_size:
-                yield _take(buffer, slice(start, start + self.batch_size))
-                start += self.batch_size
-            if start < buffer.X.shape[0]:
-                pending = _take(buffer, slice(start, None))
-        if pending is not None and not self.drop_last:
-            yield pending
+        reads = self._reads()
+        if not self.read_ahead:
+            for batches in reads:
+                yield from self._read_batches(batches)
+            return
+        # the next buffer is read in a thread while this one is consumed (h5py, zarr and scipy
+        # release the GIL for much of a read); one thread, so reads stay in order
+        with ThreadPoolExecutor(1, thread_name_prefix="scurate-read-ahead") as pool:
+            ahead: Future[list[Batch]] | None = None
+            try:
+                for batches in reads:
+                    following = pool.submit(self._read_batches, batches)
+                    if ahead is not None:
+                        yield from ahead.result()
+                    ahead = following
+                if ahead is not None:
+                    yield from ahead.result()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _take(batch: Batch, part: slice) -> Batch:

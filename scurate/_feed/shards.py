@@ -16,6 +16,15 @@ whose sources changed while it read them.
 Each shard: X CSR float32 (cells x genes, ``var_names`` the gene order), ``obs_names`` the
 cell ids, obs ``dataset_id``, ``source_row`` (the cell's row in its source file),
 ``selection_rank``, ``weight`` and the canonical label columns (with their ontology term ids).
+
+``format="annbatch"`` writes an annbatch collection instead, with annbatch's own writer
+(``annbatch.DatasetCollection.add_adatas``: cells shuffled across the selection by ``seed``,
+written as zarr v3 datasets of ``shard_size`` cells in sharded, chunked arrays, as
+``annbatch.Loader.use_collection`` reads them): ``out/collection.zarr``, staged from zarr
+shards of the selection in priority order, and ``out/index.json``. Its obs holds every manifest
+column of the cell (QC, scores, ``soma_joinid``, ``policy``, ...) besides those above. annbatch
+needs Python >= 3.12 (``pip install 'scurate[annbatch]'``). A rerun whose index says the same
+options and complete is skipped; anything else in ``out`` needs ``overwrite``.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from scurate._data import atomic
 from scurate._data import manifest as mf
@@ -42,13 +52,21 @@ from scurate.errors import InputError, OptionError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("h5ad", "zarr")
+FORMATS = ("h5ad", "zarr", "annbatch")
 INDEX = "index.json"
 SHARD_SIZE = 100_000
 LABELS = (
     *mf.CANONICAL_FIELDS,
     *(f"{name}_ontology_term_id" for name in mf.ONTOLOGY_FIELDS),
 )
+COLLECTION = "collection.zarr"  # format="annbatch": the annbatch collection in ``out``
+# format="annbatch": the rest of the manifest's columns, in obs beside the labels
+MANIFEST_OBS = tuple(
+    c
+    for c in mf.MANIFEST_SCHEMA
+    if c not in (*LABELS, "cell_id", "dataset_id", "row", "selected", "selection_rank", "weight")
+)
+ANNBATCH_INSTALL = "pip install 'scurate[annbatch]'"
 Progress = Callable[[str, int, int], None]
 
 
@@ -123,6 +141,18 @@ def _write_json(data: dict[str, Any], path: Path) -> None:
     atomic.write_text(json.dumps(data, indent=1), path)
 
 
+def _obs_column(values: np.ndarray, dtype: Any) -> Any:
+    """A manifest column's values (objects, None where null) as anndata writes them: strings
+    categorical, numbers as numbers (nullable where null), booleans nullable."""
+    if dtype == pl.String or dtype is None:
+        return pd.Categorical(values)
+    if dtype == pl.Boolean:
+        return pd.array(values, dtype="boolean")
+    if dtype.is_integer():
+        return pd.array(values, dtype="Int64")
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(np.float32)
+
+
 def _shard(batch: Batch, genes: np.ndarray, labels: Sequence[str]) -> Any:
     import anndata as ad
 
@@ -132,7 +162,7 @@ def _shard(batch: Batch, genes: np.ndarray, labels: Sequence[str]) -> Any:
             "source_row": batch.row,
             "selection_rank": batch.selection_rank,
             "weight": batch.weight,
-            **{c: pd.Categorical(batch.labels[c]) for c in labels},
+            **{c: _obs_column(batch.labels[c], mf.MANIFEST_SCHEMA.get(c)) for c in labels},
         },
         index=pd.Index(batch.cell_id.astype(str)),
     )
@@ -147,15 +177,16 @@ def _write(adata: Any, path: Path, fmt: str) -> None:
     import anndata as ad
 
     # zarr v3, with X's arrays in a few shard files rather than one file a chunk; said
-    # explicitly where this anndata has the settings (it warns while they are unset)
+    # explicitly where this anndata has the settings (it warns while they are unset; 0.13
+    # warns that they go away, zarr v3 becoming its default)
     wanted = {"zarr_write_format": 3, "auto_shard_zarr_v3": True}
-    with (
-        ad.settings.override(**{k: v for k, v in wanted.items() if hasattr(ad.settings, k)}),
-        warnings.catch_warnings(),
-    ):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "This setting will be removed", DeprecationWarning)
+        settings = {k: v for k, v in wanted.items() if hasattr(ad.settings, k)}
         # anndata consolidates the metadata, which zarr v3 reads but calls non-standard
         warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
-        adata.write_zarr(path)
+        with ad.settings.override(**settings):
+            adata.write_zarr(path)
 
 
 @contextmanager
@@ -324,6 +355,8 @@ def materialize(
     if format not in FORMATS:
         msg = f"format={format!r}: give one of {', '.join(FORMATS)}"
         raise OptionError(msg)
+    if format == "annbatch":
+        _annbatch()  # the missing extra is one line before anything is read
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         msg = f"shard_size={shard_size!r}: must be a positive number of cells"
         raise OptionError(msg)
@@ -332,11 +365,11 @@ def materialize(
         gene_option = read_gene_list(genes)
     else:
         gene_option = genes if isinstance(genes, str) else [str(g) for g in genes]
-    labels = LABELS
+    labels = (*LABELS, *MANIFEST_OBS) if format == "annbatch" else LABELS
     loader = CellLoader(
         selection,
         batch_size=shard_size,
-        shuffle=shuffle,
+        shuffle=shuffle and format != "annbatch",  # annbatch: staged in priority order
         seed=seed,
         genes=gene_option,
         labels=labels,
@@ -353,8 +386,8 @@ def materialize(
         },
         "options": {
             "shard_size": shard_size,
-            "shuffle": shuffle,
-            "seed": seed if shuffle else None,
+            "shuffle": shuffle or format == "annbatch",  # annbatch's writer always shuffles
+            "seed": seed if shuffle or format == "annbatch" else None,
             "budget": budget,
             "genes": "shared" if isinstance(gene_option, str) else "list",
             "block_size": loader.block_size,
@@ -368,7 +401,123 @@ def materialize(
     }
     out = Path(out)
     with _only_writer(out):
+        if format == "annbatch":
+            return _write_annbatch(loader, plan, out, labels, overwrite, progress)
         return _write_shards(loader, plan, out, labels, overwrite, progress)
+
+
+def _annbatch() -> Any:
+    """The annbatch module, or one line saying how to get it."""
+    import sys
+
+    running = tuple(sys.version_info[:2])  # a tuple, so that mypy keeps both branches
+    if running < (3, 12):
+        msg = (
+            f"--format annbatch: annbatch needs Python >= 3.12, this is "
+            f"{running[0]}.{running[1]}; use a Python 3.12 "
+            f"environment with {ANNBATCH_INSTALL}"
+        )
+        raise OptionError(msg)
+    try:
+        import annbatch
+    except ImportError:
+        msg = f"--format annbatch needs annbatch: {ANNBATCH_INSTALL}"
+        raise OptionError(msg) from None
+    return annbatch
+
+
+def _write_annbatch(
+    loader: CellLoader,
+    plan: dict[str, Any],
+    out: Path,
+    labels: Sequence[str],
+    overwrite: bool,
+    progress: Progress | None,
+) -> Materialized:
+    """Write the selection as an annbatch collection in ``out`` (this process alone writes
+    there): zarr shards of the cells in priority order are staged, then annbatch's own writer
+    shuffles them into ``collection.zarr``."""
+    annbatch = _annbatch()
+    index_path = out / INDEX
+    for entry in out.iterdir() if out.is_dir() else ():
+        if atomic.is_partial(entry):  # what an interrupted run was writing
+            atomic.remove(entry)
+    entries = list(out.iterdir()) if out.is_dir() else []
+    if entries and not overwrite:
+        try:
+            earlier = json.loads(index_path.read_text())
+        except (OSError, ValueError):
+            earlier = None
+        if (
+            isinstance(earlier, dict)
+            and earlier.get("complete")
+            and all(earlier.get(k) == v for k, v in plan.items())
+            and (out / COLLECTION).is_dir()
+        ):
+            _unchanged(earlier.get("source_files"), _source_files(loader.sources), "since")
+            return Materialized(out=out, index=earlier, written=0, skipped=1)
+        msg = (
+            f"{out}: not empty (holds {sorted(e.name for e in entries)[0]!r}, not this "
+            "selection's complete annbatch collection); give another folder or --overwrite"
+        )
+        raise OptionError(msg)
+    for entry in entries:
+        if entry.name in (INDEX, COLLECTION) or _ours(entry):
+            atomic.remove(entry)
+    if any(out.iterdir()):
+        msg = f"{out}: holds files materialize did not write; give another folder"
+        raise OptionError(msg)
+    files = _source_files(loader.sources)
+    n_cells, shard_size = loader.n_cells, plan["options"]["shard_size"]
+    order = loader.positions()
+    stage = atomic.partial_name(out / "staging")
+    atomic.remove(stage)
+    stage.mkdir()
+    staged = []
+    n_stage = -(-n_cells // shard_size)
+    for k in range(n_stage):
+        if progress is not None:
+            progress("stage", k, n_stage)
+        batch = loader.read(order[k * shard_size : (k + 1) * shard_size])
+        path = stage / _shard_name(k, "zarr")
+        _write(_shard(batch, loader.genes, labels), path, "zarr")
+        staged.append(str(path))
+    if progress is not None:
+        progress("annbatch", 0, 1)
+    with atomic.atomic(out / COLLECTION) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="anndata")
+        import zarr
+
+        annbatch.DatasetCollection(zarr.open_group(str(tmp), mode="w")).add_adatas(
+            staged,
+            shuffle=True,
+            rng=np.random.default_rng(plan["options"]["seed"]),
+            dataset_size=shard_size,
+            # slices mixed into each dataset: annbatch's default 1000, 16 a dataset at least
+            shuffle_chunk_size=min(1000, max(1, shard_size // 16)),
+        )
+    atomic.remove(stage)
+    _unchanged(files, _source_files(loader.sources), "while materialize read it")
+    datasets = sorted(p.name for p in (out / COLLECTION).iterdir() if p.name.startswith("dataset"))
+    index: dict[str, Any] = {
+        "scurate_shards": 1,
+        **plan,
+        "collection": COLLECTION,
+        "datasets": datasets,
+        "gene_names": [str(g) for g in loader.genes],
+        "obs": ["dataset_id", "source_row", "selection_rank", "weight", *labels],
+        "sources": loader.sources,
+        "source_files": files,
+        "n_cells": n_cells,
+        "n_shards": len(datasets),
+        "shards": [],
+        "complete": True,
+    }
+    _write_json(index, index_path)
+    if progress is not None:
+        progress("annbatch", 1, 1)
+    return Materialized(out=out, index=index, written=len(datasets), skipped=0)
 
 
 def _write_shards(

@@ -9,6 +9,7 @@ import typer
 from scurate.cli import (
     bench,
     cache,
+    export_soma_ids,
     harmonize,
     index,
     materialize,
@@ -50,7 +51,7 @@ def _root(
 
 
 # one module per command, each holding a function of its name (the module keeps the name here)
-for module in (select, score, report, plugins, harmonize, bench, materialize):
+for module in (select, score, report, plugins, harmonize, bench, materialize, export_soma_ids):
     app.command(cls=Command)(user_errors(getattr(module, module.__name__.rsplit(".", 1)[1])))
 app.add_typer(index.app, name="index")
 app.add_typer(cache.app, name="cache")

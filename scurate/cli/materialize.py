@@ -32,7 +32,13 @@ ShardsDir = Annotated[
     ),
 ]
 Format = Annotated[
-    str, typer.Option("--format", help="Shard format: h5ad or zarr.", metavar="FORMAT")
+    str,
+    typer.Option(
+        "--format",
+        help="h5ad or zarr shards, or annbatch: an annbatch collection written by annbatch "
+        "(shuffled by --seed; needs Python >= 3.12 and scurate[annbatch]).",
+        metavar="FORMAT",
+    ),
 ]
 ShardSize = Annotated[
     int,
@@ -98,6 +104,9 @@ def materialize(
     resumes where it stopped.
 
     Example: scurate materialize out/ --format h5ad --shard-size 100000 -o shards/
+
+    Example: scurate materialize out/ --format annbatch -o collection/  (read with
+    annbatch.Loader().use_collection(DatasetCollection("collection/collection.zarr")))
     """
     if out is None:
         msg = "-o/--out: give a folder for the shards"
@@ -113,7 +122,12 @@ def materialize(
         typer.echo(json.dumps({**summary, "written": result.written, "skipped": result.skipped}))
         return
     skipped = f" ({result.skipped} already complete, kept)" if result.skipped else ""
+    what = (
+        f"an annbatch collection of {index['n_shards']} datasets, {out / index['collection']}"
+        if format == "annbatch"
+        else f"{index['n_shards']} {format} shards in {out}"
+    )
     typer.echo(
         f"wrote {index['n_cells']} cells on {index['genes']['n']} genes into "
-        f"{index['n_shards']} {format} shards in {out}{skipped}; index: {out / 'index.json'}"
+        f"{what}{skipped}; index: {out / 'index.json'}"
     )
