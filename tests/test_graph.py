@@ -13,6 +13,9 @@ from scurate._compute.graph import PoolGraph
 from scurate._compute.scoring import neighbour_scores
 from scurate._compute.weights import assign
 from scurate._engine.context import SelectionContext
+from scurate._engine.options import Quota
+from scurate._engine.strata import run_stratified
+from scurate._plugins.registry import Registered
 
 from conftest import TYPES, make_adata, write_h5ad
 from scurate_policies.facility import facility_location
@@ -148,3 +151,31 @@ def test_weights_from_the_lists_match_an_exact_search() -> None:
     np.testing.assert_array_equal(
         assign(x, selected, exact=False, graph=short).weights(150), exact.weights(150)
     )
+
+
+def test_each_stratum_sees_its_rows_of_the_reference_coverage_and_the_lists() -> None:
+    """A policy run inside a stratum gets that stratum's slice of ``covered`` (the distance to
+    the reference corpus) and of the neighbour lists, renumbered to its rows."""
+    group = np.where(np.arange(900) % 3 == 0, "a", "b")
+    x = clustered(900, seed=8) + np.where(group == "a", 0.0, 100.0)[:, None].astype(np.float32)
+    graph = neighbour_scores(x).graph  # two blobs far apart: each cell's lists stay in its own
+    assert graph is not None
+    manifest = pl.DataFrame({"cell_id": [str(i) for i in range(900)], "lab": group})
+    covered = np.arange(900, dtype=np.float32)
+    seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def record(ctx: SelectionContext, budget: int) -> np.ndarray:
+        assert ctx.covered is not None
+        seen[ctx.n_cells] = (ctx.covered.copy(), ctx.neighbor_graph(10)[1])
+        assert ctx.info["neighbor_graph"] == "the pool's lists"
+        return np.arange(budget)
+
+    ctx = SelectionContext(x, manifest, np.random.default_rng(0), covered=covered, graph=graph)
+    run_stratified(
+        Registered("record", "test", record), ctx, 90, columns=["lab"], quota=Quota("equal")
+    )
+    for members in (np.flatnonzero(group == "a"), np.flatnonzero(group == "b")):
+        got_covered, got_lists = seen[len(members)]
+        np.testing.assert_array_equal(got_covered, covered[members])
+        want = graph.restricted(members).lists(10)[1]
+        np.testing.assert_array_equal(got_lists, want)

@@ -105,11 +105,11 @@ class SelectionContext:
         Read from the pool's neighbour lists (:attr:`graph`, one search shared with scoring)
         where they are ``k`` wide or more: a cell whose listed neighbours are not among this
         context's cells (set aside as duplicates or by QC, or in another stratum) then has
-        fewer, and -1 rows at distance inf fill the rest. Where more than ``SHORT_LISTS`` of
-        the cells would have fewer (many copies or QC failures among the neighbours), and
-        otherwise, one search of every cell (:meth:`neighbors`), which finds ``k`` for each;
-        ``info["neighbor_graph"]`` says which. Distances are computed again in
-        float64 either way, so they do not change with the number of threads.
+        fewer, and -1 rows at distance inf fill the rest. Without the lists, or where more
+        than ``SHORT_LISTS`` of the cells would have fewer (many copies or QC failures among
+        the neighbours), one search of every cell (:meth:`neighbors`) finds ``k`` for each;
+        ``info["neighbor_graph"]`` says which where the lists were there. Distances are
+        computed again in float64 either way, so they do not change with the thread count.
         """
         if not 0 <= k < self.n_cells:
             msg = f"k: must be between 0 and {self.n_cells - 1} (the other cells), got {k}"
