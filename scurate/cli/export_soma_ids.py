@@ -4,20 +4,33 @@ TileDB-SOMA-ML or a Census query to read the experiments themselves."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from scurate._feed.soma_ids import export_soma_ids as write_ids
 from scurate.cli._options import with_options
-from scurate.cli.materialize import Budget, Overwrite, Root, Selection, ShardsDir
+from scurate.cli.materialize import Budget, Overwrite, Root, Selection
 from scurate.errors import OptionError
+
+IdsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        "--output",
+        help="Folder for the soma_joinid files (one parquet per experiment) and index.json.",
+        show_default=False,
+        metavar="FOLDER",
+    ),
+]
 
 
 @with_options("as_json")
 def export_soma_ids(
     selection: Selection,
-    out: ShardsDir = None,
+    out: IdsDir = None,
     budget: Budget = None,
     overwrite: Overwrite = False,
     root: Root = None,
