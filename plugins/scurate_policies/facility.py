@@ -39,7 +39,8 @@ def knn_similarity(
         return sp.identity(n, dtype=np.float32, format="csr"), 1.0
     dist, near = ctx.neighbor_graph(k)  # from scoring's search where it reaches k
     keep = near >= 0
-    ctx.info["short_lists"] = int((keep.sum(axis=1) < k).sum())  # neighbours set aside
+    listed = keep.sum(axis=1)
+    ctx.info["short_lists"] = int((listed < k).sum())  # neighbours set aside
     if sigma is None:
         kth = np.where(keep, dist, -np.inf).max(axis=1)
         positive = kth[np.isfinite(kth) & (kth > 0)]
@@ -52,8 +53,8 @@ def knn_similarity(
     covering = covering[self_too]
     sim = np.exp(-((dist.astype(np.float64) / sigma) ** 2)).astype(np.float32)
     data = np.concatenate([np.ones((n, 1), dtype=np.float32), sim], axis=1)[self_too]
-    cell = np.repeat(np.arange(n, dtype=np.int32), self_too.sum(axis=1))
-    del dist, near, keep, sim, self_too
+    cell = np.repeat(np.arange(n, dtype=np.int32), listed + 1)
+    del dist, near, keep, sim, self_too, listed
     order = np.argsort(covering, kind="stable")
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(covering, minlength=n), out=indptr[1:])
