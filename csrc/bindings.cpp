@@ -272,13 +272,11 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> kcenter_covered(const py::a
 // ---- issue 5: facility location and grid covering (policies) -------------------------------
 namespace {
 
-std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(
-    const py::array& indptr, const py::array& indices, const py::array& values, int64_t budget,
-    int64_t sample, uint64_t seed) {
-    auto ptr = expect<int64_t>(indptr, "indptr", 1);
-    auto idx = expect<int64_t>(indices, "indices", 1);
-    auto val = expect<float>(values, "values", 1);
-    if (ptr.shape(0) < 1) throw py::value_error("indptr: expected n_rows + 1 >= 1 entries");
+template <class Index>
+std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location_of(
+    const carray<int64_t>& ptr, const py::array& indices, const carray<float>& val,
+    int64_t budget, int64_t sample, uint64_t seed) {
+    auto idx = expect<Index>(indices, "indices", 1);
     const int64_t n = ptr.shape(0) - 1;
     if (idx.shape(0) != val.shape(0))
         throw py::value_error("indices and values: expected the same length, got " +
@@ -287,22 +285,60 @@ std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(
     if (ptr.at(n) != idx.shape(0))
         throw py::value_error("indptr[-1] = " + std::to_string(ptr.at(n)) + ": expected " +
                               std::to_string(idx.shape(0)) + " (the length of indices)");
-    if (budget < 0 || budget > n)
-        throw py::value_error("budget: must be between 0 and the " + std::to_string(n) +
-                              " rows, got " + std::to_string(budget));
-    if (sample < 0) throw py::value_error("sample: must be >= 0, got " + std::to_string(sample));
     py::array_t<int64_t> order(budget);
     py::array_t<double> objective(budget);
     scurate::Status st;
     SignalInterrupt interrupt;
     {
         py::gil_scoped_release nogil;
-        st = scurate::facility_location(ptr.data(), idx.data(), val.data(), n, budget, sample, seed,
-                                        order.mutable_data(), objective.mutable_data(),
-                                        interrupt.get());
+        st = scurate::facility_location<Index>(ptr.data(), idx.data(), val.data(), n, budget,
+                                               sample, seed, order.mutable_data(),
+                                               objective.mutable_data(), interrupt.get());
     }
     interrupt.raise_if_failed(st);
     return {order, objective};
+}
+
+std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location(
+    const py::array& indptr, const py::array& indices, const py::array& values, int64_t budget,
+    int64_t sample, uint64_t seed) {
+    auto ptr = expect<int64_t>(indptr, "indptr", 1);
+    auto val = expect<float>(values, "values", 1);
+    if (ptr.shape(0) < 1) throw py::value_error("indptr: expected n_rows + 1 >= 1 entries");
+    const int64_t n = ptr.shape(0) - 1;
+    if (budget < 0 || budget > n)
+        throw py::value_error("budget: must be between 0 and the " + std::to_string(n) +
+                              " rows, got " + std::to_string(budget));
+    if (sample < 0) throw py::value_error("sample: must be >= 0, got " + std::to_string(sample));
+    if (py::isinstance<carray<int32_t>>(indices))  // int32: no int64 copy of a large graph
+        return facility_location_of<int32_t>(ptr, indices, val, budget, sample, seed);
+    return facility_location_of<int64_t>(ptr, indices, val, budget, sample, seed);
+}
+
+std::tuple<py::array_t<int64_t>, py::array_t<int32_t>, py::array_t<float>> covering_graph(
+    const py::array& near, const py::array& sim) {
+    auto nb = expect<int32_t>(near, "near", 2);
+    auto sv = expect<float>(sim, "sim", 2);
+    if (nb.shape(0) != sv.shape(0) || nb.shape(1) != sv.shape(1))
+        throw py::value_error("near and sim: expected the same shape");
+    const int64_t n = nb.shape(0), k = nb.shape(1);
+    py::array_t<int64_t> indptr(n + 1);
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::covering_counts(nb.data(), n, k, indptr.mutable_data());
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+    const int64_t nnz = indptr.at(n);
+    py::array_t<int32_t> indices(nnz);
+    py::array_t<float> values(nnz);
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::covering_fill(nb.data(), sv.data(), n, k, indptr.data(),
+                                    indices.mutable_data(), values.mutable_data());
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+    return {indptr, indices, values};
 }
 
 std::pair<py::array_t<int64_t>, int64_t> grid_boxes(const py::array& x, double unit) {
@@ -342,11 +378,17 @@ void bind_policies(py::module_& m) {
           py::arg("seed") = 0,
           R"doc(Greedy facility location over a sparse similarity graph (CSR by candidate).
 
-Row j of (indptr, indices, values) lists the cells i that candidate j covers and sim(i, j)
-(float32, finite, >= 0). Returns (order, objective): the picks in greedy order (int64) and
+Row j of (indptr, indices, values) lists the cells i that candidate j covers (int32 or int64)
+and sim(i, j) (float32, finite, >= 0). Returns (order, objective): the picks in greedy order (int64) and
 F = sum_i max_{j picked} sim(i, j) after each pick. sample = 0 (or >= n_rows): exact lazy
 greedy, ties to the lowest row. sample > 0: stochastic greedy, each pick the best of
 ``sample`` candidates not yet picked, drawn from a stream seeded by ``seed``.)doc");
+    m.def("covering_graph", &covering_graph, py::arg("near"), py::arg("sim"),
+          R"doc(Facility location's graph by candidate from each cell's neighbour list.
+
+near (n, k) int32: each cell's neighbours (-1: none); sim (n, k) float32: the similarity
+of each listed neighbour (finite, >= 0). Returns (indptr int64, indices int32, values
+float32): row j lists j itself (1.0) and every cell i that lists j, in increasing order.)doc");
     m.def(
         "grid_boxes", &grid_boxes, py::arg("x"), py::arg("unit"),
         R"doc(Plaid grid boxes of side ``unit`` over a float32 (n, d) array (geosketch's covering).

@@ -34,13 +34,16 @@ def kcenter_covered(
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]: ...
 def facility_location(
     indptr: NDArray[np.int64],
-    indices: NDArray[np.int64],
+    indices: NDArray[np.int32] | NDArray[np.int64],
     values: NDArray[np.float32],
     budget: int,
     *,
     sample: int = 0,
     seed: int = 0,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]: ...
+def covering_graph(
+    near: NDArray[np.int32], sim: NDArray[np.float32]
+) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.float32]]: ...
 def grid_boxes(x: NDArray[np.float32], unit: float) -> tuple[NDArray[np.int64], int]: ...
 def grid_covering(
     x: NDArray[np.float32], target: int, *, alpha: float = 0.1, max_iter: int = 100

@@ -19,6 +19,9 @@ Policies (``scurate_register_policies``)
         Native greedy k-center: rows in priority order and the covering radius after each.
     covering_radius
         The largest distance of any row to its nearest selected row.
+    covering_graph
+        Native: facility location's graph by candidate from each cell's neighbour lists
+        (what ``SelectionContext.neighbor_graph`` gives), without a sort.
     greedy_facility_location
         Native lazy-greedy facility location over a sparse similarity graph (CSR by
         candidate): picks in greedy order and the objective after each pick.
@@ -90,6 +93,7 @@ from __future__ import annotations
 
 from scurate._compute.embed import Embedding, pca_embedding
 from scurate._compute.kernels import (
+    covering_graph,
     covering_radius,
     farthest_first,
     greedy_facility_location,
@@ -135,6 +139,7 @@ __all__ = [
     "Source",
     "ZarrSource",
     "clean_text",
+    "covering_graph",
     "covering_radius",
     "farthest_first",
     "greedy_facility_location",

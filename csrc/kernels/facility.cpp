@@ -21,7 +21,8 @@ struct Lower {
     }
 };
 
-Status check_graph(const int64_t* indptr, const int64_t* indices, const float* values,
+template <class Index>
+Status check_graph(const int64_t* indptr, const Index* indices, const float* values,
                    int64_t n_rows) {
     if (indptr[0] != 0)
         return Status::error("indptr[0]: expected 0, got " + std::to_string(indptr[0]));
@@ -63,7 +64,8 @@ class SplitMix {
 };
 
 // F(S + j) - F(S) given each cell's similarity to its nearest pick.
-inline double gain_of(const int64_t* indptr, const int64_t* indices, const float* values,
+template <class Index>
+inline double gain_of(const int64_t* indptr, const Index* indices, const float* values,
                       const std::vector<float>& best, int64_t j) {
     double g = 0.0;
     for (int64_t p = indptr[j]; p < indptr[j + 1]; ++p) {
@@ -73,7 +75,8 @@ inline double gain_of(const int64_t* indptr, const int64_t* indices, const float
     return g;
 }
 
-inline void take(const int64_t* indptr, const int64_t* indices, const float* values,
+template <class Index>
+inline void take(const int64_t* indptr, const Index* indices, const float* values,
                  std::vector<float>& best, int64_t j) {
     for (int64_t p = indptr[j]; p < indptr[j + 1]; ++p) {
         float& b = best[indices[p]];
@@ -84,7 +87,8 @@ inline void take(const int64_t* indptr, const int64_t* indices, const float* val
 constexpr int64_t kBatch = 256;  // sampled candidates whose gains are computed together
 
 // Stochastic greedy: see facility.hpp. `bound` holds the first gains (upper bounds).
-Status stochastic(const int64_t* indptr, const int64_t* indices, const float* values,
+template <class Index>
+Status stochastic(const int64_t* indptr, const Index* indices, const float* values,
                   int64_t n_rows, int64_t budget, int64_t sample, uint64_t seed,
                   std::vector<double> bound, int64_t* order, double* objective,
                   Interrupt* interrupt) {
@@ -153,7 +157,8 @@ Status stochastic(const int64_t* indptr, const int64_t* indices, const float* va
 
 }  // namespace
 
-Status facility_location(const int64_t* indptr, const int64_t* indices, const float* values,
+template <class Index>
+Status facility_location(const int64_t* indptr, const Index* indices, const float* values,
                          int64_t n_rows, int64_t budget, int64_t sample, uint64_t seed,
                          int64_t* order, double* objective, Interrupt* interrupt) {
     if (budget < 0 || budget > n_rows)
@@ -198,6 +203,62 @@ Status facility_location(const int64_t* indptr, const int64_t* indices, const fl
         order[picked] = top.row;
         objective[picked] = total;
         ++picked;
+    }
+    return Status();
+}
+
+template Status facility_location<int32_t>(const int64_t*, const int32_t*, const float*, int64_t,
+                                           int64_t, int64_t, uint64_t, int64_t*, double*,
+                                           Interrupt*);
+template Status facility_location<int64_t>(const int64_t*, const int64_t*, const float*, int64_t,
+                                           int64_t, int64_t, uint64_t, int64_t*, double*,
+                                           Interrupt*);
+
+Status covering_counts(const int32_t* near, int64_t n, int64_t k, int64_t* indptr) {
+    if (n >= (int64_t{1} << 31))
+        return Status::error("near: " + std::to_string(n) + " cells do not fit int32 rows");
+    std::fill(indptr, indptr + n + 1, int64_t{0});
+    for (int64_t i = 0; i < n; ++i) {
+        ++indptr[i + 1];  // the cell itself
+        for (int64_t c = 0; c < k; ++c) {
+            const int32_t j = near[i * k + c];
+            if (j == -1) continue;
+            if (j < 0 || j >= n)
+                return Status::error("near[" + std::to_string(i) + ", " + std::to_string(c) +
+                                     "] = " + std::to_string(j) + " is outside -1.." +
+                                     std::to_string(n - 1));
+            ++indptr[static_cast<int64_t>(j) + 1];
+        }
+    }
+    for (int64_t j = 0; j < n; ++j) indptr[j + 1] += indptr[j];
+    return Status();
+}
+
+Status covering_fill(const int32_t* near, const float* sim, int64_t n, int64_t k,
+                     const int64_t* indptr, int32_t* indices, float* values) {
+    std::vector<int64_t> next(indptr, indptr + n);  // where each row's next entry goes
+    for (int64_t i = 0; i < n; ++i) {  // cells in order: each row fills in increasing cell order
+        int64_t& own = next[i];
+        indices[own] = static_cast<int32_t>(i);
+        values[own++] = 1.0f;
+        for (int64_t c = 0; c < k; ++c) {
+            const int32_t j = near[i * k + c];
+            if (j == -1) continue;
+            if (j < 0 || j >= n)
+                return Status::error("near[" + std::to_string(i) + ", " + std::to_string(c) +
+                                     "] = " + std::to_string(j) + " is outside -1.." +
+                                     std::to_string(n - 1));
+            const float s = sim[i * k + c];
+            if (!std::isfinite(s) || s < 0.0f)
+                return Status::error("sim[" + std::to_string(i) + ", " + std::to_string(c) +
+                                     "] = " + std::to_string(s) + ": expected finite and >= 0");
+            int64_t& at = next[j];
+            if (at >= indptr[j + 1])
+                return Status::error("near: row " + std::to_string(j) +
+                                     " appears more often than covering_counts counted");
+            indices[at] = static_cast<int32_t>(i);
+            values[at++] = s;
+        }
     }
     return Status();
 }

@@ -28,8 +28,21 @@ namespace scurate {
 // OpenMP threads, one candidate each, so nothing depends on their number. Asks `interrupt`
 // between steps and returns Status::interrupted() when told to stop. Touches no Python
 // object.
-Status facility_location(const int64_t* indptr, const int64_t* indices, const float* values,
+// `Index` is int32_t or int64_t: a million cells' graph in int32 takes half the memory.
+template <class Index>
+Status facility_location(const int64_t* indptr, const Index* indices, const float* values,
                          int64_t n_rows, int64_t budget, int64_t sample, uint64_t seed,
                          int64_t* order, double* objective, Interrupt* interrupt = nullptr);
+
+// The graph facility location reads (by candidate), from each cell's neighbour list: row j
+// lists j itself (similarity 1) and every cell i whose list `near[i, :]` holds j, with
+// `sim[i, c]` where near[i, c] == j; within a row the cells come in increasing order (i and j
+// itself in their place). `near` (n x k, int32) holds rows of 0..n-1, or -1 for none (that
+// entry is skipped); `sim` (n x k) is finite and >= 0 where near is not -1.
+// covering_counts writes `indptr` (n + 1 entries); covering_fill then writes `indices` and
+// `values` (indptr[n] entries each). One pass each, no sort: the lists are read in cell order.
+Status covering_counts(const int32_t* near, int64_t n, int64_t k, int64_t* indptr);
+Status covering_fill(const int32_t* near, const float* sim, int64_t n, int64_t k,
+                     const int64_t* indptr, int32_t* indices, float* values);
 
 }  // namespace scurate

@@ -19,12 +19,13 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from scurate import SelectionContext, farthest_first
-from scurate.plugin import greedy_facility_location
+from scurate.plugin import covering_graph, greedy_facility_location
 
 from .params import non_negative, number
 
 DEFAULT_K = 15
 DEFAULT_SWITCH = 0.1  # facility-kcenter: a gain below a tenth of the first ends the facility phase
+SIM_CHUNK = 65_536  # cells whose similarities are computed at a time
 DEFAULT_SAMPLE = 2048  # objective within 1 % of the exact greedy (README, policies)
 
 
@@ -37,31 +38,29 @@ def knn_similarity(
     k = min(k, n - 1)
     if k == 0:
         return sp.identity(n, dtype=np.float32, format="csr"), 1.0
-    dist, near = ctx.neighbor_graph(k)  # from scoring's search where it reaches k
-    keep = near >= 0
-    listed = keep.sum(axis=1)
+    # from scoring's search where it reaches k; -1 where a listed neighbour is set aside
+    dist, rows = ctx.neighbor_graph(k, dtype=np.int32)
+    listed = (rows >= 0).sum(axis=1)
     ctx.info["short_lists"] = int((listed < k).sum())  # neighbours set aside
+    del listed
     if sigma is None:
-        kth = np.where(keep, dist, -np.inf).max(axis=1)
+        kth = np.where(rows >= 0, dist, -np.inf).max(axis=1)
         positive = kth[np.isfinite(kth) & (kth > 0)]
         sigma = float(np.median(positive)) if positive.size else 1.0
+        del kth, positive
+    sim = np.empty(dist.shape, dtype=np.float32)
+    for start in range(0, n, SIM_CHUNK):  # float64 temporaries a chunk at a time
+        part = dist[start : start + SIM_CHUNK].astype(np.float64)
+        sim[start : start + SIM_CHUNK] = np.exp(-((part / sigma) ** 2))
+    del dist
+    sim[rows < 0] = 0.0  # inf distances: entries the graph skips
     # row j of the graph lists the cells j covers, in increasing order: cell i under itself
-    # (sim 1) and under each of its neighbours j. Flattened by cell, the entries' cells never
-    # decrease, so one stable sort by row keeps each row's cells in order (no scipy COO copies)
-    self_too = np.concatenate([np.ones((n, 1), dtype=bool), keep], axis=1)
-    covering = np.concatenate([np.arange(n, dtype=np.int32)[:, None], near], axis=1, dtype=np.int32)
-    covering = covering[self_too]
-    sim = np.exp(-((dist.astype(np.float64) / sigma) ** 2)).astype(np.float32)
-    data = np.concatenate([np.ones((n, 1), dtype=np.float32), sim], axis=1)[self_too]
-    cell = np.repeat(np.arange(n, dtype=np.int32), listed + 1)
-    del dist, near, keep, sim, self_too, listed
-    order = np.argsort(covering, kind="stable")
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(covering, minlength=n), out=indptr[1:])
-    del covering
-    indices = cell[order]
-    data = data[order]
-    return sp.csr_matrix((data, indices, indptr), shape=(n, n)), sigma
+    # (sim 1) and under each of its neighbours j (native: two passes, no sort, int32 indices)
+    indptr, indices, data = covering_graph(rows, sim)
+    del rows, sim
+    if indptr[-1] < np.iinfo(np.int32).max:  # else scipy would copy the indices to int64
+        indptr = indptr.astype(np.int32)
+    return sp.csr_matrix((data, indices, indptr), shape=(n, n), copy=False), sigma
 
 
 def sample_size(ctx: SelectionContext) -> int | None:

@@ -11,6 +11,7 @@ keeps fewer of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,19 +44,22 @@ class PoolGraph:
         pool_rows = cells if self.cells is None else self.cells[cells]
         return PoolGraph(self.rows, self.dist, pool_rows)
 
-    def lists(self, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    def lists(
+        self, k: int, dtype: type[np.signedinteger[Any]] = np.int64
+    ) -> tuple[NDArray[np.float32], NDArray[np.signedinteger[Any]]]:
         """``(distances, positions)`` (n_cells, k) of each cell's nearest other cells within
         this view, nearest first; where fewer than ``k`` of a cell's listed neighbours are in
-        the view, -1 and inf fill the rest. ``k`` at most :attr:`width`."""
+        the view, -1 and inf fill the rest. ``k`` at most :attr:`width`; positions of
+        ``dtype`` (int64 or int32)."""
         if not 0 <= k <= self.width:
             msg = f"k: the pool's lists hold {self.width} neighbours, {k} asked"
             raise ValueError(msg)
         if self.cells is None:
-            return self.dist[:, :k].copy(), self.rows[:, :k].astype(np.int64)
+            return self.dist[:, :k].copy(), self.rows[:, :k].astype(dtype)
         position = np.full(self.rows.shape[0], -1, dtype=np.int64)
         position[self.cells] = np.arange(len(self.cells))
         dist = np.empty((len(self.cells), k), dtype=np.float32)
-        near = np.empty((len(self.cells), k), dtype=np.int64)
+        near = np.empty((len(self.cells), k), dtype=dtype)
         for start in range(0, len(self.cells), CHUNK):  # bounded temporaries at any size
             cells = self.cells[start : start + CHUNK]
             listed = self.rows[cells]

@@ -76,7 +76,7 @@ def covering_radius(embeddings: NDArray[np.float32], selected: NDArray[np.int64]
 
 def greedy_facility_location(
     indptr: NDArray[np.int64],
-    indices: NDArray[np.int64],
+    indices: NDArray[np.int32] | NDArray[np.int64],
     values: NDArray[np.float32],
     budget: int,
     *,
@@ -91,7 +91,8 @@ def greedy_facility_location(
         (n_rows + 1,) row pointers; converted to C-contiguous int64 if it is not.
     indices
         Row ``j``'s entries ``indices[indptr[j]:indptr[j + 1]]`` are the cells that candidate
-        ``j`` covers; converted to C-contiguous int64 if it is not.
+        ``j`` covers; int32 is read as it is (half the memory of a large graph), any other
+        integer type converted to C-contiguous int64.
     values
         ``sim(i, j)`` for each entry of ``indices`` (finite, >= 0); converted to C-contiguous
         float32 if it is not.
@@ -113,13 +114,40 @@ def greedy_facility_location(
     if sample is not None and sample < 1:
         msg = f"sample: expected None or a positive integer, got {sample}"
         raise ValueError(msg)
+    index = np.int32 if np.asarray(indices).dtype == np.int32 else np.int64
     return _core.facility_location(
         np.ascontiguousarray(indptr, dtype=np.int64),
-        np.ascontiguousarray(indices, dtype=np.int64),
+        np.ascontiguousarray(indices, dtype=index),
         np.ascontiguousarray(values, dtype=np.float32),
         budget,
         sample=0 if sample is None else int(sample),
         seed=int(seed) & 0xFFFFFFFFFFFFFFFF,
+    )
+
+
+def covering_graph(
+    near: NDArray[np.integer], sim: NDArray[np.floating]
+) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.float32]]:
+    """Facility location's graph by candidate, from each cell's neighbour list.
+
+    Parameters
+    ----------
+    near
+        (n_cells, k) rows of each cell's neighbours, -1 for none (converted to C-contiguous
+        int32 if it is not).
+    sim
+        (n_cells, k) the similarity of each listed neighbour, finite and >= 0 where ``near``
+        is not -1 (converted to C-contiguous float32 if it is not).
+
+    Returns
+    -------
+    ``(indptr, indices, values)`` for :func:`greedy_facility_location`: row ``j`` lists ``j``
+    itself (similarity 1) and every cell ``i`` whose list holds ``j`` (with that entry's
+    similarity), in increasing order. Built in two passes over the lists, with no sort and no
+    temporary beyond the output.
+    """
+    return _core.covering_graph(
+        np.ascontiguousarray(near, dtype=np.int32), np.ascontiguousarray(sim, dtype=np.float32)
     )
 
 

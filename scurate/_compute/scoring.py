@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate import _core
+from scurate import _heap as heap
 from scurate._compute.dedup import MIN_GENES, find_exact_duplicates
 from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
 from scurate._compute.graph import PoolGraph, nearest_others
@@ -337,6 +338,7 @@ def score_pool(
     timings = timings if timings is not None else {}
     start = time.perf_counter()
     exact = find_exact_duplicates(sources, min_genes=dup_min_genes, progress=progress)
+    heap.trim()  # what the stage freed, back to the system before the next one
     timings["duplicates"] = time.perf_counter() - start
     start = time.perf_counter()
     near = neighbour_scores(
@@ -346,12 +348,14 @@ def score_pool(
         index_factory=index_factory,
         progress=progress,
     )
+    heap.trim()  # what the stage freed, back to the system before the next one
     timings["neighbours"] = time.perf_counter() - start
     novelty = nearest_reference = None
     info: dict[str, Any] = {"exact": exact.info, "near": near.info}
     start = time.perf_counter()
     qc = _qc_values(sources, embeddings, exact, near, doublets, project_counts, seed)
     info["qc"] = qc.info
+    heap.trim()  # what the stage freed, back to the system before the next one
     timings["doublets"] = time.perf_counter() - start
     if reference is not None:
         start = time.perf_counter()

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from scurate._compute.qc import failures
 from scurate._compute.scoring import keep_mask
-from scurate._engine.context import SelectionContext, obs_reader, run_policy
+from scurate._engine.context import Rows, SelectionContext, obs_reader, run_policy
 from scurate._engine.options import PoolOptions, SelectOptions, check_budget
 from scurate._engine.stages import ScoredPool, primary_cells
 from scurate._engine.strata import run_stratified
@@ -92,19 +92,18 @@ def choose(pool: ScoredPool, options: SelectOptions) -> Chosen:
         failed_qc=failed_qc,
     )
     chosen = pool.plugins.get("policies", options.policy, option="policy")
-    seen = manifest[candidates] if len(candidates) < n else manifest
+    everyone = len(candidates) == n
     graph = scores.graph
-    if graph is not None and len(candidates) < n:
+    if graph is not None and not everyone:
         graph = graph.restricted(candidates)
+    seen = manifest.select("dataset_id", "row")  # which source and obs row, for the reader
     ctx = SelectionContext(
-        np.ascontiguousarray(
-            pool.embedding.values if len(candidates) == n else pool.embedding.values[candidates]
-        ),
-        seen,
+        pool.embedding.values if everyone else Rows(pool.embedding.values, candidates),
+        manifest if everyone else Rows(manifest, candidates),
         policy_rng(options.seed),
         params=dict(options.params),
         covered=None if scores.novelty is None else scores.novelty[candidates],
-        obs=obs_reader(pool.sources, seen),
+        obs=obs_reader(pool.sources, seen if everyone else seen[candidates]),
         graph=graph,
     )
     if options.strata is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,24 @@ from scurate.errors import OptionError, PluginError
 SHORT_LISTS = 0.05  # above this share of short lists, neighbor_graph searches instead
 
 
-@dataclass
+@dataclass(frozen=True)
+class Rows:
+    """Rows ``rows`` of ``values`` (an embedding or a manifest), taken on first read: a policy
+    that never reads them (facility location reads the neighbour lists) costs no copy, which
+    at a million cells is 200 MB of embedding and as much of manifest."""
+
+    values: Any  # numpy array or polars frame
+    rows: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self) -> Any:
+        if isinstance(self.values, np.ndarray):
+            return np.ascontiguousarray(self.values[self.rows])
+        return self.values[self.rows]
+
+
 class SelectionContext:
     """What a policy receives.
 
@@ -51,17 +68,58 @@ class SelectionContext:
     :meth:`neighbors` finds nearest cells with FAISS; :meth:`neighbor_graph` gives every cell's
     nearest others; :meth:`param` reads a parameter;
     :meth:`column` reads a per-cell column from the manifest or the sources' obs.
+
+    scurate builds the context with the embeddings and manifest as :class:`Rows` of the pool's,
+    taken when a policy first reads them.
     """
 
-    embeddings: NDArray[np.float32]
-    manifest: pl.DataFrame
-    rng: np.random.Generator
-    params: dict[str, str] = field(default_factory=dict)  # held as Params (keys read are known)
-    info: dict[str, Any] = field(default_factory=dict)
-    covered: NDArray[np.float32] | None = None
-    obs: Callable[[str], pl.Series | None] | None = None
-    graph: PoolGraph | None = None
-    _indexes: dict[bool, Any] = field(default_factory=dict, init=False, repr=False)
+    def __init__(
+        self,
+        embeddings: NDArray[np.float32] | Rows,
+        manifest: pl.DataFrame | Rows,
+        rng: np.random.Generator,
+        params: dict[str, str] | None = None,
+        info: dict[str, Any] | None = None,
+        covered: NDArray[np.float32] | None = None,
+        obs: Callable[[str], pl.Series | None] | None = None,
+        graph: PoolGraph | None = None,
+    ) -> None:
+        self._embeddings = embeddings
+        self._manifest = manifest
+        self.rng = rng
+        # held as Params, so that the keys a policy read are known
+        self.params: dict[str, str] = params if isinstance(params, Params) else Params(params or {})
+        self.info: dict[str, Any] = {} if info is None else info
+        self.covered = covered
+        self.obs = obs
+        self.graph = graph
+        self._indexes: dict[bool, Any] = {}
+
+    @property
+    def embeddings(self) -> NDArray[np.float32]:
+        held = self._embeddings
+        if isinstance(held, Rows):
+            held = self._embeddings = held.take()
+        return held
+
+    @embeddings.setter
+    def embeddings(self, values: NDArray[np.float32]) -> None:
+        self._embeddings = values
+        self._indexes.clear()  # built over the old rows
+
+    @property
+    def manifest(self) -> pl.DataFrame:
+        held = self._manifest
+        if isinstance(held, Rows):
+            held = self._manifest = held.take()
+        return held
+
+    @manifest.setter
+    def manifest(self, frame: pl.DataFrame) -> None:
+        self._manifest = frame
+
+    def __repr__(self) -> str:
+        return f"SelectionContext({self.n_cells} cells, params={dict(self.params)!r})"
 
     def neighbors(
         self, queries: NDArray[Any] | Sequence[int], k: int
@@ -98,9 +156,11 @@ class SelectionContext:
             self._indexes[exact], _ = build_index(self.embeddings, factory=factory)
         return search(self._indexes[exact], points, k)
 
-    def neighbor_graph(self, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    def neighbor_graph(
+        self, k: int, *, dtype: type[np.signedinteger[Any]] = np.int64
+    ) -> tuple[NDArray[np.float32], NDArray[np.signedinteger[Any]]]:
         """Every cell's ``k`` nearest other cells: ``(distances, rows)``, each (n_cells, k),
-        nearest first.
+        nearest first; rows of ``dtype`` (int64, or int32 for half the memory).
 
         Read from the pool's neighbour lists (:attr:`graph`, one search shared with scoring)
         where they are ``k`` wide or more: a cell whose listed neighbours are not among this
@@ -118,7 +178,7 @@ class SelectionContext:
             if self.graph.n_cells != self.n_cells:
                 msg = f"graph: covers {self.graph.n_cells} cells, the context {self.n_cells}"
                 raise ValueError(msg)
-            dist, near = self.graph.lists(k)
+            dist, near = self.graph.lists(k, dtype)
             short = float(np.mean(near[:, -1] < 0)) if k and self.n_cells else 0.0
             if short <= SHORT_LISTS:
                 self.info["neighbor_graph"] = "the pool's lists"
@@ -128,39 +188,42 @@ class SelectionContext:
             )
         rows = np.arange(self.n_cells, dtype=np.int64)
         if k == 0:
-            return np.zeros((self.n_cells, 0), np.float32), np.zeros((self.n_cells, 0), np.int64)
+            return np.zeros((self.n_cells, 0), np.float32), np.zeros((self.n_cells, 0), dtype)
         _, found = self.neighbors(rows, k + 1)
         found = np.ascontiguousarray(found, dtype=np.int64)
         d2 = _core.row_sq_dists(self.embeddings, found, 0)  # exact, as the pool's lists are
         listed, dist = nearest_others(d2, found, 0, k)
-        return dist, listed.astype(np.int64)
+        return dist, listed.astype(dtype)
 
     @property
     def n_cells(self) -> int:
-        return int(self.embeddings.shape[0])
+        return len(self._embeddings)
 
     def column(self, name: str) -> pl.Series | None:
         """One value per pool cell: the manifest column ``name`` where it has a value for some
         cell, else the sources' obs column ``name`` (strings), else None."""
-        if name in self.manifest.columns:
-            values = self.manifest[name]
-            if values.null_count() < self.manifest.height or self.obs is None:
-                return values
+        listed = self._manifest_column(name)
+        if listed is not None and (listed.null_count() < len(listed) or self.obs is None):
+            return listed
         found = None if self.obs is None else self.obs(name)
-        if found is None and name in self.manifest.columns:
-            return self.manifest[name]
-        if found is not None and len(found) != self.n_cells:
+        if found is None:
+            return listed
+        if len(found) != self.n_cells:
             msg = f"obs column {name!r}: {len(found)} values for {self.n_cells} cells"
             raise ValueError(msg)
         return found
 
+    def _manifest_column(self, name: str) -> pl.Series | None:
+        """The manifest's column ``name`` for these cells (only that column taken where the
+        manifest is not yet), or None."""
+        if isinstance(self._manifest, Rows):
+            frame = self._manifest.values
+            return frame[name].gather(self._manifest.rows) if name in frame.columns else None
+        return self._manifest[name] if name in self._manifest.columns else None
+
     def param(self, key: str, default: str) -> str:
         """A ``--param`` value, or ``default`` when it was not given."""
         return self.params.get(key, default)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.params, Params):
-            self.params = Params(self.params)
 
 
 class Params(dict[str, str]):
@@ -245,11 +308,16 @@ def obs_reader(sources: Sequence[Any], manifest: pl.DataFrame) -> Callable[[str]
     as strings, null where missing or where the source lacks it; None when no source has it.
     Each source's obs is read once, at the first call."""
     where = {source.dataset_id: source for source in sources}
-    datasets = manifest["dataset_id"].to_numpy()
-    rows = manifest["row"].to_numpy().astype(np.int64)
     frames: dict[str, Any] = {}
+    cells_of: dict[str, tuple[NDArray[Any], NDArray[np.int64]]] = {}  # at the first read
 
     def read(name: str) -> pl.Series | None:
+        if not cells_of:
+            cells_of["all"] = (
+                manifest["dataset_id"].to_numpy(),
+                manifest["row"].to_numpy().astype(np.int64),
+            )
+        datasets, rows = cells_of["all"]
         values = np.full(len(rows), None, dtype=object)
         found = False
         for dataset_id in np.unique(datasets):

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from scurate import _heap as heap
 from scurate._compute.embed import Embedding, from_obsm
 from scurate._compute.graph import PoolGraph
 from scurate._compute.qc import QcValues
@@ -62,8 +63,11 @@ class ScoredPool:
 
 @contextmanager
 def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Time the block as ``stage``; then give the heap's freed memory back (the next stage's
+    peak would stack on it, see :mod:`scurate._heap`)."""
     start = time.perf_counter()
     yield
+    heap.trim()
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 

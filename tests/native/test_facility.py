@@ -159,3 +159,64 @@ def test_stochastic_greedy_is_seeded_prefix_ordered_and_near_the_exact() -> None
     np.testing.assert_array_equal(whole, _core.facility_location(*arrays(graph), 300)[0])
     with pytest.raises(ValueError, match="sample: must be >= 0, got -1"):
         _core.facility_location(*arrays(graph), 3, sample=-1)
+
+
+@pytest.mark.parametrize("sample", [0, 16])
+def test_int32_indices_pick_as_int64_do(sample: int) -> None:
+    indptr, indices, values = arrays(random_graph(np.random.default_rng(4), 400, 8))
+    wide = _core.facility_location(indptr, indices, values, 120, sample=sample, seed=3)
+    narrow = _core.facility_location(
+        indptr, indices.astype(np.int32), values, 120, sample=sample, seed=3
+    )
+    np.testing.assert_array_equal(wide[0], narrow[0])
+    np.testing.assert_array_equal(wide[1], narrow[1])
+    bad = indices.astype(np.int32)
+    bad[7] = -2
+    with pytest.raises(ValueError, match=r"indices\[7\] = -2 is outside 0..399"):
+        _core.facility_location(indptr, bad, values, 3)
+
+
+def lists_by_sort(near: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The graph by candidate the plain way: every (covering, cell) entry, stably sorted."""
+    n = len(near)
+    keep = np.concatenate([np.ones((n, 1), dtype=bool), near >= 0], axis=1)
+    covering = np.concatenate([np.arange(n)[:, None], near], axis=1)[keep]
+    data = np.concatenate([np.ones((n, 1), np.float32), sim], axis=1)[keep]
+    cell = np.repeat(np.arange(n), keep.sum(axis=1))
+    order = np.argsort(covering, kind="stable")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(covering, minlength=n))])
+    return indptr, cell[order], data[order]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_covering_graph_is_the_sorted_transpose(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 500))
+    k = int(rng.integers(0, 12))
+    near = rng.integers(-1, n, size=(n, k)).astype(np.int32)  # -1: none; repeats allowed
+    sim = rng.random((n, k)).astype(np.float32)
+    got = _core.covering_graph(near, sim)
+    want = lists_by_sort(near, sim)
+    assert got[1].dtype == np.int32
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_covering_graph_bad_inputs_are_named() -> None:
+    near = np.array([[1, -1], [0, 2], [1, 0]], dtype=np.int32)
+    sim = np.full((3, 2), 0.5, dtype=np.float32)
+    with pytest.raises(TypeError, match="near: expected C-contiguous int32, got int64"):
+        _core.covering_graph(near.astype(np.int64), sim)
+    with pytest.raises(ValueError, match="near and sim: expected the same shape"):
+        _core.covering_graph(near, sim[:, :1].copy())
+    out = near.copy()
+    out[2, 1] = 3
+    with pytest.raises(ValueError, match=r"near\[2, 1\] = 3 is outside -1..2"):
+        _core.covering_graph(out, sim)
+    bad = sim.copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"sim\[1, 0\] = nan: expected finite and >= 0"):
+        _core.covering_graph(near, bad)
+    skipped = sim.copy()
+    skipped[0, 1] = np.nan  # under a -1: never read
+    _core.covering_graph(near, skipped)

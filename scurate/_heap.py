@@ -1,0 +1,40 @@
+"""Giving freed memory back to the system between stages.
+
+A stage frees its temporaries when it ends, but glibc's allocator keeps much of what it freed
+in its heaps for reuse (allocations under its mmap threshold, which glibc raises as large
+blocks come and go, and every string and small array of a million-row obs). The process then
+holds that memory as resident: on 200,000 cells of counts, the scored pool held 0.81 GB of
+which 0.33 GB was freed memory still in the heap, and each later stage's peak stacked on it.
+:func:`trim` collects reference cycles (arrays a cycle holds live until Python's rare full
+collection) and asks glibc to return the free memory (``malloc_trim``); at a stage's end this
+costs well under a second at a million cells.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import ctypes.util
+import sys
+from typing import Any
+
+
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None  # musl has none
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def trim() -> None:
+    """Collect what only reference cycles still hold, then return the C heap's free memory to
+    the system (glibc; elsewhere only the collection)."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
