@@ -13,8 +13,8 @@ costs well under a second at a million cells.
 from __future__ import annotations
 
 import ctypes
-import gc
 import ctypes.util
+import gc
 import sys
 from typing import Any
 

@@ -64,6 +64,24 @@ def test_a_changed_input_or_option_computes_again(two_labs: list[Path], tmp_path
     assert scurate.select(two_labs, 40, work_dir=work).report["work_dir"]["reused"] is True
 
 
+def test_other_metadata_harmonizes_again_and_reuses_the_scores(
+    two_labs: list[Path], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    scurate.select(two_labs, 40, seed=3, work_dir=work)
+    tissue = scurate.select(two_labs, 40, seed=3, set_fields=["tissue=lung"], work_dir=work)
+    assert tissue.report["work_dir"]["reused"] is True and len(entries(work)) == 1
+    assert "harmonize" in tissue.report["timings_s"] and "embed" not in tissue.report["timings_s"]
+    assert set(tissue.manifest["tissue"].to_list()) == {"lung"}
+    plain = scurate.select(two_labs, 40, seed=3, set_fields=["tissue=lung"])
+    assert_frame_equal(tissue.manifest, plain.manifest)
+    assert tissue.report["harmonization"] == plain.report["harmonization"]
+    assert tissue.report["coverage"] == plain.report["coverage"]
+    back = scurate.select(two_labs, 40, seed=3, work_dir=work)  # the stored harmonization
+    assert back.report["work_dir"]["reused"] is True
+    assert "lung" not in set(back.manifest["tissue"].drop_nulls().to_list())
+
+
 def test_a_partial_or_broken_entry_is_computed_again(
     two_labs: list[Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

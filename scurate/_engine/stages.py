@@ -171,10 +171,16 @@ def scored_pool(
         stored = work_dir.load(key)
     if stored is not None:
         log.info("scored pool reused from %s", work_dir.entry(key))
-        return _from_stored(stored, opened, plugins, timings, str(work_dir.entry(key)))
+        pool = _from_stored(stored, opened, plugins, timings, str(work_dir.entry(key)))
+        if stored["meta"].get("harmonization_key") != harmonization_key(options):
+            # another metadata map or --set: the obs harmonized again, the scores reused
+            harmonized = _harmonize(opened, options, plugins, timings)
+            pool.manifest = _with_scores(hz.attach(pool_manifest(opened), harmonized), pool.scores)
+            pool.harmonization = hz.report(harmonized)
+        return pool
     pool = _compute_pool(opened, options, plugins, progress, timings)
     with timed(timings, "work_dir"):
-        entry = work_dir.save(key, **_to_store(pool))
+        entry = work_dir.save(key, **_to_store(pool, harmonization_key(options)))
     pool.stored = None if entry is None else str(entry)
     return pool
 
@@ -186,15 +192,7 @@ def _compute_pool(
     progress: Progress,
     timings: dict[str, float],
 ) -> ScoredPool:
-    with timed(timings, "harmonize"):  # obs only: cheap, and bad metadata stops the run early
-        harmonized = hz.harmonize_sources(
-            opened,
-            metadata_map=options.metadata_map,
-            set_fields=options.set_fields,
-            plugins=plugins,
-        )
-    if isinstance(options, SelectOptions) and options.primary_only:  # before any X is read
-        primary_cells(pl.concat([r.carried for r in harmonized]))
+    harmonized = _harmonize(opened, options, plugins, timings)
     ref: Reference | None = None
     if isinstance(options, ScoreOptions) and options.reference:
         with timed(timings, "reference"):
@@ -237,6 +235,23 @@ def _compute_pool(
     )
 
 
+def _harmonize(
+    opened: Sequence[Source], options: PoolOptions, plugins: Plugins, timings: dict[str, float]
+) -> list[hz.DatasetResult]:
+    """The sources' obs harmonized; with ``primary_only``, one line where no source says which
+    cells are primary. Obs only: cheap, and bad metadata stops the run before X is read."""
+    with timed(timings, "harmonize"):
+        harmonized = hz.harmonize_sources(
+            opened,
+            metadata_map=options.metadata_map,
+            set_fields=options.set_fields,
+            plugins=plugins,
+        )
+    if isinstance(options, SelectOptions) and options.primary_only:
+        primary_cells(pl.concat([r.carried for r in harmonized]))
+    return harmonized
+
+
 NO_PRIMARY = (
     "primary_only=True: no source has an obs column 'is_primary_data' (CELLxGENE files do),"
     " so no cell is marked as deposited again"
@@ -254,31 +269,42 @@ def primary_cells(frame: pl.DataFrame) -> NDArray[np.bool_]:
 
 
 def pool_key(opened: Sequence[Source], options: PoolOptions, plugins: Plugins) -> str:
-    """The work-dir key of a scored pool: everything it depends on (see
-    :mod:`scurate._engine.cache`)."""
+    """The work-dir key of a scored pool: everything its embedding and scores depend on (see
+    :mod:`scurate._engine.cache`). The metadata options are not in it: they shape the
+    harmonized columns only (:func:`harmonization_key`)."""
     shaping = {
         k: v
         for k, v in options.to_report().items()
         if k in POOL_FIELDS or (k == "reference" and isinstance(options, ScoreOptions))
     }
     shaping["doublets_scored"] = options.qc.scores_doublets  # the thresholds apply later
-    mapping = options.metadata_map
     return make_key(
         {
             "scurate": _version(),
             "sources": [_identity(s) for s in opened],
             "options": shaping,
             "reference": tree_identity(getattr(options, "reference", ())),
-            "metadata_map": None if mapping is None else file_identity(mapping),
             "plugins": sorted((i.name, i.version) for i in plugins.info),
             "ontology": ontology.package_version(),
         }
     )
 
 
+def harmonization_key(options: PoolOptions) -> str:
+    """What the stored pool's harmonized columns depend on beyond its key: the metadata map
+    (its file's identity) and ``--set``. A pool stored under another is harmonized again."""
+    mapping = options.metadata_map
+    return make_key(
+        {
+            "metadata_map": None if mapping is None else file_identity(mapping),
+            "set_fields": list(options.set_fields),
+        }
+    )
+
+
 POOL_FIELDS = frozenset(
     {"obsm_key", "embedder", "seed", "near_dup_eps", "index_factory", "dup_min_genes"}
-    | {"metadata_map", "set_fields", "counts_layer", "obs_filter"}
+    | {"counts_layer", "obs_filter"}
 )
 
 
@@ -297,7 +323,7 @@ def _version() -> str:
     return __version__
 
 
-def _to_store(pool: ScoredPool) -> dict[str, Any]:
+def _to_store(pool: ScoredPool, harmonized_by: str) -> dict[str, Any]:
     s = pool.scores
     arrays = {
         "exact_dup_of": s.exact_dup_of,
@@ -326,6 +352,7 @@ def _to_store(pool: ScoredPool) -> dict[str, Any]:
         "harmonization": pool.harmonization,
         "has_reference": pool.has_reference,
         "timings_s": pool.timings,
+        "harmonization_key": harmonized_by,
     }
     return {"manifest": pool.manifest, "embedding": e.values, "arrays": arrays, "meta": meta}
 
