@@ -13,15 +13,7 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 import scurate
-from scurate._compute.qc import (
-    QcSpec,
-    QcValues,
-    _thinned_sum,
-    defaults_for,
-    failures,
-    mito_columns,
-    parse_qc,
-)
+from scurate._compute.qc import QcSpec, QcValues, defaults_for, failures, mito_columns, parse_qc
 from scurate._data.sources import GeneTable
 from scurate.errors import OptionError
 
@@ -201,38 +193,6 @@ def test_planted_junk_is_not_selected(
     qc = result.report["qc"]
     assert qc["failed_per_filter"]["min_genes"] >= len(kinds["low_depth"])
     assert result.report["reasons"]["qc"] == qc["set_aside"]
-
-
-def test_doublet_calls_catch_planted_doublets_and_spare_singlets(
-    planted: tuple[Path, dict[str, np.ndarray], Path],
-) -> None:
-    """doublets=auto on the planted corpus catches the planted doublets and few of its 2,914
-    other cells (Scrublet: 80 and 17; plain sums with 10 neighbours called 67 singlets)."""
-    path, kinds, work = planted
-    result = scurate.select([path], 50, work_dir=work)
-    score = result.manifest["doublet_score"].to_numpy()
-    called = score > result.report["qc_values"]["doublets"]["threshold"]
-    doublet = np.zeros(len(score), dtype=bool)
-    doublet[kinds["doublet"]] = True
-    assert called[doublet].sum() >= 0.95 * doublet.sum()
-    assert called[~doublet].sum() <= 0.01 * (~doublet).sum()
-
-
-def test_simulated_doublets_are_thinned_to_the_deeper_cell() -> None:
-    rng = np.random.default_rng(0)
-    n = 2000
-    a = sp.csr_matrix(np.tile([30.0, 0.0, 10.0, 0.0], (n, 1)), dtype=np.float32)
-    b = sp.csr_matrix(np.tile([0.0, 12.0, 3.0, 0.0], (n, 1)), dtype=np.float32)
-    both = _thinned_sum(a, b, rng).toarray()
-    assert (both <= (a + b).toarray()).all() and (both[:, 3] == 0).all()
-    depth = both.sum(axis=1)
-    assert abs(depth.mean() - 40.0) < 0.5  # the deeper cell's 40 of the pair's 55 counts
-    share = both[:, 1].sum() / depth.sum()
-    assert abs(share - 12 / 55) < 0.01  # the mix of the two profiles is kept
-    empty = sp.csr_matrix((2, 4), dtype=np.float32)
-    assert _thinned_sum(empty, empty, rng).nnz == 0
-    again = _thinned_sum(a, b, np.random.default_rng(0)).toarray()
-    np.testing.assert_array_equal(both, again)
 
 
 def test_work_dir_keeps_qc_values(planted: tuple[Path, dict[str, np.ndarray], Path]) -> None:

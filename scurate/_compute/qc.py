@@ -13,25 +13,13 @@ table (:mod:`scurate._data.id_table`) starts so.
 
 The doublet score is a kNN score against simulated doublets, as Scrublet computes it:
 ``SIM_RATIO`` simulated doublets per cell (at most ``MAX_SIMULATED`` in all, so a million cells
-stay cheap), each the sum of the raw counts of two random cells of one counts source, thinned
-(binomially) to the depth of the deeper of the two, and projected with the fitted PCA. A cell's
-score is the share of simulated doublets among its ``k`` nearest neighbours in the union of
-cells and simulated doublets: its ``k`` nearest cells are the pool graph's (the ``k`` = 24
-nearest other cells the pool's one neighbour search keeps for the policies), merged with one
-search against an index over the simulated doublets only. ``doublets=auto`` calls a cell a
-doublet above the threshold that splits the simulated doublets' own scores into two classes
-(Otsu's rule): homotypic simulations score like singlets, heterotypic ones high.
-
-Both the thinning and ``k`` were measured against Scrublet (``benchmarks/bench_doublets.py``):
-with plain sums and ``k`` = 10, singlets deeper than their neighbours scored high (in
-log-normalized PCA space a summed cell sits apart from its parents' type by depth alone, and
-10 neighbours give scores in steps of 0.1), so the corpus of tests/qc_corpus.py had 67-73 of
-its 2,914 singlets called with 78 of its 80 planted doublets (Scrublet: 17 with 80), and the
-example corpus, where none is planted, 10 % of its cells. A summed cell thinned to one cell's
-depth differs from a singlet by its mixed profile only; it gives 3 singlets with all 80 and
-2 % on the example. No threshold on the old score came near (Scrublet's valley, a cap at an
-expected doublet rate, a false-discovery bound from the two score distributions and a robust
-z-score of the cells' own scores were tried: each lost planted doublets or called as much).
+stay cheap), each the sum of the raw counts of two random cells of one counts source, projected
+with the fitted PCA. A cell's score is the share of simulated doublets among its ``k`` nearest
+neighbours in the union of cells and simulated doublets: its ``k`` nearest cells come from the
+neighbour search the pool already ran, merged with one search against an index over the
+simulated doublets only. ``doublets=auto`` calls a cell a doublet above the threshold that
+splits the simulated doublets' own scores into two classes (Otsu's rule): homotypic simulations
+score like singlets, heterotypic ones high, and the threshold falls in the valley between them.
 
 Where no model made the embedding (a stored ``obsm`` embedding), no cell gets a doublet score
 and the report says why: the midpoint of two cells' embeddings, the only simulation left there,
@@ -311,28 +299,13 @@ def _pairs(
     return src, a, b
 
 
-def _thinned_sum(a: sp.csr_matrix, b: sp.csr_matrix, rng: np.random.Generator) -> sp.csr_matrix:
-    """Row by row, ``a + b`` binomially thinned to the depth of the deeper of its two cells: a
-    doublet's mixed profile at one cell's depth, so that depth alone (a summed cell has fewer
-    zeros after log-normalization) does not set simulated doublets apart from deep singlets."""
-    both = sp.csr_matrix(a + b)
-    depth_a, depth_b = np.asarray(a.sum(axis=1)).ravel(), np.asarray(b.sum(axis=1)).ravel()
-    keep = np.maximum(depth_a, depth_b) / np.maximum(depth_a + depth_b, 1.0)
-    counts = np.rint(np.maximum(both.data, 0)).astype(np.int64)
-    both.data = rng.binomial(counts, np.repeat(keep, np.diff(both.indptr))).astype(np.float32)
-    both.eliminate_zeros()
-    return both
-
-
 def _simulate(
     sources: Sequence[Source],
     dims: int,
     pairs: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]],
     project_counts: ProjectCounts,
-    rng: np.random.Generator,
 ) -> NDArray[np.float32]:
-    """The simulated doublets in the pool's space: each pair's counts summed, thinned to the
-    deeper cell's depth (:func:`_thinned_sum`) and projected."""
+    """The simulated doublets in the pool's space: each pair's counts summed and projected."""
     src, a, b = pairs
     out = np.empty((len(src), dims), dtype=np.float32)
     for k, source in enumerate(sources):
@@ -341,8 +314,8 @@ def _simulate(
             part = mine[lo : lo + SIM_CHUNK]
             rows, where = np.unique(np.r_[a[part], b[part]], return_inverse=True)
             x = sp.csr_matrix(read_rows(source, rows), dtype=np.float32)
-            both = _thinned_sum(x[where[: len(part)]], x[where[len(part) :]], rng)
-            out[part] = project_counts(k, both)
+            both = x[where[: len(part)]] + x[where[len(part) :]]
+            out[part] = project_counts(k, sp.csr_matrix(both))
     return out
 
 
@@ -387,7 +360,7 @@ def otsu(scores: NDArray[np.float32]) -> float:
 def doublet_scores(
     sources: Sequence[Source],
     values: NDArray[np.float32],
-    knn_dist: NDArray[np.float32],
+    knn_d2: NDArray[np.float32],
     pool_index: Any,
     *,
     project_counts: ProjectCounts | None,
@@ -397,12 +370,11 @@ def doublet_scores(
     """Each cell's doublet score (NaN where not scored) and the report's record of it (see the
     module doc).
 
-    ``knn_dist`` holds each cell's distances to its ``k`` nearest other cells, nearest first
-    (the pool graph's, from the pool's neighbour search; inf past the end), ``pool_index`` the
-    FAISS index over ``values`` it searched;
+    ``knn_d2`` holds each cell's squared distances to its ``k`` nearest other cells (from the
+    pool's neighbour search), ``pool_index`` the FAISS index over ``values`` it searched;
     ``counts_ok`` says which sources have raw counts.
     """
-    n, k = knn_dist.shape
+    n, k = knn_d2.shape
     scores = np.full(n, np.nan, dtype=np.float32)
     sizes = np.array([s.n_obs for s in sources], dtype=np.int64)
     counted = np.where(np.asarray(counts_ok, dtype=bool), sizes, 0)
@@ -412,7 +384,7 @@ def doublet_scores(
         return scores, {"not_scored": "no source has two cells with raw counts"}
     n_sim = int(min(MAX_SIMULATED, max(MIN_SIMULATED, round(SIM_RATIO * counted.sum()))))
     pairs = _pairs(counted, n_sim, rng)
-    sim = _simulate(sources, values.shape[1], pairs, project_counts, rng)
+    sim = _simulate(sources, values.shape[1], pairs, project_counts)
     sim_index, _ = build_index(sim, n_queries=n + n_sim)
     scored = np.repeat(np.asarray(counts_ok, dtype=bool), sizes)
     for lo in range(0, n, SEARCH_CHUNK):
@@ -421,8 +393,7 @@ def doublet_scores(
             continue
         q = np.ascontiguousarray(values[rows])
         _, labels = sim_index.search(q, k)
-        real_d2 = np.square(knn_dist[rows])
-        scores[rows] = _share_simulated(real_d2, _exact_d2(q, sim, labels.astype(np.int64)), k)
+        scores[rows] = _share_simulated(knn_d2[rows], _exact_d2(q, sim, labels.astype(np.int64)), k)
     sim_scores = np.empty(n_sim, dtype=np.float32)
     for lo in range(0, n_sim, SEARCH_CHUNK):
         q = sim[lo : lo + SEARCH_CHUNK]
@@ -439,10 +410,7 @@ def doublet_scores(
         "method": "kNN share of simulated doublets (Scrublet-like)",
         "k": k,
         "n_simulated": n_sim,
-        "simulation": (
-            "raw counts of two cells of one source summed, thinned to the deeper cell's depth,"
-            " projected with the PCA"
-        ),
+        "simulation": "raw counts of two cells of one source summed, projected with the PCA",
         "simulation_cap": MAX_SIMULATED,
         "threshold": threshold,
         "threshold_rule": "Otsu's split of the simulated doublets' own scores",

@@ -16,8 +16,8 @@ index-factory string the user gives) feeds three native reductions:
 - the overlap between datasets: for each pair, how many cells of one have an exact copy, or
   a near duplicate, in the other.
 
-The same search's wider lists (the pool graph's 24 nearest others), merged with one search
-against simulated doublets, give each cell's doublet score (:mod:`scurate._compute.qc`).
+The same neighbour lists, merged with one search against simulated doublets, give each cell's
+doublet score (:mod:`scurate._compute.qc`).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class NeighbourScores:
     near_dup_group: NDArray[np.int64]  # smallest row of the group; -1 outside any group
     eps: float
     info: dict[str, Any] = field(default_factory=dict)
+    knn_d2: NDArray[np.float32] | None = None  # squared distances to the k nearest others
     index: Any = None  # the FAISS index over the pool that was searched
     graph: PoolGraph | None = None  # the GRAPH_NEIGHBOURS nearest others of each cell
 
@@ -102,6 +103,7 @@ def neighbour_scores(
     nn_row = np.full(n, -1, dtype=np.int64)
     nn_dist = np.full(n, np.nan, dtype=np.float32)
     mean_dist = np.full(n, np.nan, dtype=np.float32)
+    knn_d2 = np.full((n, max(k_search - 1, 0)), np.inf, dtype=np.float32)
     graph_rows = np.full((n, max(min(graph_k, n - 1), 0)), -1, dtype=np.int32)
     graph_dist = np.full(graph_rows.shape, np.inf, dtype=np.float32)
     # One search. The default eps needs the pool's median, known only at the end, so each
@@ -122,6 +124,8 @@ def neighbour_scores(
         nn_row[start:stop], nn_dist[start:stop], mean_dist[start:stop] = _core.knn_summary(
             d2, labels, start, k
         )
+        others = (labels >= 0) & (labels != np.arange(start, stop)[:, None])
+        knn_d2[start:stop] = np.sort(np.where(others, d2, np.inf), axis=1)[:, : knn_d2.shape[1]]
         bound = float(eps) if eps is not None else 0.5 * _positive_median(nn_dist[start:stop])
         blocks.append((start, stop, bound, *_edges(d2, labels, start, bound)))
         progress("scores: neighbours", stop, n)
@@ -177,7 +181,7 @@ def neighbour_scores(
         "density_rule": f"median mean-distance to {k} nearest / the cell's own",
     }
     graph = PoolGraph(graph_rows, graph_dist)
-    return NeighbourScores(nn_row, nn_dist, density, group, chosen, info, index, graph)
+    return NeighbourScores(nn_row, nn_dist, density, group, chosen, info, knn_d2, index, graph)
 
 
 def _positive_median(values: NDArray[np.float32]) -> float:
@@ -404,13 +408,13 @@ def _qc_values(
         "mito_genes_from": {} if counts is None else counts.mito_from,
     }
     score = np.full(n, np.nan, dtype=np.float32)
-    if doublets and near.graph is not None:
+    if doublets and near.knn_d2 is not None:
         counts_ok = [s.dataset_id not in skipped for s in sources]
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
         score, info["doublets"] = doublet_scores(
             sources,
             np.ascontiguousarray(embeddings, dtype=np.float32),
-            near.graph.dist,
+            near.knn_d2,
             near.index,
             project_counts=project_counts,
             counts_ok=counts_ok,
