@@ -75,7 +75,7 @@ def test_random_loses_where_a_rare_type_must_be_covered(rare_pool: list[Path]) -
         label="cell_type",
         budgets="24",
         policies="kcenter",
-        seeds=5,
+        seeds=10,  # all 6 rare cells stay in the pool: at 5 seeds one lucky random draw tied it
     )
     assert result.info["split"]["rare_labels"] == ["grp_r"]
     random = by_policy(result.summary, "random")
