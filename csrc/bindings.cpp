@@ -274,8 +274,8 @@ namespace {
 
 template <class Index>
 std::pair<py::array_t<int64_t>, py::array_t<double>> facility_location_of(
-    const carray<int64_t>& ptr, const py::array& indices, const carray<float>& val,
-    int64_t budget, int64_t sample, uint64_t seed) {
+    const carray<int64_t>& ptr, const py::array& indices, const carray<float>& val, int64_t budget,
+    int64_t sample, uint64_t seed) {
     auto idx = expect<Index>(indices, "indices", 1);
     const int64_t n = ptr.shape(0) - 1;
     if (idx.shape(0) != val.shape(0))

@@ -88,10 +88,9 @@ constexpr int64_t kBatch = 256;  // sampled candidates whose gains are computed 
 
 // Stochastic greedy: see facility.hpp. `bound` holds the first gains (upper bounds).
 template <class Index>
-Status stochastic(const int64_t* indptr, const Index* indices, const float* values,
-                  int64_t n_rows, int64_t budget, int64_t sample, uint64_t seed,
-                  std::vector<double> bound, int64_t* order, double* objective,
-                  Interrupt* interrupt) {
+Status stochastic(const int64_t* indptr, const Index* indices, const float* values, int64_t n_rows,
+                  int64_t budget, int64_t sample, uint64_t seed, std::vector<double> bound,
+                  int64_t* order, double* objective, Interrupt* interrupt) {
     std::vector<int64_t> pool(n_rows), pos(n_rows);  // pool[0, remaining): not picked yet
     std::iota(pool.begin(), pool.end(), 0);
     std::iota(pos.begin(), pos.end(), 0);

@@ -7,9 +7,11 @@ modification time; the options that shape the pool (embedding, seed, duplicates,
 index, the reference's files); the installed plugins' versions and the ontology release.
 Anything else changed, the key changes and the pool is computed again. The metadata map (its
 file's identity) and ``--set`` are kept in the entry's meta instead: where they differ, the obs
-are harmonized again and the stored scores reused (``scurate._engine.stages``). An entry is a folder ``pool-<key>`` holding the pool's manifest, its embedding
-(``embedding.npy``, memory-mapped when read), the scores and ``meta.json``; it is written under a
-hidden temporary name and renamed, so a run killed while writing leaves nothing that is read
+are harmonized again and the stored scores reused (``scurate._engine.stages``).
+
+An entry is a folder ``pool-<key>`` holding the pool's manifest, its embedding
+(``embedding.npy``, memory-mapped when read), the scores and ``meta.json``; it is written under
+a hidden temporary name and renamed, so a run killed while writing leaves nothing that is read
 as complete. An entry that cannot be read is computed again, with a warning.
 """
 
