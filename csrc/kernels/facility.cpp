@@ -213,6 +213,14 @@ template Status facility_location<int64_t>(const int64_t*, const int64_t*, const
                                            int64_t, int64_t, uint64_t, int64_t*, double*,
                                            Interrupt*);
 
+namespace {
+// near[i, c] = j names no row of n (and is not -1, "none").
+Status outside(int64_t i, int64_t c, int32_t j, int64_t n) {
+    return Status::error("near[" + std::to_string(i) + ", " + std::to_string(c) +
+                         "] = " + std::to_string(j) + " is outside -1.." + std::to_string(n - 1));
+}
+}  // namespace
+
 Status covering_counts(const int32_t* near, int64_t n, int64_t k, int64_t* indptr) {
     if (n >= (int64_t{1} << 31))
         return Status::error("near: " + std::to_string(n) + " cells do not fit int32 rows");
@@ -222,10 +230,7 @@ Status covering_counts(const int32_t* near, int64_t n, int64_t k, int64_t* indpt
         for (int64_t c = 0; c < k; ++c) {
             const int32_t j = near[i * k + c];
             if (j == -1) continue;
-            if (j < 0 || j >= n)
-                return Status::error("near[" + std::to_string(i) + ", " + std::to_string(c) +
-                                     "] = " + std::to_string(j) + " is outside -1.." +
-                                     std::to_string(n - 1));
+            if (j < 0 || j >= n) return outside(i, c, j, n);
             ++indptr[static_cast<int64_t>(j) + 1];
         }
     }
@@ -243,10 +248,7 @@ Status covering_fill(const int32_t* near, const float* sim, int64_t n, int64_t k
         for (int64_t c = 0; c < k; ++c) {
             const int32_t j = near[i * k + c];
             if (j == -1) continue;
-            if (j < 0 || j >= n)
-                return Status::error("near[" + std::to_string(i) + ", " + std::to_string(c) +
-                                     "] = " + std::to_string(j) + " is outside -1.." +
-                                     std::to_string(n - 1));
+            if (j < 0 || j >= n) return outside(i, c, j, n);
             const float s = sim[i * k + c];
             if (!std::isfinite(s) || s < 0.0f)
                 return Status::error("sim[" + std::to_string(i) + ", " + std::to_string(c) +
