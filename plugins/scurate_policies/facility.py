@@ -52,8 +52,7 @@ def knn_similarity(
     for start in range(0, n, SIM_CHUNK):  # float64 temporaries a chunk at a time
         part = dist[start : start + SIM_CHUNK].astype(np.float64)
         sim[start : start + SIM_CHUNK] = np.exp(-((part / sigma) ** 2))
-    del dist
-    sim[rows < 0] = 0.0  # inf distances: entries the graph skips
+    del dist  # inf past a list's end gives 0, an entry covering_graph skips anyway
     # row j of the graph lists the cells j covers, in increasing order: cell i under itself
     # (sim 1) and under each of its neighbours j (native: two passes, no sort, int32 indices)
     indptr, indices, data = covering_graph(rows, sim)

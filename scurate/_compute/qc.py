@@ -237,9 +237,15 @@ def gene_floor(n_genes: NDArray[np.int64]) -> float:
     genes = np.log1p(n_genes[n_genes >= 0].astype(np.float64))
     if len(genes) < 20:
         return 0.0
-    median = float(np.median(genes))
-    mad = 1.4826 * float(np.median(np.abs(genes - median)))
+    median, mad = median_mad(genes)
     return float(np.floor(np.expm1(median - 3.0 * mad) + 1e-6))  # whole genes
+
+
+def median_mad(values: NDArray[np.float64]) -> tuple[float, float]:
+    """The median of ``values`` and their scaled MAD (1.4826 x the median absolute deviation,
+    the standard deviation for normal data), as scater's ``isOutlier`` takes them."""
+    median = float(np.median(values))
+    return median, 1.4826 * float(np.median(np.abs(values - median)))
 
 
 def failures(
@@ -375,8 +381,8 @@ def outlier_bound(scores: NDArray[np.float32]) -> float:
     values = scores[np.isfinite(scores)].astype(np.float64)
     if len(values) == 0:
         return 0.0
-    median = float(np.median(values))
-    return median + OUTLIER_MADS * 1.4826 * float(np.median(np.abs(values - median)))
+    median, mad = median_mad(values)
+    return median + OUTLIER_MADS * mad
 
 
 def auto_threshold(
