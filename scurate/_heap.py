@@ -7,7 +7,8 @@ holds that memory as resident: on 200,000 cells of counts, the scored pool held 
 which 0.33 GB was freed memory still in the heap, and each later stage's peak stacked on it.
 :func:`trim` collects reference cycles (arrays a cycle holds live until Python's rare full
 collection) and asks glibc to return the free memory (``malloc_trim``); at a stage's end this
-costs well under a second at a million cells.
+costs well under a second at a million cells. It also drops the resident pages of the arrays
+mapped from disk (:func:`scurate._data.spill.release`), which a stage may have read whole.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import ctypes.util
 import gc
 import sys
 from typing import Any
+
+from scurate._data import spill
 
 
 def _libc() -> Any:
@@ -33,8 +36,9 @@ _LIBC = _libc()
 
 
 def trim() -> None:
-    """Collect what only reference cycles still hold, then return the C heap's free memory to
-    the system (glibc; elsewhere only the collection)."""
+    """Collect what only reference cycles still hold, drop the pages of maps from disk, then
+    return the C heap's free memory to the system (glibc; elsewhere only the collection)."""
     gc.collect()
+    spill.release()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from scurate._data import spill
 from scurate._data.genes import GeneSpace, common_genes, onto_genes
 from scurate._data.sources import COUNTS_CHECK_ROWS, Source, counts_from, finite_chunks
 from scurate.errors import InputError
@@ -54,10 +55,14 @@ class Embedding:
     )
 
 
-def _check_finite(values: NDArray[np.float32], source: Source, what: str) -> None:
+def _check_finite(
+    values: NDArray[np.float32], source: Source, what: str, first_row: int = 0
+) -> None:
+    """One line naming the first row (``first_row`` is ``values``' first row in the source)
+    with NaN or inf."""
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if len(bad):
-        row = int(bad[0])
+        row = first_row + int(bad[0])
         msg = (
             f"{source.path}: {what} row {row} (cell '{source.obs_names[row]}') has NaN or inf"
             f" ({len(bad)} such rows)"
@@ -66,20 +71,29 @@ def _check_finite(values: NDArray[np.float32], source: Source, what: str) -> Non
 
 
 def from_obsm(sources: Sequence[Source], key: str) -> Embedding:
-    """Stack ``obsm[key]`` of every source; widths must agree and values be finite."""
-    parts: list[NDArray[np.float32]] = []
+    """Stack ``obsm[key]`` of every source (one source in memory at a time; the stack on disk
+    where it is large, see :mod:`scurate._data.spill`); widths must agree and values be
+    finite."""
+    total = sum(s.n_obs for s in sources)
+    out: spill.Builder | None = None
+    at = 0
     for source in sources:
         values = source.read_obsm(key)
-        if parts and values.shape[1] != parts[0].shape[1]:
+        if out is None:
+            out = spill.Builder((total, values.shape[1]), np.float32)
+        elif values.shape[1] != out.shape[1]:
             msg = (
                 f"{source.path}: obsm['{key}'] has {values.shape[1]} columns but "
-                f"{sources[0].path} has {parts[0].shape[1]}; embeddings must share one space"
+                f"{sources[0].path} has {out.shape[1]}; embeddings must share one space"
             )
             raise InputError(msg)
         _check_finite(values, source, f"obsm['{key}']")
-        parts.append(values)
-    values = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
-    return Embedding(values, {"kind": "obsm", "obsm_key": key, "n_dims": int(values.shape[1])})
+        out.put(at, values)
+        at += len(values)
+        del values
+    stacked = out.done() if out is not None else np.zeros((0, 0), dtype=np.float32)
+    info = {"kind": "obsm", "obsm_key": key, "n_dims": int(stacked.shape[1])}
+    return Embedding(stacked, info)
 
 
 def _log_normalize(chunk: sp.csr_matrix, *, counts: bool) -> sp.csr_matrix:
@@ -359,7 +373,7 @@ def project(
     sizes = np.array([s.n_obs for s in sources])
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     total = int(offsets[-1])
-    values = np.empty((total, model.loadings.shape[1]), dtype=np.float32)
+    values = spill.Builder((total, model.loadings.shape[1]), np.float32)
     n_counts = np.empty(total, dtype=np.float32)
     n_genes = np.empty(total, dtype=np.int32)
     parts = on_variable(sources, model, space)
@@ -371,9 +385,10 @@ def project(
             stop = at + chunk.shape[0]
             n_counts[at:stop] = np.asarray(chunk.sum(axis=1)).ravel()
             n_genes[at:stop] = np.diff(sp.csr_matrix(chunk > 0).indptr)
-            values[at:stop] = variable @ model.loadings - shift
+            block = np.asarray(variable @ model.loadings - shift, dtype=np.float32)
+            _check_finite(block, part.source, "X", first_row=start)
+            values.put(at, block)
             progress("embed: project", stop, total)
-        _check_finite(values[offsets[k] : offsets[k + 1]], part.source, "X")
     normalized = [p.source.dataset_id for p in parts if not p.is_counts]
     if normalized:
         log.info("X used as already normalized in: %s", ", ".join(normalized))
@@ -386,7 +401,7 @@ def project(
         "variable_genes_missing": {k: v for k, v in missing.items() if v},
     }
     info["genes_mapped_by_table"] = space.mapped([s.dataset_id for s in sources])
-    return Embedding(values, info, n_counts, n_genes, _projector(parts, model))
+    return Embedding(values.done(), info, n_counts, n_genes, _projector(parts, model))
 
 
 def _projector(

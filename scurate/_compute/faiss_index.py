@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from scurate._data import spill
 from scurate.errors import OptionError
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,15 @@ def flat_index(base: NDArray[np.float32]) -> Any:
     if gpu_count() > 0:
         index = faiss.index_cpu_to_all_gpus(index)
         log.info("FAISS: using %d GPU(s)", gpu_count())
-    index.add(np.ascontiguousarray(base, dtype=np.float32))
+    _add(index, np.ascontiguousarray(base, dtype=np.float32))
     return index
+
+
+def _add(index: Any, x: NDArray[np.float32]) -> None:
+    """Add ``x`` a block at a time: a mapped embedding's pages are dropped after each block
+    (:mod:`scurate._data.spill`), and FAISS adds in blocks of its own anyway."""
+    for _, block in spill.blocks(x):
+        index.add(block)
 
 
 def build_index(
@@ -112,12 +120,12 @@ def build_index(
         if ivf is not None:
             ivf.cp.niter = KMEANS_ITERATIONS
         rows = even_rows(n, TRAIN_PER_LIST * lists)
-        index.train(x[rows])
+        index.train(spill.take(x, rows))
         info["trained_on"] = len(rows)
     if ivf is not None:
         ivf.nprobe = min(NPROBE, int(ivf.nlist))
         info["nprobe"] = int(ivf.nprobe)
-    index.add(x)
+    _add(index, x)
     log.info("FAISS: %s over %d rows", chosen, n)
     return index, info
 
@@ -130,8 +138,8 @@ def search(
     n = len(queries)
     dist = np.empty((n, k), dtype=np.float32)
     rows = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, SEARCH_CHUNK):
-        block = np.ascontiguousarray(queries[start : start + SEARCH_CHUNK], dtype=np.float32)
+    for start, rows_in in spill.blocks(queries, SEARCH_CHUNK):
+        block = np.ascontiguousarray(rows_in, dtype=np.float32)
         d2, idx = index.search(block, k)
         dist[start : start + len(block)] = np.sqrt(np.maximum(d2, 0.0))
         rows[start : start + len(block)] = idx

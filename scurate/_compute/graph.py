@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from scurate._data import spill
+
 CHUNK = 65_536  # cells renumbered at a time
 
 
@@ -55,7 +57,12 @@ class PoolGraph:
             msg = f"k: the pool's lists hold {self.width} neighbours, {k} asked"
             raise ValueError(msg)
         if self.cells is None:
-            return self.dist[:, :k].copy(), self.rows[:, :k].astype(dtype)
+            dist = np.empty((self.rows.shape[0], k), dtype=np.float32)
+            near = np.empty((self.rows.shape[0], k), dtype=dtype)
+            for start, rows in spill.blocks(self.rows, CHUNK):  # lists mapped from disk: a
+                near[start : start + len(rows)] = rows[:, :k]  # block's pages at a time
+                dist[start : start + len(rows)] = self.dist[start : start + len(rows), :k]
+            return dist, near
         position = np.full(self.rows.shape[0], -1, dtype=np.int64)
         position[self.cells] = np.arange(len(self.cells))
         dist = np.empty((len(self.cells), k), dtype=np.float32)
@@ -68,6 +75,7 @@ class PoolGraph:
             near[start : start + CHUNK] = np.take_along_axis(seen, order, axis=1)
             found = np.take_along_axis(self.dist[cells], order, axis=1)
             dist[start : start + CHUNK] = np.where(near[start : start + CHUNK] >= 0, found, np.inf)
+            spill.release()
         return dist, near
 
 

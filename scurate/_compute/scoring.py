@@ -39,10 +39,12 @@ from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
 from scurate._compute.graph import PoolGraph, nearest_others
 from scurate._compute.qc import QcValues, doublet_scores
 from scurate._compute.reference import Reference
+from scurate._data import spill
 from scurate._data.sources import Source
 from scurate.errors import OptionError
 
 K_NEIGHBOURS = 10
+RECOMPUTE_ROWS = 16_384  # query rows whose neighbours are gathered at a time from the index
 GRAPH_NEIGHBOURS = 24  # kept per cell for the policies (facility's k=15, with room for the
 # cells choose() sets aside: see SelectionContext.neighbor_graph)
 EPS_FRACTION = 0.25
@@ -71,12 +73,45 @@ class NeighbourScores:
     graph: PoolGraph | None = None  # the GRAPH_NEIGHBOURS nearest others of each cell
 
 
-def exact_d2(x: NDArray[np.float32], start: int, labels: NDArray[np.int64]) -> NDArray[np.float32]:
+def exact_d2(
+    x: NDArray[np.float32], start: int, labels: NDArray[np.int64], index: Any = None
+) -> NDArray[np.float32]:
     """Squared distances from rows ``start...`` of ``x`` to their neighbours ``labels`` (inf
     where a label is -1), computed again in float64 in one fixed order by the native core:
     FAISS's own come from BLAS, whose sums differ in the last bits with the number of threads,
-    and the scores must not."""
-    return _core.row_sq_dists(x, np.ascontiguousarray(labels, dtype=np.int64), start)
+    and the scores must not.
+
+    Where ``x`` is mapped from disk (:mod:`scurate._data.spill`), the neighbours' rows are
+    taken from ``index`` where it stores them exactly (a flat or IVF-flat index), else read
+    from the map a block at a time: reading them from the map at random would bring all of it
+    into memory. The values are the same either way."""
+    if index is None or not spill.spilled(x):
+        return _core.row_sq_dists(x, np.ascontiguousarray(labels, dtype=np.int64), start)
+    out = np.empty(labels.shape, dtype=np.float32)
+    for lo in range(0, len(labels), RECOMPUTE_ROWS):
+        block = np.ascontiguousarray(labels[lo : lo + RECOMPUTE_ROWS], dtype=np.int64)
+        queries = np.asarray(x[start + lo : start + lo + len(block)], dtype=np.float32)
+        listed = np.unique(block[block >= 0])
+        local = np.concatenate([queries, stored_rows(index, x, listed)])
+        relabel = np.where(block >= 0, len(queries) + np.searchsorted(listed, block), -1)
+        out[lo : lo + len(block)] = _core.row_sq_dists(local, relabel, 0)
+        spill.release()
+    return out
+
+
+def stored_rows(index: Any, x: NDArray[np.float32], rows: NDArray[np.int64]) -> NDArray[np.float32]:
+    """``x[rows]``: copied out of ``index`` where it holds the vectors as they were added (flat
+    and IVF-flat indexes on the CPU), else read from ``x`` a block at a time."""
+    import faiss
+
+    found = faiss.downcast_index(index)
+    if isinstance(found, faiss.IndexIVFFlat):
+        if found.direct_map.no():
+            found.make_direct_map()
+    elif not isinstance(found, faiss.IndexFlat):
+        return spill.take(x, rows)
+    out: NDArray[np.float32] = found.reconstruct_batch(rows)
+    return out
 
 
 def neighbour_scores(
@@ -104,9 +139,11 @@ def neighbour_scores(
     nn_row = np.full(n, -1, dtype=np.int64)
     nn_dist = np.full(n, np.nan, dtype=np.float32)
     mean_dist = np.full(n, np.nan, dtype=np.float32)
-    knn_d2 = np.full((n, max(k_search - 1, 0)), np.inf, dtype=np.float32)
-    graph_rows = np.full((n, max(min(graph_k, n - 1), 0)), -1, dtype=np.int32)
-    graph_dist = np.full(graph_rows.shape, np.inf, dtype=np.float32)
+    # the per-cell lists: on disk where they are large (see scurate._data.spill)
+    knn_d2 = spill.Builder((n, max(k_search - 1, 0)), np.float32, fill=np.inf)
+    width = max(min(graph_k, n - 1), 0)
+    graph_rows = spill.Builder((n, width), np.int32, fill=-1)
+    graph_dist = spill.Builder((n, width), np.float32, fill=np.inf)
     # One search. The default eps needs the pool's median, known only at the end, so each
     # block keeps the edges under a bound of its own (half its median, which is above a
     # quarter of the pool's wherever blocks look alike) and a block whose bound falls short
@@ -116,19 +153,20 @@ def neighbour_scores(
         stop = min(start + SEARCH_CHUNK, n)
         _, wide = index.search(x[start:stop], k_wide)
         wide = wide.astype(np.int64, copy=False)
-        wide_d2 = exact_d2(x, start, wide)
-        graph_rows[start:stop], graph_dist[start:stop] = nearest_others(
-            wide_d2, wide, start, graph_rows.shape[1]
-        )
+        wide_d2 = exact_d2(x, start, wide, index)
+        near_rows, near_dist = nearest_others(wide_d2, wide, start, width)
+        graph_rows.put(start, near_rows)
+        graph_dist.put(start, near_dist)
         labels = np.ascontiguousarray(wide[:, :k_search])
         d2 = np.ascontiguousarray(wide_d2[:, :k_search])
         nn_row[start:stop], nn_dist[start:stop], mean_dist[start:stop] = _core.knn_summary(
             d2, labels, start, k
         )
         others = (labels >= 0) & (labels != np.arange(start, stop)[:, None])
-        knn_d2[start:stop] = np.sort(np.where(others, d2, np.inf), axis=1)[:, : knn_d2.shape[1]]
+        knn_d2.put(start, np.sort(np.where(others, d2, np.inf), axis=1)[:, : knn_d2.shape[1]])
         bound = float(eps) if eps is not None else 0.5 * _positive_median(nn_dist[start:stop])
         blocks.append((start, stop, bound, *_edges(d2, labels, start, bound)))
+        spill.release()  # the block's pages of a mapped embedding
         progress("scores: neighbours", stop, n)
     median_nn = _positive_median(nn_dist)
     chosen = EPS_FRACTION * median_nn if eps is None else float(eps)
@@ -149,6 +187,7 @@ def neighbour_scores(
         keep = np.linalg.norm(x[ea] - x[eb], axis=1) <= chosen if len(ea) else np.zeros(0, bool)
         edges_a.append(ea[keep])
         edges_b.append(eb[keep])
+        spill.release()
     a, b = np.concatenate(edges_a), np.concatenate(edges_b)
     if exact_dup_of is not None:
         copies = np.flatnonzero(exact_dup_of >= 0)
@@ -181,8 +220,10 @@ def neighbour_scores(
         "n_in_near_dup_groups": int((group >= 0).sum()),
         "density_rule": f"median mean-distance to {k} nearest / the cell's own",
     }
-    graph = PoolGraph(graph_rows, graph_dist)
-    return NeighbourScores(nn_row, nn_dist, density, group, chosen, info, knn_d2, index, graph)
+    graph = PoolGraph(graph_rows.done(), graph_dist.done())
+    return NeighbourScores(
+        nn_row, nn_dist, density, group, chosen, info, knn_d2.done(), index, graph
+    )
 
 
 def _positive_median(values: NDArray[np.float32]) -> float:

@@ -25,6 +25,7 @@ from scurate._compute.faiss_index import (
 )
 from scurate._compute.faiss_index import nearest as faiss_nearest
 from scurate._compute.graph import CHUNK, PoolGraph
+from scurate._data import spill
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,10 @@ def assign(
         index, _ = build_index(base, factory=factory, n_queries=len(todo))
         if not exact:
             log.info("weights: approximate nearest selected cell (IVF, %d selected)", len(base))
-        queries = embeddings[todo] if len(todo) < n else embeddings
-        distance[todo], nearest[todo] = faiss_nearest(index, queries)
+        for start in range(0, len(todo), spill.BLOCK_ROWS):  # bounded copies of the queries
+            rows_in = todo[start : start + spill.BLOCK_ROWS]
+            found = faiss_nearest(index, spill.take(embeddings, rows_in))
+            distance[rows_in], nearest[rows_in] = found
     missed = np.flatnonzero(nearest < 0)  # an approximate search can come back empty
     if len(missed):
         distance[missed], nearest[missed] = faiss_nearest(flat_index(base), embeddings[missed])
@@ -148,3 +151,4 @@ def _from_lists(
         found = np.flatnonzero(hit.any(axis=1))
         nearest[start + found] = ranks[found, first[found]]
         distance[start + found] = graph.dist[start + found, first[found]]
+        spill.release()

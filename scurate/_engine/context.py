@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from scurate import _core
 from scurate._compute.faiss_index import build_index, exact_search_affordable, ivf_lists, search
 from scurate._compute.graph import PoolGraph, nearest_others
+from scurate._data import spill
 from scurate._plugins.registry import Registered, calling
 from scurate.errors import OptionError, PluginError
 
@@ -33,7 +34,7 @@ class Rows:
 
     def take(self) -> Any:
         if isinstance(self.values, np.ndarray):
-            return np.ascontiguousarray(self.values[self.rows])
+            return spill.take(self.values, self.rows)
         return self.values[self.rows]
 
 

@@ -28,7 +28,7 @@ from scurate._compute.reference import Reference, open_reference
 from scurate._compute.scoring import PoolScores, score_pool
 from scurate._data import harmonization as hz
 from scurate._data import manifest as mf
-from scurate._data import ontology
+from scurate._data import ontology, spill
 from scurate._data.memory import AnnDataSource, Input, open_inputs
 from scurate._data.sources import ReadOptions, Source
 from scurate._engine.cache import WorkDir, file_identity, make_key, tree_identity
@@ -137,11 +137,12 @@ def _embed(
     if not isinstance(values, np.ndarray) or values.ndim != 2 or values.shape[0] != n:
         msg = f"{who} did not return {n} rows"
         raise PluginError(msg)
-    embedding.values = np.ascontiguousarray(values, dtype=np.float32)
-    bad = np.flatnonzero(~np.isfinite(embedding.values).all(axis=1))
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if len(bad):
         msg = f"{who} returned NaN or inf in row {int(bad[0])} ({len(bad)} such rows)"
         raise PluginError(msg)
+    embedding.values = spill.to_disk(values)  # on disk where large, as the built-in ones
     return embedding
 
 
@@ -214,7 +215,6 @@ def _compute_pool(
         else:
             rng = np.random.default_rng(embed_seed)
             embedding = _embed(plugins, opened, options, rng=rng, progress=progress)
-    manifest = hz.attach(pool_manifest(opened), harmonized)
     scores = score_pool(
         opened,
         embedding.values,
@@ -228,7 +228,9 @@ def _compute_pool(
         progress=progress,
         timings=timings,
     )
-    manifest = _with_scores(manifest, scores)
+    # the manifest after the scores: at ten million cells it is a gigabyte the neighbour
+    # search need not hold beside its index
+    manifest = _with_scores(hz.attach(pool_manifest(opened), harmonized), scores)
     report = hz.report(harmonized)
     return ScoredPool(
         list(opened), manifest, embedding, scores, ref is not None, plugins, report, timings
