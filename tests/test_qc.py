@@ -13,10 +13,14 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 import scurate
+from scurate._compute.faiss_index import build_index
 from scurate._compute.qc import (
     MIN_NEIGHBOURS,
+    SIM_NEIGHBOURS,
     QcSpec,
     QcValues,
+    _count_inside,
+    _count_within,
     auto_threshold,
     defaults_for,
     failures,
@@ -253,6 +257,20 @@ def test_a_rare_cells_radius_stops_at_its_own_cluster() -> None:
     radius, real = own_radius(np.array([rare, common, pair, short], dtype=np.float32))
     assert real.tolist() == [4, 10, MIN_NEIGHBOURS, 2]
     assert radius.tolist() == pytest.approx([1.0, 1.44, 9.0, 1.1])
+
+
+def test_narrow_then_wide_search_counts_as_one_wide_search() -> None:
+    """The simulations are searched 10 wide, and SIM_NEIGHBOURS wide only where all 10 lie
+    inside the radius: the counts are those of one wide search, however large the radius."""
+    rng = np.random.default_rng(3)
+    sim = rng.normal(size=(2000, 8)).astype(np.float32)
+    q = rng.normal(size=(300, 8)).astype(np.float32)
+    index, _ = build_index(sim)
+    radius = rng.uniform(0.5, 12.0, size=300).astype(np.float32)  # from none inside to capped
+    d2, labels = index.search(q, SIM_NEIGHBOURS)
+    wide = _count_inside(q, sim, d2, labels.astype(np.int64), radius)
+    assert 0 < (wide < 10).sum() < 300 and (wide == SIM_NEIGHBOURS).any()
+    assert _count_within(q, sim, index, radius, SIM_NEIGHBOURS).tolist() == wide.tolist()
 
 
 def test_auto_threshold_is_above_the_bulk_of_the_cells_scores() -> None:
