@@ -220,10 +220,10 @@ def test_doublet_calls_on_the_planted_corpus(
     planted: tuple[Path, dict[str, np.ndarray], Path],
 ) -> None:
     """All planted doublets but a few, few singlets, and no cell of a rare type. Measured: 80 of
-    80 caught, 12 of 2,914 singlets, no rare cell (Scrublet 0.2.3: 80, 17). The share of
-    simulations among the 10 nearest called 67 singlets (78 caught) and 5 of the 6 ILC cells:
-    past its own few cells a rare cell's 10 nearest reach the simulations halfway to the next
-    type."""
+    80 caught, 12 of 2,914 singlets, no rare cell (Scrublet 0.2.3: 80, 17, of them all 14 rare
+    cells). The share of simulations among the 10 nearest called 67 singlets (78 caught) and 5
+    of the 6 ILC cells: past its own few cells a rare cell's 10 nearest reach the simulations
+    halfway to the next type."""
     path, kinds, work = planted
     called = called_doublets(scurate.score([path], work_dir=work))
     doublet = np.zeros(len(called), dtype=bool)
