@@ -23,8 +23,9 @@ which is what Scrublet's one call does (normalize, PCA, kNN, simulate, score).
 
 Per input and tool: the cells called, planted/sorted doublets caught and singlets flagged at
 the tool's own threshold, singlets flagged at the other tool's recall (the highest threshold
-that catches as many doublets), the AUROC of the scores; and the agreement of the two (Jaccard
-of the called sets, Spearman of the scores).
+that catches as many doublets), the cells of rare real types called (planted and Baron: types
+of 5 cells or more, under 1 % of the cells), the AUROC of the scores; and the agreement of the
+two (Jaccard of the called sets, Spearman of the scores).
 
     python3.12 -m venv /work/peer-scrublet && /work/peer-scrublet/bin/pip install scrublet
     python benchmarks/bench_doublets.py --peer-python /work/peer-scrublet/bin/python
@@ -65,6 +66,7 @@ ONE_THREAD = {
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 }
 SCURATE_STEPS = ("embed", "neighbours", "doublets")
+RARE_MIN, RARE_SHARE = 5, 0.01  # a rare real type: at least 5 cells, under 1 % of them
 
 
 class BenchError(Exception):
@@ -79,6 +81,7 @@ class Case:
     truth: dict[Path, np.ndarray] = field(default_factory=dict)  # 1 doublet, 0 singlet, -1 ?
     low_depth: dict[Path, np.ndarray] = field(default_factory=dict)
     truth_name: str = ""
+    rare: np.ndarray | None = None  # rows (over all paths) of rare real types: see rare_rows
 
 
 def make_case(name: str, folder: Path) -> Case:
@@ -90,7 +93,9 @@ def make_case(name: str, folder: Path) -> Case:
         n = ad.read_h5ad(path, backed="r").n_obs
         truth, low = np.zeros(n, np.int8), np.zeros(n, bool)
         truth[kinds["doublet"]], low[kinds["low_depth"]] = 1, True
-        return Case(name, [path], None, {path: truth}, {path: low}, "planted")
+        labels = ad.read_h5ad(path, backed="r").obs["cell_type"].astype(str).to_numpy()
+        labels = np.where(truth == 1, "", labels)  # the planted doublets are no type
+        return Case(name, [path], None, {path: truth}, {path: low}, "planted", rare_rows(labels))
     if name == "example":
         paths = example_sources()
         truth = {p: np.zeros(ad.read_h5ad(p, backed="r").n_obs, np.int8) for p in paths}
@@ -100,10 +105,19 @@ def make_case(name: str, folder: Path) -> Case:
         msg = f"{path}: not found (the real datasets of ../shared/data; --cases leaves one out)"
         raise BenchError(msg)
     if name == "baron":
-        return Case(name, [path], "source_file")
+        labels = ad.read_h5ad(path, backed="r").obs["assigned_cluster"].astype(str).to_numpy()
+        return Case(name, [path], "source_file", rare=rare_rows(labels))
     wells = ad.read_h5ad(path, backed="r").obs["cell_number"].to_numpy(dtype=float)
     truth = np.where(wells == 2, 1, np.where(wells == 1, 0, -1)).astype(np.int8)
     return Case(name, [path], "source_file", {path: truth}, {}, "sorted 2 cells")
+
+
+def rare_rows(labels: np.ndarray) -> np.ndarray:
+    """Rows of the rare real types: 5 cells or more, under 1 % of the cells (the planted
+    corpus's pDC and ILC, Baron's five types of 6-14 cells). No tool should call them."""
+    names, counts = np.unique(labels[labels != ""], return_counts=True)
+    rare = names[(counts >= RARE_MIN) & (counts < RARE_SHARE * len(labels))]
+    return np.flatnonzero(np.isin(labels, rare))
 
 
 def check_peer(peer: str) -> str:
@@ -267,6 +281,9 @@ def measure(case: Case, ours: dict[str, Any], peers: dict[str, dict[str, Any]]) 
     for name, tool in tools.items():
         called = tool["called"]
         row: dict[str, Any] = {"called": int(called.sum()), "rate": float(called.mean())}
+        if case.rare is not None:
+            row["rare_cells"] = len(case.rare)
+            row["rare_called"] = int(called[case.rare].sum())
         if truth is not None and (truth == 0).any():
             row["singlets"] = int((truth == 0).sum())
             row["singlets_flagged"] = int(called[truth == 0].sum())
@@ -299,8 +316,8 @@ def fraction(n: int, of: int) -> str:
 def tables(results: dict[str, Any]) -> str:
     lines = [
         "| input | cells | tool | called | doublets caught | singlets flagged |"
-        " singlets flagged at the other's recall | AUROC | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " singlets flagged at the other's recall | rare-type cells called | AUROC | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case, res in results.items():
         for name, row in res["tools"].items():
@@ -313,6 +330,7 @@ def tables(results: dict[str, Any]) -> str:
             at = row.get("at_other_recall")
             matched = f"{at['singlets_flagged']} ({at['caught']} caught)" if at else "–"
             auc = f"{row['auroc']:.3f}" if "auroc" in row else "–"
+            rare = f"{row['rare_called']} / {row['rare_cells']}" if "rare_cells" in row else "–"
             secs = (
                 f"{row['seconds_doublets']:.2f} ({row['seconds_steps']:.2f} with PCA and kNN)"
                 if "seconds_doublets" in row
@@ -320,7 +338,7 @@ def tables(results: dict[str, Any]) -> str:
             )
             lines.append(
                 f"| {case} | {res['n_cells']} | {name} | {fraction(row['called'], res['n_cells'])}"
-                f" | {caught} | {flagged} | {matched} | {auc} | {secs} |"
+                f" | {caught} | {flagged} | {matched} | {rare} | {auc} | {secs} |"
             )
     lines += [
         "",
