@@ -176,6 +176,21 @@ def nearest_distance(
     return dist
 
 
+def stored_rows(index: Any, x: NDArray[np.float32], rows: NDArray[np.int64]) -> NDArray[np.float32]:
+    """``x[rows]``: copied out of ``index`` where it holds the vectors as they were added (flat
+    and IVF-flat indexes on the CPU), else read from ``x`` a block at a time."""
+    import faiss
+
+    found = faiss.downcast_index(index)
+    if isinstance(found, faiss.IndexIVFFlat):
+        if found.direct_map.no():
+            found.make_direct_map()
+    elif not isinstance(found, faiss.IndexFlat):
+        return spill.take(x, rows)
+    out: NDArray[np.float32] = found.reconstruct_batch(rows)
+    return out
+
+
 def write_index(index: Any, path: str | os.PathLike[str]) -> None:
     """Save ``index`` (a GPU index is copied back to the CPU first)."""
     import faiss

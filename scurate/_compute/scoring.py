@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from scurate import _core
 from scurate import _heap as heap
 from scurate._compute.dedup import MIN_GENES, find_exact_duplicates
-from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
+from scurate._compute.faiss_index import SEARCH_CHUNK, build_index, stored_rows
 from scurate._compute.graph import PoolGraph, nearest_others
 from scurate._compute.qc import QcValues, doublet_scores
 from scurate._compute.reference import Reference
@@ -96,21 +96,6 @@ def exact_d2(
         relabel = np.where(block >= 0, len(queries) + np.searchsorted(listed, block), -1)
         out[lo : lo + len(block)] = _core.row_sq_dists(local, relabel, 0)
         spill.release()
-    return out
-
-
-def stored_rows(index: Any, x: NDArray[np.float32], rows: NDArray[np.int64]) -> NDArray[np.float32]:
-    """``x[rows]``: copied out of ``index`` where it holds the vectors as they were added (flat
-    and IVF-flat indexes on the CPU), else read from ``x`` a block at a time."""
-    import faiss
-
-    found = faiss.downcast_index(index)
-    if isinstance(found, faiss.IndexIVFFlat):
-        if found.direct_map.no():
-            found.make_direct_map()
-    elif not isinstance(found, faiss.IndexFlat):
-        return spill.take(x, rows)
-    out: NDArray[np.float32] = found.reconstruct_batch(rows)
     return out
 
 
