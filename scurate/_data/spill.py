@@ -13,7 +13,8 @@ drops them (they stay in the kernel's page cache, so reading them again is cheap
 
 The file lives in the system's temporary folder (``TMPDIR``, as :mod:`tempfile` finds it; set it
 where there is room for the embedding and the lists: about 400 bytes a cell at 50 dimensions)
-and is unlinked as soon as it is mapped: nothing is left behind, even by a killed run. Smaller
+and is unlinked as soon as it is mapped (a run killed while an array is still being built can
+leave that one file behind). Smaller
 arrays stay in memory, so small runs and tests never touch the disk unless a test lowers
 :data:`SPILL_BYTES`.
 """
@@ -85,7 +86,6 @@ class Builder:
                 " set TMPDIR to a folder with room"
             )
             raise InputError(msg) from exc
-        self._fill = fill
 
     def put(self, start: int, block: NDArray[Any]) -> None:
         """Rows ``start ... start + len(block) - 1``."""
