@@ -12,6 +12,8 @@ import polars as pl
 import pytest
 import scurate
 from polars.testing import assert_frame_equal
+from scurate._data import spill
+from scurate._engine.cache import WorkDir
 from scurate.cli import app
 from typer.testing import CliRunner
 
@@ -49,6 +51,31 @@ def test_a_second_select_reuses_the_pool_and_selects_the_same(
     assert_frame_equal(
         strata.manifest, scurate.select(two_labs, 30, seed=2, strata="dataset_id").manifest
     )
+
+
+def test_a_pool_on_disk_is_stored_and_reused_mapped(
+    two_labs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every large array spilled, the entry is written block by block and read back
+    mapped, and the selection from it equals one computed in memory without a work dir."""
+    plain = scurate.select(two_labs, 50, seed=3, policy="facility").manifest
+    monkeypatch.setattr(spill, "SPILL_BYTES", 0)
+    work = tmp_path / "work"
+    first = scurate.select(two_labs, 50, seed=3, policy="facility", work_dir=work)
+    (entry,) = entries(work)
+    assert sorted(p.name for p in (entry / "arrays").glob("*.npy")) >= [
+        "density.npy",
+        "exact_dup_of.npy",
+        "graph_dist.npy",
+        "graph_rows.npy",
+    ]
+    stored = WorkDir(work).load(entry.name.removeprefix("pool-"))
+    assert stored is not None
+    assert spill.spilled(stored["embedding"]) and spill.spilled(stored["arrays"]["graph_rows"])
+    again = scurate.select(two_labs, 50, seed=3, policy="facility", work_dir=work)
+    assert again.report["work_dir"]["reused"] is True
+    assert_frame_equal(first.manifest, plain)
+    assert_frame_equal(again.manifest, plain)
 
 
 def test_a_changed_input_or_option_computes_again(two_labs: list[Path], tmp_path: Path) -> None:

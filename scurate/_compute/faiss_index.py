@@ -86,9 +86,35 @@ def flat_index(base: NDArray[np.float32]) -> Any:
 
 def _add(index: Any, x: NDArray[np.float32]) -> None:
     """Add ``x`` a block at a time: a mapped embedding's pages are dropped after each block
-    (:mod:`scurate._data.spill`), and FAISS adds in blocks of its own anyway."""
-    for _, block in spill.blocks(x):
-        index.add(block)
+    (:mod:`scurate._data.spill`), and FAISS adds in blocks of its own anyway.
+
+    An inverted-file index (not behind a transform) gets each list's room made first: every
+    row is assigned to its list once, each list's vectors reserved at its final length, and
+    the rows added with those assignments (``add_core``, the lists ``add`` itself would find).
+    Grown block by block, FAISS's lists over-allocate by half on average (measured: 0.63 GB
+    held for 0.40 GB of vectors, 2M rows x 50 dims), which at ten million cells is a gigabyte
+    more than the vectors themselves."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    own = None if ivf is None or ivf is not index else ivf.invlists
+    lists = None if own is None else faiss.downcast_InvertedLists(own)
+    if ivf is None or not isinstance(lists, faiss.ArrayInvertedLists):
+        for _, block in spill.blocks(x):
+            index.add(block)
+        return
+    assigned = np.empty(len(x), dtype=np.int64)
+    for start, block in spill.blocks(x):
+        assigned[start : start + len(block)] = ivf.quantizer.assign(block, 1).ravel()
+    sizes = np.bincount(assigned, minlength=ivf.nlist)
+    for number in np.flatnonzero(sizes):
+        now = int(lists.list_size(int(number)))
+        lists.resize(int(number), now + int(sizes[number]))  # reserves the final length...
+        lists.resize(int(number), now)  # ...and keeps it as capacity
+    for start, block in spill.blocks(x):
+        rows = np.ascontiguousarray(block, dtype=np.float32)
+        where = np.ascontiguousarray(assigned[start : start + len(rows)])
+        ivf.add_core(len(rows), faiss.swig_ptr(rows), None, faiss.swig_ptr(where))
 
 
 def build_index(

@@ -67,7 +67,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
-from scurate._data import id_table
+from scurate._data import id_table, spill
 from scurate._data.genes import gene_keys
 from scurate._data.sources import GeneTable, Source, read_rows
 from scurate.errors import OptionError
@@ -519,6 +519,7 @@ def doublet_scores(
         adapted += int((real < k).sum())
         inside = _count_within(q, sim, sim_index, radius, wide)
         scores[rows] = _ratio(inside, real)
+        spill.release()  # a mapped embedding's pages: one block resident at a time
     sim_scores = np.empty(n_sim, dtype=np.float32)
     for lo in range(0, n_sim, DOUBLET_CHUNK):
         q = sim[lo : lo + DOUBLET_CHUNK]
@@ -530,6 +531,7 @@ def doublet_scores(
         sim_labels[sim_labels == own] = -1  # a simulated doublet is not its own neighbour
         radius, real = own_radius(real_d2)
         sim_scores[lo : lo + len(q)] = _ratio(_count_inside(q, sim, d2, sim_labels, radius), real)
+        spill.release()
     threshold, set_by = auto_threshold(scores, sim_scores)
     info = {
         "method": (

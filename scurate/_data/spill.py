@@ -13,15 +13,13 @@ drops them (they stay in the kernel's page cache, so reading them again is cheap
 
 The file lives in the system's temporary folder (``TMPDIR``, as :mod:`tempfile` finds it; set it
 where there is room for the embedding and the lists: about 400 bytes a cell at 50 dimensions)
-and is unlinked as soon as it is mapped (a run killed while an array is still being built can
-leave that one file behind). Smaller
-arrays stay in memory, so small runs and tests never touch the disk unless a test lowers
-:data:`SPILL_BYTES`.
+and is unlinked as soon as it is made: only the open descriptor and then the map keep it, so a
+run that is killed leaves nothing behind. Smaller arrays stay in memory, so small runs and tests
+never touch the disk unless a test lowers :data:`SPILL_BYTES`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import tempfile
@@ -69,7 +67,6 @@ class Builder:
         self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self._array: NDArray[Any] | None = None
         self._fd = -1
-        self._path = ""
         if not self.on_disk:
             self._array = np.empty(self.shape, dtype=self.dtype)
             if fill is not None:
@@ -77,7 +74,8 @@ class Builder:
             return
         folder = tempfile.gettempdir()
         try:
-            self._fd, self._path = tempfile.mkstemp(prefix="scurate-", suffix=".bin", dir=folder)
+            self._fd, path = tempfile.mkstemp(prefix="scurate-", suffix=".bin", dir=folder)
+            os.unlink(path)  # the descriptor keeps the file; nothing is left if the run dies
             os.ftruncate(self._fd, nbytes)
         except OSError as exc:
             self.close()
@@ -105,9 +103,10 @@ class Builder:
             out, self._array = self._array, None
             return out
         try:
-            mapped: np.memmap[Any, Any] = np.memmap(
-                self._path, dtype=self.dtype, mode="r", shape=self.shape
-            )
+            with os.fdopen(os.dup(self._fd), "rb") as file:
+                mapped: np.memmap[Any, Any] = np.memmap(
+                    file, dtype=self.dtype, mode="r", shape=self.shape
+                )
         finally:
             self.close()
         handle = getattr(mapped, "_mmap", None)
@@ -116,14 +115,10 @@ class Builder:
         return mapped
 
     def close(self) -> None:
-        """Remove the file (a map made of it lives on until it is dropped)."""
+        """Let go of the file (a map made of it lives on until it is dropped)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        if self._path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path)
-            self._path = ""
 
     def __del__(self) -> None:
         self.close()
@@ -140,6 +135,31 @@ def to_disk(values: NDArray[Any], *, spill: bool | None = None) -> NDArray[Any]:
     for start in range(0, len(values), BLOCK_ROWS):
         builder.put(start, values[start : start + BLOCK_ROWS])
     return builder.done()
+
+
+def track(values: NDArray[Any]) -> NDArray[Any]:
+    """``values`` (an array mapped from a file elsewhere, e.g. ``np.load(..., mmap_mode="r")``)
+    with its map's pages released by :func:`release` like the maps made here."""
+    while values is not None and not isinstance(values, np.memmap):
+        values = getattr(values, "base", None)  # type: ignore[assignment]
+    handle = getattr(values, "_mmap", None)
+    if handle is not None:
+        _MAPS.append(weakref.ref(handle))
+    return values
+
+
+def save_npy(values: NDArray[Any], path: str | os.PathLike[str]) -> None:
+    """Write ``values`` to ``path`` as a ``.npy`` file a block at a time (``np.save`` reads a
+    mapped array whole, so every page of it would be resident at once)."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(values.dtype),
+        "fortran_order": False,
+        "shape": values.shape,
+    }
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_2_0(file, header)
+        for _, block in blocks(values):
+            file.write(np.ascontiguousarray(block).data)
 
 
 def release() -> None:

@@ -10,7 +10,10 @@ file's identity) and ``--set`` are kept in the entry's meta instead: where they 
 are harmonized again and the stored scores reused (``scurate._engine.stages``).
 
 An entry is a folder ``pool-<key>`` holding the pool's manifest, its embedding
-(``embedding.npy``, memory-mapped when read), the scores and ``meta.json``; it is written under
+(``embedding.npy``), one ``.npy`` per score array under ``arrays/`` and ``meta.json``. Arrays
+are written a block at a time and read back memory-mapped where they are large (the embedding,
+the neighbour graph: :mod:`scurate._data.spill` gives their pages back as they are read), so
+neither storing nor reusing a ten-million-cell pool holds them whole. It is written under
 a hidden temporary name and renamed, so a run killed while writing leaves nothing that is read
 as complete. An entry that cannot be read is computed again, with a warning.
 """
@@ -29,12 +32,13 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from scurate._data import atomic
+from scurate._data import atomic, spill
 from scurate._data.manifest import collect_lean
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3  # bump when what a pool holds changes within a version (3: the neighbour graph)
+# bump when what a pool holds changes within a version (3: the neighbour graph; 4: arrays/*.npy)
+FORMAT = 4
 ENTRY = "pool-"
 
 
@@ -75,12 +79,13 @@ class WorkDir:
             return None
         try:
             meta = json.loads((entry / "meta.json").read_text())
-            with np.load(entry / "arrays.npz", allow_pickle=False) as z:
-                arrays = {name: z[name] for name in z.files}
+            arrays = {p.stem: _read(p) for p in sorted((entry / "arrays").glob("*.npy"))}
+            if "exact_dup_of" not in arrays:
+                raise KeyError("arrays/exact_dup_of.npy")
             return {
                 "meta": meta,
                 "manifest": collect_lean(pl.scan_parquet(entry / "manifest.parquet")),
-                "embedding": np.load(entry / "embedding.npy", mmap_mode="r", allow_pickle=False),
+                "embedding": _read(entry / "embedding.npy", mapped=True),
                 "arrays": arrays,
             }
         except (OSError, ValueError, KeyError, pl.exceptions.PolarsError) as exc:
@@ -103,8 +108,10 @@ class WorkDir:
             with atomic.atomic(entry, unique=True) as tmp:
                 tmp.mkdir()
                 manifest.write_parquet(tmp / "manifest.parquet")
-                np.save(tmp / "embedding.npy", np.ascontiguousarray(embedding))
-                np.savez(tmp / "arrays.npz", **dict(arrays))  # type: ignore[arg-type]
+                spill.save_npy(embedding, tmp / "embedding.npy")
+                (tmp / "arrays").mkdir()
+                for name, values in arrays.items():
+                    spill.save_npy(values, tmp / "arrays" / f"{name}.npy")
                 atomic.write_json(dict(meta), tmp / "meta.json")  # last: the entry is complete
         except OSError as exc:
             log.warning("cannot store the scored pool in %s (%s)", self.folder, exc)
@@ -143,6 +150,15 @@ class WorkDir:
         for path in doomed:
             atomic.remove(path)
         return len(doomed), freed
+
+
+def _read(path: Path, *, mapped: bool = False) -> NDArray[Any]:
+    """A stored array: mapped where it is ``mapped`` or large, else read into memory (the small
+    per-cell columns, which later stages may write to)."""
+    values: NDArray[Any] = np.load(path, mmap_mode="r", allow_pickle=False)
+    if mapped or values.nbytes >= spill.SPILL_BYTES:
+        return spill.track(values)
+    return np.array(values)
 
 
 def _size(path: Path) -> int:
