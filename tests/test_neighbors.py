@@ -45,7 +45,9 @@ def test_ivf_search_finds_nearly_all_true_neighbours() -> None:
     assert recall > 0.95
 
 
-def test_ivf_lists_made_to_size_hold_what_a_plain_add_holds() -> None:
+def test_ivf_lists_made_to_size_hold_what_a_plain_add_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """build_index reserves each inverted list at its final length and adds with the lists it
     assigned (add_core); the index must equal one grown by FAISS's own add."""
     import faiss
@@ -58,7 +60,17 @@ def test_ivf_lists_made_to_size_hold_what_a_plain_add_holds() -> None:
 
     rng = np.random.default_rng(2)
     x = (rng.normal(size=(70_000, 6)) + rng.integers(0, 5, size=(70_000, 1)) * 4).astype(np.float32)
+    added_with_lists: list[int] = []
+    add_core = faiss.IndexIVFFlat.add_core
+
+    def counted(self: object, n: int, *rest: object) -> None:
+        added_with_lists.append(n)
+        add_core(self, n, *rest)
+
+    monkeypatch.setattr(faiss.IndexIVFFlat, "add_core", counted)
     built, _ = build_index(x, factory="IVF32,Flat")
+    monkeypatch.undo()
+    assert sum(added_with_lists) == len(x)  # the lists were made to size, then filled
     plain = faiss.index_factory(6, "IVF32,Flat", faiss.METRIC_L2)
     faiss.extract_index_ivf(plain).cp.niter = KMEANS_ITERATIONS
     plain.train(x[even_rows(len(x), TRAIN_PER_LIST * 32)])

@@ -96,8 +96,8 @@ def _add(index: Any, x: NDArray[np.float32]) -> None:
     more than the vectors themselves."""
     import faiss
 
-    ivf = faiss.try_extract_index_ivf(index)
-    own = None if ivf is None or ivf is not index else ivf.invlists
+    ivf = index if isinstance(index, faiss.IndexIVF) else None  # not one behind a transform
+    own = None if ivf is None else ivf.invlists
     lists = None if own is None else faiss.downcast_InvertedLists(own)
     if ivf is None or not isinstance(lists, faiss.ArrayInvertedLists):
         for _, block in spill.blocks(x):
