@@ -341,6 +341,51 @@ std::tuple<py::array_t<int64_t>, py::array_t<int32_t>, py::array_t<float>> cover
     return {indptr, indices, values};
 }
 
+void covering_count_block(const py::array& near, int64_t first, const py::array& counts) {
+    auto nb = expect<int32_t>(near, "near", 2);
+    auto ct = expect<int64_t>(counts, "counts", 1);
+    const int64_t n = ct.shape(0) - 1, rows = nb.shape(0), k = nb.shape(1);
+    if (n < 0 || first < 0 || first + rows > n)
+        throw py::value_error("near: rows " + std::to_string(first) + ".." +
+                              std::to_string(first + rows - 1) + " are not cells of counts");
+    int64_t* out = ct.mutable_data();
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::covering_count_block(nb.data(), first, rows, n, k, out);
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+}
+
+void covering_fill_block(const py::array& near, const py::array& sim, int64_t first,
+                         const py::array& indptr, const py::array& next, const py::array& indices,
+                         const py::array& values) {
+    auto nb = expect<int32_t>(near, "near", 2);
+    auto sv = expect<float>(sim, "sim", 2);
+    auto ptr = expect<int64_t>(indptr, "indptr", 1);
+    auto nx = expect<int64_t>(next, "next", 1);
+    auto idx = expect<int32_t>(indices, "indices", 1);
+    auto val = expect<float>(values, "values", 1);
+    const int64_t n = ptr.shape(0) - 1, rows = nb.shape(0), k = nb.shape(1);
+    if (sv.shape(0) != rows || sv.shape(1) != k)
+        throw py::value_error("near and sim: expected the same shape");
+    if (n < 0 || nx.shape(0) != n || first < 0 || first + rows > n)
+        throw py::value_error("near: rows " + std::to_string(first) + ".." +
+                              std::to_string(first + rows - 1) + " are not cells of indptr");
+    if (idx.shape(0) != ptr.at(n) || val.shape(0) != ptr.at(n))
+        throw py::value_error("indices and values: expected indptr[-1] entries each");
+    int64_t* cursor = nx.mutable_data();
+    int32_t* out_idx = idx.mutable_data();
+    float* out_val = val.mutable_data();
+    scurate::Status st;
+    {
+        py::gil_scoped_release nogil;
+        st = scurate::covering_fill_block(nb.data(), sv.data(), first, rows, n, k, ptr.data(),
+                                          cursor, out_idx, out_val);
+    }
+    if (!st.ok()) throw py::value_error(st.message());
+}
+
 std::pair<py::array_t<int64_t>, int64_t> grid_boxes(const py::array& x, double unit) {
     auto emb = expect<float>(x, "x", 2);
     py::array_t<int64_t> box(emb.shape(0));
@@ -383,6 +428,14 @@ and sim(i, j) (float32, finite, >= 0). Returns (order, objective): the picks in 
 F = sum_i max_{j picked} sim(i, j) after each pick. sample = 0 (or >= n_rows): exact lazy
 greedy, ties to the lowest row. sample > 0: stochastic greedy, each pick the best of
 ``sample`` candidates not yet picked, drawn from a stream seeded by ``seed``.)doc");
+    m.def(
+        "covering_count_block", &covering_count_block, py::arg("near"), py::arg("first"),
+        py::arg("counts"),
+        R"doc(Add the block's entries (cells first.., rows of near) to counts (n + 1, int64).)doc");
+    m.def(
+        "covering_fill_block", &covering_fill_block, py::arg("near"), py::arg("sim"),
+        py::arg("first"), py::arg("indptr"), py::arg("next"), py::arg("indices"), py::arg("values"),
+        R"doc(Write the block's entries (cells first..) at next (advanced), as covering_graph.)doc");
     m.def("covering_graph", &covering_graph, py::arg("near"), py::arg("sim"),
           R"doc(Facility location's graph by candidate from each cell's neighbour list.
 

@@ -44,6 +44,18 @@ def facility_location(
 def covering_graph(
     near: NDArray[np.int32], sim: NDArray[np.float32]
 ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.float32]]: ...
+def covering_count_block(
+    near: NDArray[np.int32], first: int, counts: NDArray[np.int64]
+) -> None: ...
+def covering_fill_block(
+    near: NDArray[np.int32],
+    sim: NDArray[np.float32],
+    first: int,
+    indptr: NDArray[np.int64],
+    next: NDArray[np.int64],
+    indices: NDArray[np.int32],
+    values: NDArray[np.float32],
+) -> None: ...
 def grid_boxes(x: NDArray[np.float32], unit: float) -> tuple[NDArray[np.int64], int]: ...
 def grid_covering(
     x: NDArray[np.float32], target: int, *, alpha: float = 0.1, max_iter: int = 100

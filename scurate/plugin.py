@@ -28,6 +28,13 @@ Policies (``scurate_register_policies``)
     grid_covering
         Native plaid-grid covering (geometric sketching): each row's box, the number of boxes
         and the box side, for about ``target`` boxes.
+    blocks(values, rows=65536)
+        ``(start, values[start:start + rows])`` over a per-cell array; where it is mapped
+        from disk (large neighbour lists at millions of cells, see ``neighbor_graph``), each
+        block's pages are given back when the next is read.
+    ArrayBuilder(shape, dtype)
+        A per-cell array filled by row blocks (``put(start, block)``, then ``done()``): in a
+        temporary file under ``TMPDIR`` when it is large, read back as a read-only map.
 
 Harmonizers (``scurate_register_harmonizers``)
     HarmonizeContext
@@ -114,6 +121,8 @@ from scurate._data.harmonization.fields import (  # the canonical columns a harm
 )
 from scurate._data.manifest import ONTOLOGY_FIELDS
 from scurate._data.sources import GeneTable, ReadOptions, Source
+from scurate._data.spill import Builder as ArrayBuilder
+from scurate._data.spill import blocks
 from scurate._engine.context import SelectionContext
 from scurate._plugins.hookspecs import Register, hookimpl
 from scurate.errors import InputError, OptionError, PluginError, ScurateError
@@ -124,6 +133,7 @@ __all__ = [
     "INDEX_COLUMN",
     "ONTOLOGY_FIELDS",
     "OUTPUT_COLUMNS",
+    "ArrayBuilder",
     "Embedding",
     "FieldRecord",
     "GeneTable",
@@ -138,6 +148,7 @@ __all__ = [
     "SelectionContext",
     "Source",
     "ZarrSource",
+    "blocks",
     "clean_text",
     "covering_graph",
     "covering_radius",

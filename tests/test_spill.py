@@ -10,6 +10,7 @@ import pytest
 import scurate
 from polars.testing import assert_frame_equal
 from scurate._compute.faiss_index import build_index
+from scurate._compute.kernels import covering_graph
 from scurate._compute.scoring import exact_d2, neighbour_scores
 from scurate._data import spill
 from scurate.errors import InputError
@@ -90,3 +91,21 @@ def test_neighbour_scores_and_selection_are_the_same_on_disk(
     kcenter = scurate.select(two_labs, 60, seed=4, policy="kcenter").manifest
     monkeypatch.setattr(spill, "SPILL_BYTES", 0)
     assert_frame_equal(scurate.select(two_labs, 60, seed=4, policy="kcenter").manifest, kcenter)
+
+
+def test_covering_graph_from_maps_equals_the_one_in_memory() -> None:
+    """Lists mapped from disk are read a block at a time (native count and fill per block);
+    the graph is the one built from the whole lists in memory."""
+    rng = np.random.default_rng(5)
+    n, k = 150_000, 6  # more than two blocks of spill.BLOCK_ROWS
+    near = rng.integers(0, n, size=(n, k)).astype(np.int32)
+    near[rng.random((n, k)) < 0.1] = -1
+    sim = rng.random((n, k)).astype(np.float32)
+    want = covering_graph(near, sim)
+    got = covering_graph(spill.to_disk(near, spill=True), spill.to_disk(sim, spill=True))
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    bad = near.copy()
+    bad[100_000, 2] = n  # a row outside the pool, in the second block
+    with pytest.raises(ValueError, match=r"near\[100000, 2\]"):
+        covering_graph(spill.to_disk(bad, spill=True), spill.to_disk(sim, spill=True))

@@ -221,35 +221,39 @@ Status outside(int64_t i, int64_t c, int32_t j, int64_t n) {
 }
 }  // namespace
 
-Status covering_counts(const int32_t* near, int64_t n, int64_t k, int64_t* indptr) {
+Status covering_count_block(const int32_t* near, int64_t first, int64_t rows, int64_t n, int64_t k,
+                            int64_t* counts) {
     if (n >= (int64_t{1} << 31))
         return Status::error("near: " + std::to_string(n) + " cells do not fit int32 rows");
-    std::fill(indptr, indptr + n + 1, int64_t{0});
-    for (int64_t i = 0; i < n; ++i) {
-        ++indptr[i + 1];  // the cell itself
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t i = first + r;
+        ++counts[i + 1];  // the cell itself
         for (int64_t c = 0; c < k; ++c) {
-            const int32_t j = near[i * k + c];
+            const int32_t j = near[r * k + c];
             if (j == -1) continue;
             if (j < 0 || j >= n) return outside(i, c, j, n);
-            ++indptr[static_cast<int64_t>(j) + 1];
+            ++counts[static_cast<int64_t>(j) + 1];
         }
     }
-    for (int64_t j = 0; j < n; ++j) indptr[j + 1] += indptr[j];
     return Status();
 }
 
-Status covering_fill(const int32_t* near, const float* sim, int64_t n, int64_t k,
-                     const int64_t* indptr, int32_t* indices, float* values) {
-    std::vector<int64_t> next(indptr, indptr + n);  // where each row's next entry goes
-    for (int64_t i = 0; i < n; ++i) {  // cells in order: each row fills in increasing cell order
+Status covering_fill_block(const int32_t* near, const float* sim, int64_t first, int64_t rows,
+                           int64_t n, int64_t k, const int64_t* indptr, int64_t* next,
+                           int32_t* indices, float* values) {
+    for (int64_t r = 0; r < rows; ++r) {  // cells in order: each row fills in increasing order
+        const int64_t i = first + r;
         int64_t& own = next[i];
+        if (own >= indptr[i + 1])
+            return Status::error("near: row " + std::to_string(i) +
+                                 " appears more often than covering_counts counted");
         indices[own] = static_cast<int32_t>(i);
         values[own++] = 1.0f;
         for (int64_t c = 0; c < k; ++c) {
-            const int32_t j = near[i * k + c];
+            const int32_t j = near[r * k + c];
             if (j == -1) continue;
             if (j < 0 || j >= n) return outside(i, c, j, n);
-            const float s = sim[i * k + c];
+            const float s = sim[r * k + c];
             if (!std::isfinite(s) || s < 0.0f)
                 return Status::error("sim[" + std::to_string(i) + ", " + std::to_string(c) +
                                      "] = " + std::to_string(s) + ": expected finite and >= 0");
@@ -262,6 +266,20 @@ Status covering_fill(const int32_t* near, const float* sim, int64_t n, int64_t k
         }
     }
     return Status();
+}
+
+Status covering_counts(const int32_t* near, int64_t n, int64_t k, int64_t* indptr) {
+    std::fill(indptr, indptr + n + 1, int64_t{0});
+    Status st = covering_count_block(near, 0, n, n, k, indptr);
+    if (!st.ok()) return st;
+    for (int64_t j = 0; j < n; ++j) indptr[j + 1] += indptr[j];
+    return Status();
+}
+
+Status covering_fill(const int32_t* near, const float* sim, int64_t n, int64_t k,
+                     const int64_t* indptr, int32_t* indices, float* values) {
+    std::vector<int64_t> next(indptr, indptr + n);  // where each row's next entry goes
+    return covering_fill_block(near, sim, 0, n, n, k, indptr, next.data(), indices, values);
 }
 
 }  // namespace scurate

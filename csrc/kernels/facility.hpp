@@ -45,4 +45,15 @@ Status covering_counts(const int32_t* near, int64_t n, int64_t k, int64_t* indpt
 Status covering_fill(const int32_t* near, const float* sim, int64_t n, int64_t k,
                      const int64_t* indptr, int32_t* indices, float* values);
 
+// The same a block of cells at a time, for lists too large to hold whole: rows first ..
+// first + rows - 1 of `near`/`sim` (the block's own rows, k wide). covering_count_block adds
+// the block's entries to `counts` (n + 1 entries, zeroed by the caller, prefix-summed by the
+// caller after the last block); covering_fill_block writes them at `next` (n entries, a copy
+// of indptr's first n the caller keeps between blocks). Blocks must come in cell order.
+Status covering_count_block(const int32_t* near, int64_t first, int64_t rows, int64_t n, int64_t k,
+                            int64_t* counts);
+Status covering_fill_block(const int32_t* near, const float* sim, int64_t first, int64_t rows,
+                           int64_t n, int64_t k, const int64_t* indptr, int64_t* next,
+                           int32_t* indices, float* values);
+
 }  // namespace scurate

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from scurate import SelectionContext, farthest_first
-from scurate.plugin import covering_graph, greedy_facility_location
+from scurate.plugin import ArrayBuilder, blocks, covering_graph, greedy_facility_location
 
 from .params import non_negative, number
 
@@ -39,23 +39,27 @@ def knn_similarity(
     if k == 0:
         return sp.identity(n, dtype=np.float32, format="csr"), 1.0
     # from scoring's search where it reaches k; -1 where a listed neighbour is set aside
+    # (on disk where they are large: read a block at a time, see scurate.plugin.blocks)
     dist, rows = ctx.neighbor_graph(k, dtype=np.int32)
-    listed = (rows >= 0).sum(axis=1)
-    ctx.info["short_lists"] = int((listed < k).sum())  # neighbours set aside
-    del listed
+    short = 0
+    kth = np.empty(n, dtype=np.float32)
+    for start, block in blocks(rows, SIM_CHUNK):
+        short += int(((block >= 0).sum(axis=1) < k).sum())  # neighbours set aside
+        listed = np.where(block >= 0, dist[start : start + len(block)], -np.inf)
+        kth[start : start + len(block)] = listed.max(axis=1)
+    ctx.info["short_lists"] = short
     if sigma is None:
-        kth = np.where(rows >= 0, dist, -np.inf).max(axis=1)
         positive = kth[np.isfinite(kth) & (kth > 0)]
         sigma = float(np.median(positive)) if positive.size else 1.0
-        del kth, positive
-    sim = np.empty(dist.shape, dtype=np.float32)
-    for start in range(0, n, SIM_CHUNK):  # float64 temporaries a chunk at a time
-        part = dist[start : start + SIM_CHUNK].astype(np.float64)
-        sim[start : start + SIM_CHUNK] = np.exp(-((part / sigma) ** 2))
+        del positive
+    del kth
+    sim = ArrayBuilder(dist.shape, np.float32)
+    for start, part in blocks(dist, SIM_CHUNK):  # float64 temporaries a chunk at a time
+        sim.put(start, np.exp(-((part.astype(np.float64) / sigma) ** 2)))
     del dist  # inf past a list's end gives 0, an entry covering_graph skips anyway
     # row j of the graph lists the cells j covers, in increasing order: cell i under itself
     # (sim 1) and under each of its neighbours j (native: two passes, no sort, int32 indices)
-    indptr, indices, data = covering_graph(rows, sim)
+    indptr, indices, data = covering_graph(rows, sim.done())
     del rows, sim
     if indptr[-1] < np.iinfo(np.int32).max:  # else scipy would copy the indices to int64
         indptr = indptr.astype(np.int32)

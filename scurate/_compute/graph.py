@@ -56,27 +56,28 @@ class PoolGraph:
         if not 0 <= k <= self.width:
             msg = f"k: the pool's lists hold {self.width} neighbours, {k} asked"
             raise ValueError(msg)
+        # the lists are built by blocks, on disk where they are large (scurate._data.spill)
+        n = self.rows.shape[0] if self.cells is None else len(self.cells)
+        dist = spill.Builder((n, k), np.float32)
+        near = spill.Builder((n, k), dtype)
         if self.cells is None:
-            dist = np.empty((self.rows.shape[0], k), dtype=np.float32)
-            near = np.empty((self.rows.shape[0], k), dtype=dtype)
             for start, rows in spill.blocks(self.rows, CHUNK):  # lists mapped from disk: a
-                near[start : start + len(rows)] = rows[:, :k]  # block's pages at a time
-                dist[start : start + len(rows)] = self.dist[start : start + len(rows), :k]
-            return dist, near
+                near.put(start, rows[:, :k])  # block's pages at a time
+                dist.put(start, self.dist[start : start + len(rows), :k])
+            return dist.done(), near.done()
         position = np.full(self.rows.shape[0], -1, dtype=np.int64)
         position[self.cells] = np.arange(len(self.cells))
-        dist = np.empty((len(self.cells), k), dtype=np.float32)
-        near = np.empty((len(self.cells), k), dtype=dtype)
         for start in range(0, len(self.cells), CHUNK):  # bounded temporaries at any size
             cells = self.cells[start : start + CHUNK]
             listed = self.rows[cells]
             seen = np.where(listed >= 0, position[np.maximum(listed, 0)], -1)
             order = np.argsort(seen < 0, axis=1, kind="stable")[:, :k]  # kept first, in order
-            near[start : start + CHUNK] = np.take_along_axis(seen, order, axis=1)
+            kept = np.take_along_axis(seen, order, axis=1)
             found = np.take_along_axis(self.dist[cells], order, axis=1)
-            dist[start : start + CHUNK] = np.where(near[start : start + CHUNK] >= 0, found, np.inf)
+            near.put(start, kept)
+            dist.put(start, np.where(kept >= 0, found, np.inf))
             spill.release()
-        return dist, near
+        return dist.done(), near.done()
 
 
 def nearest_others(

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scurate import _core
+from scurate._data import spill
 
 
 def farthest_first(
@@ -144,11 +145,35 @@ def covering_graph(
     ``(indptr, indices, values)`` for :func:`greedy_facility_location`: row ``j`` lists ``j``
     itself (similarity 1) and every cell ``i`` whose list holds ``j`` (with that entry's
     similarity), in increasing order. Built in two passes over the lists, with no sort and no
-    temporary beyond the output.
+    temporary beyond the output. Lists mapped from disk (:mod:`scurate._data.spill`) are read
+    a block at a time, their pages given back after each block.
     """
-    return _core.covering_graph(
-        np.ascontiguousarray(near, dtype=np.int32), np.ascontiguousarray(sim, dtype=np.float32)
-    )
+    if not (spill.spilled(near) or spill.spilled(sim)):
+        return _core.covering_graph(
+            np.ascontiguousarray(near, dtype=np.int32), np.ascontiguousarray(sim, dtype=np.float32)
+        )
+    if near.shape != sim.shape or near.ndim != 2:
+        msg = "near and sim: expected the same shape"
+        raise ValueError(msg)
+    n = near.shape[0]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    for first, block in spill.blocks(near):
+        _core.covering_count_block(np.ascontiguousarray(block, dtype=np.int32), first, indptr)
+    np.cumsum(indptr, out=indptr)
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    values = np.empty(int(indptr[-1]), dtype=np.float32)
+    cursor = indptr[:-1].copy()
+    for first, block in spill.blocks(near):
+        _core.covering_fill_block(
+            np.ascontiguousarray(block, dtype=np.int32),
+            np.ascontiguousarray(sim[first : first + len(block)], dtype=np.float32),
+            first,
+            indptr,
+            cursor,
+            indices,
+            values,
+        )
+    return indptr, indices, values
 
 
 def grid_covering(

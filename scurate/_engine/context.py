@@ -171,6 +171,8 @@ class SelectionContext:
         the neighbours), one search of every cell (:meth:`neighbors`) finds ``k`` for each;
         ``info["neighbor_graph"]`` says which where the lists were there. Distances are
         computed again in float64 either way, so they do not change with the thread count.
+        Large lists come back as read-only maps of temporary files
+        (:mod:`scurate._data.spill`): read them a block at a time (``spill.blocks``).
         """
         if not 0 <= k < self.n_cells:
             msg = f"k: must be between 0 and {self.n_cells - 1} (the other cells), got {k}"
@@ -180,7 +182,8 @@ class SelectionContext:
                 msg = f"graph: covers {self.graph.n_cells} cells, the context {self.n_cells}"
                 raise ValueError(msg)
             dist, near = self.graph.lists(k, dtype)
-            short = float(np.mean(near[:, -1] < 0)) if k and self.n_cells else 0.0
+            short_lists = sum(int((b[:, -1] < 0).sum()) for _, b in spill.blocks(near)) if k else 0
+            short = short_lists / self.n_cells if self.n_cells else 0.0
             if short <= SHORT_LISTS:
                 self.info["neighbor_graph"] = "the pool's lists"
                 return dist, near
