@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from scurate._data.anndata_store import H5adSource
+from scurate._data.manifest import cell_ids
 from scurate._data.sources import open_sources
 from scurate.errors import InputError
 
@@ -23,6 +24,22 @@ def test_folders_are_searched_and_ids_made_unique(two_labs: list[Path], tmp_path
     assert [s.dataset_id for s in sources] == ["lab_a", "lab_a-2", "lab_b"]
     assert [s.n_obs for s in sources] == [898, 898, 700]
     assert sources[0].obs_names[0] == "a_00000"
+
+
+def test_obs_names_are_held_compactly_and_read_back_as_text(tmp_path: Path) -> None:
+    """A file's obs names are kept in numpy's variable-width strings (no Python object per
+    cell), and cell ids and the in-memory match still read them as text."""
+    names = [f"AAACCTGAGAAGGCCT-{i}" for i in range(40)] + ["ü-non-ascii", "x" * 80]
+    adata = ad.AnnData(sp.csr_matrix(np.ones((len(names), 3), dtype=np.float32)))
+    adata.obs_names = names
+    path = tmp_path / "names.h5ad"
+    adata.write_h5ad(path)
+    (source,) = open_sources([path])
+    if hasattr(np.dtypes, "StringDType"):  # numpy >= 2
+        assert source.obs_names.dtype.kind == "T"
+    assert list(source.obs_names) == names
+    ids = cell_ids("names", source.obs_names)
+    assert ids.dtype.kind == "U" and list(ids) == [f"names/{n}" for n in names]
 
 
 @pytest.mark.parametrize("layout", ["csr", "csc", "dense"])

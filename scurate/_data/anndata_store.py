@@ -41,6 +41,7 @@ from scurate._data.sources import (
     ROW_GAP,
     GeneTable,
     ReadOptions,
+    compact_strings,
     reading,
     require_obsm,
     rows_by_scan,
@@ -224,17 +225,19 @@ class AnnDataSource:
                 if part not in f:
                     msg = f"{self.path}: not {self.store.what} (no '{part}' group)"
                     raise InputError(msg)
-            self.obs_names = _index(f["obs"])
-            self.n_obs = len(self.obs_names)
+            obs_names = _index(f["obs"])
+            self.n_obs = len(obs_names)
             if self.n_obs == 0:
                 msg = f"{self.path}: has no cells"
                 raise InputError(msg)
-            names = pd.Index(self.obs_names)
+            names = pd.Index(obs_names)
             if not names.is_unique:
                 dup = names[names.duplicated()][0]
                 count = int((names == dup).sum())
                 msg = f"{self.path}: obs names are not unique ('{dup}' appears {count} times)"
                 raise InputError(msg)
+            del names
+            self.obs_names = compact_strings(obs_names)
             self._matrix, self.counts_from = self._choose_counts(f, (read or ReadOptions()))
             self.n_vars = len(_index(f[self._matrix.genes]))
         self.x_from = self._matrix.label  # the matrix read as X, counts or not

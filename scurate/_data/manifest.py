@@ -147,4 +147,14 @@ def write_manifest_to(frame: pl.DataFrame, path: Path) -> None:
 def cell_ids(dataset_id: str, obs_names: NDArray[Any]) -> NDArray[np.str_]:
     """The ``cell_id`` of each cell: ``dataset_id/obs_name`` (a numpy string array: no Python
     object per cell)."""
-    return np.char.add(f"{dataset_id}/", np.asarray(obs_names).astype(str))
+    return np.char.add(f"{dataset_id}/", as_str(obs_names))
+
+
+def as_str(values: NDArray[Any]) -> NDArray[np.str_]:
+    """Strings as a fixed-width numpy string array, from object arrays and from numpy's
+    variable-width StringDType (which cannot be cast to ``str`` without a width)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "T":
+        width = int(np.strings.str_len(values).max(initial=1))
+        return values.astype(f"U{max(width, 1)}")
+    return values.astype(str)

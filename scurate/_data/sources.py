@@ -42,7 +42,7 @@ class Source(Protocol):
     dataset_id: str
     n_obs: int
     n_vars: int
-    obs_names: NDArray[np.object_]
+    obs_names: NDArray[Any]  # strings: object, or numpy's variable-width StringDType
 
     def read_obs(self) -> pd.DataFrame: ...
     def read_genes(self) -> GeneTable: ...
@@ -59,6 +59,20 @@ class Source(Protocol):
     # ``counts_from`` names the matrix read as counts (None where X holds normalized values;
     # see :func:`counts_from`); ``uns_scalars() -> dict[str, str]`` gives the string scalars of
     # the source's uns (a harmonizer reads CELLxGENE's organism there).
+
+
+def compact_strings(values: NDArray[Any]) -> NDArray[Any]:
+    """``values`` (an array of strings) in numpy's variable-width ``StringDType`` where numpy
+    has it (2.0 and later): about 16-40 bytes a string where an object array of Python strings
+    takes 60-90, so ten million obs names hold 0.2-0.4 GB instead of 0.7 GB. Else, or where a
+    value is not a string, as they are."""
+    string_dtype = getattr(np.dtypes, "StringDType", None)
+    if string_dtype is None:
+        return values
+    try:
+        return np.asarray(values, dtype=string_dtype())
+    except (TypeError, ValueError):
+        return values
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ import polars as pl
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from scurate._data import manifest as mf
 from scurate._data.genes import common_genes
 from scurate._data.memory import AnnDataSource, is_anndata
 from scurate._data.sources import Source, read_rows
@@ -94,9 +95,7 @@ def _dataset_of(adata: Any, manifest: pl.DataFrame, sources: Sequence[Source]) -
             return source.dataset_id
     names = np.asarray(adata.obs_names).astype(str)
     for source in sources:
-        if source.n_obs == len(names) and np.array_equal(
-            np.asarray(source.obs_names).astype(str), names
-        ):
+        if source.n_obs == len(names) and np.array_equal(mf.as_str(source.obs_names), names):
             return source.dataset_id
     msg = (
         f"annotate: this AnnData ({adata.n_obs} cells) is none of the run's datasets "
