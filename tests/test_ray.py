@@ -84,6 +84,7 @@ def test_the_manifest_is_byte_identical(
 def test_score_is_the_same_on_ray(ray_cluster: None, labs: list[Path], tmp_path: Path) -> None:
     for backend in ("local", "ray"):
         args = ["score", *map(str, labs), "-o", str(tmp_path / backend), "--no-cache"]
+        args += ["--obsm-key", "X_emb"]
         res = CliRunner().invoke(app, [*args, "--backend", backend, "--json"])
         assert res.exit_code == 0, res.output
     for name in ("manifest.parquet", "neighbours.parquet"):
@@ -95,7 +96,7 @@ def test_local_and_ray_runs_share_the_work_dir(
 ) -> None:
     import json
 
-    work = ["--work-dir", str(tmp_path / "work")]
+    work = ["--work-dir", str(tmp_path / "work"), "--obsm-key", "X_emb"]
     runs = [("ray", "first"), ("local", "second"), ("ray", "third")]
     reports = []
     for backend, out in runs:
@@ -178,8 +179,10 @@ def test_a_killed_worker_is_retried(
     ray.cloudpickle.register_pickle_by_value(sys.modules["scurate_kill_once"])
     paths = write_labs(tmp_path / "in", suffix=".once")
     try:
-        local = select(paths, tmp_path / "local", "--no-cache")
-        on_ray = select(paths, tmp_path / "ray", "--no-cache", "--backend", "ray")
+        # a stored embedding: the first read of X is a hash task
+        local = select(paths, tmp_path / "local", "--no-cache", "--obsm-key", "X_emb")
+        ray_run = ["--no-cache", "--obsm-key", "X_emb", "--backend", "ray"]
+        on_ray = select(paths, tmp_path / "ray", *ray_run)
     finally:
         ray.cloudpickle.unregister_pickle_by_value(sys.modules["scurate_kill_once"])
     assert local.exit_code == 0, local.output
