@@ -104,11 +104,16 @@ def connect(backend: str, ray_address: str | None = None, *, cpus: int = 1) -> B
     if not ray.is_initialized():
         if ray_address is None:
             log.info("starting a local Ray with %d CPUs", cpus)
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(
+                num_cpus=cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
         else:
             log.info("connecting to the Ray cluster at %s", ray_address)
             try:
-                ray.init(address=ray_address, log_to_driver=False)
+                ray.init(address=ray_address, log_to_driver=False, logging_level=logging.WARNING)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 msg = f"ray_address={ray_address!r}: cannot connect ({type(exc).__name__}: {exc})"
                 raise OptionError(msg) from exc

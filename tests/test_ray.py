@@ -13,10 +13,11 @@ import anndata as ad
 import h5py
 import numpy as np
 import pytest
-from conftest import TYPES, make_adata, type_programs
-from plugin_helpers import install_plugin
 from scurate.cli import app
 from typer.testing import CliRunner
+
+from conftest import TYPES, make_adata, type_programs
+from plugin_helpers import install_plugin
 
 # Ray (2.x) warns of its own deprecations at start; they are not scurate's
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
@@ -79,6 +80,20 @@ def test_the_manifest_is_byte_identical(
     assert local.exit_code == 0, local.output
     assert on_ray.exit_code == 0, on_ray.output
     assert manifest_bytes(tmp_path / "local") == manifest_bytes(tmp_path / "ray")
+
+
+def test_the_python_api_takes_the_backend(ray_cluster: None, labs: list[Path]) -> None:
+    import scurate
+
+    def quiet(stage: str, done: int, total: int) -> None:
+        return None
+
+    runs = {
+        backend: scurate.select(labs, 40, obsm_key="X_emb", backend=backend, progress=quiet)
+        for backend in ("local", "ray")
+    }
+    assert runs["local"].manifest.equals(runs["ray"].manifest)
+    assert runs["ray"].report["parameters"]["backend"] == "ray"
 
 
 def test_score_is_the_same_on_ray(ray_cluster: None, labs: list[Path], tmp_path: Path) -> None:

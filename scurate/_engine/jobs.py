@@ -123,7 +123,7 @@ def select(
         Called as ``progress(stage, done, total)`` while the run goes.
     **options
         The fields of :class:`scurate.SelectOptions` (``policy``, ``obsm_key``, ``seed``,
-        ``params``, ``reference``, ``strata``, ``quota``, ``keep_duplicates``...).
+        ``params``, ``reference``, ``strata``, ``quota``, ``keep_duplicates``, ``backend``...).
 
     Returns
     -------
