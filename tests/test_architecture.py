@@ -89,17 +89,31 @@ def test_no_import_cycle_at_module_level() -> None:
             pytest.fail("import cycle: " + " -> ".join(cycle))
 
 
-def test_faiss_is_imported_in_one_module() -> None:
-    importing = sorted(
+def _importing(package: str) -> list[str]:
+    """The scurate modules that import ``package`` anywhere (function bodies included)."""
+    return sorted(
         name
         for name, path in _modules().items()
         if any(
-            (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "faiss" for a in n.names))
-            or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "faiss")
+            (isinstance(n, ast.Import) and any(a.name.split(".")[0] == package for a in n.names))
+            or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == package)
             for n in ast.walk(ast.parse(path.read_text()))
         )
     )
-    assert importing == ["scurate._compute.faiss_index"]
+
+
+def test_faiss_is_imported_in_one_module() -> None:
+    assert _importing("faiss") == ["scurate._compute.faiss_index"]
+
+
+def test_ray_is_imported_in_one_module() -> None:
+    # the single-machine path never depends on Ray: only the backend module imports it, lazily
+    assert _importing("ray") == ["scurate._backend"]
+    tree = ast.parse((PACKAGE / "_backend.py").read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
+    assert "ray" not in {name.split(".")[0] for name in names}
 
 
 def test_no_module_is_a_monolith() -> None:

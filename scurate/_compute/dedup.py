@@ -36,7 +36,7 @@ cells of a source with no counts, or skipped so, get none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from scurate import _backend as backend
 from scurate import _core
 from scurate._compute.qc import mito_columns
 from scurate._data.genes import GeneKeys, gene_keys, meeting_keys
@@ -132,19 +133,21 @@ def _gene_space(kind: str, per_source: Sequence[NDArray[np.object_]]) -> _Space:
     return _Space(kind, len(union), columns, measured, np.flatnonzero(shared), len(ambiguous))
 
 
+QcWrite = Callable[[int, tuple[Any, Any, Any]], None]
+
+
 def _hash_source(
     source: Source,
     gene_map: NDArray[np.int32] | None,
-    qc: tuple[CountsQc, int, NDArray[np.bool_]],
-    progress: Progress,
-    done: int,
-    total: int,
+    mito: NDArray[np.bool_],
+    write_qc: QcWrite,
+    rows_done: Callable[[int], None],
 ) -> tuple[NDArray[np.uint64], NDArray[np.uint32], int]:
-    """Hash every row on ``gene_map`` (None: QC values only) and write its QC values into
-    ``qc`` (the pool's, the source's first pool row, its mito columns)."""
+    """Hash every row on ``gene_map`` (None: QC values only) and give each chunk's QC values
+    (counts, genes, mito counts; ``mito`` marks the source's mito columns) to
+    ``write_qc(first_row, values)``, rows counted within the source."""
     hashes = np.empty(source.n_obs, dtype=np.uint64)
     nnz = np.empty(source.n_obs, dtype=np.uint32)
-    values, offset, mito = qc
     nonintegral = 0
     for start, chunk in prefetched(finite_chunks(source, source.iter_x(HASH_CHUNK_ROWS))):
         stop = start + chunk.shape[0]
@@ -154,12 +157,69 @@ def _hash_source(
             h, n, bad = _core.hash_count_rows(indptr, indices, data, gene_map)
             hashes[start:stop], nnz[start:stop] = h, n
             nonintegral += bad
-        at = slice(offset + start, offset + stop)
-        values.n_counts[at], values.n_genes[at], values.mito_counts[at] = _core.qc_rows(
-            indptr, indices, data, mito
-        )
-        progress("duplicates: hash", done + stop, total)
+        write_qc(start, _core.qc_rows(indptr, indices, data, mito))
+        rows_done(stop)
     return hashes, nnz, nonintegral
+
+
+@dataclass
+class _HashJob:
+    """One source's share of the pass, as a task gets it: the source, how its columns map onto
+    the hashed genes (None: QC values only) and which are mitochondrial."""
+
+    source: Source
+    gene_map: NDArray[np.int32] | None
+    mito: NDArray[np.bool_]
+
+
+def _hashed(job: _HashJob) -> tuple[Any, Any, int, CountsQc]:
+    """In a task: :func:`_hash_source` of one source, its QC values gathered per source."""
+    qc = CountsQc.empty(job.source.n_obs)
+
+    def write_qc(start: int, values: tuple[Any, Any, Any]) -> None:
+        stop = start + len(values[0])
+        qc.n_counts[start:stop], qc.n_genes[start:stop], qc.mito_counts[start:stop] = values
+
+    hashes, nnz, bad = _hash_source(job.source, job.gene_map, job.mito, write_qc, _no_rows)
+    return hashes, nnz, bad, qc
+
+
+def _no_rows(stop: int) -> None:
+    return None
+
+
+def _hash_all(
+    jobs: Sequence[_HashJob],
+    offsets: Sequence[int],
+    qc: CountsQc,
+    progress: Progress,
+) -> Iterator[tuple[NDArray[np.uint64], NDArray[np.uint32], int]]:
+    """:func:`_hash_source` of every job (its first pool row at ``offsets``), the QC values
+    written into the pool's ``qc``: in this process chunk by chunk, as read; on another backend
+    a task per source, written in source order as each is done."""
+    total = int(sum(j.source.n_obs for j in jobs))
+    run, done = backend.current(), 0
+    if run.in_process:
+        for job, offset in zip(jobs, offsets, strict=True):
+
+            def write_qc(start: int, values: tuple[Any, Any, Any], at: int = offset) -> None:
+                where = slice(at + start, at + start + len(values[0]))
+                qc.n_counts[where], qc.n_genes[where], qc.mito_counts[where] = values
+
+            def rows_done(stop: int, before: int = done) -> None:
+                progress("duplicates: hash", before + stop, total)
+
+            yield _hash_source(job.source, job.gene_map, job.mito, write_qc, rows_done)
+            done += job.source.n_obs
+        return
+    results = run.map(_hashed, jobs, label=lambda j: str(j.source.path))
+    for job, offset, (hashes, nnz, bad, got) in zip(jobs, offsets, results, strict=True):
+        where = slice(offset, offset + job.source.n_obs)
+        qc.n_counts[where], qc.n_genes[where] = got.n_counts, got.n_genes
+        qc.mito_counts[where] = got.mito_counts
+        done += job.source.n_obs
+        progress("duplicates: hash", done, total)
+        yield hashes, nnz, bad
 
 
 def _qc_only(
@@ -171,10 +231,9 @@ def _qc_only(
     progress: Progress,
 ) -> None:
     """The QC values of the counts sources where no hashing is possible."""
-    total, done = int(sum(sources[k].n_obs for k in taking)), 0
-    for j, k in enumerate(taking):
-        _hash_source(sources[k], None, (qc, int(offsets[k]), masks[j]), progress, done, total)
-        done += sources[k].n_obs
+    jobs = [_HashJob(sources[k], None, masks[j]) for j, k in enumerate(taking)]
+    for _ in _hash_all(jobs, [int(offsets[k]) for k in taking], qc, progress):
+        pass
 
 
 def _union_rows(
@@ -240,21 +299,18 @@ def find_exact_duplicates(
     hashed_id = np.full(space.union_size, -1, dtype=np.int32)
     hashed_id[space.hashed] = np.arange(len(space.hashed), dtype=np.int32)
 
-    total = int(sum(sizes[k] for k in taking))
     rows_g, hash_g, nnz_g, src_g = [], [], [], []
-    done = 0
-    for j, k in enumerate(taking):
-        source = sources[k]
-        gene_map = np.where(space.columns[j] >= 0, hashed_id[space.columns[j]], -1)
-        hashes, nnz, nonintegral = _hash_source(
-            source,
-            gene_map.astype(np.int32),
-            (qc, int(offsets[k]), masks[j]),
-            progress,
-            done,
-            total,
+    jobs = [
+        _HashJob(
+            sources[k],
+            np.where(space.columns[j] >= 0, hashed_id[space.columns[j]], -1).astype(np.int32),
+            masks[j],
         )
-        done += source.n_obs
+        for j, k in enumerate(taking)
+    ]
+    hashed = _hash_all(jobs, [int(offsets[k]) for k in taking], qc, progress)
+    for j, (k, (hashes, nnz, nonintegral)) in enumerate(zip(taking, hashed, strict=True)):
+        source = sources[k]
         if nonintegral:
             skipped[source.dataset_id] = (
                 f"{where[source.dataset_id]} is not integer counts ({nonintegral} values are"

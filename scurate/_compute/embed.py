@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from scurate import _backend as backend
 from scurate._data import spill
 from scurate._data.genes import GeneSpace, common_genes, onto_genes
 from scurate._data.sources import COUNTS_CHECK_ROWS, Source, counts_from, finite_chunks
@@ -77,8 +79,8 @@ def from_obsm(sources: Sequence[Source], key: str) -> Embedding:
     total = sum(s.n_obs for s in sources)
     out: spill.Builder | None = None
     at = 0
-    for source in sources:
-        values = source.read_obsm(key)
+    read = backend.current().map(partial(_obsm_of, key=key), sources, label=_path_of)
+    for source, values in zip(sources, read, strict=True):
         if out is None:
             out = spill.Builder((total, values.shape[1]), np.float32)
         elif values.shape[1] != out.shape[1]:
@@ -87,13 +89,24 @@ def from_obsm(sources: Sequence[Source], key: str) -> Embedding:
                 f"{sources[0].path} has {out.shape[1]}; embeddings must share one space"
             )
             raise InputError(msg)
-        _check_finite(values, source, f"obsm['{key}']")
         out.put(at, values)
         at += len(values)
         del values
     stacked = out.done() if out is not None else np.zeros((0, 0), dtype=np.float32)
     info = {"kind": "obsm", "obsm_key": key, "n_dims": int(stacked.shape[1])}
     return Embedding(stacked, info)
+
+
+def _obsm_of(source: Source, key: str) -> NDArray[np.float32]:
+    """``obsm[key]`` of one source, checked finite (a Ray task may run it)."""
+    values = source.read_obsm(key)
+    _check_finite(values, source, f"obsm['{key}']")
+    return values
+
+
+def _path_of(item: Any) -> str:
+    """The source an item of per-source work reads, for a line about its task."""
+    return str(getattr(item, "path", None) or getattr(getattr(item, "source", None), "path", item))
 
 
 def _log_normalize(chunk: sp.csr_matrix, *, counts: bool) -> sp.csr_matrix:
@@ -245,6 +258,28 @@ def pca_fit(
 
 
 @dataclass
+class _SampleJob:
+    """One source's share of the fit sample: which of its rows, and its genes onto the shared
+    ones."""
+
+    source: Source
+    rows: NDArray[np.bool_]
+    projection: sp.csr_matrix
+    is_counts: bool
+
+
+def _sampled(job: _SampleJob) -> sp.csr_matrix:
+    """The sampled rows of one source, log-normalized on the shared genes (a task may run it:
+    only the sampled rows come back)."""
+    parts = [sp.csr_matrix((0, job.projection.shape[1]), dtype=np.float32)]
+    for start, chunk in finite_chunks(job.source, job.source.iter_x()):
+        rows = np.flatnonzero(job.rows[start : start + chunk.shape[0]])
+        if len(rows):
+            parts.append(_log_normalize(chunk[rows] @ job.projection, counts=job.is_counts))
+    return sp.vstack(parts).tocsr()
+
+
+@dataclass
 class PcaModel:
     """What projects any source onto a fitted PCA: the gene list it was fitted on, its variable
     genes, loadings and center. Saved with a reference index so new cells meet it in one space."""
@@ -280,14 +315,15 @@ def fit_pca(
     picked = np.zeros(total, dtype=bool)
     picked[rng.choice(total, size=n_fit, replace=False)] = True
 
+    run = backend.current()
+    jobs = [
+        _SampleJob(source, picked[offsets[k] : offsets[k + 1]], space.projections[k], counts[k])
+        for k, source in enumerate(sources)
+    ]
     parts: list[sp.csr_matrix] = []
-    for k, source in enumerate(sources):
-        mask = picked[offsets[k] : offsets[k + 1]]
-        for start, chunk in finite_chunks(source, source.iter_x()):
-            rows = np.flatnonzero(mask[start : start + chunk.shape[0]])
-            if len(rows):
-                parts.append(_log_normalize(chunk[rows] @ space.projections[k], counts=counts[k]))
-            progress("embed: fit sample", int(offsets[k]) + start + chunk.shape[0], total)
+    for k, part in enumerate(run.map(_sampled, jobs, label=_path_of)):
+        parts.append(part)
+        progress("embed: fit sample", int(offsets[k + 1]), total)
     sample = sp.vstack(parts).tocsr()
     genes = highly_variable(sample, n_top_genes)
     k_comps = max(1, min(n_comps, len(genes), n_fit - 1))
@@ -329,6 +365,10 @@ class OnVariable:
     @property
     def is_counts(self) -> bool:
         return self.counts_from is not None
+
+    def shipped(self) -> OnVariable:
+        """This part without its model, for a task that is given the model once."""
+        return replace(self, model=None)  # type: ignore[arg-type]
 
     def chunks(self) -> Iterator[tuple[int, sp.csr_matrix, sp.csr_matrix]]:
         """``(first_row, chunk as read, chunk log-normalized on the variable genes)``."""
@@ -377,18 +417,28 @@ def project(
     n_counts = np.empty(total, dtype=np.float32)
     n_genes = np.empty(total, dtype=np.int32)
     parts = on_variable(sources, model, space)
-    for k, part in enumerate(parts):
-        unmeasured = part.unmeasured
-        shift = model.center - model.mean[unmeasured] @ model.loadings[unmeasured]
-        for start, chunk, variable in part.chunks():
-            at = int(offsets[k]) + start
-            stop = at + chunk.shape[0]
-            n_counts[at:stop] = np.asarray(chunk.sum(axis=1)).ravel()
-            n_genes[at:stop] = np.diff(sp.csr_matrix(chunk > 0).indptr)
-            block = np.asarray(variable @ model.loadings - shift, dtype=np.float32)
-            _check_finite(block, part.source, "X", first_row=start)
+    run = backend.current()
+    if run.in_process:  # each chunk written where it belongs as it is read
+        for k, part in enumerate(parts):
+            at = int(offsets[k])
+
+            def write(start: int, block: Any, counts: Any, genes: Any, at: int = at) -> None:
+                n_counts[at + start : at + start + len(block)] = counts
+                n_genes[at + start : at + start + len(block)] = genes
+                values.put(at + start, block)
+                progress("embed: project", at + start + len(block), total)
+
+            _project_part(part, write)
+    else:  # a task per source, the model shipped once; blocks written in source order
+        done = run.map(
+            partial(_projected, model=model), [p.shipped() for p in parts], label=_path_of
+        )
+        for k, (block, counts, genes) in enumerate(done):
+            at = int(offsets[k])
+            n_counts[at : at + len(block)], n_genes[at : at + len(block)] = counts, genes
             values.put(at, block)
-            progress("embed: project", stop, total)
+            del block
+            progress("embed: project", int(offsets[k + 1]), total)
     normalized = [p.source.dataset_id for p in parts if not p.is_counts]
     if normalized:
         log.info("X used as already normalized in: %s", ", ".join(normalized))
@@ -402,6 +452,37 @@ def project(
     }
     info["genes_mapped_by_table"] = space.mapped([s.dataset_id for s in sources])
     return Embedding(values.done(), info, n_counts, n_genes, _projector(parts, model))
+
+
+def _project_part(part: OnVariable, write: Callable[[int, Any, Any, Any], None]) -> None:
+    """Every chunk of ``part`` on the model's components: ``write(first_row, block, n_counts,
+    n_genes)``, rows counted within the source."""
+    model, unmeasured = part.model, part.unmeasured
+    shift = model.center - model.mean[unmeasured] @ model.loadings[unmeasured]
+    for start, chunk, variable in part.chunks():
+        n_counts = np.asarray(chunk.sum(axis=1)).ravel()
+        n_genes = np.diff(sp.csr_matrix(chunk > 0).indptr)
+        block = np.asarray(variable @ model.loadings - shift, dtype=np.float32)
+        _check_finite(block, part.source, "X", first_row=start)
+        write(start, block, n_counts, n_genes)
+
+
+def _projected(
+    part: OnVariable, model: PcaModel
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.int32]]:
+    """In a task: one source's block of the embedding, its counts and genes per cell."""
+    part = replace(part, model=model)
+    n = part.source.n_obs
+    values = np.empty((n, model.loadings.shape[1]), dtype=np.float32)
+    n_counts = np.empty(n, dtype=np.float32)
+    n_genes = np.empty(n, dtype=np.int32)
+
+    def write(start: int, block: Any, counts: Any, genes: Any) -> None:
+        stop = start + len(block)
+        values[start:stop], n_counts[start:stop], n_genes[start:stop] = block, counts, genes
+
+    _project_part(part, write)
+    return values, n_counts, n_genes
 
 
 def _projector(

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from scurate._backend import Backend, connect, using
 from scurate._compute.reference import build_reference, index_folder, save_reference
 from scurate._compute.scoring import keep_mask
 from scurate._compute.weights import Assignment, assign
@@ -84,6 +85,11 @@ class Scores:
     report: dict[str, Any]
 
 
+def backend_of(opts: ScoreOptions, threads: int) -> Backend:
+    """The backend the options name, connected (a local Ray gets the job's ``threads``)."""
+    return connect(opts.backend, opts.ray_address, cpus=threads)
+
+
 def _open_pool(
     sources: Input, options: ScoreOptions, progress: Progress, *, policy: str | None = None
 ) -> ScoredPool:
@@ -117,7 +123,7 @@ def select(
         Called as ``progress(stage, done, total)`` while the run goes.
     **options
         The fields of :class:`scurate.SelectOptions` (``policy``, ``obsm_key``, ``seed``,
-        ``params``, ``reference``, ``strata``, ``quota``, ``keep_duplicates``...).
+        ``params``, ``reference``, ``strata``, ``quota``, ``keep_duplicates``, ``backend``...).
 
     Returns
     -------
@@ -131,7 +137,7 @@ def select(
 
 def select_with(sources: Input, opts: SelectOptions, *, progress: Progress = quiet) -> Selection:
     """:func:`select` from an options object already checked."""
-    with limited(opts.threads) as threads:
+    with limited(opts.threads) as threads, using(backend_of(opts, threads)):
         return _select(sources, opts, progress, threads)
 
 
@@ -293,7 +299,7 @@ def score(sources: Input, *, progress: Progress | None = None, **options: Any) -
 
 def score_with(sources: Input, opts: ScoreOptions, *, progress: Progress = quiet) -> Scores:
     """:func:`score` from an options object already checked."""
-    with limited(opts.threads) as threads:
+    with limited(opts.threads) as threads, using(backend_of(opts, threads)):
         pool = _open_pool(sources, opts, progress)
     manifest, scores = pool.manifest, pool.scores
     ids = manifest["cell_id"].to_numpy()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from scurate._backend import check_backend
 from scurate._compute.dedup import MIN_GENES
 from scurate._compute.qc import QcSpec, parse_qc
 from scurate._data.sources import ReadOptions
@@ -282,13 +283,26 @@ class ScoreOptions(PoolOptions):
         files and folders. Cells are embedded with the reference's model, ``novelty`` is each
         cell's distance to its nearest reference cell, and ``kcenter`` starts with the
         reference already covered.
+    backend
+        Where the per-source work runs (reading obs and obsm, the counts hashes and QC values,
+        the PCA projection): ``"local"``, in this process, or ``"ray"``, as Ray tasks (see
+        :mod:`scurate._backend`; needs ``pip install 'scurate[ray]'``). The neighbour search,
+        the scores and the policy run in this process either way, and the manifest is the same.
+    ray_address
+        With ``backend="ray"``: the Ray cluster to connect to (``"ray://head:10001"``,
+        ``"auto"``); default: a local Ray with ``threads`` CPUs (or the one this process
+        already started).
     """
 
     reference: tuple[Path, ...] = ()
+    backend: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._set("reference", _paths(self.reference))
+        check_text(self.ray_address, "ray_address")
+        check_backend(self.backend, self.ray_address)
 
 
 def check_strata(

@@ -120,6 +120,22 @@ SHARED: dict[str, tuple[Any, Any]] = {
         help="Threads for OpenMP and BLAS (default: the cores this process may use).",
         metavar="N",
     ),
+    "backend": option(
+        str,
+        "local",
+        "--backend",
+        help="Where the per-source work runs (obs, obsm, counts hashes and QC, PCA projection): "
+        "local, or ray (Ray tasks; pip install 'scurate[ray]'). Same manifest either way.",
+        metavar="local|ray",
+    ),
+    "ray_address": option(
+        str | None,
+        None,
+        "--ray-address",
+        help="With --backend ray: the cluster to connect to (ray://HOST:10001, auto); default: "
+        "a local Ray with --threads CPUs.",
+        metavar="ADDRESS",
+    ),
     "work_dir": option(
         Path | None,
         None,
@@ -204,6 +220,7 @@ POOL = (
 )
 METADATA = ("metadata_map", "set_fields")
 WORK = ("work_dir", "no_cache")
+BACKEND = ("backend", "ray_address")  # jobs whose per-source work can run as Ray tasks
 # jobs that write a run into an output folder
 WRITES = ("overwrite",)  # jobs whose scored pool a later run can reuse
 

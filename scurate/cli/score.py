@@ -10,7 +10,16 @@ from rich.table import Table
 
 from scurate._engine.jobs import score_with, write_scores
 from scurate._engine.options import ScoreOptions
-from scurate.cli._options import METADATA, POOL, WORK, WRITES, Sources, run_job, with_options
+from scurate.cli._options import (
+    BACKEND,
+    METADATA,
+    POOL,
+    WORK,
+    WRITES,
+    Sources,
+    run_job,
+    with_options,
+)
 from scurate.cli.select import print_summary
 
 OutDir = Annotated[
@@ -37,7 +46,7 @@ def score_table(report: dict[str, Any]) -> Table:
     return table
 
 
-@with_options("seed", "reference", *POOL, *METADATA, *WORK, *WRITES, "example", "as_json")
+@with_options("seed", "reference", *POOL, *METADATA, *WORK, *BACKEND, *WRITES, "example", "as_json")
 def score(
     ctx: typer.Context,
     sources: Sources = None,

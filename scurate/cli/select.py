@@ -14,6 +14,7 @@ from scurate._compute.scoring import overlap_line
 from scurate._engine.jobs import select_with, write_selection
 from scurate._engine.options import SelectOptions
 from scurate.cli._options import (
+    BACKEND,
     METADATA,
     POOL,
     WORK,
@@ -102,6 +103,7 @@ def overlap_lines(report: dict[str, Any], most: int = 5) -> list[str]:
     *POOL,
     *METADATA,
     *WORK,
+    *BACKEND,
     *WRITES,
     "example",
     "as_json",

@@ -3,6 +3,7 @@ the obs columns carried to the manifest as they are (``is_primary_data``)."""
 
 from __future__ import annotations
 
+import pandas as pd
 import polars as pl
 
 from scurate._data.harmonization.fields import CARRIED_COLUMNS, INDEX_COLUMN, clean_text
@@ -17,9 +18,18 @@ def uns_scalars(source: Source) -> dict[str, str]:
     return dict(reader()) if reader is not None else {}
 
 
+def obs_and_uns(source: Source) -> tuple[pd.DataFrame, dict[str, str]]:
+    """What a harmonizer reads of a source, as read (a Ray task may read it: no polars here)."""
+    return source.read_obs(), uns_scalars(source)
+
+
 def obs_frame(source: Source) -> pl.DataFrame:
     """A source's obs as polars: categoricals as strings, the obs names in ``obs.index``."""
-    obs = source.read_obs()
+    return as_polars(source.read_obs())
+
+
+def as_polars(obs: pd.DataFrame) -> pl.DataFrame:
+    """obs as polars: categoricals as strings, the obs names in ``obs.index``."""
     data: dict[str, pl.Series] = {INDEX_COLUMN: pl.Series(INDEX_COLUMN, obs.index.astype(str))}
     for name in obs.columns:
         col = obs[name]

@@ -12,9 +12,10 @@ from typing import Any
 
 import polars as pl
 
+from scurate import _backend as backend
 from scurate._data.harmonization.context import DatasetResult, HarmonizeContext
 from scurate._data.harmonization.fields import FIELDS, OUTPUT_COLUMNS, id_column, obs_column
-from scurate._data.harmonization.inputs import carried_columns, obs_frame, uns_scalars
+from scurate._data.harmonization.inputs import as_polars, carried_columns, obs_and_uns
 from scurate._data.harmonization.mapfile import MapEntry, parse_set, read_metadata_map
 from scurate._data.manifest import ONTOLOGY_FIELDS
 from scurate._data.sources import Source
@@ -157,14 +158,15 @@ def harmonize_sources(
         ):
             log.warning("%s: match = '%s' names no source", entry.origin, entry.match)
     results = []
-    for source in sources:
+    read = backend.current().map(obs_and_uns, sources, label=lambda s: str(s.path))
+    for source, (obs, uns) in zip(sources, read, strict=True):
         results.append(
             harmonize_obs(
-                obs_frame(source),
+                as_polars(obs),
                 source.dataset_id,
                 path=source.path,
                 entries=entries,
-                uns=uns_scalars(source),
+                uns=uns,
                 plugins=plugins,
             )
         )
