@@ -48,11 +48,17 @@ def _copies(manifest: pl.DataFrame) -> tuple[NDArray[np.int64], NDArray[np.int64
     where the manifest has it (with ``--keep-duplicates`` a copy is not set aside), except that
     a cell set aside by QC, which ``reason`` names first, is a copy where the scores say so."""
     n = manifest.height
-    row_of = dict(zip(manifest["cell_id"].to_list(), range(n), strict=True))
-    exact = np.array(
-        [-1 if c is None else row_of.get(c, -1) for c in manifest["exact_dup_of"].to_list()],
-        dtype=np.int64,
+    # the copies' rows by a join, not a dict of every cell id (gigabytes at ten million cells)
+    copies = manifest.select(pl.int_range(n, dtype=pl.Int64).alias("row"), "exact_dup_of")
+    found = copies.drop_nulls("exact_dup_of").join(
+        manifest.select(
+            pl.col("cell_id").alias("exact_dup_of"), pl.int_range(n, dtype=pl.Int64).alias("of")
+        ),
+        on="exact_dup_of",
+        how="left",
     )
+    exact = np.full(n, -1, dtype=np.int64)
+    exact[found["row"].to_numpy()] = found["of"].fill_null(-1).to_numpy()
     group = manifest["near_dup_group"].fill_null(-1).to_numpy().astype(np.int64)
     by_scores_exact = exact >= 0
     by_scores_near = ~keep_mask(exact, group) & ~by_scores_exact
@@ -73,8 +79,8 @@ def _nearest_outside(
     base: NDArray[np.float32],
     labels: NDArray[Any],
     queries: NDArray[np.float32],
-    outside: Sequence[str],
-) -> dict[str, NDArray[np.float32]]:
+    outside: Sequence[Any],
+) -> dict[Any, NDArray[np.float32]]:
     """For each label ``d`` of ``outside``: every query's distance to its nearest ``base`` row
     whose label is not ``d`` (exact). One search of the ``K_OUTSIDE`` nearest rows answers most
     queries; those whose neighbours all carry ``d`` are searched again without them."""
@@ -100,48 +106,57 @@ def _sample(rows: NDArray[np.int64], most: int, rng: np.random.Generator) -> NDA
 
 
 def _far(
-    manifest: pl.DataFrame, datasets: NDArray[Any], embedding: NDArray[np.float32] | None
+    manifest: pl.DataFrame,
+    datasets: NDArray[np.int32],
+    names: list[str],
+    embedding: NDArray[np.float32] | None,
 ) -> tuple[str | None, dict[str, float]]:
-    """The basis and each dataset's share of cells far from everything else (see module)."""
-    names = list(dict.fromkeys(datasets.tolist()))
+    """The basis and each dataset's share of cells far from everything else (see module).
+    ``datasets``: each cell's dataset as its position in ``names``."""
     novelty = manifest["novelty"]
     if novelty.is_not_null().any():
         values = novelty.fill_null(np.nan).to_numpy().astype(np.float64)
         cut = np.nanmedian(values)
-        return "novelty", {d: float(np.mean(values[datasets == d] > cut)) for d in names}
+        return "novelty", {
+            d: float(np.mean(values[datasets == i] > cut)) for i, d in enumerate(names)
+        }
     if embedding is None or len(names) < 2:
         return None, {}
     rng = np.random.default_rng(SEED)
     base = _sample(np.arange(len(datasets)), FAR_BASE, rng)
-    picked = {d: _sample(np.flatnonzero(datasets == d), FAR_QUERIES, rng) for d in names}
-    queries = np.concatenate(list(picked.values()))
+    picked = [_sample(np.flatnonzero(datasets == i), FAR_QUERIES, rng) for i in range(len(names))]
+    queries = np.concatenate(picked)
     own = datasets[queries]
-    found = _nearest_outside(embedding[base], datasets[base], embedding[queries], names)
-    dist = {d: found[d][own == d] for d in names}
+    codes = list(range(len(names)))
+    found = _nearest_outside(embedding[base], datasets[base], embedding[queries], codes)
+    dist = {d: found[i][own == i] for i, d in enumerate(names)}
     cut = float(np.median(np.concatenate(list(dist.values()))))
     return "nearest_other_dataset", {d: float(np.mean(v > cut)) for d, v in dist.items()}
 
 
 def _gain(
-    manifest: pl.DataFrame, datasets: NDArray[Any], embedding: NDArray[np.float32] | None
+    manifest: pl.DataFrame,
+    datasets: NDArray[np.int32],
+    names: list[str],
+    embedding: NDArray[np.float32] | None,
 ) -> dict[str, dict[str, float] | None]:
-    """Each dataset's coverage gain on the selection (see module); empty without one."""
+    """Each dataset's coverage gain on the selection (see module); empty without one.
+    ``datasets``: each cell's dataset as its position in ``names``."""
     selected = manifest["selected"].fill_null(False).to_numpy()
     if embedding is None or not selected.any():
         return {}
     rng = np.random.default_rng(SEED)
     queries = embedding[_sample(np.arange(manifest.height), GAIN_QUERIES, rng)]
-    names = list(dict.fromkeys(datasets.tolist()))
     chosen = np.flatnonzero(selected)
     base, labels = embedding[chosen], datasets[chosen]
-    with_all = float(_nearest_outside(base, labels, queries, [""])[""].mean(dtype=np.float64))
-    without = _nearest_outside(base, labels, queries, names)
+    with_all = float(_nearest_outside(base, labels, queries, [-1])[-1].mean(dtype=np.float64))
+    without = _nearest_outside(base, labels, queries, list(range(len(names))))
     out: dict[str, dict[str, float] | None] = {}
-    for d in names:
-        if not (labels != d).any():
+    for i, d in enumerate(names):
+        if not (labels != i).any():
             out[d] = None  # the whole selection: nothing to compare with
             continue
-        mean = float(without[d].mean(dtype=np.float64))
+        mean = float(without[i].mean(dtype=np.float64))
         out[d] = {
             "mean_distance": round(mean - with_all, 6),
             "relative": round((mean - with_all) / with_all, 6) if with_all > 0 else 0.0,
@@ -169,17 +184,20 @@ def adds_table(
     """What each dataset adds (see the module's docstring), one JSON-able dict per dataset in
     source order. ``embedding``: an (n, d) array in manifest order, for ``far_share`` without
     a reference and for ``coverage_gain``."""
-    datasets = manifest["dataset_id"].to_numpy().astype(str)
-    names = list(dict.fromkeys(datasets.tolist()))
+    # each cell's dataset as a small integer: no Python string per cell
+    column = manifest["dataset_id"]
+    names = [str(d) for d in column.unique(maintain_order=True).to_list()]
+    datasets = column.replace_strict(names, list(range(len(names))), return_dtype=pl.Int32)
+    datasets = datasets.to_numpy()
     selected = manifest["selected"].fill_null(False).to_numpy()
     exact_of, near_of = _copies(manifest)
-    basis, far = _far(manifest, datasets, embedding)
-    gain = _gain(manifest, datasets, embedding)
+    basis, far = _far(manifest, datasets, names, embedding)
+    gain = _gain(manifest, datasets, names, embedding)
     qc = manifest["reason"].to_numpy() == "qc" if "reason" in manifest.columns else None
     counts: dict[str, pl.DataFrame] = {}
     for field in FIELDS:
         per = (
-            pl.DataFrame({"d": datasets, "v": manifest[field], "s": selected})
+            pl.DataFrame({"d": column, "v": manifest[field], "s": selected})
             .drop_nulls("v")
             .group_by("v", "d")
             .agg(pl.len().alias("cells"), pl.col("s").sum().alias("selected"))
@@ -189,14 +207,14 @@ def adds_table(
             ["d", "cells", "v"], descending=[False, True, False]
         )
     rows = []
-    for d in names:
-        inside = datasets == d
+    for code, d in enumerate(names):
+        inside = datasets == code
         copies_of: dict[str, dict[str, int]] = {}
         for kind, of in (("exact", exact_of), ("near", near_of)):
             hit = inside & (of >= 0)
             for other in datasets[of[hit]]:
-                if other != d:
-                    entry = copies_of.setdefault(str(other), {"exact": 0, "near": 0})
+                if other != code:
+                    entry = copies_of.setdefault(names[other], {"exact": 0, "near": 0})
                     entry[kind] += 1
         row: dict[str, Any] = {
             "dataset_id": d,
