@@ -257,7 +257,7 @@ def keep_mask(
 
 
 def dataset_overlap(
-    dataset_id: Sequence[str] | NDArray[np.object_],
+    dataset_id: pl.Series | Sequence[str] | NDArray[np.object_],
     exact_dup_of: NDArray[np.int64],
     near_dup_group: NDArray[np.int64] | None,
 ) -> list[dict[str, Any]]:
@@ -265,10 +265,16 @@ def dataset_overlap(
     no exact copy in A but a near duplicate there; sorted by the share of B that is in A."""
     n = len(exact_dup_of)
     rows = np.arange(n)
+    # a polars column as it is: to_numpy would make a Python string per cell
+    datasets = (
+        dataset_id.cast(pl.String)
+        if isinstance(dataset_id, pl.Series)
+        else np.asarray(dataset_id, dtype=object).astype(str)
+    )
     frame = pl.DataFrame(
         {
             "row": rows,
-            "dataset": np.asarray(dataset_id, dtype=object).astype(str),
+            "dataset": datasets,
             "exact": np.where(exact_dup_of >= 0, exact_dup_of, rows),
             "near": near_dup_group if near_dup_group is not None else np.full(n, -1),
         }

@@ -123,7 +123,7 @@ def pool_sections(
             "set_aside_per_dataset": _per_dataset(manifest, duplicates),
         },
         "overlap": dataset_overlap(
-            manifest["dataset_id"].to_numpy(), scores.exact_dup_of, scores.near_dup_group
+            manifest["dataset_id"], scores.exact_dup_of, scores.near_dup_group
         ),
         "harmonization": pool.harmonization,
         "work_dir": {"entry": pool.stored, "reused": pool.reused},

@@ -63,16 +63,21 @@ def _copies(manifest: pl.DataFrame) -> tuple[NDArray[np.int64], NDArray[np.int64
     by_scores_exact = exact >= 0
     by_scores_near = ~keep_mask(exact, group) & ~by_scores_exact
     if "reason" in manifest.columns:
-        reason = manifest["reason"].to_numpy()
-        qc = reason == "qc"
-        is_exact = (reason == "exact_copy") | (qc & by_scores_exact)
-        is_near = (reason == "near_copy") | (qc & by_scores_near)
+        qc = _is(manifest, "qc")
+        is_exact = _is(manifest, "exact_copy") | (qc & by_scores_exact)
+        is_near = _is(manifest, "near_copy") | (qc & by_scores_near)
     else:
         is_exact, is_near = by_scores_exact, by_scores_near
     exact_of = np.where(is_exact, np.maximum(exact, 0), -1)
     exact_of[is_exact & (exact < 0)] = -1
     near_of = np.where(is_near, group, -1)
     return exact_of, near_of
+
+
+def _is(manifest: pl.DataFrame, reason: str) -> NDArray[np.bool_]:
+    """Which cells have this ``reason``, compared in polars (``to_numpy`` of a string column
+    makes a Python string per cell)."""
+    return manifest["reason"].eq(reason).fill_null(False).to_numpy()
 
 
 def _nearest_outside(
@@ -193,7 +198,7 @@ def adds_table(
     exact_of, near_of = _copies(manifest)
     basis, far = _far(manifest, datasets, names, embedding)
     gain = _gain(manifest, datasets, names, embedding)
-    qc = manifest["reason"].to_numpy() == "qc" if "reason" in manifest.columns else None
+    qc = _is(manifest, "qc") if "reason" in manifest.columns else None
     counts: dict[str, pl.DataFrame] = {}
     for field in FIELDS:
         per = (
