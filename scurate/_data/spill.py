@@ -12,7 +12,7 @@ drops them (they stay in the kernel's page cache, so reading them again is cheap
 :func:`scurate._heap.trim` releases every live map at each stage's end.
 
 The file lives in the system's temporary folder (``TMPDIR``, as :mod:`tempfile` finds it; set it
-where there is room for the embedding and the lists: about 400 bytes a cell at 50 dimensions)
+where there is room for the embedding and the lists: about 600 bytes a cell at 50 dimensions)
 and is unlinked as soon as it is made: only the open descriptor and then the map keep it, so a
 run that is killed leaves nothing behind. Smaller arrays stay in memory, so small runs and tests
 never touch the disk unless a test lowers :data:`SPILL_BYTES`.
