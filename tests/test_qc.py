@@ -24,6 +24,7 @@ from scurate._compute.qc import (
     auto_threshold,
     defaults_for,
     failures,
+    gene_floor,
     mito_columns,
     own_radius,
     parse_qc,
@@ -180,6 +181,36 @@ def test_filters_per_assay_and_floor() -> None:
     shallow = QcValues(qc.n_counts, few, qc.mito_fraction, qc.doublet_score, qc.info)
     lowered = failures(shallow, QcSpec(), ids, ["10x"] * n, ["cell"] * n)["min_genes"]
     assert np.flatnonzero(lowered).tolist() == [99]
+
+
+def test_filters_read_manifest_columns_as_polars_or_lists() -> None:
+    # three datasets, assays with gaps: a polars column (as the manifest holds it) and a list
+    # give the same filters, and each dataset's gene floor is its own
+    rng = np.random.default_rng(1)
+    n = 300
+    genes = rng.integers(100, 3000, n)
+    genes[200:] = np.r_[rng.integers(60, 120, 98), 3, 5]  # a shallow third dataset
+    qc = QcValues(
+        rng.uniform(500, 9000, n).astype(np.float32),
+        genes,
+        rng.uniform(0, 0.3, n).astype(np.float32),
+        rng.uniform(0, 1, n).astype(np.float32),
+        {"doublets": {"threshold": 0.8}},
+    )
+    ids = ["a"] * 100 + ["b"] * 100 + ["c"] * 100
+    assay = ["10x 3' v3"] * 50 + [None] * 50 + ["Smart-seq2"] * 100 + ["10x 3' v3"] * 100
+    suspension = ["nucleus"] * 100 + [None] * 100 + ["cell"] * 100
+    lists = failures(qc, QcSpec(), ids, assay, suspension)
+    frame = pl.DataFrame({"d": ids, "a": assay, "s": suspension})
+    series = failures(qc, QcSpec(), frame["d"], frame["a"], frame["s"])
+    assert lists.keys() == series.keys() == {"min_genes", "max_mito", "doublets"}
+    for name in lists:
+        assert np.array_equal(lists[name], series[name]), name
+    # the nuclei's mito limit, Smart-seq2's gene floor, the shallow dataset not filtered whole
+    assert np.array_equal(lists["max_mito"][:100], qc.mito_fraction[:100] > 0.05)
+    floor = min(500, gene_floor(genes[100:200]))
+    assert np.array_equal(lists["min_genes"][100:200], genes[100:200] < floor)
+    assert np.flatnonzero(lists["min_genes"][200:]).tolist() == [98, 99]
 
 
 @pytest.fixture(scope="module")

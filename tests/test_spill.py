@@ -21,7 +21,9 @@ def _resident_kb() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
 
 
-def test_builder_on_disk_reads_back_what_was_put_and_never_leaves_a_file(tmp_path: Path) -> None:
+def test_builder_on_disk_reads_back_what_was_put_and_never_leaves_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(0)
     values = rng.normal(size=(1000, 7)).astype(np.float32)
     before = set(Path(spill.tempfile.gettempdir()).glob("scurate-*.bin"))
@@ -34,7 +36,8 @@ def test_builder_on_disk_reads_back_what_was_put_and_never_leaves_a_file(tmp_pat
     assert spill.spilled(mapped) and spill.spilled(np.ascontiguousarray(mapped)[3:9])
     assert np.array_equal(mapped, values)
     assert set(Path(spill.tempfile.gettempdir()).glob("scurate-*.bin")) == before  # unlinked
-    rows = rng.integers(0, 1000, 500)
+    rows = rng.integers(0, 1000, 500)  # unsorted, repeated: gathered in order, by blocks
+    monkeypatch.setattr(spill, "TAKE_ROWS", 64)
     assert np.array_equal(spill.take(mapped, rows), values[rows])
     assert not spill.spilled(values) and spill.to_disk(values) is values  # small: in memory
 

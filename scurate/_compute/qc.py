@@ -57,12 +57,14 @@ midpoint of its two cells' profiles). Cells of sources without counts get no sco
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import polars as pl
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
@@ -276,12 +278,22 @@ def median_mad(values: NDArray[np.float64]) -> tuple[float, float]:
     return median, 1.4826 * float(np.median(np.abs(values - median)))
 
 
+def _codes(values: Sequence[str | None] | pl.Series) -> tuple[list[str], NDArray[np.int64]]:
+    """The distinct values of a column (null as ""), and each cell's position among them,
+    found in polars: no Python string per cell."""
+    column = values if isinstance(values, pl.Series) else pl.Series(values, dtype=pl.String)
+    column = column.cast(pl.String).fill_null("")
+    names = [str(v) for v in column.unique(maintain_order=True).to_list()]
+    codes = column.replace_strict(names, list(range(len(names))), return_dtype=pl.Int64)
+    return names, codes.to_numpy()
+
+
 def failures(
     qc: QcValues,
     spec: QcSpec,
-    dataset_id: Sequence[str],
-    assay: Sequence[str | None],
-    suspension_type: Sequence[str | None],
+    dataset_id: Sequence[str] | pl.Series,
+    assay: Sequence[str | None] | pl.Series,
+    suspension_type: Sequence[str | None] | pl.Series,
 ) -> dict[str, NDArray[np.bool_]]:
     """Per filter, the cells it fails (a cell with no value for a filter passes it); empty
     when ``spec`` is off. The sequences are the manifest's columns. ``min_genes`` left unset
@@ -290,18 +302,24 @@ def failures(
     if not spec.enabled:
         return {}
     n = len(qc.n_counts)
-    both = np.char.add(
-        np.char.add(np.asarray([a or "" for a in assay], dtype=str), "\x1f"),
-        np.asarray([s or "" for s in suspension_type], dtype=str),
-    )
-    kinds, which = np.unique(both, return_inverse=True)
-    table = np.array([defaults_for(*str(k).split("\x1f", 1)) for k in kinds]).reshape(-1, 2)
+    assays, assay_at = _codes(assay)
+    suspensions, suspension_at = _codes(suspension_type)
+    kinds, which = np.unique(assay_at * len(suspensions) + suspension_at, return_inverse=True)
+    table = np.array(
+        [
+            defaults_for(assays[k // len(suspensions)], suspensions[k % len(suspensions)])
+            for k in kinds
+        ]
+    ).reshape(-1, 2)
     pairs = table[which.reshape(n)] if n else np.zeros((0, 2))
     if spec.min_genes is None:
         min_genes = pairs[:, 0]
-        names, at = np.unique(np.asarray(dataset_id, dtype=str), return_inverse=True)
-        at = at.reshape(n)
-        floors = np.array([gene_floor(qc.n_genes[at == d]) for d in range(len(names))])
+        names, at = _codes(dataset_id)
+        by_dataset = np.argsort(at, kind="stable")  # each dataset's cells, one pass
+        ends = np.searchsorted(at[by_dataset], np.arange(len(names) + 1))
+        floors = np.array(
+            [gene_floor(qc.n_genes[by_dataset[a:b]]) for a, b in itertools.pairwise(ends)]
+        )
         min_genes = np.minimum(min_genes, floors[at]) if n else min_genes
     else:
         min_genes = np.full(n, spec.min_genes)

@@ -263,23 +263,30 @@ def dataset_overlap(
 ) -> list[dict[str, Any]]:
     """For each ordered pair (B, A): cells of B with an exact copy in A, and cells of B with
     no exact copy in A but a near duplicate there; sorted by the share of B that is in A."""
-    n = len(exact_dup_of)
-    rows = np.arange(n)
+    exact_of = np.asarray(exact_dup_of, dtype=np.int64)
     # a polars column as it is: to_numpy would make a Python string per cell
-    datasets = (
+    datasets = pl.Series(
+        "dataset",
         dataset_id.cast(pl.String)
         if isinstance(dataset_id, pl.Series)
-        else np.asarray(dataset_id, dtype=object).astype(str)
+        else np.asarray(dataset_id, dtype=object).astype(str),
     )
+    sizes = dict(datasets.to_frame().group_by("dataset").len().iter_rows())
+    # only the cells in some copy or group: a copy, the cell it copies, a near duplicate
+    copies = exact_of >= 0
+    involved = copies.copy()
+    involved[exact_of[copies]] = True
+    if near_dup_group is not None:
+        involved |= np.asarray(near_dup_group) >= 0
+    rows = np.flatnonzero(involved)
     frame = pl.DataFrame(
         {
             "row": rows,
-            "dataset": datasets,
-            "exact": np.where(exact_dup_of >= 0, exact_dup_of, rows),
-            "near": near_dup_group if near_dup_group is not None else np.full(n, -1),
+            "dataset": datasets.gather(rows),
+            "exact": np.where(copies[rows], exact_of[rows], rows),
+            "near": near_dup_group[rows] if near_dup_group is not None else np.full(len(rows), -1),
         }
     )
-    sizes = dict(frame.group_by("dataset").len().iter_rows())
 
     def pairs(key: str) -> pl.DataFrame:
         grouped = frame.filter(pl.col(key) >= 0)

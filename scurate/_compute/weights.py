@@ -65,7 +65,7 @@ class Assignment:
         cell after that can be farther; an exact search stops after the first block."""
         found = self.distance
         by_found = np.argsort(-found, kind="stable")
-        picks = np.asarray(embeddings[np.asarray(selected)], dtype=np.float64)
+        picks = spill.take(embeddings, np.asarray(selected)).astype(np.float64)
         picks_sq = (picks**2).sum(axis=1)
         best = 0.0
         for start in range(0, len(by_found), block):
@@ -78,6 +78,7 @@ class Assignment:
             near = np.argpartition(d2, two - 1, axis=1)[:, :two]
             diff = points[:, None, :] - picks[near]  # exactly, as differences
             best = max(best, float(np.sqrt((diff**2).sum(axis=2).min(axis=1).max())))
+        spill.release()
         return best
 
 
@@ -109,7 +110,7 @@ def assign(
     if exact is None:
         exact = exact_search_affordable(n, len(selected), dims)
     rows = np.asarray(selected, dtype=np.int64)
-    base = np.ascontiguousarray(embeddings[rows], dtype=np.float32)
+    base = np.ascontiguousarray(spill.take(embeddings, rows), dtype=np.float32)
     nearest = np.full(n, -1, dtype=np.int64)
     distance = np.full(n, np.inf, dtype=np.float32)
     if not exact and graph is not None and graph.cells is None and graph.n_cells == n:
@@ -126,7 +127,9 @@ def assign(
             distance[rows_in], nearest[rows_in] = found
     missed = np.flatnonzero(nearest < 0)  # an approximate search can come back empty
     if len(missed):
-        distance[missed], nearest[missed] = faiss_nearest(flat_index(base), embeddings[missed])
+        distance[missed], nearest[missed] = faiss_nearest(
+            flat_index(base), spill.take(embeddings, missed)
+        )
     # a selected cell stands for itself (an exact copy of it may be selected too)
     nearest[rows] = np.arange(len(rows))
     distance[rows] = 0.0

@@ -34,6 +34,7 @@ from scurate.errors import InputError
 
 SPILL_BYTES = 256 << 20  # arrays at least this large are built on disk
 BLOCK_ROWS = 65_536  # rows read at a time by blocks()
+TAKE_ROWS = 4_096  # rows gathered at a time by take()
 
 _MAPS: list[weakref.ref[mmap.mmap]] = []  # every live map made here
 
@@ -188,11 +189,16 @@ def blocks(values: NDArray[Any], rows: int = BLOCK_ROWS) -> Iterator[tuple[int, 
 
 def take(values: NDArray[Any], rows: NDArray[np.integer[Any]]) -> NDArray[Any]:
     """``values[rows]`` as one C-contiguous array in memory, gathered block by block where
-    ``values`` is mapped from disk (so the map's pages come and go a block at a time)."""
+    ``values`` is mapped from disk, in increasing row order (so the map's pages come and go a
+    block at a time: a fault maps the pages around the one read, so rows spread over the whole
+    map would otherwise bring most of it in at once)."""
     if not spilled(values):
         return np.ascontiguousarray(values[rows])
+    rows = np.asarray(rows)
+    order = np.argsort(rows, kind="stable")
     out = np.empty((len(rows), *values.shape[1:]), dtype=values.dtype)
-    for start in range(0, len(rows), BLOCK_ROWS):
-        out[start : start + BLOCK_ROWS] = values[rows[start : start + BLOCK_ROWS]]
+    for start in range(0, len(rows), TAKE_ROWS):
+        at = order[start : start + TAKE_ROWS]
+        out[at] = values[rows[at]]
         release()
     return out

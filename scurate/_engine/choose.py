@@ -57,7 +57,7 @@ def qc_failures(pool: ScoredPool, options: PoolOptions) -> dict[str, NDArray[np.
     if qc is None:
         return {}
     manifest = pool.manifest
-    columns = [manifest[c].to_list() for c in ("dataset_id", "assay", "suspension_type")]
+    columns = [manifest[c] for c in ("dataset_id", "assay", "suspension_type")]
     return failures(qc, options.qc, *columns)
 
 

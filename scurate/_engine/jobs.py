@@ -229,19 +229,24 @@ def _coverage(pool: ScoredPool, picked: Chosen) -> tuple[list[float] | None, flo
 REASONS = ("selected", "not_primary", "qc", "exact_copy", "near_copy", "quota_full", "past_budget")
 
 
-def reasons(picked: Chosen, exact_dup_of: NDArray[np.int64], *, stratified: bool) -> NDArray[Any]:
+def reasons(picked: Chosen, exact_dup_of: NDArray[np.int64], *, stratified: bool) -> pl.Series:
     """Why each cell is or is not selected, the first that applies of :data:`REASONS`: not
     primary data (``primary_only``), failed QC, an exact copy or a near duplicate set aside, or
-    a candidate the policy did not reach (its stratum's quota full, or past the budget)."""
+    a candidate the policy did not reach (its stratum's quota full, or past the budget). Built
+    as codes (a byte a cell), then made strings in polars: no Python string per cell."""
+    code = {reason: i for i, reason in enumerate(REASONS)}
     n = len(picked.keep)
-    out = np.full(n, "quota_full" if stratified else "past_budget", dtype=object)
+    out = np.full(n, code["quota_full" if stratified else "past_budget"], dtype=np.uint8)
     aside = ~picked.keep
-    out[aside] = np.where(exact_dup_of[aside] >= 0, "exact_copy", "near_copy")
-    out[picked.failed_qc] = "qc"
+    out[aside] = np.where(exact_dup_of[aside] >= 0, code["exact_copy"], code["near_copy"])
+    out[picked.failed_qc] = code["qc"]
     if picked.primary is not None:
-        out[~picked.primary] = "not_primary"
-    out[picked.order] = "selected"
-    return out
+        out[~picked.primary] = code["not_primary"]
+    out[picked.order] = code["selected"]
+    named: pl.Series = pl.Series("reason", out).replace_strict(
+        list(range(len(REASONS))), list(REASONS), return_dtype=pl.String
+    )
+    return named
 
 
 def _with_selection(
@@ -258,17 +263,18 @@ def _with_selection(
     weight[order] = weights
     rank = np.full(pool, -1, dtype=np.int64)
     rank[order] = np.arange(len(order))
+    selected = pl.Series("selected", rank >= 0)
+    # every column made on its own: an expression over the manifest's columns made polars
+    # realign the whole frame's chunks (4 GB at ten million cells)
+    policy = selected.to_frame().select(
+        pl.when(pl.col("selected")).then(pl.lit(picked.policy.name)).alias("policy")
+    )
     return manifest.with_columns(
-        pl.Series("selected", rank >= 0),
-        pl.Series("selection_rank", rank).cast(pl.UInt32, strict=False).alias("selection_rank"),
+        selected,
+        pl.Series("selection_rank", rank).cast(pl.UInt32, strict=False),  # -1 becomes null
         pl.Series("weight", weight).fill_nan(None),
-        pl.Series("reason", reasons(picked, _exact_dup_rows(manifest), stratified=stratified)),
-    ).with_columns(
-        pl.when(pl.col("selected"))
-        .then(pl.lit(picked.policy.name))
-        .otherwise(None)
-        .alias("policy"),
-        pl.when(pl.col("selected")).then(pl.col("selection_rank")).alias("selection_rank"),
+        policy.to_series(),
+        reasons(picked, _exact_dup_rows(manifest), stratified=stratified),
     )
 
 

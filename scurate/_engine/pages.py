@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from scurate._data import atomic
-from scurate._data.manifest import read_manifest
+from scurate._data import atomic, spill
+from scurate._data.manifest import collect_lean, scan_manifest
 from scurate._engine.outputs import check_complete
-from scurate._report.page import PAGE, render
+from scurate._report.page import PAGE, PAGE_COLUMNS, render
 from scurate.errors import InputError
 
 
@@ -34,7 +34,7 @@ def stored_embedding(report: Mapping[str, Any], n: int) -> tuple[NDArray[np.floa
         )
     path = Path(entry) / "embedding.npy"
     try:
-        values = np.load(path, mmap_mode="r", allow_pickle=False)
+        values = spill.track(np.load(path, mmap_mode="r", allow_pickle=False))
     except (OSError, ValueError):
         return None, f"No embedding: the run's work-directory entry {path} is gone."
     if values.ndim != 2 or values.shape[0] != n:
@@ -52,7 +52,12 @@ def render_report(folder: str | os.PathLike[str], embedding: NDArray[Any] | None
     if not (path / "manifest.parquet").is_file():
         msg = f"{path}: no manifest.parquet, so this is not a finished select or score run"
         raise InputError(msg)
-    manifest = read_manifest(path / "manifest.parquet")
+    scan = scan_manifest(path / "manifest.parquet")
+    stored = report.get("adds")
+    if isinstance(stored, list) and stored:  # the page's own columns are enough
+        columns = scan.collect_schema()
+        scan = scan.select([c for c in PAGE_COLUMNS if c in columns])
+    manifest = collect_lean(scan)
     why = ""
     if embedding is None:
         embedding, why = stored_embedding(report, manifest.height)

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from scurate._compute.faiss_index import knn, nearest_distance
 from scurate._compute.scoring import keep_mask
+from scurate._data.spill import take
 
 FIELDS = ("cell_type", "tissue", "assay")
 FAR_QUERIES, FAR_BASE, GAIN_QUERIES = 2_000, 100_000, 5_000
@@ -50,13 +51,18 @@ def _copies(manifest: pl.DataFrame) -> tuple[NDArray[np.int64], NDArray[np.int64
     n = manifest.height
     # the copies' rows by a join, not a dict of every cell id (gigabytes at ten million cells)
     copies = manifest.select(pl.int_range(n, dtype=pl.Int64).alias("row"), "exact_dup_of")
-    found = copies.drop_nulls("exact_dup_of").join(
-        manifest.select(
+    copies = copies.drop_nulls("exact_dup_of")
+    # the right side holds only the cells some copy names: selecting every cell id for the
+    # join took a gigabyte at ten million cells, most runs having few copies or none
+    originals = (
+        manifest.lazy()
+        .select(
             pl.col("cell_id").alias("exact_dup_of"), pl.int_range(n, dtype=pl.Int64).alias("of")
-        ),
-        on="exact_dup_of",
-        how="left",
+        )
+        .filter(pl.col("exact_dup_of").is_in(copies["exact_dup_of"].unique().implode()))
+        .collect()
     )
+    found = copies.join(originals, on="exact_dup_of", how="left")
     exact = np.full(n, -1, dtype=np.int64)
     exact[found["row"].to_numpy()] = found["of"].fill_null(-1).to_numpy()
     group = manifest["near_dup_group"].fill_null(-1).to_numpy().astype(np.int64)
@@ -133,7 +139,8 @@ def _far(
     queries = np.concatenate(picked)
     own = datasets[queries]
     codes = list(range(len(names)))
-    found = _nearest_outside(embedding[base], datasets[base], embedding[queries], codes)
+    # gathered block by block: rows spread over the whole map would otherwise keep its pages
+    found = _nearest_outside(take(embedding, base), datasets[base], take(embedding, queries), codes)
     dist = {d: found[i][own == i] for i, d in enumerate(names)}
     cut = float(np.median(np.concatenate(list(dist.values()))))
     return "nearest_other_dataset", {d: float(np.mean(v > cut)) for d, v in dist.items()}
@@ -151,9 +158,9 @@ def _gain(
     if embedding is None or not selected.any():
         return {}
     rng = np.random.default_rng(SEED)
-    queries = embedding[_sample(np.arange(manifest.height), GAIN_QUERIES, rng)]
+    queries = take(embedding, _sample(np.arange(manifest.height), GAIN_QUERIES, rng))
     chosen = np.flatnonzero(selected)
-    base, labels = embedding[chosen], datasets[chosen]
+    base, labels = take(embedding, chosen), datasets[chosen]
     with_all = float(_nearest_outside(base, labels, queries, [-1])[-1].mean(dtype=np.float64))
     without = _nearest_outside(base, labels, queries, list(range(len(names))))
     out: dict[str, dict[str, float] | None] = {}

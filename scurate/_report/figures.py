@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from scurate._data.spill import take
 from scurate._report.style import GREY, MISSING, NOT_SELECTED, SELECTED, color, figure, svg
 
 MOST_STRATA = 30  # bars per coverage chart: the largest strata of the pool, missing ones kept
@@ -179,7 +180,7 @@ def histogram(manifest: pl.DataFrame, column: str, label: str) -> str | None:
 
 def pca_2d(embedding: NDArray[np.floating[Any]], rows: NDArray[np.int64]) -> NDArray[np.float64]:
     """The first two principal components of ``embedding[rows]`` (SVD, centred)."""
-    x = np.asarray(embedding[rows], dtype=np.float64)
+    x = take(embedding, rows).astype(np.float64)  # by blocks where the embedding is mapped
     x -= x.mean(axis=0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     projected: NDArray[np.float64] = x @ vt[:2].T
@@ -195,8 +196,8 @@ def map_2d(
     rng = np.random.default_rng(seed)
     rows = np.arange(n) if n <= MAP_POINTS else np.sort(rng.choice(n, MAP_POINTS, replace=False))
     xy = pca_2d(embedding, rows)
-    datasets = manifest["dataset_id"].to_numpy()[rows].astype(str)
-    selected = manifest["selected"].fill_null(False).to_numpy()[rows]
+    datasets = manifest["dataset_id"].gather(rows).to_numpy().astype(str)
+    selected = manifest["selected"].fill_null(False).gather(rows).to_numpy()
     size = 4 if len(rows) > 5000 else 9
     with figure("map", 11.0, 4.6, ncols=2, sharex=True, sharey=True) as (fig, (left, right)):
         for i, d in enumerate(dict.fromkeys(datasets.tolist())):

@@ -18,6 +18,9 @@ from scurate._report.style import CSS, heat_cell
 from scurate.errors import InputError
 
 PAGE = "report.html"
+# the manifest columns the page reads itself; adds_table reads more (where report.json has no
+# "adds" table already)
+PAGE_COLUMNS = ("dataset_id", "reason", "selected", "novelty", "density")
 STRATA = ("tissue", "cell_type", "assay", "donor_id")  # drawn first; roll-ups after
 REASONS = ("selected", "exact_copy", "near_copy", "qc", "quota_full", "past_budget")
 
