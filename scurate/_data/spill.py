@@ -39,13 +39,16 @@ TAKE_ROWS = 4_096  # rows gathered at a time by take()
 _MAPS: list[weakref.ref[mmap.mmap]] = []  # every live map made here
 
 
-def spilled(values: Any) -> bool:
-    """Whether ``values`` is (a view of) an array this module mapped from disk."""
-    while values is not None:
-        if isinstance(values, np.memmap):
-            return True
+def _mapped(values: Any) -> np.memmap[Any, Any] | None:
+    """The memory map ``values`` is (a view of), or None."""
+    while values is not None and not isinstance(values, np.memmap):
         values = getattr(values, "base", None)
-    return False
+    return values
+
+
+def spilled(values: Any) -> bool:
+    """Whether ``values`` is (a view of) an array mapped from disk."""
+    return _mapped(values) is not None
 
 
 class Builder:
@@ -141,12 +144,11 @@ def to_disk(values: NDArray[Any], *, spill: bool | None = None) -> NDArray[Any]:
 def track(values: NDArray[Any]) -> NDArray[Any]:
     """``values`` (an array mapped from a file elsewhere, e.g. ``np.load(..., mmap_mode="r")``)
     with its map's pages released by :func:`release` like the maps made here."""
-    while values is not None and not isinstance(values, np.memmap):
-        values = getattr(values, "base", None)  # type: ignore[assignment]
-    handle = getattr(values, "_mmap", None)
+    mapped = _mapped(values)
+    handle = getattr(mapped, "_mmap", None)
     if handle is not None:
         _MAPS.append(weakref.ref(handle))
-    return values
+    return values if mapped is None else mapped
 
 
 def save_npy(values: NDArray[Any], path: str | os.PathLike[str]) -> None:
