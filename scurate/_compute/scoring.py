@@ -169,7 +169,14 @@ def neighbour_scores(
             d2, labels = index.search(x[start:stop], k_search)
             ea, eb = _edges(d2, labels.astype(np.int64, copy=False), start, chosen)
             searched_again += 1
-        keep = np.linalg.norm(x[ea] - x[eb], axis=1) <= chosen if len(ea) else np.zeros(0, bool)
+        # the pairs' rows gathered by blocks in row order: a neighbour can lie anywhere in a
+        # mapped embedding, and each row read faults in the pages around it (at ten million
+        # cells, 1.6 GB of the map resident at once)
+        keep = (
+            np.linalg.norm(spill.take(x, ea) - spill.take(x, eb), axis=1) <= chosen
+            if len(ea)
+            else np.zeros(0, bool)
+        )
         edges_a.append(ea[keep])
         edges_b.append(eb[keep])
         spill.release()
