@@ -71,6 +71,7 @@ from numpy.typing import NDArray
 from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
 from scurate._data import id_table, spill
 from scurate._data.genes import gene_keys
+from scurate._data.manifest import codes
 from scurate._data.sources import GeneTable, Source, read_rows
 from scurate.errors import OptionError
 
@@ -278,16 +279,6 @@ def median_mad(values: NDArray[np.float64]) -> tuple[float, float]:
     return median, 1.4826 * float(np.median(np.abs(values - median)))
 
 
-def _codes(values: Sequence[str | None] | pl.Series) -> tuple[list[str], NDArray[np.int64]]:
-    """The distinct values of a column (null as ""), and each cell's position among them,
-    found in polars: no Python string per cell."""
-    column = values if isinstance(values, pl.Series) else pl.Series(values, dtype=pl.String)
-    column = column.cast(pl.String).fill_null("")
-    names = [str(v) for v in column.unique(maintain_order=True).to_list()]
-    codes = column.replace_strict(names, list(range(len(names))), return_dtype=pl.Int64)
-    return names, codes.to_numpy()
-
-
 def failures(
     qc: QcValues,
     spec: QcSpec,
@@ -302,9 +293,10 @@ def failures(
     if not spec.enabled:
         return {}
     n = len(qc.n_counts)
-    assays, assay_at = _codes(assay)
-    suspensions, suspension_at = _codes(suspension_type)
-    kinds, which = np.unique(assay_at * len(suspensions) + suspension_at, return_inverse=True)
+    assays, assay_at = codes(assay)
+    suspensions, suspension_at = codes(suspension_type)
+    kind = assay_at.astype(np.int64) * len(suspensions) + suspension_at
+    kinds, which = np.unique(kind, return_inverse=True)
     table = np.array(
         [
             defaults_for(assays[k // len(suspensions)], suspensions[k % len(suspensions)])
@@ -314,7 +306,7 @@ def failures(
     pairs = table[which.reshape(n)] if n else np.zeros((0, 2))
     if spec.min_genes is None:
         min_genes = pairs[:, 0]
-        names, at = _codes(dataset_id)
+        names, at = codes(dataset_id)
         by_dataset = np.argsort(at, kind="stable")  # each dataset's cells, one pass
         ends = np.searchsorted(at[by_dataset], np.arange(len(names) + 1))
         floors = np.array(

@@ -35,6 +35,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,16 @@ def cell_ids(dataset_id: str, obs_names: NDArray[Any]) -> NDArray[np.str_]:
     """The ``cell_id`` of each cell: ``dataset_id/obs_name`` (a numpy string array: no Python
     object per cell)."""
     return np.char.add(f"{dataset_id}/", as_str(obs_names))
+
+
+def codes(values: Sequence[str | None] | pl.Series) -> tuple[list[str], NDArray[np.int32]]:
+    """The distinct values of a string column in order of first appearance (null as ""), and
+    each cell's position among them, found in polars: no Python string per cell."""
+    column = values if isinstance(values, pl.Series) else pl.Series(values, dtype=pl.String)
+    column = column.cast(pl.String).fill_null("")
+    names = [str(v) for v in column.unique(maintain_order=True).to_list()]
+    at = column.replace_strict(names, list(range(len(names))), return_dtype=pl.Int32)
+    return names, at.to_numpy()
 
 
 def as_str(values: NDArray[Any]) -> NDArray[np.str_]:

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from scurate._compute.faiss_index import knn, nearest_distance
 from scurate._compute.scoring import keep_mask
+from scurate._data.manifest import codes
 from scurate._data.spill import take
 
 FIELDS = ("cell_type", "tissue", "assay")
@@ -196,11 +197,7 @@ def adds_table(
     """What each dataset adds (see the module's docstring), one JSON-able dict per dataset in
     source order. ``embedding``: an (n, d) array in manifest order, for ``far_share`` without
     a reference and for ``coverage_gain``."""
-    # each cell's dataset as a small integer: no Python string per cell
-    column = manifest["dataset_id"]
-    names = [str(d) for d in column.unique(maintain_order=True).to_list()]
-    datasets = column.replace_strict(names, list(range(len(names))), return_dtype=pl.Int32)
-    datasets = datasets.to_numpy()
+    names, datasets = codes(manifest["dataset_id"])  # each cell's dataset as a small integer
     selected = manifest["selected"].fill_null(False).to_numpy()
     exact_of, near_of = _copies(manifest)
     basis, far = _far(manifest, datasets, names, embedding)
@@ -209,7 +206,7 @@ def adds_table(
     counts: dict[str, pl.DataFrame] = {}
     for field in FIELDS:
         per = (
-            pl.DataFrame({"d": column, "v": manifest[field], "s": selected})
+            pl.DataFrame({"d": manifest["dataset_id"], "v": manifest[field], "s": selected})
             .drop_nulls("v")
             .group_by("v", "d")
             .agg(pl.len().alias("cells"), pl.col("s").sum().alias("selected"))
