@@ -32,6 +32,8 @@ from scurate.errors import InputError, OptionError, ScurateError
 
 T = TypeVar("T")
 R = TypeVar("R")
+P = TypeVar("P")  # a piece as shipped (bytes of an index)
+H = TypeVar("H")  # a piece as held (the index loaded from them)
 log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "ray")
@@ -48,6 +50,25 @@ class Backend(Protocol):
         self, fn: Callable[[T], R], items: Iterable[T], *, label: Callable[[T], str] = str
     ) -> Iterator[R]: ...
 
+    def slots(self) -> int:
+        """Tasks of this backend that run side by side."""
+        ...
+
+    def over_pieces(
+        self,
+        load: Callable[[P], H],
+        pieces: Iterable[P],
+        fn: Callable[[H, T], R],
+        items: Iterable[T],
+        *,
+        label: Callable[[T], str] = str,
+    ) -> Iterator[list[R]]:
+        """``fn(load(piece), item)`` for every piece and every item: per item, in the order of
+        ``items``, the list of its results in the order of ``pieces``. Each piece is loaded
+        once and held while the items pass (on Ray: by an actor of its own), so a large object
+        cut in pieces (an index) is spread over the cluster, not copied to every task."""
+        ...
+
 
 class Local:
     """Every item in this process, one after the other."""
@@ -59,6 +80,21 @@ class Local:
         self, fn: Callable[[T], R], items: Iterable[T], *, label: Callable[[T], str] = str
     ) -> Iterator[R]:
         return (fn(item) for item in items)
+
+    def slots(self) -> int:
+        return 1
+
+    def over_pieces(
+        self,
+        load: Callable[[P], H],
+        pieces: Iterable[P],
+        fn: Callable[[H, T], R],
+        items: Iterable[T],
+        *,
+        label: Callable[[T], str] = str,
+    ) -> Iterator[list[R]]:
+        held = [load(piece) for piece in pieces]
+        return ([fn(one, item) for one in held] for item in items)
 
 
 LOCAL = Local()
@@ -139,7 +175,7 @@ class RayBackend:
         task = ray.remote(_in_worker).options(
             num_cpus=self.cpus_per_task, max_retries=self.max_retries, retry_exceptions=False
         )
-        slots = max(1, int(ray.cluster_resources().get("CPU", 1)) // self.cpus_per_task)
+        slots = self.slots()
         window = slots * AHEAD + 1
         shipped = ray.put(fn)  # once, however many tasks: a PCA model goes to the store once
         todo = iter(items)
@@ -161,6 +197,80 @@ class RayBackend:
         finally:  # an error, or the caller stopped: nothing keeps running for nobody
             for ref, _ in pending:
                 ray.cancel(ref, force=True)
+
+    def slots(self) -> int:
+        return max(1, int(_ray().cluster_resources().get("CPU", 1)) // self.cpus_per_task)
+
+    def over_pieces(
+        self,
+        load: Callable[[P], H],
+        pieces: Iterable[P],
+        fn: Callable[[H, T], R],
+        items: Iterable[T],
+        *,
+        label: Callable[[T], str] = str,
+    ) -> Iterator[list[R]]:
+        ray = _ray()
+        holder = ray.remote(_Holder).options(
+            num_cpus=self.cpus_per_task,
+            max_restarts=self.max_retries,  # a dead holder loads its piece again...
+            max_task_retries=self.max_retries,  # ...and runs the calls it had not answered
+        )
+        # one piece in this process at a time, put in the object store; the refs are held here
+        # until the last item is answered and go to each call boxed (fetched by the actor, not
+        # by Ray): an actor restarted after its worker died loads its piece from them again
+        stored = [[ray.put(piece)] for piece in pieces]
+        actors = [holder.remote() for _ in stored]
+        shipped, loader = ray.put(fn), ray.put(load)
+        todo = iter(items)
+        pending: collections.deque[tuple[list[Any], str]] = collections.deque()
+
+        def submit() -> None:
+            for item in todo:
+                ref = ray.put(item)  # once for every piece
+                calls = [
+                    actor.call.remote(loader, boxed, shipped, ref)
+                    for actor, boxed in zip(actors, stored, strict=True)
+                ]
+                pending.append((calls, label(item)))
+                return
+
+        try:
+            for _ in range(AHEAD + 1):
+                submit()
+            while pending:
+                refs, name = pending.popleft()
+                results = [_result(ray, ref, name, self.max_retries) for ref in refs]
+                submit()
+                yield results
+        finally:  # done, an error, or the caller stopped: the actors give their CPUs back
+            for actor in actors:
+                ray.kill(actor)
+
+
+class _Holder:
+    """A Ray actor holding one loaded piece (loaded at its first call, and again after a
+    restart); its calls run with OpenMP and BLAS limited to the CPUs Ray gave it."""
+
+    def __init__(self) -> None:
+        import scurate  # noqa: F401  (scurate._env: OpenMP waits passively, set before it loads)
+
+        self.held: Any = None
+
+    def call(
+        self,
+        load: Callable[[Any], Any],
+        boxed: list[Any],
+        fn: Callable[[Any, Any], Any],
+        item: Any,
+    ) -> Any:
+        from threadpoolctl import threadpool_limits
+
+        assigned = _ray().get_runtime_context().get_assigned_resources().get("CPU", 1)
+        with threadpool_limits(limits=max(1, int(assigned))):
+            if self.held is None:
+                self.held = load(_ray().get(boxed[0]))
+            return fn(self.held, item)
 
 
 def _result(ray: Any, ref: Any, name: str, retries: int) -> Any:

@@ -5,8 +5,10 @@ cannot be read is the local path's one line; a worker killed mid-task is retried
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import anndata as ad
@@ -71,7 +73,11 @@ def manifest_bytes(out: Path) -> bytes:
     return (out / "manifest.parquet").read_bytes()
 
 
-@pytest.mark.parametrize("embedding", [[], ["--obsm-key", "X_emb"]], ids=["pca", "obsm"])
+@pytest.mark.parametrize(
+    "embedding",
+    [[], ["--obsm-key", "X_emb"], ["--obsm-key", "X_emb", "--index-factory", "IVF16,Flat"]],
+    ids=["pca", "obsm", "obsm-ivf"],  # ivf: the neighbour search in pieces held by actors
+)
 def test_the_manifest_is_byte_identical(
     ray_cluster: None, labs: list[Path], tmp_path: Path, embedding: list[str]
 ) -> None:
@@ -232,3 +238,55 @@ def test_backend_options_are_checked(
     res = select(labs, tmp_path / "out", *extra)
     assert res.exit_code == 1
     assert res.stderr == f"scurate: error: {says}\n"
+
+
+def planted_ties(n: int = 3000, dims: int = 12) -> np.ndarray:
+    """Clustered rows with exact copies: many neighbours at the same distance."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(scale=4.0, size=(20, dims))
+    x = (centres[rng.integers(0, 20, n)] + rng.normal(size=(n, dims))).astype(np.float32)
+    x[rng.integers(0, n, 300)] = x[rng.integers(0, n, 300)]
+    x[100:140] = x[7]  # 41 copies of one cell: more ties than neighbours searched
+    return x
+
+
+def test_the_search_in_pieces_is_the_whole_index_search(ray_cluster: None) -> None:
+    from scurate import _backend as backend
+    from scurate._compute import faiss_index
+
+    x = planted_ties()
+    index, info = faiss_index.build_index(x, factory="IVF30,Flat")
+    assert info["nprobe"] == 10  # a third of the lists probed: pieces skip the others
+    assert len(list(faiss_index.pieces(index, 2) or [])) == 2
+    local = list(faiss_index.search_blocks(index, x, 25, rows=700))
+    with backend.using(backend.connect("ray")):
+        on_ray = list(faiss_index.search_blocks(index, x, 25, rows=700))
+    assert [start for start, _, _ in on_ray] == list(range(0, len(x), 700))
+    for (_, d_local, rows_local), (_, d_ray, rows_ray) in zip(local, on_ray, strict=True):
+        np.testing.assert_array_equal(rows_ray, rows_local)  # the ties in FAISS's order too
+        np.testing.assert_array_equal(d_ray, d_local)
+    assert (local[0][2][7, :25] == np.r_[7, np.arange(100, 124)]).all()
+
+
+def kill_first_call(markers: str, held: int, item: int) -> int:
+    """A piece's call that kills its own worker the first time any call runs."""
+    marker = Path(markers) / "killed"
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return held * 1000 + item
+
+
+def test_a_killed_piece_holder_is_restarted(ray_cluster: None, tmp_path: Path) -> None:
+    import ray.cloudpickle
+    from scurate import _backend as backend
+
+    kill = partial(kill_first_call, str(tmp_path))
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import it
+    try:
+        run = backend.connect("ray")
+        answers = list(run.over_pieces(int, ["1", "2"], kill, range(5)))
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert answers == [[1000 + i, 2000 + i] for i in range(5)]
+    assert int((tmp_path / "killed").read_text()) != os.getpid()  # a holder died, came back

@@ -17,14 +17,17 @@ Distances returned by the searches are Euclidean (FAISS works in squared L2).
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from scurate import _backend as backend
 from scurate._data import spill
 from scurate.errors import OptionError
 
@@ -173,6 +176,149 @@ def search(
     return dist, rows
 
 
+def search_blocks(
+    index: Any, queries: NDArray[np.float32], k: int, rows: int = SEARCH_CHUNK
+) -> Iterator[tuple[int, NDArray[np.float32], NDArray[np.int64]]]:
+    """FAISS's squared distances and rows of the ``k`` nearest base rows of each query, a block
+    of ``rows`` queries at a time: ``(start, d2, labels)`` per block, in order.
+
+    In this process, ``index.search`` on each block. On a backend whose tasks run elsewhere
+    (Ray) an inverted-file index is cut into pieces of whole lists (:func:`pieces`), one per
+    task slot, each held by a worker: each block's lists to probe are found here (the
+    quantizer, small), every piece scans its own of them, and the pieces' answers are merged.
+    FAISS keeps the ``k`` smallest by (distance, row) and so does the merge, so the answer is
+    the whole index's, ties included. An index that cannot be cut (flat, behind a transform)
+    is searched here."""
+    run = backend.current()
+    cut = None if run.in_process else pieces(index, run.slots())
+    if cut is None:
+        for start, block in spill.blocks(queries, rows):
+            d2, labels = index.search(np.ascontiguousarray(block, dtype=np.float32), k)
+            yield start, d2, labels
+        return
+    ivf = faiss_ivf(index)
+    nprobe = int(ivf.nprobe)
+    starts: collections.deque[int] = collections.deque()
+
+    def probes() -> Iterator[tuple[int, NDArray[np.float32], int, NDArray[Any], NDArray[Any]]]:
+        for start, block in spill.blocks(queries, rows):
+            q = np.ascontiguousarray(block, dtype=np.float32)
+            coarse_d2, lists = ivf.quantizer.search(q, nprobe)
+            starts.append(start)
+            yield start, q, k, lists, coarse_d2
+
+    for found in run.over_pieces(load_piece, cut, _search_piece, probes(), label=_block_label):
+        d2, labels = _merge(found, k)
+        yield starts.popleft(), d2, labels
+
+
+def _block_label(item: tuple[int, NDArray[np.float32], int, Any, Any]) -> str:
+    return f"the neighbour search of rows {item[0]}..{item[0] + len(item[1]) - 1}"
+
+
+def faiss_ivf(index: Any) -> Any:
+    """``index`` as FAISS's inverted-file class when it is one (not behind a transform), else
+    None."""
+    import faiss
+
+    found = faiss.downcast_index(index)
+    return found if isinstance(found, faiss.IndexIVF) else None
+
+
+def pieces(index: Any, parts: int) -> Iterator[NDArray[np.uint8]] | None:
+    """``index`` cut into ``parts`` serialized pieces of whole inverted lists, runs of lists
+    near-equal in rows, each with the trained quantizer and a note of the lists it holds; one
+    piece made at a time as they are taken. None where it cannot be cut: not an inverted file
+    with lists in memory, or fewer lists than two."""
+    import faiss
+
+    ivf = faiss_ivf(index)
+    if ivf is None or ivf.nlist < 2:
+        return None
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    if not isinstance(lists, faiss.ArrayInvertedLists):
+        return None
+    sizes = np.array([lists.list_size(i) for i in range(ivf.nlist)], dtype=np.int64)
+    ends = np.cumsum(sizes)
+    cuts = np.searchsorted(ends, np.linspace(0, ends[-1], max(1, parts) + 1)[1:-1], side="right")
+    owner = np.zeros(ivf.nlist, dtype=np.int32)
+    for cut in cuts:
+        owner[cut:] += 1
+    template = _empty_copy(ivf)
+
+    def cut_out() -> Iterator[NDArray[np.uint8]]:
+        for part in range(int(owner.max()) + 1):
+            piece: Any = faiss.clone_index(template)
+            for number in np.flatnonzero((owner == part) & (sizes > 0)):
+                m, at = int(sizes[number]), int(number)
+                ids = faiss.rev_swig_ptr(lists.get_ids(at), m)
+                codes = faiss.rev_swig_ptr(lists.get_codes(at), m * lists.code_size)
+                piece.invlists.add_entries(at, m, faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+            piece.ntotal = int(sizes[owner == part].sum())
+            held = np.flatnonzero(owner == part).astype(np.int64)
+            yield np.concatenate([_header(held), serialize(piece)])
+            del piece
+
+    return cut_out()
+
+
+def _empty_copy(ivf: Any) -> Any:
+    """A copy of a trained inverted-file index with no rows (its lists swapped out for empty
+    ones while it is cloned, so the rows are not copied)."""
+    import faiss
+
+    own, owned, ntotal = ivf.invlists, ivf.own_invlists, ivf.ntotal
+    empty = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    ivf.own_invlists = False  # so that swapping does not free the index's own lists
+    ivf.replace_invlists(empty, False)
+    ivf.ntotal = 0
+    try:
+        return faiss.clone_index(ivf)
+    finally:
+        ivf.replace_invlists(own, owned)
+        ivf.ntotal = ntotal
+
+
+def _header(held: NDArray[np.int64]) -> NDArray[np.uint8]:
+    """The lists a piece holds, before its index bytes: their count, then the numbers."""
+    out: NDArray[np.uint8] = np.r_[np.int64(len(held)), held].view(np.uint8)
+    return out
+
+
+def load_piece(piece: NDArray[np.uint8]) -> tuple[Any, NDArray[np.bool_]]:
+    """A piece of :func:`pieces` loaded: its index and which of the lists it holds."""
+
+    count = int(piece[:8].view(np.int64)[0])
+    held = piece[8 : 8 * (count + 1)].view(np.int64)
+    index: Any = deserialize(piece[8 * (count + 1) :])
+    mine = np.zeros(int(index.nlist), dtype=np.bool_)
+    mine[held] = True
+    return index, mine
+
+
+def _search_piece(
+    held: tuple[Any, NDArray[np.bool_]],
+    item: tuple[int, NDArray[np.float32], int, NDArray[np.int64], NDArray[np.float32]],
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """One block searched in one piece: the probed lists it does not hold are skipped."""
+    index, mine = held
+    _, queries, k, lists, coarse_d2 = item
+    own = np.where((lists >= 0) & mine[np.maximum(lists, 0)], lists, -1)
+    d2, labels = index.search_preassigned(queries, k, own, coarse_d2)
+    return d2, labels
+
+
+def _merge(
+    found: list[tuple[NDArray[np.float32], NDArray[np.int64]]], k: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """The ``k`` smallest by (distance, row) of the pieces' answers, as FAISS orders its own
+    (a row of -1, nothing found, last)."""
+    d2 = np.concatenate([d for d, _ in found], axis=1)
+    labels = np.concatenate([r for _, r in found], axis=1)
+    order = np.lexsort((np.where(labels < 0, np.iinfo(np.int64).max, labels), d2), axis=1)[:, :k]
+    return np.take_along_axis(d2, order, axis=1), np.take_along_axis(labels, order, axis=1)
+
+
 def nearest(
     index: Any, queries: NDArray[np.float32]
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
@@ -224,6 +370,28 @@ def write_index(index: Any, path: str | os.PathLike[str]) -> None:
     if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
         index = faiss.index_gpu_to_cpu(index)
     faiss.write_index(index, str(path))
+
+
+def serialize(index: Any) -> NDArray[np.uint8]:
+    """``index`` as bytes a task can take (a GPU index is copied back to the CPU first)."""
+    import faiss
+
+    if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
+        index = faiss.index_gpu_to_cpu(index)
+    out: NDArray[np.uint8] = faiss.serialize_index(index)
+    return out
+
+
+def deserialize(data: NDArray[np.uint8]) -> Any:
+    """The index :func:`serialize` made."""
+    import faiss
+
+    return faiss.deserialize_index(np.ascontiguousarray(data))
+
+
+def nearest_in(data: NDArray[np.uint8], queries: NDArray[np.float32]) -> tuple[Any, Any]:
+    """:func:`nearest` in a serialized index: a task's search, the index shipped with it."""
+    return nearest(deserialize(data), queries)
 
 
 def read_index(path: str | os.PathLike[str]) -> Any:

@@ -59,8 +59,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,8 @@ import polars as pl
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from scurate._compute.faiss_index import SEARCH_CHUNK, build_index
+from scurate import _backend as backend
+from scurate._compute.faiss_index import SEARCH_CHUNK, build_index, deserialize, serialize
 from scurate._data import id_table, spill
 from scurate._data.genes import gene_keys
 from scurate._data.manifest import codes
@@ -445,6 +447,33 @@ def _count_within(
     return inside
 
 
+def _count_block(
+    sim: NDArray[np.float32],
+    sim_index: Any,
+    wide: int,
+    block: tuple[NDArray[np.int64], NDArray[np.float32], Any, Any],
+) -> tuple[NDArray[np.int64], Any, NDArray[np.int64]]:
+    """One block of cells (rows, embedding, radius, real cells inside it): its rows, real
+    counts and simulated doublets inside the radius (:func:`_count_within`)."""
+    rows, q, radius, real = block
+    return rows, real, _count_within(q, sim, sim_index, radius, wide)
+
+
+def _count_shipped(
+    sim: NDArray[np.float32],
+    data: NDArray[np.uint8],
+    wide: int,
+    block: tuple[NDArray[np.int64], NDArray[np.float32], Any, Any],
+) -> tuple[NDArray[np.int64], Any, NDArray[np.int64]]:
+    """:func:`_count_block` in a task, the simulations' index shipped serialized."""
+    return _count_block(sim, deserialize(data), wide, block)
+
+
+def _doublets_label(block: tuple[NDArray[np.int64], Any, Any, Any]) -> str:
+    rows = block[0]
+    return f"the doublet scores of rows {rows[0]}..{rows[-1]}"
+
+
 def _ratio(inside: NDArray[np.int64], real: NDArray[np.int64]) -> NDArray[np.float32]:
     """The score: simulated doublets inside the radius over all cells and simulations there."""
     share: NDArray[np.float32] = (inside / (inside + real)).astype(np.float32)
@@ -520,14 +549,21 @@ def doublet_scores(
     wide = min(SIM_NEIGHBOURS, n_sim)
     scored = np.repeat(np.asarray(counts_ok, dtype=bool), sizes)
     adapted = 0
-    for lo in range(0, n, DOUBLET_CHUNK):
-        rows = np.flatnonzero(scored[lo : lo + DOUBLET_CHUNK]) + lo
-        if len(rows) == 0:
-            continue
-        q = np.ascontiguousarray(values[rows])
-        radius, real = own_radius(np.sort(knn_d2[rows], axis=1))  # sorted already: cheap
+
+    def blocks() -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32], Any, Any]]:
+        for lo in range(0, n, DOUBLET_CHUNK):
+            rows = np.flatnonzero(scored[lo : lo + DOUBLET_CHUNK]) + lo
+            if len(rows):
+                q = np.ascontiguousarray(values[rows])
+                radius, real = own_radius(np.sort(knn_d2[rows], axis=1))  # sorted: cheap
+                yield rows, q, radius, real
+
+    run = backend.current()  # on Ray: the simulations and their index shipped once
+    count = partial(_count_block, sim, sim_index, wide)
+    if not run.in_process:
+        count = partial(_count_shipped, sim, serialize(sim_index), wide)
+    for rows, real, inside in run.map(count, blocks(), label=_doublets_label):
         adapted += int((real < k).sum())
-        inside = _count_within(q, sim, sim_index, radius, wide)
         scores[rows] = _ratio(inside, real)
         spill.release()  # a mapped embedding's pages: one block resident at a time
     sim_scores = np.empty(n_sim, dtype=np.float32)

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from scurate import _core
 from scurate import _heap as heap
 from scurate._compute.dedup import MIN_GENES, find_exact_duplicates
-from scurate._compute.faiss_index import SEARCH_CHUNK, build_index, stored_rows
+from scurate._compute.faiss_index import SEARCH_CHUNK, build_index, search_blocks, stored_rows
 from scurate._compute.graph import PoolGraph, nearest_others
 from scurate._compute.qc import QcValues, doublet_scores
 from scurate._compute.reference import Reference
@@ -134,9 +134,8 @@ def neighbour_scores(
     # quarter of the pool's wherever blocks look alike) and a block whose bound falls short
     # of the final eps is searched again.
     blocks: list[tuple[int, int, float, NDArray[np.int64], NDArray[np.int64]]] = []
-    for start in range(0, n, SEARCH_CHUNK):
-        stop = min(start + SEARCH_CHUNK, n)
-        _, wide = index.search(x[start:stop], k_wide)
+    for start, _, wide in search_blocks(index, x, k_wide, SEARCH_CHUNK):
+        stop = start + len(wide)
         wide = wide.astype(np.int64, copy=False)
         wide_d2 = exact_d2(x, start, wide, index)
         near_rows, near_dist = nearest_others(wide_d2, wide, start, width)

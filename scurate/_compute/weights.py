@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from scurate import _backend as backend
 from scurate._compute.faiss_index import (
     build_index,
     exact_search_affordable,
     flat_index,
     ivf_lists,
+    nearest_in,
+    serialize,
 )
 from scurate._compute.faiss_index import nearest as faiss_nearest
 from scurate._compute.graph import CHUNK, PoolGraph
@@ -121,10 +125,16 @@ def assign(
         index, _ = build_index(base, factory=factory, n_queries=len(todo))
         if not exact:
             log.info("weights: approximate nearest selected cell (IVF, %d selected)", len(base))
-        for start in range(0, len(todo), spill.BLOCK_ROWS):  # bounded copies of the queries
-            rows_in = todo[start : start + spill.BLOCK_ROWS]
-            found = faiss_nearest(index, spill.take(embeddings, rows_in))
-            distance[rows_in], nearest[rows_in] = found
+        step = spill.BLOCK_ROWS
+        blocks = [todo[start : start + step] for start in range(0, len(todo), step)]
+        queries = (spill.take(embeddings, rows_in) for rows_in in blocks)  # bounded copies
+        run = backend.current()  # on Ray: the selection's index shipped once, a task a block
+        search = partial(faiss_nearest, index)
+        if not run.in_process:
+            search = partial(nearest_in, serialize(index))
+        found = run.map(search, queries, label=_weights_label)
+        for rows_in, (dist, near) in zip(blocks, found, strict=True):
+            distance[rows_in], nearest[rows_in] = dist, near
     missed = np.flatnonzero(nearest < 0)  # an approximate search can come back empty
     if len(missed):
         distance[missed], nearest[missed] = faiss_nearest(
@@ -134,6 +144,10 @@ def assign(
     nearest[rows] = np.arange(len(rows))
     distance[rows] = 0.0
     return Assignment(nearest, distance, exact)
+
+
+def _weights_label(queries: NDArray[np.float32]) -> str:
+    return f"the weights' search of {len(queries)} cells"
 
 
 def _from_lists(
