@@ -13,20 +13,22 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 import scurate
-from scurate._compute.faiss_index import build_index
-from scurate._compute.qc import (
+from scurate._compute.doublets import (
     MIN_NEIGHBOURS,
     SIM_NEIGHBOURS,
-    QcSpec,
-    QcValues,
     _count_inside,
     _count_within,
     auto_threshold,
+    own_radius,
+)
+from scurate._compute.faiss_index import build_index
+from scurate._compute.qc import (
+    QcSpec,
+    QcValues,
     defaults_for,
     failures,
     gene_floor,
     mito_columns,
-    own_radius,
     parse_qc,
 )
 from scurate._data.example import example_sources

@@ -208,8 +208,9 @@ def search_blocks(
             yield start, q, k, lists, coarse_d2
 
     for found in run.over_pieces(load_piece, cut, _search_piece, probes(), label=_block_label):
-        d2, labels = _merge(found, k)
-        yield starts.popleft(), d2, labels
+        start = starts.popleft()
+        d2, labels = _merge(found, min(rows, len(queries) - start), k)
+        yield start, d2, labels
 
 
 def _block_label(item: tuple[int, NDArray[np.float32], int, Any, Any]) -> str:
@@ -299,24 +300,40 @@ def load_piece(piece: NDArray[np.uint8]) -> tuple[Any, NDArray[np.bool_]]:
 def _search_piece(
     held: tuple[Any, NDArray[np.bool_]],
     item: tuple[int, NDArray[np.float32], int, NDArray[np.int64], NDArray[np.float32]],
-) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """One block searched in one piece: the probed lists it does not hold are skipped."""
+) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
+    """One block searched in one piece, the probed lists it does not hold skipped: what it
+    found as (query, distance, row) triples, nearest first per query. A query probes at most
+    ``nprobe`` pieces, so the answers of all pieces stay that many times ``k`` per query."""
     index, mine = held
     _, queries, k, lists, coarse_d2 = item
     own = np.where((lists >= 0) & mine[np.maximum(lists, 0)], lists, -1)
     d2, labels = index.search_preassigned(queries, k, own, coarse_d2)
-    return d2, labels
+    found = labels >= 0
+    return np.nonzero(found)[0].astype(np.int32), d2[found], labels[found]
+
+
+MISSING_D2 = np.finfo(np.float32).max  # FAISS's distance where it found fewer than k
 
 
 def _merge(
-    found: list[tuple[NDArray[np.float32], NDArray[np.int64]]], k: int
+    found: list[tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]],
+    n: int,
+    k: int,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """The ``k`` smallest by (distance, row) of the pieces' answers, as FAISS orders its own
-    (a row of -1, nothing found, last)."""
-    d2 = np.concatenate([d for d, _ in found], axis=1)
-    labels = np.concatenate([r for _, r in found], axis=1)
-    order = np.lexsort((np.where(labels < 0, np.iinfo(np.int64).max, labels), d2), axis=1)[:, :k]
-    return np.take_along_axis(d2, order, axis=1), np.take_along_axis(labels, order, axis=1)
+    """The ``k`` smallest by (distance, row) of each of ``n`` queries in the pieces' answers, as
+    FAISS ranks its own (-1 and its largest float where fewer were found)."""
+    query = np.concatenate([q for q, _, _ in found])
+    d2 = np.concatenate([d for _, d, _ in found])
+    labels = np.concatenate([r for _, _, r in found])
+    order = np.lexsort((labels, d2, query))
+    query, d2, labels = query[order], d2[order], labels[order]
+    rank = np.arange(len(query)) - np.searchsorted(query, query)  # place within its query
+    keep = rank < k
+    out_d2 = np.full((n, k), MISSING_D2, dtype=np.float32)
+    out_labels = np.full((n, k), -1, dtype=np.int64)
+    out_d2[query[keep], rank[keep]] = d2[keep]
+    out_labels[query[keep], rank[keep]] = labels[keep]
+    return out_d2, out_labels
 
 
 def nearest(

@@ -35,9 +35,10 @@ from numpy.typing import NDArray
 from scurate import _core
 from scurate import _heap as heap
 from scurate._compute.dedup import MIN_GENES, find_exact_duplicates
+from scurate._compute.doublets import doublet_scores
 from scurate._compute.faiss_index import SEARCH_CHUNK, build_index, search_blocks, stored_rows
 from scurate._compute.graph import PoolGraph, nearest_others
-from scurate._compute.qc import QcValues, doublet_scores
+from scurate._compute.qc import QcValues
 from scurate._compute.reference import Reference
 from scurate._data import spill
 from scurate._data.sources import Source
