@@ -209,3 +209,15 @@ def test_cells_without_counts_are_scored_on_the_embedding(
     skipped = sel.report["scores"]["exact"]["skipped_sources"]
     assert skipped["lab"].startswith("no integer counts in X, .raw.X or layers['counts']")
     assert sel.manifest["density"].null_count() == 0
+
+
+def test_search_keys_sort_as_faiss_ranks_and_read_back() -> None:
+    from scurate._compute.faiss_index import MISSING_D2, _from_keys, _keys
+
+    d2 = np.array([[-0.5, 0.0, 0.0, 2.5, MISSING_D2]], dtype=np.float32)
+    rows = np.array([[9, 4, 3, 0, -1]], dtype=np.int64)
+    keys = _keys(d2, rows)
+    shuffled = keys[:, [3, 0, 4, 2, 1]]
+    back_d2, back_rows = _from_keys(np.sort(shuffled, axis=1))
+    np.testing.assert_array_equal(back_d2, [[-0.5, 0.0, 0.0, 2.5, MISSING_D2]])
+    np.testing.assert_array_equal(back_rows, [[9, 3, 4, 0, -1]])  # a tie: the lower row first

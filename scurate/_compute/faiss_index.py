@@ -209,7 +209,7 @@ def search_blocks(
 
     for found in run.over_pieces(load_piece, cut, _search_piece, probes(), label=_block_label):
         start = starts.popleft()
-        d2, labels = _merge(found, min(rows, len(queries) - start), k)
+        d2, labels = _merge(found, min(rows, len(queries) - start), k, min(nprobe, len(found)))
         yield start, d2, labels
 
 
@@ -234,7 +234,7 @@ def pieces(index: Any, parts: int) -> Iterator[NDArray[np.uint8]] | None:
     import faiss
 
     ivf = faiss_ivf(index)
-    if ivf is None or ivf.nlist < 2:
+    if ivf is None or ivf.nlist < 2 or ivf.ntotal >= 0xFFFFFFFF:  # rows in 32 bits (_keys)
         return None
     lists = faiss.downcast_InvertedLists(ivf.invlists)
     if not isinstance(lists, faiss.ArrayInvertedLists):
@@ -300,40 +300,58 @@ def load_piece(piece: NDArray[np.uint8]) -> tuple[Any, NDArray[np.bool_]]:
 def _search_piece(
     held: tuple[Any, NDArray[np.bool_]],
     item: tuple[int, NDArray[np.float32], int, NDArray[np.int64], NDArray[np.float32]],
-) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
-    """One block searched in one piece, the probed lists it does not hold skipped: what it
-    found as (query, distance, row) triples, nearest first per query. A query probes at most
-    ``nprobe`` pieces, so the answers of all pieces stay that many times ``k`` per query."""
+) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
+    """One block searched in one piece, the probed lists it does not hold skipped: the queries
+    it found anything for and their ``k`` answers as keys (:func:`_keys`). A query probes at
+    most ``nprobe`` pieces, so all pieces' answers stay within ``nprobe x k`` keys a query."""
     index, mine = held
     _, queries, k, lists, coarse_d2 = item
     own = np.where((lists >= 0) & mine[np.maximum(lists, 0)], lists, -1)
     d2, labels = index.search_preassigned(queries, k, own, coarse_d2)
-    found = labels >= 0
-    return np.nonzero(found)[0].astype(np.int32), d2[found], labels[found]
+    have = labels[:, 0] >= 0  # FAISS puts what it found first
+    return np.flatnonzero(have), _keys(d2[have], labels[have])
 
 
 MISSING_D2 = np.finfo(np.float32).max  # FAISS's distance where it found fewer than k
+SIGN = np.uint32(0x80000000)
+
+
+def _keys(d2: NDArray[np.float32], labels: NDArray[np.int64]) -> NDArray[np.uint64]:
+    """(distance, row) as one unsigned key each that sorts as FAISS ranks them: the float's
+    bits made order-preserving in the high half, the row in the low half (-1, nothing found,
+    as the largest)."""
+    bits = np.ascontiguousarray(d2, dtype=np.float32).view(np.uint32)
+    bits = np.where(bits & SIGN, ~bits, bits | SIGN)
+    high = bits.astype(np.uint64) << np.uint64(32)
+    out: NDArray[np.uint64] = high | labels.astype(np.uint32).astype(np.uint64)
+    return out
+
+
+def _from_keys(keys: NDArray[np.uint64]) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """The distances and rows of :func:`_keys`."""
+    bits = (keys >> np.uint64(32)).astype(np.uint32)
+    bits = np.where(bits & SIGN, bits & ~SIGN, ~bits)
+    rows = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    rows[rows == 0xFFFFFFFF] = -1
+    return bits.view(np.float32), rows
 
 
 def _merge(
-    found: list[tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]],
-    n: int,
-    k: int,
+    found: list[tuple[NDArray[np.int64], NDArray[np.uint64]]], n: int, k: int, width: int
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """The ``k`` smallest by (distance, row) of each of ``n`` queries in the pieces' answers, as
-    FAISS ranks its own (-1 and its largest float where fewer were found)."""
-    query = np.concatenate([q for q, _, _ in found])
-    d2 = np.concatenate([d for _, d, _ in found])
-    labels = np.concatenate([r for _, _, r in found])
-    order = np.lexsort((labels, d2, query))
-    query, d2, labels = query[order], d2[order], labels[order]
-    rank = np.arange(len(query)) - np.searchsorted(query, query)  # place within its query
-    keep = rank < k
-    out_d2 = np.full((n, k), MISSING_D2, dtype=np.float32)
-    out_labels = np.full((n, k), -1, dtype=np.int64)
-    out_d2[query[keep], rank[keep]] = d2[keep]
-    out_labels[query[keep], rank[keep]] = labels[keep]
-    return out_d2, out_labels
+    """The ``k`` smallest of each of ``n`` queries' answers from the pieces (at most ``width``
+    pieces answer a query), as FAISS ranks its own: by distance, then row; -1 and its largest
+    float where fewer were found."""
+    missing = _keys(np.full(1, MISSING_D2, dtype=np.float32), np.full(1, -1, dtype=np.int64))
+    keys = np.full((n, width * k), missing[0], dtype=np.uint64)
+    used = np.zeros(n, dtype=np.int64)
+    for rows, part in found:
+        keys[rows[:, None], used[rows][:, None] * k + np.arange(k)] = part
+        used[rows] += 1
+    if keys.shape[1] > k:
+        keys = np.partition(keys, k - 1, axis=1)[:, :k]
+    keys.sort(axis=1)
+    return _from_keys(keys)
 
 
 def nearest(
