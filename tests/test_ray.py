@@ -14,6 +14,7 @@ from pathlib import Path
 import anndata as ad
 import h5py
 import numpy as np
+import polars as pl
 import pytest
 from scurate.cli import app
 from typer.testing import CliRunner
@@ -290,3 +291,20 @@ def test_a_killed_piece_holder_is_restarted(ray_cluster: None, tmp_path: Path) -
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert answers == [[1000 + i, 2000 + i] for i in range(5)]
     assert int((tmp_path / "killed").read_text()) != os.getpid()  # a holder died, came back
+
+
+def test_soma_experiments_give_the_same_manifest_on_ray(ray_cluster: None, tmp_path: Path) -> None:
+    pytest.importorskip("tiledbsoma")
+    from test_soma import census_like, write_soma
+
+    for seed, name in ((0, "lung_atlas"), (1, "liver_atlas")):
+        write_soma(census_like(seed), tmp_path / "in" / name)
+    args = [str(tmp_path / "in"), "--obs-filter", "tissue != 'blood'", "--no-cache"]
+    local = select([], tmp_path / "local", *args)
+    on_ray = select([], tmp_path / "ray", *args, "--backend", "ray")
+    assert local.exit_code == 0, local.output
+    assert on_ray.exit_code == 0, on_ray.output
+    assert manifest_bytes(tmp_path / "local") == manifest_bytes(tmp_path / "ray")
+    manifest = pl.read_parquet(tmp_path / "ray" / "manifest.parquet")
+    assert set(manifest["dataset_id"]) == {"lung_atlas", "liver_atlas"}
+    assert "blood" not in set(manifest["tissue"]) and manifest["selected"].sum() == 60
