@@ -288,7 +288,6 @@ def _header(held: NDArray[np.int64]) -> NDArray[np.uint8]:
 
 def load_piece(piece: NDArray[np.uint8]) -> tuple[Any, NDArray[np.bool_]]:
     """A piece of :func:`pieces` loaded: its index and which of the lists it holds."""
-
     count = int(piece[:8].view(np.int64)[0])
     held = piece[8 : 8 * (count + 1)].view(np.int64)
     index: Any = deserialize(piece[8 * (count + 1) :])
