@@ -401,18 +401,23 @@ def write_index(index: Any, path: str | os.PathLike[str]) -> None:
     """Save ``index`` (a GPU index is copied back to the CPU first)."""
     import faiss
 
+    faiss.write_index(_on_cpu(index), str(path))
+
+
+def _on_cpu(index: Any) -> Any:
+    """``index``, copied back to the CPU where it lives on a GPU."""
+    import faiss
+
     if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
-        index = faiss.index_gpu_to_cpu(index)
-    faiss.write_index(index, str(path))
+        return faiss.index_gpu_to_cpu(index)
+    return index
 
 
 def serialize(index: Any) -> NDArray[np.uint8]:
     """``index`` as bytes a task can take (a GPU index is copied back to the CPU first)."""
     import faiss
 
-    if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
-        index = faiss.index_gpu_to_cpu(index)
-    out: NDArray[np.uint8] = faiss.serialize_index(index)
+    out: NDArray[np.uint8] = faiss.serialize_index(_on_cpu(index))
     return out
 
 
