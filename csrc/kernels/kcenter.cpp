@@ -13,12 +13,20 @@
 namespace scurate {
 namespace {
 
-// Distances are summed in double over dimensions in decreasing-variance order, four lanes at a
-// time, the lanes combined as (a0 + a1) + (a2 + a3). Every term is >= 0 and rounding is
-// monotone, so the combined partial sum after any block never exceeds the final sum: a scan can
-// stop as soon as the partial sum reaches a bound, and the decision is exact.
+// A row's distance to a center is summed in double over the dimensions in their stored order,
+// four lanes at a time, the lanes combined as (a0 + a1) + (a2 + a3). Every term is >= 0 and
+// rounding is monotone, so the combined partial sum after any block never exceeds the final
+// sum: a scan can stop as soon as the partial sum reaches a bound, and the decision is exact.
+// The rows are read where the caller keeps them (often a memory-mapped file); each group keeps
+// only its members' distances, rows and leading dimensions (those of largest variance), 48
+// bytes a member, so the traversal's own memory is a fraction of the embedding's.
 constexpr int kLanes = 4;
 constexpr int kLead = 8;  // leading dimensions, stored apart from the rest for a cheap first test
+// A partial sum over the leading dimensions, taken in another order than the row's distance,
+// may exceed that distance's leading part by rounding: it excludes a row only when it is above
+// the bound by more than this relative slack (far above double rounding over a few hundred
+// terms).
+constexpr double kLeadSlack = 1e-12;
 
 #if defined(__GNUC__) || defined(__clang__)
 // GCC and Clang vector extensions: one AVX register of doubles where the target has one.
@@ -55,6 +63,26 @@ inline void prefetch_row(const float* p, int64_t n) {
     if (bytes > 0) prefetch(b + bytes - 1);
 }
 inline double total(const Lanes& a) { return (a[0] + a[1]) + (a[2] + a[3]); }
+
+// Adds the squared differences of the last dim % kLanes coordinates (zero-padded).
+inline void add_sq_rest(Lanes& acc, const float* a, const float* b, int64_t rest) {
+    float pa[kLanes] = {0.0f, 0.0f, 0.0f, 0.0f}, pb[kLanes] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t k = 0; k < rest; ++k) {
+        pa[k] = a[k];
+        pb[k] = b[k];
+    }
+    add_sq(acc, pa, pb);
+}
+
+// Squared distance between two rows as stored: the one order every row-to-center distance
+// is summed in, so that equal rows are at equal distances.
+inline double row_dist2(const float* a, const float* b, int64_t dim) {
+    Lanes acc = zero_lanes();
+    const int64_t body = dim / kLanes * kLanes;
+    for (int64_t k = 0; k < body; k += kLanes) add_sq(acc, a + k, b + k);
+    if (body < dim) add_sq_rest(acc, a + body, b + body, dim - body);
+    return total(acc);
+}
 
 // Squared distance between two points stored as (lead, tail) in variance order; `n_tail` is a
 // multiple of kLanes (padded with zeros).
@@ -102,11 +130,12 @@ class Tournament {
     std::vector<Best> tree_;
 };
 
-// A row on its way into a new group: its new distance, its row and where its coordinates are.
+// A row on its way into a new group: its new distance, its row and where its leading
+// coordinates are (nullptr: gathered from the row).
 struct Key {
     double d2;
     int64_t row;
-    const float* coords;  // kLead + n_tail floats in variance order
+    const float* lead;  // kLead floats in variance order
 };
 
 // Order within a group: ascending distance, ties by descending row. The back is then the
@@ -170,15 +199,14 @@ template <class T>
 using Array = std::vector<T, NoInit<T>>;
 
 // The members of one center, as a structure of arrays sorted by key_less, so that a scan
-// reads sequentially only what each test needs: the distance and the leading dimensions of
-// every candidate, the rest of the row only for candidates the leading dimensions cannot
+// reads sequentially what its first test needs: the distance and the leading dimensions of
+// every candidate; the whole row is read only for candidates the leading dimensions cannot
 // exclude. A row that leaves becomes a hole (row -1, leading coordinates +inf, which no test
 // lets through) and holes are compacted away once they are a quarter of the group.
 struct Group {
     Array<double> d2;
     Array<int64_t> row;
     Array<float> lead;  // kLead per member
-    Array<float> tail;  // n_tail per member
     Array<double> w2;   // with weights: each member's squared weight
     int64_t holes = 0;
     int64_t size() const { return static_cast<int64_t>(d2.size()); }
@@ -204,9 +232,8 @@ class Traversal {
         threads_ = std::max(1, omp_get_max_threads());
         out_d2_.resize(threads_);
         out_row_.resize(threads_);
-        out_coords_.resize(threads_);
+        out_lead_.resize(threads_);
         pass_idx_.assign(threads_, std::vector<int64_t>(kChunk));
-        pass_acc_.assign(threads_, std::vector<Lanes>(kChunk));
         groups_.reserve(capacity);
         capacity_ = capacity;
         center_lead_.assign(kLead * capacity, 0.0f);
@@ -245,6 +272,11 @@ class Traversal {
     void gather(int64_t i, float* out) const {
         const float* a = row(i);
         for (int64_t k = 0; k < stride_; ++k) out[k] = k < dim_ ? a[dims_[k]] : 0.0f;
+    }
+    // Row i's leading coordinates (the first kLead of gather).
+    void gather_lead(int64_t i, float* out) const {
+        const float* a = row(i);
+        for (int k = 0; k < kLead; ++k) out[k] = k < dim_ ? a[dims_[k]] : 0.0f;
     }
 
     // Dimensions by decreasing variance, so a partial distance over the first ones is a
@@ -285,43 +317,44 @@ class Traversal {
         g.d2.resize(m);
         g.row.resize(m);
         g.lead.resize(m * kLead);
-        g.tail.resize(m * n_tail_);
         g.w2.resize(w2_ != nullptr ? m : 0);
         g.holes = 0;
         const bool tracking = !slot_of_.empty();
 #pragma omp parallel for schedule(static) if (m > kParallelCopy)
         for (int64_t i = 0; i < m; ++i) {
-            if (i + kAhead < m) prefetch_row(keys[i + kAhead].coords, stride_);
+            if (i + kAhead < m) {
+                const Key& a = keys[i + kAhead];
+                prefetch(a.lead != nullptr ? a.lead : row(a.row));
+            }
             const Key& k = keys[i];
             g.d2[i] = k.d2;
             g.row[i] = k.row;
             if (w2_ != nullptr) g.w2[i] = w2_[k.row];
             if (tracking) slot_of_[k.row] = slot;
-            std::memcpy(&g.lead[i * kLead], k.coords, kLead * sizeof(float));
-            if (n_tail_ > 0)  // no tail (dim <= kLead): g.tail is empty, with no element to name
-                std::memcpy(&g.tail[i * n_tail_], k.coords + kLead, n_tail_ * sizeof(float));
+            if (k.lead != nullptr)
+                std::memcpy(&g.lead[i * kLead], k.lead, kLead * sizeof(float));
+            else
+                gather_lead(k.row, &g.lead[i * kLead]);
         }
     }
 
     void first_center(int64_t p) {
-        // Every other row joins group 0; its coordinates go through one scratch buffer.
-        std::vector<float>& coords = out_coords_[0];
-        coords.resize(n_ * stride_);
+        // Every other row joins group 0, its leading coordinates gathered from the row.
         keys_.resize(n_ - 1);
-        const float* c = center(0);
+        const float* c = row(p);
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < n_; ++i) {
             if (i == p) continue;
-            float* a = coords.data() + i * stride_;
-            gather(i, a);
-            keys_[i < p ? i : i - 1] = Key{vdist2(a, a + kLead, c, c + kLead, n_tail_), i, a};
+            keys_[i < p ? i : i - 1] = Key{row_dist2(row(i), c, dim_), i, nullptr};
         }
         parallel_sort(keys_, sort_tmp_, threads_);
         groups_.emplace_back();
         fill_group(groups_.back(), keys_, 0);
         if (!slot_of_.empty()) slot_of_[p] = -1;
         set_best(0);
-        std::vector<float>().swap(coords);  // n * dim floats: too big to keep as scratch
+        // 48 bytes a row: too big to keep as scratch; later groups are far smaller
+        std::vector<Key>().swap(keys_);
+        std::vector<Key>().swap(sort_tmp_);
     }
 
     // Groups whose farthest member might come closer to p (Elkan: d(c_j, p) < 2 max_j), in
@@ -452,11 +485,10 @@ class Traversal {
         for (int t = 0; t < threads_; ++t) {
             out_d2_[t].clear();
             out_row_[t].clear();
-            out_coords_[t].clear();
+            out_lead_[t].clear();
         }
 
-        const float* ct = c + kLead;
-        const int64_t n_tail = n_tail_;
+        const float* crow = row(p);
 #pragma omp parallel for schedule(dynamic, 1) if (n_cand > 2 * kMinChunk)
         for (int64_t t = 0; t < nt; ++t) {
             if (t + 2 < nt) {
@@ -464,53 +496,56 @@ class Traversal {
                 const Group& h = groups_[next.group];
                 prefetch(h.lead.data() + next.begin * kLead);
                 prefetch(h.d2.data() + next.begin);
-                prefetch(h.tail.data() + next.begin * n_tail);
+                prefetch(h.row.data() + next.begin);
             }
             Task& task = tasks_[t];
             Group& g = groups_[task.group];
             const int tid = omp_get_thread_num();
             std::vector<double>& od2 = out_d2_[tid];
             std::vector<int64_t>& orow = out_row_[tid];
-            std::vector<float>& ocoords = out_coords_[tid];
+            std::vector<float>& olead = out_lead_[tid];
             const double* d2 = g.d2.data();
             const float* lead = g.lead.data();
-            const float* tail = g.tail.data();
             // Pass 1 reads only distances and leading dimensions (sequentially) and keeps the
-            // rows they cannot exclude, with their partial sums; holes never pass (+inf).
+            // rows they cannot exclude; holes never pass (+inf).
             int64_t* idx = pass_idx_[tid].data();
-            Lanes* part = pass_acc_[tid].data();
             int64_t np = 0;
             for (int64_t m = task.begin; m < task.end; ++m) {
                 Lanes acc = zero_lanes();
                 add_sq(acc, lead + m * kLead, c);
                 add_sq(acc, lead + m * kLead + kLanes, c + kLanes);
                 idx[np] = m;
-                part[np] = acc;
-                np += total(acc) < d2[m];
+                np += total(acc) * (1.0 - kLeadSlack) < d2[m];
             }
-            // Pass 2 finishes those rows on the rest of their dimensions, prefetching the rows
-            // ahead: they are increasing addresses but too sparse for the hardware prefetcher.
+            // Pass 2 sums those rows' distances over all their dimensions, in the stored order,
+            // prefetching the rows ahead, and stops a row once the sum reaches its distance.
             int64_t left = 0;
             for (int64_t j = 0; j < np; ++j) {
-                if (j + kAhead < np) prefetch_row(tail + idx[j + kAhead] * n_tail, n_tail);
+                if (j + kAhead < np) prefetch_row(row(g.row[idx[j + kAhead]]), dim_);
                 const int64_t m = idx[j];
                 const double dm = d2[m];
-                Lanes acc = part[j];
-                const float* tm = tail + m * n_tail;
+                const float* a = row(g.row[m]);
+                Lanes acc = zero_lanes();
                 bool stays = false;
-                for (int64_t k = 0; k < n_tail; k += 2 * kLanes) {
-                    add_sq(acc, tm + k, ct + k);
-                    if (k + kLanes < n_tail) add_sq(acc, tm + k + kLanes, ct + k + kLanes);
+                int64_t k = 0;
+                for (; k + 2 * kLanes <= dim_; k += 2 * kLanes) {
+                    add_sq(acc, a + k, crow + k);
+                    add_sq(acc, a + k + kLanes, crow + k + kLanes);
                     if (total(acc) >= dm) {
                         stays = true;
                         break;
                     }
                 }
                 if (stays) continue;
+                if (k + kLanes <= dim_) {
+                    add_sq(acc, a + k, crow + k);
+                    k += kLanes;
+                }
+                if (k < dim_) add_sq_rest(acc, a + k, crow + k, dim_ - k);
+                if (total(acc) >= dm) continue;
                 od2.push_back(total(acc));
                 orow.push_back(g.row[m]);
-                ocoords.insert(ocoords.end(), lead + m * kLead, lead + (m + 1) * kLead);
-                ocoords.insert(ocoords.end(), tm, tm + n_tail);
+                olead.insert(olead.end(), lead + m * kLead, lead + (m + 1) * kLead);
                 // a group whose weighted farthest row leaves must look for its next one
                 if (w2_ != nullptr && g.row[m] == tournament_.leaf(task.group).row)
                     stale_[task.group] = 1;
@@ -542,7 +577,6 @@ class Traversal {
                 g.d2.resize(m);
                 g.row.resize(m);
                 g.lead.resize(m * kLead);
-                g.tail.resize(m * n_tail_);
                 if (w2_ != nullptr) g.w2.resize(m);
             }
             if (g.holes > 0 && 4 * g.holes >= g.size()) compact_.push_back(j);
@@ -557,7 +591,7 @@ class Traversal {
             const int64_t m = static_cast<int64_t>(out_d2_[t].size());
             for (int64_t i = 0; i < m; ++i)
                 keys_.push_back(
-                    Key{out_d2_[t][i], out_row_[t][i], out_coords_[t].data() + i * stride_});
+                    Key{out_d2_[t][i], out_row_[t][i], out_lead_[t].data() + i * kLead});
         }
         parallel_sort(keys_, sort_tmp_, threads_);
         groups_.emplace_back();
@@ -577,9 +611,6 @@ class Traversal {
                 g.d2[w] = g.d2[i];
                 g.row[w] = g.row[i];
                 std::memcpy(&g.lead[w * kLead], &g.lead[i * kLead], kLead * sizeof(float));
-                if (n_tail_ > 0)
-                    std::memcpy(&g.tail[w * n_tail_], &g.tail[i * n_tail_],
-                                n_tail_ * sizeof(float));
                 if (w2_ != nullptr) g.w2[w] = g.w2[i];
             }
             ++w;
@@ -587,14 +618,12 @@ class Traversal {
         g.d2.resize(w);
         g.row.resize(w);
         g.lead.resize(w * kLead);
-        g.tail.resize(w * n_tail_);
         if (w2_ != nullptr) g.w2.resize(w);
         g.holes = 0;
         if (g.d2.capacity() > 1024 && g.d2.capacity() > 3 * static_cast<size_t>(w)) {
             g.d2.shrink_to_fit();
             g.row.shrink_to_fit();
             g.lead.shrink_to_fit();
-            g.tail.shrink_to_fit();
             g.w2.shrink_to_fit();
         }
     }
@@ -652,10 +681,9 @@ class Traversal {
     std::vector<Task> tasks_, ranges_;
     std::vector<std::vector<double>> out_d2_;  // rows that moved, per thread
     std::vector<std::vector<int64_t>> out_row_;
-    std::vector<std::vector<float>> out_coords_;
+    std::vector<std::vector<float>> out_lead_;
     std::vector<Key> keys_, sort_tmp_;
     std::vector<std::vector<int64_t>> pass_idx_;  // rows past the first test, per thread
-    std::vector<std::vector<Lanes>> pass_acc_;    // and their partial sums
 };
 
 }  // namespace
