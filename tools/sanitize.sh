@@ -37,4 +37,5 @@ export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 (cd "$site" && "$PY" -c "import scurate._core as c; assert c.__file__.startswith('$site')")
 # the CLI determinism test runs whole jobs: it belongs to the normal run, not this one
 # -s: a sanitizer writes its report to stderr and exits, which pytest's capture would swallow
+# -n 0: in one process, as -s needs (pytest-xdist's workers, in addopts, capture their output)
 "$bin/pytest" -q -s -n 0 -p no:cacheprovider tests/native --ignore tests/native/test_determinism.py
