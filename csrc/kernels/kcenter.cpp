@@ -74,14 +74,24 @@ inline void add_sq_rest(Lanes& acc, const float* a, const float* b, int64_t rest
     add_sq(acc, pa, pb);
 }
 
-// Squared distance between two rows as stored: the one order every row-to-center distance
-// is summed in, so that equal rows are at equal distances.
-inline double row_dist2(const float* a, const float* b, int64_t dim) {
+// Squared distance between two rows as stored, into `d2`, when it is below `bound`; false as
+// soon as a partial sum (every 2 * kLanes dimensions) reaches the bound. The one order every
+// row-to-center distance is summed in, so that equal rows are at equal distances.
+inline bool row_dist2_below(const float* a, const float* b, int64_t dim, double bound, double* d2) {
     Lanes acc = zero_lanes();
-    const int64_t body = dim / kLanes * kLanes;
-    for (int64_t k = 0; k < body; k += kLanes) add_sq(acc, a + k, b + k);
-    if (body < dim) add_sq_rest(acc, a + body, b + body, dim - body);
-    return total(acc);
+    int64_t k = 0;
+    for (; k + 2 * kLanes <= dim; k += 2 * kLanes) {
+        add_sq(acc, a + k, b + k);
+        add_sq(acc, a + k + kLanes, b + k + kLanes);
+        if (total(acc) >= bound) return false;
+    }
+    if (k + kLanes <= dim) {
+        add_sq(acc, a + k, b + k);
+        k += kLanes;
+    }
+    if (k < dim) add_sq_rest(acc, a + k, b + k, dim - k);
+    *d2 = total(acc);
+    return *d2 < bound;
 }
 
 // Squared distance between two points stored as (lead, tail) in variance order; `n_tail` is a
@@ -345,7 +355,9 @@ class Traversal {
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < n_; ++i) {
             if (i == p) continue;
-            keys_[i < p ? i : i - 1] = Key{row_dist2(row(i), c, dim_), i, nullptr};
+            double d2 = 0.0;
+            row_dist2_below(row(i), c, dim_, std::numeric_limits<double>::infinity(), &d2);
+            keys_[i < p ? i : i - 1] = Key{d2, i, nullptr};
         }
         parallel_sort(keys_, sort_tmp_, threads_);
         groups_.emplace_back();
@@ -523,27 +535,9 @@ class Traversal {
             for (int64_t j = 0; j < np; ++j) {
                 if (j + kAhead < np) prefetch_row(row(g.row[idx[j + kAhead]]), dim_);
                 const int64_t m = idx[j];
-                const double dm = d2[m];
-                const float* a = row(g.row[m]);
-                Lanes acc = zero_lanes();
-                bool stays = false;
-                int64_t k = 0;
-                for (; k + 2 * kLanes <= dim_; k += 2 * kLanes) {
-                    add_sq(acc, a + k, crow + k);
-                    add_sq(acc, a + k + kLanes, crow + k + kLanes);
-                    if (total(acc) >= dm) {
-                        stays = true;
-                        break;
-                    }
-                }
-                if (stays) continue;
-                if (k + kLanes <= dim_) {
-                    add_sq(acc, a + k, crow + k);
-                    k += kLanes;
-                }
-                if (k < dim_) add_sq_rest(acc, a + k, crow + k, dim_ - k);
-                if (total(acc) >= dm) continue;
-                od2.push_back(total(acc));
+                double dn = 0.0;
+                if (!row_dist2_below(row(g.row[m]), crow, dim_, d2[m], &dn)) continue;
+                od2.push_back(dn);
                 orow.push_back(g.row[m]);
                 olead.insert(olead.end(), lead + m * kLead, lead + (m + 1) * kLead);
                 // a group whose weighted farthest row leaves must look for its next one
