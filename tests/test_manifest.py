@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from scurate._data.manifest import (
     MANIFEST_SCHEMA,
     conform,
+    ids_at,
     read_manifest,
     scan_manifest,
     write_manifest,
@@ -38,6 +40,15 @@ def test_conform_fills_typed_nulls_in_order() -> None:
     frame = conform(pl.DataFrame({"row": [0, 1], "cell_id": ["d/a", "d/b"], "extra": [1, 2]}))
     assert frame.schema == MANIFEST_SCHEMA
     assert frame["cell_type"].null_count() == 2 and frame["novelty"].dtype == pl.Float32
+
+
+def test_ids_at_gathers_ids_and_leaves_nulls() -> None:
+    ids = pl.Series("cell_id", ["d/a", "d/b", "d/c", "d/d"])
+    out = ids_at(ids, np.array([-1, 0, 3, -1]), "exact_dup_of")
+    assert out.name == "exact_dup_of" and out.dtype == pl.String
+    assert out.to_list() == [None, "d/a", "d/d", None]
+    assert ids_at(ids, np.full(4, -1), "nn_cell_id").null_count() == 4
+    assert ids_at(ids[:0], np.zeros(0, np.int64), "x").len() == 0
 
 
 def test_write_is_atomic_and_round_trips(tmp_path: Path) -> None:

@@ -169,3 +169,12 @@ def as_str(values: NDArray[Any]) -> NDArray[np.str_]:
         width = int(np.strings.str_len(values).max(initial=1))
         return values.astype(f"U{max(width, 1)}")
     return values.astype(str)
+
+
+def ids_at(ids: pl.Series, rows: NDArray[np.int64], name: str) -> pl.Series:
+    """``ids[rows]`` where a row is >= 0, else null, gathered in polars: a cell id column
+    turned into numpy would make a Python string per cell (1 GB at ten million cells)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = pl.repeat(None, len(rows), dtype=pl.String, eager=True).alias(name)
+    where = np.flatnonzero(rows >= 0)
+    return out.scatter(where, ids.gather(rows[where])) if len(where) else out

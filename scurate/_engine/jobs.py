@@ -308,13 +308,13 @@ def score_with(sources: Input, opts: ScoreOptions, *, progress: Progress = quiet
     with limited(opts.threads) as threads, using(backend_of(opts, threads)):
         pool = _open_pool(sources, opts, progress)
     manifest, scores = pool.manifest, pool.scores
-    ids = manifest["cell_id"].to_numpy()
     neighbours = pl.DataFrame(
-        {"cell_id": ids, "dataset_id": manifest["dataset_id"], "nn_distance": scores.nn_dist}
-    ).with_columns(
-        pl.when(pl.Series(scores.nn_row >= 0))
-        .then(pl.Series(ids[np.maximum(scores.nn_row, 0)]))
-        .alias("nn_cell_id")
+        {
+            "cell_id": manifest["cell_id"],
+            "dataset_id": manifest["dataset_id"],
+            "nn_distance": scores.nn_dist,
+            "nn_cell_id": mf.ids_at(manifest["cell_id"], scores.nn_row, "nn_cell_id"),
+        }
     )
     keep = keep_mask(scores.exact_dup_of, scores.near_dup_group)
     failed = qc_failures(pool, opts)  # what select would set aside

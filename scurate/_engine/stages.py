@@ -406,11 +406,9 @@ def _from_stored(
 
 def _with_scores(manifest: pl.DataFrame, scores: PoolScores) -> pl.DataFrame:
     """The score columns; a cell that is no copy, or in no group, gets null, not -1."""
-    ids = manifest["cell_id"].to_numpy()
-    dup = scores.exact_dup_of
     group = scores.near_dup_group
     columns = [
-        pl.when(pl.Series(dup >= 0)).then(pl.Series(ids[np.maximum(dup, 0)])).alias("exact_dup_of"),
+        mf.ids_at(manifest["cell_id"], scores.exact_dup_of, "exact_dup_of"),
         pl.when(pl.Series(group >= 0)).then(pl.Series(group)).alias("near_dup_group"),
         pl.Series("density", scores.density).alias("density"),
     ]
