@@ -118,6 +118,7 @@ def test_plugins_lists_first_party_and_json(
             "facility-kcenter",
             "kcenter-density",
             "cluster-balance",
+            "facility-density",
             "sketch",
             "reweight",
         ]
@@ -163,8 +164,8 @@ def test_unknown_policy(two_labs: list[Path], tmp_path: Path) -> None:
     fails_in_one_line(
         ["select", *two_labs, "-b", "5", "-o", tmp_path / "o", "--policy", "best"],
         "--policy best is not a registered policy "
-        "(available: cluster-balance, facility, facility-kcenter, kcenter, kcenter-density, "
-        "random, reweight, sketch)",
+        "(available: cluster-balance, facility, facility-density, facility-kcenter, kcenter, "
+        "kcenter-density, random, reweight, sketch)",
     )
 
 

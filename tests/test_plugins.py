@@ -71,8 +71,8 @@ def test_a_broken_plugin_is_named_and_hides_nothing(
     with pytest.raises(
         PluginError,
         match=r"policy='nope' is not a registered policy "
-        r"\(available: cluster-balance, facility, facility-kcenter, kcenter, kcenter-density, "
-        r"random, reweight, sketch\); "
+        r"\(available: cluster-balance, facility, facility-density, facility-kcenter, kcenter, "
+        r"kcenter-density, random, reweight, sketch\); "
         r"plugin 'broken' failed",
     ):
         found.get("policies", "nope", option="--policy")

@@ -1,5 +1,6 @@
 """The policies that mix coverage with representativeness (issue 17): facility (stochastic),
-facility-kcenter, kcenter-density, cluster-balance; and label columns read from obs."""
+facility-kcenter, kcenter-density, facility-density, cluster-balance; and label columns read
+from obs."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import polars as pl
 import pytest
 from numpy.typing import NDArray
 from scurate import farthest_first
-from scurate._engine.context import SelectionContext, obs_reader
+from scurate._engine.context import Rows, SelectionContext, obs_reader
 from scurate.errors import OptionError
 
 from scurate_policies.cluster import cluster_balance
 from scurate_policies.facility import facility_kcenter, facility_location
-from scurate_policies.kcenter import kcenter, kcenter_density
+from scurate_policies.kcenter import density, kcenter, kcenter_density
+from scurate_policies.mix import facility_density, interleave
 from scurate_policies.reweight import reweight
 
 Policy = Callable[[SelectionContext, int], NDArray[np.int64]]
@@ -48,6 +50,8 @@ RUNS: list[tuple[Policy, dict[str, str]]] = [
     (facility_location, {"sample": "64"}),
     (facility_kcenter, {"sample": "64"}),
     (kcenter_density, {}),
+    (facility_density, {"sample": "64"}),
+    (facility_density, {"sample": "64", "far_sample": "700", "share": "0.3"}),
     (cluster_balance, {"clusters": "12"}),
 ]
 
@@ -128,6 +132,94 @@ def test_kcenter_density_reads_the_manifest_density() -> None:
     ctx.covered = np.ones(ctx.n_cells, dtype=np.float32)
     with pytest.raises(OptionError, match="does not take --reference"):
         kcenter_density(ctx, 5)
+
+
+def test_facility_density_takes_the_two_lists_in_turn() -> None:
+    seed, budget = 8, 120
+    ctx = context(seed, {"sample": "64", "far_sample": "900"})
+    order = facility_density(ctx, budget)
+    rep = facility_location(context(seed, {"sample": "64"}), budget)
+    # the same rng stream: facility's seed, then the sample, then the traversal's first cell
+    rng = np.random.default_rng(seed)
+    rng.integers(2**63)
+    rows = np.sort(rng.choice(ctx.n_cells, 900, replace=False))
+    first = int(rng.integers(900))
+    weights = (density(context(seed)).astype(np.float64) ** 0.5)[rows].astype(np.float32)
+    far, _ = farthest_first(ctx.embeddings[rows], budget, first=first, weights=weights)
+    np.testing.assert_array_equal(order, interleave(rep, rows[far], 0.5, budget))
+    assert ctx.info["far_sample"] == 900 and ctx.info["exponent"] == 0.5
+    assert set(order[1::2].tolist()) <= set(rows.tolist())  # every second pick: the sample's
+    # share 0: facility alone; share 1: the traversal alone, over every cell where the pool
+    # is smaller than the sample
+    np.testing.assert_array_equal(
+        facility_density(context(seed, {"sample": "64", "share": "0"}), budget), rep
+    )
+    whole = context(seed, {"sample": "64", "share": "1"})
+    alone = facility_density(whole, budget)
+    assert whole.info["far_sample"] == whole.n_cells
+    rng = np.random.default_rng(seed)
+    rng.integers(2**63)
+    weights = (density(context(seed)).astype(np.float64) ** 0.5).astype(np.float32)
+    far, _ = farthest_first(
+        whole.embeddings, budget, first=int(rng.integers(whole.n_cells)), weights=weights
+    )
+    np.testing.assert_array_equal(alone, far)
+
+
+def test_facility_density_reaches_the_small_types_facility_leaves_out() -> None:
+    _, labels = blobs(0)
+    types = set(range(7))
+    rep = facility_location(context(2, {"sample": "64"}), 100)
+    assert 6 not in labels[rep]  # 30 cells of 3,000: facility's hubs are elsewhere
+    mixed = facility_density(context(2, {"sample": "64"}), 60)
+    assert types <= set(labels[mixed].tolist())
+    small = facility_density(context(2, {"sample": "64"}), 14)
+    rep = facility_location(context(2, {"sample": "64"}), 14)
+    assert len(types & set(labels[small].tolist())) > len(types & set(labels[rep].tolist()))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"share": "1.5"}, r"params\['share'\]=1.5: expected a fraction between 0 and 1"),
+        ({"share": "-1"}, r"params\['share'\]='-1': expected a number >= 0"),
+        ({"far_sample": "0"}, r"params\['far_sample'\]='0': expected a positive integer"),
+        ({"far_sample": "some"}, r"params\['far_sample'\]='some': expected a positive integer"),
+    ],
+)
+def test_facility_density_refuses_bad_params(params: dict[str, str], message: str) -> None:
+    with pytest.raises(OptionError, match=message):
+        facility_density(context(1, params), 5)
+    ctx = context(1)
+    ctx.covered = np.ones(ctx.n_cells, dtype=np.float32)
+    with pytest.raises(OptionError, match="'facility-density' does not take --reference"):
+        facility_density(ctx, 5)
+
+
+def test_interleave_passes_over_rows_taken_and_hands_over_when_a_list_ends() -> None:
+    a = np.array([0, 1, 2, 3, 4, 5])
+    b = np.array([1, 7, 0, 9])
+    np.testing.assert_array_equal(interleave(a, b, 0.5, 8), [0, 1, 2, 7, 3, 9, 4, 5])
+    np.testing.assert_array_equal(interleave(a, b, 0.0, 4), [0, 1, 2, 3])
+    np.testing.assert_array_equal(interleave(a, b[:1], 1.0, 3), [1, 0, 2])
+    with pytest.raises(ValueError, match="interleave: 5 distinct rows for a budget of 8"):
+        interleave(a[:3], b, 0.5, 8)
+
+
+def test_embedding_rows_reads_only_the_rows_asked_for() -> None:
+    x, _ = blobs(0, 600)  # 596 rows
+    rows = np.array([5, 2, 595, 2])
+    held = SelectionContext(x, pl.DataFrame({"row": np.arange(596)}), np.random.default_rng(0))
+    np.testing.assert_array_equal(held.embedding_rows(rows), x[rows])
+    pool_rows = np.arange(100, 596)
+    lazy = SelectionContext(
+        Rows(x, pool_rows),
+        Rows(pl.DataFrame({"row": np.arange(596)}), pool_rows),
+        np.random.default_rng(0),
+    )
+    some = np.array([5, 2, 400, 2])
+    np.testing.assert_array_equal(lazy.embedding_rows(some), x[pool_rows[some]])
+    assert isinstance(lazy._embeddings, Rows)  # the whole embedding not taken
 
 
 def test_cluster_balance_water_fills_the_clusters() -> None:

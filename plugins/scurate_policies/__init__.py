@@ -8,6 +8,7 @@ from scurate.plugin import Register
 from .cluster import cluster_balance
 from .facility import facility_kcenter, facility_location
 from .kcenter import kcenter, kcenter_density
+from .mix import facility_density
 from .reweight import reweight
 from .sketch import sketch
 from .uniform import uniform
@@ -32,6 +33,11 @@ def scurate_register_policies(register: Register) -> None:
         "cluster-balance",
         cluster_balance,
         summary="k-means clusters (FAISS), water-filled like reweight; no labels needed",
+    )
+    register(
+        "facility-density",
+        facility_density,
+        summary="facility location and density-weighted farthest-first, a pick each in turn",
     )
     register("sketch", sketch, summary="geometric sketch: one cell per plaid-grid box, cycled")
     register("reweight", reweight, summary="equal cells per type, water-filled (--param label)")

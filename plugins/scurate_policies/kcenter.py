@@ -44,13 +44,21 @@ def kcenter(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     return order
 
 
+def manifest_density(ctx: SelectionContext) -> NDArray[np.float32] | None:
+    """The manifest's ``density`` column where every cell has one (only that column read: the
+    whole manifest is a gigabyte at ten million cells), else None."""
+    column = ctx.column("density")
+    if column is None or not column.dtype.is_numeric() or column.null_count():
+        return None
+    return column.to_numpy().astype(np.float32)
+
+
 def density(ctx: SelectionContext) -> NDArray[np.float32]:
     """Each cell's neighbourhood density: the manifest's ``density`` column where filled (the
     median over the pool of the mean distance to the nearest neighbours, over the cell's own),
     else the same ratio from :meth:`SelectionContext.neighbors`. Missing values: the median."""
-    if "density" in ctx.manifest.columns and ctx.manifest["density"].null_count() == 0:
-        values = ctx.manifest["density"].to_numpy().astype(np.float32)
-    else:
+    values = manifest_density(ctx)
+    if values is None:
         k = min(DENSITY_K, ctx.n_cells - 1)
         if k < 1:
             return np.ones(ctx.n_cells, dtype=np.float32)
@@ -76,7 +84,7 @@ def kcenter_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     if ctx.covered is not None:
         msg = "policy 'kcenter-density' does not take --reference; use 'kcenter'"
         raise OptionError(msg)
-    from_manifest = "density" in ctx.manifest.columns and ctx.manifest["density"].null_count() == 0
+    from_manifest = manifest_density(ctx) is not None
     weights = density(ctx).astype(np.float64) ** exponent
     order, radii = farthest_first(
         ctx.embeddings, budget, first=first_pick(ctx), weights=weights.astype(np.float32)

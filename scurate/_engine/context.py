@@ -67,7 +67,8 @@ class SelectionContext:
         :mod:`scurate._compute.graph`), which :meth:`neighbor_graph` reads; None: it searches.
 
     :meth:`neighbors` finds nearest cells with FAISS; :meth:`neighbor_graph` gives every cell's
-    nearest others; :meth:`param` reads a parameter;
+    nearest others; :meth:`embedding_rows` reads some cells' rows of the embedding;
+    :meth:`param` reads a parameter;
     :meth:`column` reads a per-cell column from the manifest or the sources' obs.
 
     scurate builds the context with the embeddings and manifest as :class:`Rows` of the pool's,
@@ -107,6 +108,15 @@ class SelectionContext:
     def embeddings(self, values: NDArray[np.float32]) -> None:
         self._embeddings = values
         self._indexes.clear()  # built over the old rows
+
+    def embedding_rows(self, rows: NDArray[np.integer[Any]]) -> NDArray[np.float32]:
+        """``embeddings[rows]`` without taking the whole embedding first: a policy that looks
+        at a sample of a large pool reads only the sample's rows (by blocks, in row order, from
+        a map on disk)."""
+        held = self._embeddings
+        if isinstance(held, Rows):
+            return spill.take(held.values, held.rows[np.asarray(rows, dtype=np.int64)])
+        return spill.take(held, np.asarray(rows, dtype=np.int64))
 
     @property
     def manifest(self) -> pl.DataFrame:
