@@ -190,10 +190,16 @@ def test_facility_density_reaches_the_small_types_facility_leaves_out() -> None:
 def test_facility_density_refuses_bad_params(params: dict[str, str], message: str) -> None:
     with pytest.raises(OptionError, match=message):
         facility_density(context(1, params), 5)
-    ctx = context(1)
-    ctx.covered = np.ones(ctx.n_cells, dtype=np.float32)
-    with pytest.raises(OptionError, match="'facility-density' does not take --reference"):
-        facility_density(ctx, 5)
+
+
+def test_facility_density_with_a_reference_is_facility() -> None:
+    ctx = context(1, {"sample": "64"})
+    covered = np.full(ctx.n_cells, 0.5, dtype=np.float32)
+    ctx.covered = covered
+    alone = context(1, {"sample": "64"})
+    alone.covered = covered
+    np.testing.assert_array_equal(facility_density(ctx, 50), facility_location(alone, 50))
+    assert ctx.info["traversal"].startswith("none: with --reference")
 
 
 def test_interleave_passes_over_rows_taken_and_hands_over_when_a_list_ends() -> None:

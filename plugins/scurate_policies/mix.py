@@ -97,17 +97,18 @@ def facility_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     ``all``), ``exponent`` (the traversal's density exponent, as ``kcenter-density``), and
     ``facility``'s ``k``, ``sigma``, ``sample``. ``ctx.info``: ``facility``'s objective, and the
     traversal's ``exponent``, ``far_sample``, ``weighted_radius``, ``density_from``.
-    Not with a reference corpus (``--reference``): use ``facility`` there.
+    With a reference corpus (``--reference``), ``facility``'s picks alone, the corpus counted as
+    picked (a density-weighted traversal cannot start from it); ``ctx.info["traversal"]`` says so.
     """
     share = non_negative(ctx, "share", str(DEFAULT_SHARE))
     if share > 1:
         msg = f"params['share']={share:g}: expected a fraction between 0 and 1"
         raise OptionError(msg)
-    if ctx.covered is not None:
-        msg = "policy 'facility-density' does not take --reference; use 'facility'"
-        raise OptionError(msg)
-    far_turns = int(budget * share)
     representatives, _ = run_facility(ctx, budget)
+    if ctx.covered is not None:
+        ctx.info["traversal"] = "none: with --reference, facility's picks alone"
+        return representatives
+    far_turns = int(budget * share)
     # each list as long as the budget: passed-over rows are made up from the other list
     gaps = traversal(ctx, budget) if far_turns else np.empty(0, np.int64)
     return interleave(representatives, gaps, share, budget)
