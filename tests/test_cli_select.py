@@ -42,7 +42,7 @@ def test_select_writes_manifest_and_report(two_labs: list[Path], tmp_path: Path)
     assert manifest.schema == MANIFEST_SCHEMA and manifest.height == 1598
     chosen = manifest.filter(pl.col("selected")).sort("selection_rank")
     assert chosen["selection_rank"].to_list() == list(range(60))
-    assert set(chosen["policy"]) == {"facility"}  # the default policy
+    assert set(chosen["policy"]) == {"facility-density"}  # the default policy
     assert manifest.filter(~pl.col("selected"))["selection_rank"].null_count() == 1538
     assert manifest["cell_type"].null_count() == 0, "the obs column cell_type, harmonized"
     t_cells = manifest.filter(pl.col("cell_type_ontology_term_id") == "CL:0000084")

@@ -35,8 +35,8 @@ def test_example_select_covers_every_type_early(tmp_path: Path) -> None:
     by_file = labels()
     ranked = [by_file[d][r] for d, r in chosen.select("dataset_id", "row").iter_rows()]
     all_types = set(np.concatenate(list(by_file.values())))
-    # the default (facility) ranks representatives first: every type, the 8 rare pDCs
-    # included, within the first half of the budget
+    # the default (facility-density) ranks representatives and gaps in turn: every type,
+    # the 8 rare pDCs included, within the first half of the budget
     assert set(ranked[:100]) == all_types, "every type, the 8 rare pDCs included"
     report = json.loads((out / "report.json").read_text())
     embedding = report["embedding"]

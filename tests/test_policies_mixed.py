@@ -145,7 +145,8 @@ def test_facility_density_takes_the_two_lists_in_turn() -> None:
     rows = np.sort(rng.choice(ctx.n_cells, 900, replace=False))
     first = int(rng.integers(900))
     weights = (density(context(seed)).astype(np.float64) ** 0.5)[rows].astype(np.float32)
-    far, _ = farthest_first(ctx.embeddings[rows], budget, first=first, weights=weights)
+    # the traversal read no deeper than its turns: half the budget
+    far, _ = farthest_first(ctx.embeddings[rows], budget // 2, first=first, weights=weights)
     np.testing.assert_array_equal(order, interleave(rep, rows[far], 0.5, budget))
     assert ctx.info["far_sample"] == 900 and ctx.info["exponent"] == 0.5
     assert set(order[1::2].tolist()) <= set(rows.tolist())  # every second pick: the sample's
@@ -202,13 +203,14 @@ def test_facility_density_with_a_reference_is_facility() -> None:
     assert ctx.info["traversal"].startswith("none: with --reference")
 
 
-def test_interleave_passes_over_rows_taken_and_hands_over_when_a_list_ends() -> None:
+def test_interleave_passes_over_rows_taken_and_gives_turns_to_the_first_list() -> None:
     a = np.array([0, 1, 2, 3, 4, 5])
     b = np.array([1, 7, 0, 9])
-    np.testing.assert_array_equal(interleave(a, b, 0.5, 8), [0, 1, 2, 7, 3, 9, 4, 5])
+    # turn 5 is b's, but its row 0 is taken: a's next instead
+    np.testing.assert_array_equal(interleave(a, b, 0.5, 8), [0, 1, 2, 7, 3, 4, 5, 9])
     np.testing.assert_array_equal(interleave(a, b, 0.0, 4), [0, 1, 2, 3])
     np.testing.assert_array_equal(interleave(a, b[:1], 1.0, 3), [1, 0, 2])
-    with pytest.raises(ValueError, match="interleave: 5 distinct rows for a budget of 8"):
+    with pytest.raises(ValueError, match="interleave: 4 distinct rows for a budget of 8"):
         interleave(a[:3], b, 0.5, 8)
 
 

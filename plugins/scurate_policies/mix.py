@@ -12,8 +12,10 @@ lost on the mean distance (benchmarks/README.md, "Choosing select's default poli
 The traversal runs over a seeded uniform sample of at most ``far_sample`` cells (all of a pool
 that size or smaller): at ten million cells a traversal of every cell takes twenty minutes and
 reads the embedding at random, while any group of cells that holds a 1/``far_sample`` share of
-the pool is in the sample. Both lists are prefix-ordered and neither depends on the budget, so
-their interleaving is too.
+the pool is in the sample. The traversal is read only as deep as it has turns (half the
+budget by default: it costs in proportion to sample x picks where its pruning fails, as on a
+noisy PCA of counts). Both lists are prefix-ordered and neither's prefix depends on the
+budget, so their interleaving is prefix-ordered too.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from .facility import run_facility
 from .kcenter import DEFAULT_EXPONENT, density, manifest_density
 from .params import non_negative, number
 
-DEFAULT_SHARE = 0.5  # of the picks, those from the traversal
-DEFAULT_FAR_SAMPLE = 200_000
+DEFAULT_SHARE = 0.5  # of the turns, those of the traversal
+DEFAULT_FAR_SAMPLE = 100_000
 
 
 def far_sample(ctx: SelectionContext) -> NDArray[np.int64] | None:
@@ -66,25 +68,29 @@ def traversal(ctx: SelectionContext, picks: int) -> NDArray[np.int64]:
 def interleave(
     first: NDArray[np.int64], second: NDArray[np.int64], share: float, budget: int
 ) -> NDArray[np.int64]:
-    """``budget`` distinct rows: pick ``t`` from ``second`` where ``floor((t + 1) * share)``
-    steps up, else from ``first``; a row already taken is passed over, and a list that runs out
-    hands its turns to the other."""
+    """``budget`` distinct rows: turn ``t`` is ``second``'s where ``floor((t + 1) * share)``
+    steps up, else ``first``'s; a turn of ``second`` whose row is taken already goes to
+    ``first``, and ``first`` passes over rows taken. ``second`` is read at most
+    ``floor(budget * share)`` rows deep, ``first`` at most ``budget``."""
     taken: set[int] = set()
     out = np.empty(budget, dtype=np.int64)
-    lists, at, t = (first, second), [0, 0], 0
-    while t < budget:
-        side = 1 if int((t + 1) * share) > int(t * share) else 0
-        if at[side] >= len(lists[side]):
-            side = 1 - side
-            if at[side] >= len(lists[side]):
-                msg = f"interleave: {t} distinct rows for a budget of {budget}"
-                raise ValueError(msg)
-        row = int(lists[side][at[side]])
-        at[side] += 1
-        if row not in taken:
-            taken.add(row)
-            out[t] = row
-            t += 1
+    i = j = 0
+    for t in range(budget):
+        if int((t + 1) * share) > int(t * share) and j < len(second):
+            row = int(second[j])
+            j += 1
+            if row not in taken:
+                taken.add(row)
+                out[t] = row
+                continue
+        while i < len(first) and int(first[i]) in taken:
+            i += 1
+        if i == len(first):
+            msg = f"interleave: {t} distinct rows for a budget of {budget}"
+            raise ValueError(msg)
+        out[t] = int(first[i])
+        taken.add(out[t])
+        i += 1
     return out
 
 
@@ -92,8 +98,8 @@ def facility_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     """Facility location and a density-weighted farthest-first traversal, their picks taken in
     turn (see the module doc).
 
-    Parameters (``--param``): ``share`` (of the picks, those from the traversal; default 0.5,
-    0 is ``facility``), ``far_sample`` (cells the traversal runs over, default 200,000;
+    Parameters (``--param``): ``share`` (of the turns, those of the traversal; default 0.5,
+    0 is ``facility``), ``far_sample`` (cells the traversal runs over, default 100,000;
     ``all``), ``exponent`` (the traversal's density exponent, as ``kcenter-density``), and
     ``facility``'s ``k``, ``sigma``, ``sample``. ``ctx.info``: ``facility``'s objective, and the
     traversal's ``exponent``, ``far_sample``, ``weighted_radius``, ``density_from``.
@@ -108,7 +114,6 @@ def facility_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     if ctx.covered is not None:
         ctx.info["traversal"] = "none: with --reference, facility's picks alone"
         return representatives
-    far_turns = int(budget * share)
-    # each list as long as the budget: passed-over rows are made up from the other list
-    gaps = traversal(ctx, budget) if far_turns else np.empty(0, np.int64)
+    far_turns = int(budget * share)  # the traversal's turns: it is read no deeper
+    gaps = traversal(ctx, far_turns) if far_turns else np.empty(0, np.int64)
     return interleave(representatives, gaps, share, budget)

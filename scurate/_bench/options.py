@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scurate._engine.options import (
+    DEFAULT_POLICY,
     PoolOptions,
     Quota,
     SelectOptions,
@@ -22,7 +23,7 @@ from scurate.errors import OptionError
 
 REPRESENTATIONS = ("pca", "autoencoder")
 DEFAULT_BUDGETS = "0.05,0.1,0.25"
-DEFAULT_POLICIES = "random,facility"  # the baseline and select's default
+DEFAULT_POLICIES = f"random,{DEFAULT_POLICY}"  # the baseline and select's default
 EVERY_VALUE = "*"  # --holdout COL=*: every value of COL held out in turn
 
 

@@ -88,6 +88,10 @@ def parse_params(pairs: Sequence[str] | Mapping[str, str], name: str = "params")
 QUOTAS = "proportional, equal or min:N"
 
 
+# chosen on held-out data by benchmarks/bench_default_policy.py (benchmarks/README.md)
+DEFAULT_POLICY = "facility-density"
+
+
 @dataclass(frozen=True)
 class Quota:
     """How the budget is divided: ``proportional`` to stratum size, ``equal`` (water-filling),
@@ -345,7 +349,7 @@ class SelectOptions(ScoreOptions):
     """
 
     budget: int
-    policy: str = "facility"
+    policy: str = DEFAULT_POLICY
     params: Mapping[str, str] = field(default_factory=dict)
     keep_duplicates: bool = False
     strata: tuple[str, ...] | None = None

@@ -11,6 +11,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from scurate._compute.scoring import dataset_overlap
+from scurate._data import manifest as mf
 from scurate._data.memory import Input, describe
 from scurate._engine.options import Options
 from scurate._engine.stages import ScoredPool
@@ -42,13 +43,25 @@ def versions() -> dict[str, str]:
 
 
 def per_dataset(manifest: pl.DataFrame) -> list[dict[str, Any]]:
-    """Pool and selected cells per dataset, in source order."""
-    table = (
-        manifest.group_by("dataset_id", "source", maintain_order=True)
-        .agg(pl.len().alias("pool"), pl.col("selected").sum().alias("selected"))
-        .with_columns((pl.col("selected") / pl.col("pool")).round(6).alias("fraction"))
-    )
-    return table.to_dicts()
+    """Pool and selected cells per dataset, in source order: counted on the dataset column's
+    codes (a group-by over the id and path of every cell held 1.6 GB at ten million cells)."""
+    names, codes = mf.codes(manifest["dataset_id"])
+    first = np.unique(codes, return_index=True)[1]
+    sources = manifest["source"].gather(first).to_list()
+    pool = np.bincount(codes, minlength=len(names))
+    selected = np.bincount(
+        codes, weights=manifest["selected"].fill_null(False).to_numpy(), minlength=len(names)
+    ).astype(np.int64)
+    return [
+        {
+            "dataset_id": name,
+            "source": source,
+            "pool": int(p),
+            "selected": int(k),
+            "fraction": round(float(k / p), 6),
+        }
+        for name, source, p, k in zip(names, sources, pool, selected, strict=True)
+    ]
 
 
 def radius_curve(radii: list[float], points: int = 40) -> list[dict[str, float]]:
@@ -85,13 +98,11 @@ def job_report(
 
 
 def _per_dataset(manifest: pl.DataFrame, mask: NDArray[np.bool_]) -> dict[str, int]:
-    """How many cells of each dataset ``mask`` marks."""
-    counts = (
-        manifest.with_columns(pl.Series("marked", mask))
-        .group_by("dataset_id")
-        .agg(pl.col("marked").sum())
-    )
-    return {str(k): int(v) for k, v in counts.iter_rows()}
+    """How many cells of each dataset ``mask`` marks (the dataset column's codes counted: no
+    frame of every cell)."""
+    names, codes = mf.codes(manifest["dataset_id"])
+    counts = np.bincount(codes[np.asarray(mask, dtype=bool)], minlength=len(names))
+    return {name: int(c) for name, c in zip(names, counts, strict=True)}
 
 
 def pool_sections(

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scurate._compute.scoring import overlap_line
 from scurate._engine.jobs import select_with, write_selection
-from scurate._engine.options import SelectOptions
+from scurate._engine.options import DEFAULT_POLICY, SelectOptions
 from scurate.cli._options import (
     BACKEND,
     METADATA,
@@ -113,7 +113,7 @@ def select(
     sources: Sources = None,
     budget: Budget = ...,  # type: ignore[assignment]
     out: OutDir = ...,  # type: ignore[assignment]
-    policy: Policy = "facility",
+    policy: Policy = DEFAULT_POLICY,
     params: Params = None,
     strata: Strata = None,
     quota: Quota = "proportional",
