@@ -88,8 +88,9 @@ def interleave(
         if i == len(first):
             msg = f"interleave: {t} distinct rows for a budget of {budget}"
             raise ValueError(msg)
-        out[t] = int(first[i])
-        taken.add(out[t])
+        row = int(first[i])
+        taken.add(row)
+        out[t] = row
         i += 1
     return out
 
