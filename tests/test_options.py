@@ -13,7 +13,7 @@ import scurate
 from scurate._bench.options import BenchOptions
 from scurate._data.atomic import atomic, write_json
 from scurate._engine import progress as progress_module
-from scurate._engine.options import ScoreOptions, SelectOptions, check_budget
+from scurate._engine.options import DEFAULT_POLICY, ScoreOptions, SelectOptions, check_budget
 from scurate._engine.progress import LogProgress
 from scurate.cli import app
 from scurate.cli._errors import in_flags
@@ -67,7 +67,8 @@ def test_unknown_keyword_names_the_job_and_its_options() -> None:
 def test_options_from_cli_parameters_take_fields_and_defaults() -> None:
     params = {"budget": 7, "out": Path("o"), "as_json": True, "params": None, "seed": 3}
     opts = SelectOptions.from_params(params)
-    assert (opts.budget, opts.seed, opts.params, opts.policy) == (7, 3, {}, "facility")
+    assert (opts.budget, opts.seed, opts.params, opts.policy) == (7, 3, {}, DEFAULT_POLICY)
+    assert DEFAULT_POLICY == "facility-density"
     assert ScoreOptions.from_params(params).seed == 3
 
 

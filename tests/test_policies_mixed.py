@@ -17,7 +17,12 @@ from scurate._engine.context import Rows, SelectionContext, obs_reader
 from scurate.errors import OptionError
 
 from scurate_policies.cluster import cluster_balance
-from scurate_policies.facility import facility_kcenter, facility_location
+from scurate_policies.facility import (
+    facility_kcenter,
+    facility_location,
+    facility_run,
+    objective_of,
+)
 from scurate_policies.kcenter import density, kcenter, kcenter_density
 from scurate_policies.mix import facility_density, interleave
 from scurate_policies.reweight import reweight
@@ -165,6 +170,19 @@ def test_facility_density_takes_the_two_lists_in_turn() -> None:
         whole.embeddings, budget, first=int(rng.integers(whole.n_cells)), weights=weights
     )
     np.testing.assert_array_equal(alone, far)
+
+
+def test_facility_density_records_the_objective_of_its_own_order() -> None:
+    ctx = context(4, {"sample": "64"})
+    picks, objective, graph = facility_run(ctx, 150)
+    np.testing.assert_allclose(objective_of(graph, picks), objective, rtol=1e-6)
+    mixed = context(4, {"sample": "64"})
+    order = facility_density(mixed, 150)
+    curve = np.asarray(mixed.info["objective_curve"])
+    np.testing.assert_allclose(curve, objective_of(graph, order), rtol=1e-6)
+    assert len(curve) == 150 and (np.diff(curve) >= 0).all()
+    assert curve[-1] <= objective[-1] <= mixed.info["objective_max"]  # facility's own is best
+    assert mixed.info["objective"] == curve[-1]
 
 
 def test_facility_density_reaches_the_small_types_facility_leaves_out() -> None:

@@ -82,6 +82,15 @@ def run_facility(
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Facility location's picks and the objective after each; reads ``k``, ``sigma`` and
     ``sample`` and leaves them, with the objective, in ``ctx.info``."""
+    order, objective, _ = facility_run(ctx, budget)
+    return order, objective
+
+
+def facility_run(
+    ctx: SelectionContext, budget: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64], sp.csr_matrix]:
+    """:func:`run_facility`, and the similarity graph it ran on (by candidate), for a policy
+    that scores another order on the same objective (:func:`objective_of`)."""
     k = int(number(ctx, "k", str(DEFAULT_K), integer=True))
     sigma = number(ctx, "sigma", "1", integer=False) if "sigma" in ctx.params else None
     sample = sample_size(ctx)
@@ -102,7 +111,23 @@ def run_facility(
         sigma=used,
         sample="all" if sample is None else sample,
     )
-    return order, objective
+    return order, objective, graph
+
+
+def objective_of(graph: sp.csr_matrix, order: NDArray[np.int64]) -> NDArray[np.float64]:
+    """The facility objective ``F`` after each pick of ``order`` on ``graph`` (row ``j``: the
+    cells ``j`` covers and how much): each pick adds what it covers beyond the picks before."""
+    best = np.zeros(graph.shape[1], dtype=np.float32)
+    out = np.empty(len(order), dtype=np.float64)
+    total = 0.0
+    indptr, indices, data = graph.indptr, graph.indices, graph.data
+    for t, row in enumerate(order):
+        lo, hi = indptr[row], indptr[row + 1]
+        cells, sims = indices[lo:hi], data[lo:hi]
+        total += float(np.maximum(sims - best[cells], 0.0).sum(dtype=np.float64))
+        best[cells] = np.maximum(best[cells], sims)
+        out[t] = total
+    return out
 
 
 def _beyond_reference(

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scurate import OptionError, SelectionContext, farthest_first
 
-from .facility import run_facility
+from .facility import facility_run, objective_of
 from .kcenter import DEFAULT_EXPONENT, density, manifest_density
 from .params import non_negative, number
 
@@ -102,8 +102,10 @@ def facility_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     Parameters (``--param``): ``share`` (of the turns, those of the traversal; default 0.5,
     0 is ``facility``), ``far_sample`` (cells the traversal runs over, default 100,000;
     ``all``), ``exponent`` (the traversal's density exponent, as ``kcenter-density``), and
-    ``facility``'s ``k``, ``sigma``, ``sample``. ``ctx.info``: ``facility``'s objective, and the
-    traversal's ``exponent``, ``far_sample``, ``weighted_radius``, ``density_from``.
+    ``facility``'s ``k``, ``sigma``, ``sample``. ``ctx.info``: ``objective_curve`` (facility
+    location's objective after each pick of this order; ``objective`` its last value,
+    ``objective_max`` its ceiling), ``k``, ``sigma``, ``sample``, and the traversal's
+    ``exponent``, ``far_sample``, ``weighted_radius``, ``density_from``.
     With a reference corpus (``--reference``), ``facility``'s picks alone, the corpus counted as
     picked (a density-weighted traversal cannot start from it); ``ctx.info["traversal"]`` says so.
     """
@@ -111,10 +113,15 @@ def facility_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     if share > 1:
         msg = f"params['share']={share:g}: expected a fraction between 0 and 1"
         raise OptionError(msg)
-    representatives, _ = run_facility(ctx, budget)
+    representatives, objective, graph = facility_run(ctx, budget)
     if ctx.covered is not None:
         ctx.info["traversal"] = "none: with --reference, facility's picks alone"
+        ctx.info["objective_curve"] = objective.tolist()
         return representatives
     far_turns = int(budget * share)  # the traversal's turns: it is read no deeper
     gaps = traversal(ctx, far_turns) if far_turns else np.empty(0, np.int64)
-    return interleave(representatives, gaps, share, budget)
+    order = interleave(representatives, gaps, share, budget)
+    # the report's curve: facility location's objective after each pick of this order
+    curve = objective_of(graph, order)
+    ctx.info.update(objective=float(curve[-1]) if budget else 0.0, objective_curve=curve.tolist())
+    return order
