@@ -57,11 +57,18 @@ def density(ctx: SelectionContext) -> NDArray[np.float32]:
     """Each cell's neighbourhood density: the manifest's ``density`` column where filled (the
     median over the pool of the mean distance to the nearest neighbours, over the cell's own),
     else the same ratio from :meth:`SelectionContext.neighbors`. Missing values: the median."""
+    return density_from(ctx)[0]
+
+
+def density_from(ctx: SelectionContext) -> tuple[NDArray[np.float32], str]:
+    """:func:`density`, and where it came from: ``manifest`` or ``neighbors``."""
     values = manifest_density(ctx)
+    source = "manifest"
     if values is None:
+        source = "neighbors"
         k = min(DENSITY_K, ctx.n_cells - 1)
         if k < 1:
-            return np.ones(ctx.n_cells, dtype=np.float32)
+            return np.ones(ctx.n_cells, dtype=np.float32), source
         dist, _ = ctx.neighbors(np.arange(ctx.n_cells, dtype=np.int64), k + 1)
         mean = dist[:, 1:].astype(np.float64).mean(axis=1)
         floor = max(float(np.median(mean)) * 1e-3, 1e-12)
@@ -69,7 +76,7 @@ def density(ctx: SelectionContext) -> NDArray[np.float32]:
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
         values[bad] = np.median(values[~bad]) if (~bad).any() else 1.0
-    return values
+    return values, source
 
 
 def kcenter_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
@@ -84,14 +91,14 @@ def kcenter_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     if ctx.covered is not None:
         msg = "policy 'kcenter-density' does not take --reference; use 'kcenter'"
         raise OptionError(msg)
-    from_manifest = manifest_density(ctx) is not None
-    weights = density(ctx).astype(np.float64) ** exponent
+    values, source = density_from(ctx)
+    weights = values.astype(np.float64) ** exponent
     order, radii = farthest_first(
         ctx.embeddings, budget, first=first_pick(ctx), weights=weights.astype(np.float32)
     )
     ctx.info.update(
         exponent=exponent,
         weighted_radius=float(radii[-1]) if budget else None,
-        density_from="manifest" if from_manifest else "neighbors",
+        density_from=source,
     )
     return order

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from scurate import OptionError, SelectionContext, farthest_first
 
 from .facility import facility_run, objective_of
-from .kcenter import DEFAULT_EXPONENT, density, manifest_density
+from .kcenter import DEFAULT_EXPONENT, density_from
 from .params import non_negative, number
 
 DEFAULT_SHARE = 0.5  # of the turns, those of the traversal
@@ -49,7 +49,8 @@ def traversal(ctx: SelectionContext, picks: int) -> NDArray[np.int64]:
     from a seeded first cell of it."""
     exponent = non_negative(ctx, "exponent", str(DEFAULT_EXPONENT))
     rows = far_sample(ctx)
-    weights = density(ctx).astype(np.float64) ** exponent
+    values, source = density_from(ctx)
+    weights = values.astype(np.float64) ** exponent
     points = ctx.embeddings if rows is None else ctx.embedding_rows(rows)
     if rows is not None:
         weights = weights[rows]
@@ -60,7 +61,7 @@ def traversal(ctx: SelectionContext, picks: int) -> NDArray[np.int64]:
         exponent=exponent,
         far_sample=len(points),
         weighted_radius=float(radii[-1]) if picks else None,
-        density_from="manifest" if manifest_density(ctx) is not None else "neighbors",
+        density_from=source,
     )
     return order if rows is None else rows[order]
 

@@ -42,15 +42,25 @@ def versions() -> dict[str, str]:
     return found
 
 
-def per_dataset(manifest: pl.DataFrame) -> list[dict[str, Any]]:
-    """Pool and selected cells per dataset, in source order: counted on the dataset column's
-    codes (a group-by over the id and path of every cell held 1.6 GB at ten million cells)."""
-    names, codes = mf.codes(manifest["dataset_id"])
-    first = np.unique(codes, return_index=True)[1]
+Codes = tuple[list[str], NDArray[np.int32]]  # the dataset names and each cell's among them
+
+
+def dataset_codes(manifest: pl.DataFrame) -> Codes:
+    """The manifest's datasets in source order, and each cell's position among them: counted
+    with ``np.bincount`` (a group-by over the id and path of every cell held 1.6 GB at ten
+    million cells); found once per report section, 0.3 s at ten million cells."""
+    return mf.codes(manifest["dataset_id"])
+
+
+def per_dataset(manifest: pl.DataFrame, codes: Codes) -> list[dict[str, Any]]:
+    """Pool and selected cells per dataset (``codes``: :func:`dataset_codes`), in source
+    order."""
+    names, at = codes
+    first = np.unique(at, return_index=True)[1]
     sources = manifest["source"].gather(first).to_list()
-    pool = np.bincount(codes, minlength=len(names))
+    pool = np.bincount(at, minlength=len(names))
     selected = np.bincount(
-        codes, weights=manifest["selected"].fill_null(False).to_numpy(), minlength=len(names)
+        at, weights=manifest["selected"].fill_null(False).to_numpy(), minlength=len(names)
     ).astype(np.int64)
     return [
         {
@@ -97,11 +107,10 @@ def job_report(
     }
 
 
-def _per_dataset(manifest: pl.DataFrame, mask: NDArray[np.bool_]) -> dict[str, int]:
-    """How many cells of each dataset ``mask`` marks (the dataset column's codes counted: no
-    frame of every cell)."""
-    names, codes = mf.codes(manifest["dataset_id"])
-    counts = np.bincount(codes[np.asarray(mask, dtype=bool)], minlength=len(names))
+def _per_dataset(codes: Codes, mask: NDArray[np.bool_]) -> dict[str, int]:
+    """How many cells of each dataset ``mask`` marks."""
+    names, at = codes
+    counts = np.bincount(at[np.asarray(mask, dtype=bool)], minlength=len(names))
     return {name: int(c) for name, c in zip(names, counts, strict=True)}
 
 
@@ -123,15 +132,16 @@ def pool_sections(
     if failed_qc is not None:
         passed = passed & ~failed_qc
     duplicates = ~keep & passed
+    codes = dataset_codes(manifest)
     sections: dict[str, Any] = {
         "n_pool": manifest.height,
-        "datasets": per_dataset(manifest),
+        "datasets": per_dataset(manifest, codes),
         "scores": scores.info,
         "duplicates": {
             "exact_copies": int((scores.exact_dup_of >= 0).sum()),
             "in_near_dup_groups": int((scores.near_dup_group >= 0).sum()),
             "set_aside": int(duplicates.sum()),
-            "set_aside_per_dataset": _per_dataset(manifest, duplicates),
+            "set_aside_per_dataset": _per_dataset(codes, duplicates),
         },
         "overlap": dataset_overlap(
             manifest["dataset_id"], scores.exact_dup_of, scores.near_dup_group
@@ -146,7 +156,7 @@ def pool_sections(
     if primary is not None:
         sections["primary_only"] = {
             "set_aside": int((~primary).sum()),
-            "set_aside_per_dataset": _per_dataset(manifest, ~primary),
+            "set_aside_per_dataset": _per_dataset(codes, ~primary),
         }
     return sections
 
@@ -166,8 +176,9 @@ def qc_section(
     any_failed = np.zeros(n, dtype=bool)
     for mask in per_filter.values():
         any_failed |= mask
-    by_dataset = _per_dataset(manifest, any_failed)
-    filters = {name: _per_dataset(manifest, mask) for name, mask in per_filter.items()}
+    codes = dataset_codes(manifest)
+    by_dataset = _per_dataset(codes, any_failed)
+    filters = {name: _per_dataset(codes, mask) for name, mask in per_filter.items()}
     return {
         "spec": spec,
         "set_aside": int(any_failed.sum()),
