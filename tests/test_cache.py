@@ -78,6 +78,32 @@ def test_a_pool_on_disk_is_stored_and_reused_mapped(
     assert_frame_equal(again.manifest, plain)
 
 
+def test_a_first_run_goes_on_from_the_entry_it_stored(
+    two_labs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After storing the pool, the first run reads it back (lean columns, large arrays mapped)
+    and selects from that, as a rerun would; where the entry cannot be read back it computes
+    the pool again and still selects the same."""
+    plain = scurate.select(two_labs, 50, seed=4).manifest
+    loaded: list[bool] = []
+    load = WorkDir.load
+
+    def counted(self: WorkDir, key: str) -> dict[str, object] | None:
+        stored = load(self, key)
+        loaded.append(stored is not None)
+        return stored
+
+    monkeypatch.setattr(WorkDir, "load", counted)
+    first = scurate.select(two_labs, 50, seed=4, work_dir=tmp_path / "work")
+    assert loaded == [False, True]  # not there yet; then read back after it was stored
+    assert first.report["work_dir"]["reused"] is False
+    assert first.report["work_dir"]["entry"] == str(entries(tmp_path / "work")[0])
+    assert_frame_equal(first.manifest, plain)
+    monkeypatch.setattr(WorkDir, "load", lambda self, key: None)  # never readable
+    blind = scurate.select(two_labs, 50, seed=4, work_dir=tmp_path / "other")
+    assert_frame_equal(blind.manifest, plain)
+
+
 def test_a_changed_input_or_option_computes_again(two_labs: list[Path], tmp_path: Path) -> None:
     work = tmp_path / "work"
     scurate.select(two_labs, 40, work_dir=work)

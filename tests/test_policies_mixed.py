@@ -24,7 +24,7 @@ from scurate_policies.facility import (
     objective_of,
 )
 from scurate_policies.kcenter import density, kcenter, kcenter_density
-from scurate_policies.mix import facility_density, interleave
+from scurate_policies.mix import DEPTH_DIVISOR, facility_density, interleave
 from scurate_policies.reweight import reweight
 
 Policy = Callable[[SelectionContext, int], NDArray[np.int64]]
@@ -156,7 +156,7 @@ def test_facility_density_takes_the_two_lists_in_turn() -> None:
     assert ctx.info["far_sample"] == 900 and ctx.info["exponent"] == 0.5
     assert set(order[1::2].tolist()) <= set(rows.tolist())  # every second pick: the sample's
     # share 0: facility alone; share 1: the traversal alone, over every cell where the pool
-    # is smaller than the sample
+    # is smaller than the sample (and the budget under an eighth of it)
     np.testing.assert_array_equal(
         facility_density(context(seed, {"sample": "64", "share": "0"}), budget), rep
     )
@@ -170,6 +170,23 @@ def test_facility_density_takes_the_two_lists_in_turn() -> None:
         whole.embeddings, budget, first=int(rng.integers(whole.n_cells)), weights=weights
     )
     np.testing.assert_array_equal(alone, far)
+
+
+def test_facility_density_reads_the_traversal_an_eighth_of_its_sample_deep() -> None:
+    seed, budget = 3, 160
+    ctx = context(seed, {"sample": "64", "far_sample": "400"})
+    order = facility_density(ctx, budget)
+    assert ctx.info["far_picks"] == 400 // DEPTH_DIVISOR < budget // 2
+    rep = facility_location(context(seed, {"sample": "64"}), budget)
+    rng = np.random.default_rng(seed)
+    rng.integers(2**63)
+    rows = np.sort(rng.choice(ctx.n_cells, 400, replace=False))
+    first = int(rng.integers(400))
+    weights = (density(context(seed)).astype(np.float64) ** 0.5)[rows].astype(np.float32)
+    far, _ = farthest_first(ctx.embeddings[rows], 50, first=first, weights=weights)
+    # its first 50 turns are the traversal's, every turn after them facility location's
+    np.testing.assert_array_equal(order, interleave(rep, rows[far], 0.5, budget))
+    assert len(np.unique(order)) == budget
 
 
 def test_facility_density_records_the_objective_of_its_own_order() -> None:
