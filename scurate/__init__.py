@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from scurate import _env  # noqa: F401  (first: sets OpenMP's wait policy before it loads)
+from scurate import (
+    _env,  # noqa: F401  (first: sets OpenMP's wait policy before it loads)
+    _heap,  # noqa: F401  (fixes the allocator's mmap threshold, see its doc)
+)
 from scurate._bench.options import BenchOptions
 from scurate._bench.run import BenchResult, bench, bench_to_dir
 from scurate._compute.kernels import covering_radius, farthest_first

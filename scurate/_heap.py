@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
 import sys
 from typing import Any
 
@@ -33,6 +34,22 @@ def _libc() -> Any:
 
 
 _LIBC = _libc()
+
+# glibc maps a block of at least its mmap threshold on its own and unmaps it when freed, but
+# it raises the threshold (up to 32 MB) each time it frees such a block: after a scoring stage
+# the per-file and per-block arrays under 32 MB come from the heap, and freed they stay there,
+# between live chunks that malloc_trim cannot give back. Fixing the threshold keeps them mapped
+# (M_MMAP_THRESHOLD, which also stops the raising), unless the user set MALLOC_MMAP_THRESHOLD_.
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1 << 20
+
+
+def _fix_mmap_threshold() -> None:
+    if _LIBC is not None and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+_fix_mmap_threshold()
 
 
 def trim() -> None:

@@ -31,12 +31,12 @@ from .params import non_negative, number
 
 DEFAULT_SHARE = 0.5  # of the turns, those of the traversal
 DEFAULT_FAR_SAMPLE = 100_000
-# the traversal is read at most this fraction of its sample deep; its later turns are facility
-# location's. On a noisy 50-d PCA of a million cells of counts its weighted radius fell only
-# from 7.4 to 7.0 between 12,500 and 25,000 picks of a 100,000-cell sample (the median distance
-# from a sample cell to its nearest other is 5.8): those picks were spread like a random sample,
-# at 0.8 ms each. A quarter of the pool (the protocol's largest budget) gives the traversal an
-# eighth of it, so where the sample is the whole pool the cap changes no budget up to that.
+# the traversal is read at most 1/DEPTH_DIVISOR of its sample deep; its later turns are
+# facility location's. On a noisy 50-d PCA of a million cells of counts its weighted radius
+# fell only from 7.4 to 7.0 between 12,500 and 25,000 picks of a 100,000-cell sample (the
+# median distance from a sample cell to its nearest other is 5.8): those picks barely narrowed
+# any gap, at 0.8 ms each. Where the sample is every cell the cap changes no budget under a
+# quarter of them (the protocol's largest), which gives the traversal an eighth.
 DEPTH_DIVISOR = 8
 
 
