@@ -139,20 +139,29 @@ def test_kcenter_density_reads_the_manifest_density() -> None:
         kcenter_density(ctx, 5)
 
 
+def traversal_by_hand(
+    seed: int, sample: int, picks: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The sample and the traversal facility_density runs over it, rebuilt from the same rng
+    stream: facility's seed, then the sample, then the traversal's first cell."""
+    ctx = context(seed)
+    rng = np.random.default_rng(seed)
+    rng.integers(2**63)
+    rows = np.sort(rng.choice(ctx.n_cells, sample, replace=False))
+    first = int(rng.integers(sample))
+    weights = (density(ctx).astype(np.float64) ** 0.5)[rows].astype(np.float32)
+    far, _ = farthest_first(ctx.embeddings[rows], picks, first=first, weights=weights)
+    return rows, rows[far]
+
+
 def test_facility_density_takes_the_two_lists_in_turn() -> None:
     seed, budget = 8, 120
     ctx = context(seed, {"sample": "64", "far_sample": "900"})
     order = facility_density(ctx, budget)
     rep = facility_location(context(seed, {"sample": "64"}), budget)
-    # the same rng stream: facility's seed, then the sample, then the traversal's first cell
-    rng = np.random.default_rng(seed)
-    rng.integers(2**63)
-    rows = np.sort(rng.choice(ctx.n_cells, 900, replace=False))
-    first = int(rng.integers(900))
-    weights = (density(context(seed)).astype(np.float64) ** 0.5)[rows].astype(np.float32)
     # the traversal read no deeper than its turns: half the budget
-    far, _ = farthest_first(ctx.embeddings[rows], budget // 2, first=first, weights=weights)
-    np.testing.assert_array_equal(order, interleave(rep, rows[far], 0.5, budget))
+    rows, far = traversal_by_hand(seed, 900, budget // 2)
+    np.testing.assert_array_equal(order, interleave(rep, far, 0.5, budget))
     assert ctx.info["far_sample"] == 900 and ctx.info["exponent"] == 0.5
     assert set(order[1::2].tolist()) <= set(rows.tolist())  # every second pick: the sample's
     # share 0: facility alone; share 1: the traversal alone, over every cell where the pool
@@ -178,14 +187,9 @@ def test_facility_density_reads_the_traversal_an_eighth_of_its_sample_deep() -> 
     order = facility_density(ctx, budget)
     assert ctx.info["far_picks"] == 400 // DEPTH_DIVISOR < budget // 2
     rep = facility_location(context(seed, {"sample": "64"}), budget)
-    rng = np.random.default_rng(seed)
-    rng.integers(2**63)
-    rows = np.sort(rng.choice(ctx.n_cells, 400, replace=False))
-    first = int(rng.integers(400))
-    weights = (density(context(seed)).astype(np.float64) ** 0.5)[rows].astype(np.float32)
-    far, _ = farthest_first(ctx.embeddings[rows], 50, first=first, weights=weights)
     # its first 50 turns are the traversal's, every turn after them facility location's
-    np.testing.assert_array_equal(order, interleave(rep, rows[far], 0.5, budget))
+    _, far = traversal_by_hand(seed, 400, 50)
+    np.testing.assert_array_equal(order, interleave(rep, far, 0.5, budget))
     assert len(np.unique(order)) == budget
 
 
