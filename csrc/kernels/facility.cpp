@@ -85,23 +85,34 @@ inline void take(const int64_t* indptr, const Index* indices, const float* value
 }
 
 constexpr int64_t kBatch = 256;  // sampled candidates whose gains are computed together
+constexpr int64_t kAhead = 16;   // swaps whose memory is fetched ahead in the sample's shuffle
+
+inline void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p);
+#else
+    (void)p;
+#endif
+}
 
 // Stochastic greedy: see facility.hpp. `bound` holds the first gains (upper bounds).
 template <class Index>
 Status stochastic(const int64_t* indptr, const Index* indices, const float* values, int64_t n_rows,
                   int64_t budget, int64_t sample, uint64_t seed, std::vector<double> bound,
                   int64_t* order, double* objective, Interrupt* interrupt) {
-    std::vector<int64_t> pool(n_rows), pos(n_rows);  // pool[0, remaining): not picked yet
-    std::iota(pool.begin(), pool.end(), 0);
-    std::iota(pos.begin(), pos.end(), 0);
+    // pool[0, remaining): not picked yet; rows and positions held as Index (int32 wherever the
+    // graph's indices are), half the memory the shuffle reads at random
+    std::vector<Index> pool(n_rows), pos(n_rows);
+    std::iota(pool.begin(), pool.end(), Index{0});
+    std::iota(pos.begin(), pos.end(), Index{0});
     auto swap_at = [&](int64_t a, int64_t b) {
         std::swap(pool[a], pool[b]);
-        pos[pool[a]] = a;
-        pos[pool[b]] = b;
+        pos[pool[a]] = static_cast<Index>(a);
+        pos[pool[b]] = static_cast<Index>(b);
     };
     std::vector<float> best(n_rows, 0.0f);
     std::vector<Bound> cand;
-    std::vector<int64_t> batch;
+    std::vector<int64_t> batch, target;
     std::vector<double> gains;
     SplitMix rng(seed);
     const Lower lower;
@@ -112,8 +123,21 @@ Status stochastic(const int64_t* indptr, const Index* indices, const float* valu
         const int64_t remaining = n_rows - t;
         const int64_t m = std::min(sample, remaining);
         cand.resize(m);
-        for (int64_t i = 0; i < m; ++i) {  // a partial Fisher-Yates shuffle of the pool
-            swap_at(i, i + rng.below(remaining - i));
+        // A partial Fisher-Yates shuffle of the pool. Its draws depend on the stream alone, so
+        // they are taken first; each swap then reads three places at random in arrays of
+        // n_rows entries, which are fetched ahead (the row at a target several swaps ahead
+        // may still move before its turn: then the fetch was only wasted).
+        target.resize(m);
+        for (int64_t i = 0; i < m; ++i) target[i] = i + rng.below(remaining - i);
+        for (int64_t i = 0; i < m; ++i) {
+            if (i + 2 * kAhead < m) prefetch(&pool[target[i + 2 * kAhead]]);
+            if (i + kAhead < m) {
+                const Index ahead = pool[target[i + kAhead]];
+                prefetch(&bound[ahead]);
+                prefetch(&pos[ahead]);
+                prefetch(&pos[pool[i + kAhead]]);
+            }
+            swap_at(i, target[i]);
             cand[i] = Bound{bound[pool[i]], pool[i]};
         }
         // a heap of the sample by stale bound: only the candidates that might win are popped
