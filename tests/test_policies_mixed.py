@@ -193,10 +193,32 @@ def test_facility_density_reads_the_traversal_an_eighth_of_its_sample_deep() -> 
     assert len(np.unique(order)) == budget
 
 
+def test_facility_density_asks_facility_only_for_the_picks_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seed, budget = 5, 200
+    rep = facility_location(context(seed, {"sample": "64"}), budget)
+    _, far = traversal_by_hand(seed, 2000, budget // 2)
+    expected = interleave(rep, far, 0.5, budget)
+    # facility's greedy is a prefix of any longer run: its shorter run gives the same order
+    params = {"sample": "64", "far_sample": "2000"}
+    ctx = context(seed, params)
+    np.testing.assert_array_equal(facility_density(ctx, budget), expected)
+    assert ctx.info["facility_picks"] == budget - 100 + 25 < budget
+    # with no slack, a traversal row facility picked too leaves it short: it runs again, whole
+    overlap = len(set(rep[: budget - 100].tolist()) & set(far.tolist()))
+    assert overlap > 0
+    monkeypatch.setattr("scurate_policies.mix.OVERLAP_SHARE", 0.0)
+    ctx = context(seed, params)
+    np.testing.assert_array_equal(facility_density(ctx, budget), expected)
+    assert ctx.info["facility_picks"] == budget
+
+
 def test_facility_density_records_the_objective_of_its_own_order() -> None:
     ctx = context(4, {"sample": "64"})
     picks, objective, graph = facility_run(ctx, 150)
     np.testing.assert_allclose(objective_of(graph, picks), objective, rtol=1e-6)
+    assert objective_of(graph, picks[:0]).dtype == np.float64 and not len(objective_of(graph, []))
     mixed = context(4, {"sample": "64"})
     order = facility_density(mixed, 150)
     curve = np.asarray(mixed.info["objective_curve"])

@@ -15,6 +15,8 @@ are the run with budget ``m``) and seeds give measurably different selections. `
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
@@ -91,6 +93,28 @@ def facility_run(
 ) -> tuple[NDArray[np.int64], NDArray[np.float64], sp.csr_matrix]:
     """:func:`run_facility`, and the similarity graph it ran on (by candidate), for a policy
     that scores another order on the same objective (:func:`objective_of`)."""
+    problem = facility_problem(ctx)
+    order, objective = facility_picks(ctx, problem, budget)
+    return order, objective, problem.graph
+
+
+@dataclass(frozen=True)
+class FacilityProblem:
+    """Facility location's graph (by candidate) and the greedy's settings, ready for picks: a
+    policy may run other steps on ``ctx.rng`` between :func:`facility_problem` and
+    :func:`facility_picks`, and ask for as many picks as it turns out to need."""
+
+    graph: sp.csr_matrix
+    seed: int
+    sample: int | None
+    k: int
+    sigma: float
+    ceiling: float  # F with every cell selected
+
+
+def facility_problem(ctx: SelectionContext) -> FacilityProblem:
+    """Reads ``k``, ``sigma`` and ``sample``, draws the greedy's seed from ``ctx.rng`` and
+    builds the similarity graph."""
     k = int(number(ctx, "k", str(DEFAULT_K), integer=True))
     sigma = number(ctx, "sigma", "1", integer=False) if "sigma" in ctx.params else None
     sample = sample_size(ctx)
@@ -101,33 +125,60 @@ def facility_run(
         graph = _beyond_reference(graph, ctx.covered, used)
         ceiling = float(graph.max(axis=0).toarray().sum(dtype=np.float64))  # each cell: 1 - c_i
         ctx.info["starts_from"] = "the reference corpus"
+    return FacilityProblem(graph, seed, sample, k, used, ceiling)
+
+
+def facility_picks(
+    ctx: SelectionContext, problem: FacilityProblem, picks: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The greedy's first ``picks`` and the objective after each (a prefix of any longer run
+    on the same problem); leaves the settings and the objective in ``ctx.info``."""
     order, objective = greedy_facility_location(
-        graph.indptr, graph.indices, graph.data, budget, sample=sample, seed=seed
+        problem.graph.indptr,
+        problem.graph.indices,
+        problem.graph.data,
+        picks,
+        sample=problem.sample,
+        seed=problem.seed,
     )
     ctx.info.update(
-        objective=float(objective[-1]) if budget else 0.0,
-        objective_max=ceiling,
-        k=k,
-        sigma=used,
-        sample="all" if sample is None else sample,
+        objective=float(objective[-1]) if picks else 0.0,
+        objective_max=problem.ceiling,
+        k=problem.k,
+        sigma=problem.sigma,
+        sample="all" if problem.sample is None else problem.sample,
     )
-    return order, objective, graph
+    return order, objective
 
 
 def objective_of(graph: sp.csr_matrix, order: NDArray[np.int64]) -> NDArray[np.float64]:
     """The facility objective ``F`` after each pick of ``order`` on ``graph`` (row ``j``: the
-    cells ``j`` covers and how much): each pick adds what it covers beyond the picks before."""
-    best = np.zeros(graph.shape[1], dtype=np.float32)
-    out = np.empty(len(order), dtype=np.float64)
-    total = 0.0
-    indptr, indices, data = graph.indptr, graph.indices, graph.data
-    for t, row in enumerate(order):
-        lo, hi = indptr[row], indptr[row + 1]
-        cells, sims = indices[lo:hi], data[lo:hi]
-        total += float(np.maximum(sims - best[cells], 0.0).sum(dtype=np.float64))
-        best[cells] = np.maximum(best[cells], sims)
-        out[t] = total
-    return out
+    cells ``j`` covers and how much): each pick adds what it covers beyond the picks before.
+    Vectorized over the picks' entries (a few per pick): each cell's entries in pick order,
+    each adding what it exceeds the cell's running maximum by."""
+    order = np.asarray(order, dtype=np.int64)
+    if len(order) == 0:
+        return np.zeros(0, dtype=np.float64)
+    indptr = np.asarray(graph.indptr, dtype=np.int64)
+    lengths = indptr[order + 1] - indptr[order]
+    turn = np.repeat(np.arange(len(order), dtype=np.int64), lengths)
+    # the picks' entries, row after row: positions in indices/data
+    starts = np.repeat(indptr[order] - np.cumsum(lengths) + lengths, lengths)
+    at = starts + np.arange(len(turn), dtype=np.int64)
+    cells = graph.indices[at]
+    sims = graph.data[at].astype(np.float64)
+    by = np.lexsort((turn, cells))  # by cell, then by pick
+    cells, sims, turn = cells[by], sims[by], turn[by]
+    # a running maximum within each cell: sims are in [0, 1], so lifting each cell's entries
+    # by twice its rank keeps every cell's maximum above all earlier cells'
+    first = np.ones(len(cells), dtype=bool)
+    first[1:] = cells[1:] != cells[:-1]
+    lift = 2.0 * np.cumsum(first)
+    best = np.maximum.accumulate(sims + lift) - lift
+    before = np.concatenate([[0.0], best[:-1]])
+    before[first] = 0.0
+    gain = np.maximum(sims - before, 0.0)
+    return np.cumsum(np.bincount(turn, weights=gain, minlength=len(order)), dtype=np.float64)
 
 
 def _beyond_reference(

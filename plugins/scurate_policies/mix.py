@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scurate import OptionError, SelectionContext, farthest_first
 
-from .facility import facility_run, objective_of
+from .facility import facility_picks, facility_problem, objective_of
 from .kcenter import DEFAULT_EXPONENT, density_from
 from .params import non_negative, number
 
@@ -38,6 +38,9 @@ DEFAULT_FAR_SAMPLE = 100_000
 # any gap, at 0.8 ms each. Where the sample is every cell the cap changes no budget under a
 # quarter of them (the protocol's largest), which gives the traversal an eighth.
 DEPTH_DIVISOR = 8
+# facility location is asked for picks beyond its own turns, this share of the traversal's
+# rows: a traversal row facility picks too gives its turn back (see facility_density)
+OVERLAP_SHARE = 0.25
 
 
 def far_sample(ctx: SelectionContext) -> NDArray[np.int64] | None:
@@ -117,7 +120,7 @@ def facility_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     location's objective after each pick of this order; ``objective`` its last value,
     ``objective_max`` its ceiling), ``k``, ``sigma``, ``sample``, and the traversal's
     ``exponent``, ``far_sample``, ``far_picks`` (its depth), ``weighted_radius``,
-    ``density_from``.
+    ``density_from``; ``facility_picks`` (facility location's run, see :data:`OVERLAP_SHARE`).
     With a reference corpus (``--reference``), ``facility``'s picks alone, the corpus counted as
     picked (a density-weighted traversal cannot start from it); ``ctx.info["traversal"]`` says so.
     """
@@ -125,15 +128,26 @@ def facility_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     if share > 1:
         msg = f"params['share']={share:g}: expected a fraction between 0 and 1"
         raise OptionError(msg)
-    representatives, objective, graph = facility_run(ctx, budget)
+    problem = facility_problem(ctx)  # facility's seed first: one rng stream, as before
     if ctx.covered is not None:
+        representatives, objective = facility_picks(ctx, problem, budget)
         ctx.info["traversal"] = "none: with --reference, facility's picks alone"
         ctx.info["objective_curve"] = objective.tolist()
         return representatives
     far_turns = int(budget * share)  # the traversal's turns: it is read no deeper
     gaps = traversal(ctx, far_turns) if far_turns else np.empty(0, np.int64)
-    order = interleave(representatives, gaps, share, budget)
+    # facility's picks past budget - len(gaps) serve only turns whose traversal row facility
+    # took first; its greedy costs in proportion to its picks, and a shorter run is a prefix
+    # of the longer one, so ask for a few more than that and for every turn only if short
+    enough = min(budget, budget - len(gaps) + int(len(gaps) * OVERLAP_SHARE))
+    representatives, _ = facility_picks(ctx, problem, enough)
+    try:
+        order = interleave(representatives, gaps, share, budget)
+    except ValueError:
+        representatives, _ = facility_picks(ctx, problem, budget)
+        order = interleave(representatives, gaps, share, budget)
+    ctx.info["facility_picks"] = len(representatives)
     # the report's curve: facility location's objective after each pick of this order
-    curve = objective_of(graph, order)
+    curve = objective_of(problem.graph, order)
     ctx.info.update(objective=float(curve[-1]) if budget else 0.0, objective_curve=curve.tolist())
     return order

@@ -162,8 +162,9 @@ def _gain(
     queries = take(embedding, _sample(np.arange(manifest.height), GAIN_QUERIES, rng))
     chosen = np.flatnonzero(selected)
     base, labels = take(embedding, chosen), datasets[chosen]
-    with_all = float(_nearest_outside(base, labels, queries, [-1])[-1].mean(dtype=np.float64))
-    without = _nearest_outside(base, labels, queries, list(range(len(names))))
+    # one search: label -1 is no dataset's, so its "nearest outside" is the nearest of all
+    without = _nearest_outside(base, labels, queries, [-1, *range(len(names))])
+    with_all = float(without[-1].mean(dtype=np.float64))
     out: dict[str, dict[str, float] | None] = {}
     for i, d in enumerate(names):
         if not (labels != i).any():
