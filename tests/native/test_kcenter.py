@@ -49,6 +49,38 @@ def test_matches_numpy_reference(seed: int) -> None:
     assert np.all(np.diff(radii) <= 0), "the covering radius never grows"
 
 
+@pytest.mark.parametrize("dim", [16, 50, 130])
+def test_rows_screened_in_float_are_decided_as_the_exact_test(dim: int) -> None:
+    # noise in many dimensions: no pruning, every row's distance to each new center computed,
+    # most ruled out by the float screen
+    rng = np.random.default_rng(dim)
+    x = rng.normal(size=(1200, dim)).astype(np.float32)
+    order, radii = _core.kcenter(x, 150, first=4)
+    ref_order, ref_radii = reference_kcenter(x, 150, first=4)
+    np.testing.assert_array_equal(order, ref_order)
+    np.testing.assert_allclose(radii, ref_radii, rtol=1e-9)
+    # rows a few parts in a million nearer one of two centers than the other: within the
+    # screen's slack, so the exact test decides
+    half = 125.0  # halfway between the centers at 0 and 250 on the first axis
+    near = np.zeros((400, dim), dtype=np.float32)
+    near[:, 0] = half * (1.0 + rng.uniform(-2e-6, 2e-6, 400))
+    near[:, 1:] = rng.normal(size=(400, dim - 1))
+    centers = np.zeros((2, dim), dtype=np.float32)
+    centers[1, 0] = 2 * half
+    x = np.concatenate([centers, near])
+    order, radii = _core.kcenter(x, 60, initial=np.array([0], dtype=np.int64))
+    ref_order, ref_radii = reference_kcenter(x, 60, initial=np.array([0]))
+    assert order[0] == 1
+    np.testing.assert_array_equal(order, ref_order)
+    np.testing.assert_allclose(radii, ref_radii, rtol=1e-9)
+    # squares past float's range: the float screen overflows and the exact test decides
+    x = (rng.normal(size=(300, dim)) * 1e19).astype(np.float32)
+    order, radii = _core.kcenter(x, 40, first=0)
+    ref_order, ref_radii = reference_kcenter(x, 40, first=0)
+    np.testing.assert_array_equal(order, ref_order)
+    np.testing.assert_allclose(radii, ref_radii, rtol=1e-9)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_initial_rows_count_as_covered(seed: int) -> None:
     rng = np.random.default_rng(100 + seed)
