@@ -94,42 +94,6 @@ inline bool row_dist2_below(const float* a, const float* b, int64_t dim, double 
     return *d2 < bound;
 }
 
-// row_dist2_below, screened in float: eight lanes of float partial sums (twice the lanes of
-// the double sum, no conversions) rule a row out once a partial sum is above `bound` by more
-// than kFloatSlack, relative. A float sum of nonnegative terms is within a few hundred float
-// roundings (about 1e-5 over a thousand dimensions) of the exact one, so such a row's exact
-// distance is above the bound too and the exact test would have ruled it out. Every other row
-// (most of them rows that move to the new center) gets the exact test: the decision and the
-// distance kept are row_dist2_below's.
-constexpr double kFloatSlack = 1e-4;
-#if defined(__GNUC__) || defined(__clang__)
-typedef float Floats8 __attribute__((vector_size(8 * sizeof(float))));
-inline bool row_dist2_below_screened(const float* a, const float* b, int64_t dim, double bound,
-                                     double* d2) {
-    const double cut = bound * (1.0 + kFloatSlack);
-    Floats8 acc = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    for (int64_t k = 0; k + 8 <= dim; k += 8) {
-        Floats8 fa, fb;
-        std::memcpy(&fa, a + k, sizeof fa);
-        std::memcpy(&fb, b + k, sizeof fb);
-        const Floats8 t = fa - fb;
-        acc += t * t;
-        if ((k & 8) == 8 || k + 16 > dim) {  // every 16 dimensions, and after the last block
-            const double s = ((static_cast<double>(acc[0]) + acc[1]) + (acc[2] + acc[3])) +
-                             ((static_cast<double>(acc[4]) + acc[5]) + (acc[6] + acc[7]));
-            if (std::isinf(s)) break;  // float overflow: the exact test decides
-            if (s >= cut) return false;
-        }
-    }
-    return row_dist2_below(a, b, dim, bound, d2);
-}
-#else
-inline bool row_dist2_below_screened(const float* a, const float* b, int64_t dim, double bound,
-                                     double* d2) {
-    return row_dist2_below(a, b, dim, bound, d2);
-}
-#endif
-
 // Squared distance between two points stored as (lead, tail) in variance order; `n_tail` is a
 // multiple of kLanes (padded with zeros).
 inline double vdist2(const float* lead_a, const float* tail_a, const float* lead_b,
@@ -572,7 +536,7 @@ class Traversal {
                 if (j + kAhead < np) prefetch_row(row(g.row[idx[j + kAhead]]), dim_);
                 const int64_t m = idx[j];
                 double dn = 0.0;
-                if (!row_dist2_below_screened(row(g.row[m]), crow, dim_, d2[m], &dn)) continue;
+                if (!row_dist2_below(row(g.row[m]), crow, dim_, d2[m], &dn)) continue;
                 od2.push_back(dn);
                 orow.push_back(g.row[m]);
                 olead.insert(olead.end(), lead + m * kLead, lead + (m + 1) * kLead);

@@ -50,17 +50,15 @@ def test_matches_numpy_reference(seed: int) -> None:
 
 
 @pytest.mark.parametrize("dim", [16, 50, 130])
-def test_rows_screened_in_float_are_decided_as_the_exact_test(dim: int) -> None:
-    # noise in many dimensions: no pruning, every row's distance to each new center computed,
-    # most ruled out by the float screen
+def test_noise_near_ties_and_huge_values_match_the_reference(dim: int) -> None:
+    # noise in many dimensions: no pruning, every row's distance to each new center computed
     rng = np.random.default_rng(dim)
     x = rng.normal(size=(1200, dim)).astype(np.float32)
     order, radii = _core.kcenter(x, 150, first=4)
     ref_order, ref_radii = reference_kcenter(x, 150, first=4)
     np.testing.assert_array_equal(order, ref_order)
     np.testing.assert_allclose(radii, ref_radii, rtol=1e-9)
-    # rows a few parts in a million nearer one of two centers than the other: within the
-    # screen's slack, so the exact test decides
+    # rows a few parts in a million nearer one of two centers than the other
     half = 125.0  # halfway between the centers at 0 and 250 on the first axis
     near = np.zeros((400, dim), dtype=np.float32)
     near[:, 0] = half * (1.0 + rng.uniform(-2e-6, 2e-6, 400))
@@ -73,7 +71,7 @@ def test_rows_screened_in_float_are_decided_as_the_exact_test(dim: int) -> None:
     assert order[0] == 1
     np.testing.assert_array_equal(order, ref_order)
     np.testing.assert_allclose(radii, ref_radii, rtol=1e-9)
-    # squares past float's range: the float screen overflows and the exact test decides
+    # squares past float's range: distances are summed in double
     x = (rng.normal(size=(300, dim)) * 1e19).astype(np.float32)
     order, radii = _core.kcenter(x, 40, first=0)
     ref_order, ref_radii = reference_kcenter(x, 40, first=0)
