@@ -214,10 +214,15 @@ def test_facility_density_asks_facility_only_for_the_picks_it_needs(
     assert ctx.info["facility_picks"] == budget
 
 
-def test_facility_density_records_the_objective_of_its_own_order() -> None:
+def test_facility_density_records_the_objective_of_its_own_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     ctx = context(4, {"sample": "64"})
     picks, objective, graph = facility_run(ctx, 150)
     np.testing.assert_allclose(objective_of(graph, picks), objective, rtol=1e-6)
+    with monkeypatch.context() as patch:  # picks read a block at a time: the same curve
+        patch.setattr("scurate_policies.facility.OBJECTIVE_BLOCK", 7)
+        np.testing.assert_allclose(objective_of(graph, picks), objective, rtol=1e-6)
     assert objective_of(graph, picks[:0]).dtype == np.float64 and not len(objective_of(graph, []))
     mixed = context(4, {"sample": "64"})
     order = facility_density(mixed, 150)

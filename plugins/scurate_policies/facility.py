@@ -15,8 +15,6 @@ are the run with budget ``m``) and seeds give measurably different selections. `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
@@ -29,6 +27,7 @@ DEFAULT_K = 15
 DEFAULT_SWITCH = 0.1  # facility-kcenter: a gain below a tenth of the first ends the facility phase
 SIM_CHUNK = 65_536  # cells whose similarities are computed at a time
 DEFAULT_SAMPLE = 2048  # objective within 1 % of the exact greedy (README, policies)
+OBJECTIVE_BLOCK = 8192  # picks whose entries objective_of sorts together
 
 
 def knn_similarity(
@@ -98,34 +97,40 @@ def facility_run(
     return order, objective, problem.graph
 
 
-@dataclass(frozen=True)
 class FacilityProblem:
-    """Facility location's graph (by candidate) and the greedy's settings, ready for picks: a
-    policy may run other steps on ``ctx.rng`` between :func:`facility_problem` and
-    :func:`facility_picks`, and ask for as many picks as it turns out to need."""
+    """Facility location's settings and seed, read and drawn when made; its similarity graph
+    (by candidate) is built at first use (:attr:`graph`). A policy may run other steps on
+    ``ctx.rng`` in between, without the graph held, and ask :func:`facility_picks` for as many
+    picks as it turns out to need."""
 
-    graph: sp.csr_matrix
-    seed: int
-    sample: int | None
-    k: int
-    sigma: float
-    ceiling: float  # F with every cell selected
+    def __init__(self, ctx: SelectionContext) -> None:
+        self.k = int(number(ctx, "k", str(DEFAULT_K), integer=True))
+        self._asked = number(ctx, "sigma", "1", integer=False) if "sigma" in ctx.params else None
+        self.sample = sample_size(ctx)
+        self.seed = int(ctx.rng.integers(2**63))  # drawn even for the exact greedy: one stream
+        self._ctx = ctx
+        self._graph: sp.csr_matrix | None = None
+        self.sigma = 0.0  # the kernel's length scale, once the graph is built
+        self.ceiling = float(ctx.n_cells)  # F with every cell selected
+
+    @property
+    def graph(self) -> sp.csr_matrix:
+        if self._graph is None:
+            ctx = self._ctx
+            graph, self.sigma = knn_similarity(ctx, self.k, self._asked)
+            if ctx.covered is not None:
+                graph = _beyond_reference(graph, ctx.covered, self.sigma)
+                # each cell: 1 - c_i
+                self.ceiling = float(graph.max(axis=0).toarray().sum(dtype=np.float64))
+                ctx.info["starts_from"] = "the reference corpus"
+            self._graph = graph
+        return self._graph
 
 
 def facility_problem(ctx: SelectionContext) -> FacilityProblem:
-    """Reads ``k``, ``sigma`` and ``sample``, draws the greedy's seed from ``ctx.rng`` and
-    builds the similarity graph."""
-    k = int(number(ctx, "k", str(DEFAULT_K), integer=True))
-    sigma = number(ctx, "sigma", "1", integer=False) if "sigma" in ctx.params else None
-    sample = sample_size(ctx)
-    seed = int(ctx.rng.integers(2**63))  # drawn even for the exact greedy: one rng stream
-    graph, used = knn_similarity(ctx, k, sigma)
-    ceiling = float(ctx.n_cells)  # F with every cell selected
-    if ctx.covered is not None:
-        graph = _beyond_reference(graph, ctx.covered, used)
-        ceiling = float(graph.max(axis=0).toarray().sum(dtype=np.float64))  # each cell: 1 - c_i
-        ctx.info["starts_from"] = "the reference corpus"
-    return FacilityProblem(graph, seed, sample, k, used, ceiling)
+    """Reads ``k``, ``sigma`` and ``sample`` and draws the greedy's seed from ``ctx.rng``; the
+    graph waits for its first use."""
+    return FacilityProblem(ctx)
 
 
 def facility_picks(
@@ -133,10 +138,11 @@ def facility_picks(
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """The greedy's first ``picks`` and the objective after each (a prefix of any longer run
     on the same problem); leaves the settings and the objective in ``ctx.info``."""
+    graph = problem.graph
     order, objective = greedy_facility_location(
-        problem.graph.indptr,
-        problem.graph.indices,
-        problem.graph.data,
+        graph.indptr,
+        graph.indices,
+        graph.data,
         picks,
         sample=problem.sample,
         seed=problem.seed,
@@ -154,31 +160,42 @@ def facility_picks(
 def objective_of(graph: sp.csr_matrix, order: NDArray[np.int64]) -> NDArray[np.float64]:
     """The facility objective ``F`` after each pick of ``order`` on ``graph`` (row ``j``: the
     cells ``j`` covers and how much): each pick adds what it covers beyond the picks before.
-    Vectorized over the picks' entries (a few per pick): each cell's entries in pick order,
-    each adding what it exceeds the cell's running maximum by."""
+    Vectorized over a block of picks at a time (:data:`OBJECTIVE_BLOCK`): the block's entries by
+    cell, then by pick, each adding what it exceeds the cell's running maximum by; a block's
+    temporaries are a few arrays as long as its entries."""
     order = np.asarray(order, dtype=np.int64)
-    if len(order) == 0:
-        return np.zeros(0, dtype=np.float64)
     indptr = np.asarray(graph.indptr, dtype=np.int64)
-    lengths = indptr[order + 1] - indptr[order]
-    turn = np.repeat(np.arange(len(order), dtype=np.int64), lengths)
-    # the picks' entries, row after row: positions in indices/data
-    starts = np.repeat(indptr[order] - np.cumsum(lengths) + lengths, lengths)
-    at = starts + np.arange(len(turn), dtype=np.int64)
-    cells = graph.indices[at]
-    sims = graph.data[at].astype(np.float64)
-    by = np.lexsort((turn, cells))  # by cell, then by pick
-    cells, sims, turn = cells[by], sims[by], turn[by]
-    # a running maximum within each cell: sims are in [0, 1], so lifting each cell's entries
-    # by twice its rank keeps every cell's maximum above all earlier cells'
-    first = np.ones(len(cells), dtype=bool)
-    first[1:] = cells[1:] != cells[:-1]
-    lift = 2.0 * np.cumsum(first)
-    best = np.maximum.accumulate(sims + lift) - lift
-    before = np.concatenate([[0.0], best[:-1]])
-    before[first] = 0.0
-    gain = np.maximum(sims - before, 0.0)
-    return np.cumsum(np.bincount(turn, weights=gain, minlength=len(order)), dtype=np.float64)
+    best = np.zeros(graph.shape[1], dtype=np.float32)  # each cell's largest similarity so far
+    gains = np.zeros(len(order), dtype=np.float64)
+    for lo in range(0, len(order), OBJECTIVE_BLOCK):
+        part = order[lo : lo + OBJECTIVE_BLOCK]
+        lengths = indptr[part + 1] - indptr[part]
+        turn = np.repeat(np.arange(len(part), dtype=np.int64), lengths)
+        at = np.repeat(indptr[part] - np.cumsum(lengths) + lengths, lengths)
+        at += np.arange(len(turn), dtype=np.int64)  # the entries' places in indices and data
+        by = np.lexsort((turn, graph.indices[at]))  # by cell, then by pick
+        at, turn = at[by], turn[by]
+        del by
+        cells = graph.indices[at]
+        sims = graph.data[at].astype(np.float64)
+        del at
+        first = np.ones(len(cells), dtype=bool)
+        first[1:] = cells[1:] != cells[:-1]
+        # a running maximum within each cell: sims are in [0, 1], so lifting each cell's
+        # entries by twice its rank keeps every cell's maximum above all earlier cells'
+        lift = 2.0 * np.cumsum(first)
+        running = np.maximum.accumulate(sims + lift) - lift
+        before = np.empty_like(sims)
+        before[1:] = running[:-1]
+        before[first] = 0.0
+        np.maximum(before, best[cells], out=before)  # and the picks of earlier blocks
+        gains[lo : lo + len(part)] = np.bincount(
+            turn, weights=np.maximum(sims - before, 0.0), minlength=len(part)
+        )
+        last = np.ones(len(cells), dtype=bool)
+        last[:-1] = first[1:]
+        np.maximum.at(best, cells[last], running[last].astype(np.float32))
+    return np.cumsum(gains, dtype=np.float64)
 
 
 def _beyond_reference(

@@ -128,7 +128,9 @@ def facility_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
     if share > 1:
         msg = f"params['share']={share:g}: expected a fraction between 0 and 1"
         raise OptionError(msg)
-    problem = facility_problem(ctx)  # facility's seed first: one rng stream, as before
+    # facility's seed first (one rng stream, as before); its graph is built at its first use,
+    # after the traversal, which then runs without it held (at 10M cells, 1.3 GB)
+    problem = facility_problem(ctx)
     if ctx.covered is not None:
         representatives, objective = facility_picks(ctx, problem, budget)
         ctx.info["traversal"] = "none: with --reference, facility's picks alone"
