@@ -55,16 +55,17 @@ def test_restricted_lists_keep_only_the_cells_in_view_in_order() -> None:
     graph = neighbour_scores(x).graph
     assert graph is not None
     rng = np.random.default_rng(2)
-    kept = np.sort(rng.choice(600, 420, replace=False))
-    view = graph.restricted(kept)
-    dist, near = view.lists(15)
-    position = {int(c): p for p, c in enumerate(kept)}
-    for p, cell in enumerate(kept):
-        in_view = [j for j, r in enumerate(graph.rows[cell]) if int(r) in position][:15]
-        listed = [position[int(graph.rows[cell][j])] for j in in_view]
-        assert list(near[p][: len(listed)]) == listed
-        assert (near[p][len(listed) :] == -1).all() and np.isinf(dist[p][len(listed) :]).all()
-        np.testing.assert_array_equal(dist[p][: len(listed)], graph.dist[cell][in_view])
+    for size in (420, 590):  # most lists cut short; most lists whole
+        kept = np.sort(rng.choice(600, size, replace=False))
+        view = graph.restricted(kept)
+        dist, near = view.lists(15)
+        position = {int(c): p for p, c in enumerate(kept)}
+        for p, cell in enumerate(kept):
+            in_view = [j for j, r in enumerate(graph.rows[cell]) if int(r) in position][:15]
+            listed = [position[int(graph.rows[cell][j])] for j in in_view]
+            assert list(near[p][: len(listed)]) == listed
+            assert (near[p][len(listed) :] == -1).all() and np.isinf(dist[p][len(listed) :]).all()
+            np.testing.assert_array_equal(dist[p][: len(listed)], graph.dist[cell][in_view])
     inner = np.arange(0, 420, 3)  # a stratum of the view: composes with the first restriction
     again = view.restricted(inner).lists(10)
     direct = graph.restricted(kept[inner]).lists(10)

@@ -71,9 +71,14 @@ class PoolGraph:
             cells = self.cells[start : start + CHUNK]
             listed = self.rows[cells]
             seen = np.where(listed >= 0, position[np.maximum(listed, 0)], -1)
-            order = np.argsort(seen < 0, axis=1, kind="stable")[:, :k]  # kept first, in order
-            kept = np.take_along_axis(seen, order, axis=1)
-            found = np.take_along_axis(self.dist[cells], order, axis=1)
+            kept, found = seen[:, :k], self.dist[cells][:, :k]
+            # lists with a neighbour set aside among their first k: the kept ones first, in
+            # order (most lists have none, and are taken as they are)
+            gaps = np.flatnonzero((kept < 0).any(axis=1))
+            if len(gaps):
+                order = np.argsort(seen[gaps] < 0, axis=1, kind="stable")[:, :k]
+                kept[gaps] = np.take_along_axis(seen[gaps], order, axis=1)
+                found[gaps] = np.take_along_axis(self.dist[cells[gaps]], order, axis=1)
             near.put(start, kept)
             dist.put(start, np.where(kept >= 0, found, np.inf))
             spill.release()
