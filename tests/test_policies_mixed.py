@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from scurate import farthest_first
 from scurate._engine.context import Rows, SelectionContext, obs_reader
 from scurate.errors import OptionError
+from scurate.plugin import greedy_facility_location
 
 from scurate_policies.cluster import cluster_balance
 from scurate_policies.facility import (
@@ -223,6 +224,12 @@ def test_facility_density_records_the_objective_of_its_own_order(
     with monkeypatch.context() as patch:  # picks read a block at a time: the same curve
         patch.setattr("scurate_policies.facility.OBJECTIVE_BLOCK", 7)
         np.testing.assert_allclose(objective_of(graph, picks), objective, rtol=1e-6)
+        heavy = graph.copy()  # any nonnegative weights, not only similarities in [0, 1]
+        heavy.data = heavy.data * np.float32(7.0)
+        order7, objective7 = greedy_facility_location(
+            heavy.indptr, heavy.indices, heavy.data, 100, sample=64, seed=1
+        )
+        np.testing.assert_allclose(objective_of(heavy, order7), objective7, rtol=1e-6)
     assert objective_of(graph, picks[:0]).dtype == np.float64 and not len(objective_of(graph, []))
     mixed = context(4, {"sample": "64"})
     order = facility_density(mixed, 150)

@@ -181,9 +181,11 @@ def objective_of(graph: sp.csr_matrix, order: NDArray[np.int64]) -> NDArray[np.f
         del at
         first = np.ones(len(cells), dtype=bool)
         first[1:] = cells[1:] != cells[:-1]
-        # a running maximum within each cell: sims are in [0, 1], so lifting each cell's
-        # entries by twice its rank keeps every cell's maximum above all earlier cells'
-        lift = 2.0 * np.cumsum(first)
+        # a running maximum within each cell: lifting each cell's entries by its rank times
+        # twice the largest entry (1 for similarities) keeps every cell's maximum above all
+        # earlier cells'
+        span = 2.0 * max(1.0, float(sims.max())) if len(sims) else 2.0
+        lift = span * np.cumsum(first)
         running = np.maximum.accumulate(sims + lift) - lift
         before = np.empty_like(sims)
         before[1:] = running[:-1]
