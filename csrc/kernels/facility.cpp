@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/prefetch.hpp"
+
 namespace scurate {
 namespace {
 
@@ -86,14 +88,6 @@ inline void take(const int64_t* indptr, const Index* indices, const float* value
 
 constexpr int64_t kBatch = 256;  // sampled candidates whose gains are computed together
 constexpr int64_t kAhead = 16;   // swaps whose memory is fetched ahead in the sample's shuffle
-
-inline void prefetch(const void* p) {
-#if defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(p);
-#else
-    (void)p;
-#endif
-}
 
 // Stochastic greedy: see facility.hpp. `bound` holds the first gains (upper bounds).
 template <class Index>

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/prefetch.hpp"
+
 namespace scurate {
 namespace {
 
@@ -40,7 +42,6 @@ inline void add_sq(Lanes& acc, const float* a, const float* b) {
     const Lanes t = __builtin_convertvector(fa, Lanes) - __builtin_convertvector(fb, Lanes);
     acc += t * t;
 }
-inline void prefetch(const void* p) { __builtin_prefetch(p); }
 #else
 struct Lanes {
     double v[kLanes];
@@ -53,7 +54,6 @@ inline void add_sq(Lanes& acc, const float* a, const float* b) {
         acc.v[k] += t * t;
     }
 }
-inline void prefetch(const void*) {}
 #endif
 // Prefetches the n floats at p, one cache line at a time.
 inline void prefetch_row(const float* p, int64_t n) {

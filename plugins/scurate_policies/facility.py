@@ -92,16 +92,16 @@ def facility_run(
 ) -> tuple[NDArray[np.int64], NDArray[np.float64], sp.csr_matrix]:
     """:func:`run_facility`, and the similarity graph it ran on (by candidate), for a policy
     that scores another order on the same objective (:func:`objective_of`)."""
-    problem = facility_problem(ctx)
+    problem = FacilityProblem(ctx)
     order, objective = facility_picks(ctx, problem, budget)
     return order, objective, problem.graph
 
 
 class FacilityProblem:
-    """Facility location's settings and seed, read and drawn when made; its similarity graph
-    (by candidate) is built at first use (:attr:`graph`). A policy may run other steps on
-    ``ctx.rng`` in between, without the graph held, and ask :func:`facility_picks` for as many
-    picks as it turns out to need."""
+    """Facility location's settings (``k``, ``sigma``, ``sample``) and seed, read from ``ctx``
+    and drawn from ``ctx.rng`` when made; its similarity graph (by candidate) is built at first
+    use (:attr:`graph`). A policy may run other steps on ``ctx.rng`` in between, without the
+    graph held, and ask :func:`facility_picks` for as many picks as it turns out to need."""
 
     def __init__(self, ctx: SelectionContext) -> None:
         self.k = int(number(ctx, "k", str(DEFAULT_K), integer=True))
@@ -125,12 +125,6 @@ class FacilityProblem:
                 ctx.info["starts_from"] = "the reference corpus"
             self._graph = graph
         return self._graph
-
-
-def facility_problem(ctx: SelectionContext) -> FacilityProblem:
-    """Reads ``k``, ``sigma`` and ``sample`` and draws the greedy's seed from ``ctx.rng``; the
-    graph waits for its first use."""
-    return FacilityProblem(ctx)
 
 
 def facility_picks(

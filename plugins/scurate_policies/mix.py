@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scurate import OptionError, SelectionContext, farthest_first
 
-from .facility import facility_picks, facility_problem, objective_of
+from .facility import FacilityProblem, facility_picks, objective_of
 from .kcenter import DEFAULT_EXPONENT, density_from
 from .params import non_negative, number
 
@@ -130,7 +130,7 @@ def facility_density(ctx: SelectionContext, budget: int) -> NDArray[np.int64]:
         raise OptionError(msg)
     # facility's seed first (one rng stream, as before); its graph is built at its first use,
     # after the traversal, which then runs without it held (at 10M cells, 1.3 GB)
-    problem = facility_problem(ctx)
+    problem = FacilityProblem(ctx)
     if ctx.covered is not None:
         representatives, objective = facility_picks(ctx, problem, budget)
         ctx.info["traversal"] = "none: with --reference, facility's picks alone"
